@@ -1,0 +1,24 @@
+# difftest: `make suite` runs the zoo, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUITE_ARGS ?=
+
+.PHONY: suite test setup clean-reports
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[cpu,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+suite: $(STAMP)
+	$(BIN)/difftest run suites/ $(SUITE_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-reports:
+	rm -rf reports/2* reports/latest

@@ -1,0 +1,84 @@
+"""ONNX Runtime on CPU and on CUDA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, BackendUnavailable, Subject
+
+
+class OrtCpu(Backend):
+    name = "ort-cpu"
+    provider = "CPUExecutionProvider"
+    description = "ONNX Runtime, CPU execution provider"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc}); pip install onnxruntime (or onnxruntime-gpu)"
+        if self.provider not in onnxruntime.get_available_providers():
+            return (
+                f"onnxruntime {onnxruntime.__version__} has no {self.provider} "
+                f"(available: {', '.join(onnxruntime.get_available_providers())})"
+            )
+        return None
+
+    def session_options(self) -> Any:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return options
+
+    def provider_list(self) -> list[Any]:
+        return [self.provider]
+
+    def prepare(self, subject: Subject) -> Any:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(
+            subject.onnx_bytes, sess_options=self.session_options(), providers=self.provider_list()
+        )
+        actual = session.get_providers()
+        if not actual or actual[0] != self.provider:
+            raise BackendUnavailable(
+                f"asked onnxruntime for {self.provider} but the session runs on {', '.join(actual) or 'nothing'}; "
+                "ONNX Runtime fell back silently, so these results would not be from this provider"
+            )
+        return session
+
+    def run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        graph_inputs = [i.name for i in session.get_inputs()]
+        return [np.asarray(o) for o in session.run(None, {name: feeds[name] for name in graph_inputs})]
+
+    def providers(self, session: Any) -> list[str]:
+        return list(session.get_providers())
+
+
+class OrtCuda(OrtCpu):
+    name = "ort-cuda"
+    provider = "CUDAExecutionProvider"
+    device = "cuda"
+    description = "ONNX Runtime, CUDA execution provider"
+
+    def unavailable_reason(self) -> str | None:
+        reason = super().unavailable_reason()
+        if reason and "not installed" not in reason:
+            import onnxruntime
+
+            return (
+                f"onnxruntime {onnxruntime.__version__} has no CUDAExecutionProvider "
+                f"(available: {', '.join(onnxruntime.get_available_providers())}); "
+                "install onnxruntime-gpu instead of onnxruntime on a machine with an NVIDIA GPU"
+            )
+        return reason
+
+    def provider_list(self) -> list[Any]:
+        # The CPU provider stays as ORT's fallback for nodes CUDA lacks; prepare() checks
+        # that CUDA itself was loaded rather than silently dropped.
+        return [(self.provider, {"device_id": 0}), "CPUExecutionProvider"]

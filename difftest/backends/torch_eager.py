@@ -1,0 +1,66 @@
+"""PyTorch eager: the reference, and its CUDA and float64 variants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, Subject
+
+
+class TorchEager(Backend):
+    name = "torch"
+    needs_onnx = False
+    device = "cpu"
+    description = "PyTorch eager on CPU (the reference)"
+
+    def prepare(self, subject: Subject) -> Any:
+        return subject
+
+    def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in session.input_names]
+        with torch.inference_mode():
+            outputs = session.call(*tensors)
+        return [to_numpy(t) for t in outputs]
+
+
+class TorchCuda(TorchEager):
+    name = "torch-cuda"
+    device = "cuda"
+    description = "PyTorch eager on CUDA"
+
+    def unavailable_reason(self) -> str | None:
+        import torch
+
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no usable GPU"
+            return f"torch {torch.__version__} is {build}: torch.cuda.is_available() is False"
+        return None
+
+    def prepare(self, subject: Subject) -> Any:
+        import copy
+
+        cuda_subject = copy.copy(subject)
+        cuda_subject.module = copy.deepcopy(subject.module).to("cuda")
+        cuda_subject.call = subject.call.rebind(cuda_subject.module)
+        return cuda_subject
+
+    def providers(self, session: Any) -> list[str]:
+        import torch
+
+        return [f"cuda:{torch.cuda.get_device_name(0)}"]
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A detached CPU numpy copy; bfloat16 goes through ml_dtypes so no value changes."""
+    import torch
+
+    tensor = tensor.detach().to("cpu")
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.resolve_conj().resolve_neg().numpy().copy()

@@ -1,0 +1,165 @@
+"""Cases: what a suite file declares, and the picklable recipe that names one.
+
+A suite file is a Python file whose factories are decorated with :func:`case`.
+The factory builds the model and its inputs *inside the worker process*; the
+parent only ever holds a :class:`CaseRef` (file path + name), which is what
+crosses process boundaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+EXPORTERS = ("dynamo", "torchscript")
+
+# While a suite file is being imported, decorated factories are appended here.
+_collecting: list["CaseDef"] | None = None
+
+
+@dataclass
+class Case:
+    """Everything a factory can say about one differential test.
+
+    A factory may return ``(module, args)``, ``(module, args, kwargs)`` or a
+    ``Case``; the tuple forms take their options from the decorator.
+    """
+
+    module: Any
+    args: tuple = ()
+    kwargs: Mapping[str, Any] | None = None
+    tags: Sequence[str] = ()
+    exporter: str | None = None
+    opset: int | None = None
+    # {input name: {axis: "dim name"}} - axes that may change between calls.
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None
+    # Default tolerances for every output, and overrides per output name.
+    rtol: float | None = None
+    atol: float | None = None
+    tolerances: Mapping[str, tuple[float, float]] | None = None
+    # Expected verdicts: one label for every candidate, or {candidate: label}.
+    expect: str | Mapping[str, str] | None = None
+    # Applied to the exported onnx.ModelProto before any runtime sees it.
+    onnx_transform: Callable[[Any], Any] | None = None
+    # Export the kwargs as constants captured by the graph (what
+    # ``functools.partial(model, **kwargs)`` does) instead of as graph inputs.
+    bake_kwargs: bool = False
+    description: str = ""
+
+
+# Options a decorator may carry; the same names as Case's fields.
+CASE_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(Case) if f.name not in ("module", "args", "kwargs")
+)
+
+
+@dataclass
+class CaseDef:
+    """A decorated factory plus the options given to the decorator."""
+
+    factory: Callable[[], Any]
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        return self.factory()
+
+    @property
+    def doc(self) -> str:
+        return _clean_doc(self.options.get("description") or self.factory.__doc__ or "")
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self.options.get("tags") or ())
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """Picklable name of a case: the suite file it lives in and its name."""
+
+    path: str
+    name: str
+
+    @property
+    def suite(self) -> str:
+        return Path(self.path).stem
+
+    @property
+    def id(self) -> str:
+        return f"{self.suite}::{self.name}"
+
+
+def case(fn: Callable | None = None, /, *, name: str | None = None, **options: Any):
+    """Declare a case factory.
+
+    Used bare (``@case``) or with options (``@case(tags=["pitfall"], exporter="torchscript")``).
+    ``name`` overrides the factory's ``__name__``, which lets suites generate
+    many cases from a table.
+    """
+    unknown = sorted(set(options) - set(CASE_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"case() got unknown option(s) {', '.join(unknown)}; known options: {', '.join(CASE_OPTIONS)}"
+        )
+    _check_exporter(options.get("exporter"))
+
+    def register(factory: Callable) -> CaseDef:
+        definition = CaseDef(factory=factory, name=name or factory.__name__, options=dict(options))
+        if _collecting is not None:
+            _collecting.append(definition)
+        return definition
+
+    return register(fn) if fn is not None else register
+
+
+def build(definition: CaseDef) -> Case:
+    """Call the factory and normalise what it returned into a :class:`Case`.
+
+    Raises :class:`CaseDefinitionError` with a message a suite author can act on.
+    """
+    produced = definition.factory()
+    if isinstance(produced, Case):
+        built = produced
+        for key, value in definition.options.items():
+            if getattr(built, key) in (None, (), "", False):
+                setattr(built, key, value)
+    elif isinstance(produced, tuple) and len(produced) in (2, 3):
+        module, args, *rest = produced
+        kwargs = rest[0] if rest else None
+        built = Case(module, args, kwargs, **definition.options)
+    else:
+        raise CaseDefinitionError(
+            f"factory {definition.name!r} returned {type(produced).__name__}; "
+            "return (module, args), (module, args, kwargs) or difftest.Case(...)"
+        )
+    if not isinstance(built.args, tuple):
+        built.args = (built.args,)
+    if built.kwargs is not None and not isinstance(built.kwargs, Mapping):
+        raise CaseDefinitionError(
+            f"factory {definition.name!r}: kwargs must be a dict, got {type(built.kwargs).__name__}"
+        )
+    if not callable(built.module):
+        raise CaseDefinitionError(
+            f"factory {definition.name!r}: the module {type(built.module).__name__} is not callable"
+        )
+    _check_exporter(built.exporter)
+    if not built.description:
+        built.description = definition.doc
+    return built
+
+
+class CaseDefinitionError(ValueError):
+    """A factory produced something difftest cannot run."""
+
+
+def _check_exporter(exporter: str | None) -> None:
+    if exporter is not None and exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+
+
+def _clean_doc(doc: str) -> str:
+    import inspect
+
+    return inspect.cleandoc(doc) if doc else ""

@@ -1,0 +1,120 @@
+"""Thin command line over the Python API: parse, call, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from .errors import UsageError
+from .exitcodes import ExitCode
+
+BACKENDS_HELP = "comma-separated backends; the reference (torch) is always run (default: torch,ort-cpu,ort-cuda)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="difftest",
+        description="Run PyTorch models through eager PyTorch and ONNX Runtime, classify every disagreement, "
+        "and write tables and an HTML report.",
+        epilog="exit codes: 0 nothing unexpected failed, 1 unexpected failing verdicts, 2 usage or "
+        "configuration error, 3 internal error",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run cases and write a report")
+    run.add_argument("targets", nargs="*", metavar="TARGET",
+                     help="suite file, folder of suite files, or file.py::case (default: suites/)")
+    run.add_argument("--backends", default="torch,ort-cpu,ort-cuda", help=BACKENDS_HELP)
+    run.add_argument("--out", help="run directory (default: reports/<timestamp>, linked as reports/latest)")
+    run.add_argument("-k", dest="keyword", help="only cases whose id contains this substring")
+    run.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU core)")
+    run.add_argument("--exporter", choices=["dynamo", "torchscript"],
+                     help="exporter for every case (default: each case's own, else dynamo)")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (default 600)")
+    run.add_argument("--resume", action="store_true",
+                     help="finish the run in --out: only the cases it has no result for are run")
+    run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
+                     help="address-space limit per worker process, in MiB")
+
+    listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
+    listing.add_argument("targets", nargs="*", metavar="TARGET")
+    listing.add_argument("-k", dest="keyword")
+
+    report = commands.add_parser("report", help="re-render the HTML report of a stored run (no model is run)")
+    report.add_argument("run_dir", metavar="DIR")
+    report.add_argument("--rejudge", action="store_true",
+                        help="recompute the comparisons from the stored tensors with this version's classifier")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return ExitCode.USAGE_ERROR
+    try:
+        return int(_dispatch(args))
+    except UsageError as exc:
+        print(f"difftest: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE_ERROR
+    except KeyboardInterrupt:
+        print("difftest: interrupted; finished cases are kept in the run directory", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+    except Exception:
+        traceback.print_exc()
+        print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
+              file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> ExitCode:
+    if args.command == "list":
+        from .discover import collect
+
+        for ref, _ in collect(args.targets or ["suites"], args.keyword):
+            print(ref.id)
+        return ExitCode.OK
+    if args.command == "report":
+        return _report(Path(args.run_dir), args.rejudge)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    import json
+
+    from .runner import RunConfig, run
+    from .summary import format_summary
+    from .tables import read_table
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    config = RunConfig(
+        targets=args.targets or ["suites"], backends=backends, out=args.out, keyword=args.keyword, jobs=args.jobs,
+        exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
+    )
+    if config.jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or a positive number")
+    result = run(config)
+    cases = read_table(result.run_dir, "cases").to_dicts()
+    run_row = read_table(result.run_dir, "runs").to_dicts()[0]
+    print()
+    print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
+                         run_row["seconds"]))
+    return result.exit_code
+
+
+def _report(run_dir: Path, rejudge: bool) -> ExitCode:
+    from .errors import RunDataError
+    from .runner import finish
+
+    if not run_dir.is_dir():
+        raise RunDataError(f"{run_dir}: no such run directory")
+    result = finish(run_dir, rejudge=rejudge)
+    print(f"report: {(run_dir / 'index.html').resolve()}")
+    return result.exit_code

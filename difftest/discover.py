@@ -1,0 +1,121 @@
+"""Find suite files and the cases they declare.
+
+A target is a suite file, a folder of them (``*.py`` not starting with ``_``),
+or ``file.py::case``. Importing a suite file collects the factories its
+:func:`difftest.case` decorators registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+from . import cases as case_module
+from .cases import CaseDef, CaseRef
+from .errors import UsageError
+
+_loaded: dict[tuple[str, float], list[CaseDef]] = {}
+
+
+class SuiteLoadError(UsageError):
+    """A suite file could not be imported."""
+
+
+def suite_files(target: str) -> tuple[list[Path], str | None]:
+    """Resolve one target into suite files and an optional case name."""
+    path_text, _, name = target.partition("::")
+    path = Path(path_text)
+    if not path.exists():
+        raise UsageError(f"target {target!r}: no such file or folder {path_text!r}")
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        if name:
+            raise UsageError(f"target {target!r}: '::case' needs a suite file, not a folder")
+        return files, None
+    if path.suffix != ".py":
+        raise UsageError(f"target {target!r}: a suite file must be a .py file")
+    return [path], name or None
+
+
+def load_suite(path: Path) -> list[CaseDef]:
+    """Import a suite file and return its case definitions (cached per mtime)."""
+    path = path.resolve()
+    key = (str(path), path.stat().st_mtime)
+    if key in _loaded:
+        return _loaded[key]
+    module_name = "difftest_suite_" + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SuiteLoadError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    collected: list[CaseDef] = []
+    previous = case_module._collecting
+    case_module._collecting = collected
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise SuiteLoadError(
+            f"{path}:{exc.lineno}: syntax error in suite file: {exc.msg}. Fix the file or leave it out of the targets."
+        ) from None
+    except Exception as exc:  # a suite's own import failure is a user error
+        sys.modules.pop(module_name, None)
+        where = _innermost_frame_in(path, exc)
+        raise SuiteLoadError(
+            f"{path}{where}: suite file failed to import: {type(exc).__name__}: {exc}. "
+            "Fix the file (or install what it imports) or leave it out of the targets."
+        ) from None
+    finally:
+        case_module._collecting = previous
+    names = [d.name for d in collected]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SuiteLoadError(f"{path}: case name(s) declared twice: {', '.join(duplicates)}")
+    _loaded[key] = collected
+    return collected
+
+
+def collect(targets: list[str], keyword: str | None = None) -> list[tuple[CaseRef, CaseDef]]:
+    """All cases the targets name, in file then declaration order, filtered by ``-k``."""
+    found: list[tuple[CaseRef, CaseDef]] = []
+    seen: set[str] = set()
+    for target in targets:
+        files, only = suite_files(target)
+        for path in files:
+            definitions = load_suite(path)
+            if only is not None and only not in {d.name for d in definitions}:
+                raise UsageError(
+                    f"target {target!r}: {path} declares no case named {only!r} "
+                    f"(run `difftest list {path}` to see its cases)"
+                )
+            for definition in definitions:
+                if only is not None and definition.name != only:
+                    continue
+                ref = CaseRef(str(path.resolve()), definition.name)
+                if keyword and keyword.lower() not in ref.id.lower():
+                    continue
+                if ref.id in seen:
+                    continue
+                seen.add(ref.id)
+                found.append((ref, definition))
+    return found
+
+
+def find_definition(ref: CaseRef) -> CaseDef:
+    """Load the suite file behind ``ref`` and return its definition (worker side)."""
+    for definition in load_suite(Path(ref.path)):
+        if definition.name == ref.name:
+            return definition
+    raise SuiteLoadError(f"{ref.path}: no case named {ref.name!r} (was the file changed during the run?)")
+
+
+def _innermost_frame_in(path: Path, exc: BaseException) -> str:
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == path:
+            line = frame.lineno
+    return f":{line}" if line else ""

@@ -1,0 +1,12 @@
+"""Exceptions that map to difftest's exit codes."""
+
+
+class UsageError(Exception):
+    """The user asked for something that cannot be done (exit code 2).
+
+    The message names the problem and what to do; it is printed without a traceback.
+    """
+
+
+class RunDataError(UsageError):
+    """A run directory or one of its tables is missing or unreadable."""

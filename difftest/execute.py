@@ -1,0 +1,229 @@
+"""Run one case through every backend, inside a worker process.
+
+Builds the case from its recipe, runs the reference, exports once, runs each
+candidate on every probe, and returns plain rows for the ``cases`` and
+``tensors`` tables. A failing model is rows with a status and a message; only a
+bug in difftest raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import REGISTRY, BackendUnavailable, Subject
+from .cases import Case, CaseRef, build
+from .export import ExportResult, describe_exception, export
+from .tables import tensor_row
+
+SEED = 0
+
+# Set by the worker process: called with the stage a case enters, so a crash can name it.
+stage_hook: Any = None
+
+
+def _stage(name: str) -> None:
+    if stage_hook is not None:
+        stage_hook(name)
+
+
+@dataclass
+class Task:
+    """What the parent sends a worker: picklable, no models."""
+
+    ref: CaseRef
+    run_id: str
+    backends: list[str]  # available backends to run, reference first
+    reference: str
+    exporter: str | None  # run-wide override, else the case's, else dynamo
+    artifacts_dir: str
+    probes: list[str] = field(default_factory=lambda: ["base"])
+    threads: int | None = None
+    max_tensor_bytes: int = 256 * 2**20
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Execute the task; returns {"case": row, "tensors": [rows]}."""
+    started = time.perf_counter()
+    row = case_row(task)
+    tensors: list[dict[str, Any]] = []
+    try:
+        from .discover import find_definition
+
+        _stage("build")
+        _seed()
+        definition = find_definition(task.ref)
+        row["tags"] = list(definition.tags)
+        row["description"] = definition.doc
+        if definition.options.get("expect") is not None:
+            row["expect"] = json.dumps(definition.options["expect"])
+        built = build(definition)
+    except Exception as exc:
+        row.update(status="error", stage="build", message=describe_exception(exc), traceback=traceback.format_exc())
+        row["seconds"] = time.perf_counter() - started
+        return {"case": row, "tensors": tensors}
+    _describe(row, built, task)
+    try:
+        _run(task, built, row, tensors)
+    except Exception as exc:
+        row.update(status="error", stage=row.get("stage") or "harness", message=describe_exception(exc),
+                   traceback=traceback.format_exc())
+    row["seconds"] = time.perf_counter() - started
+    return {"case": row, "tensors": tensors}
+
+
+def case_row(task: Task) -> dict[str, Any]:
+    return {
+        "run": task.run_id,
+        "case": task.ref.id,
+        "suite": task.ref.suite,
+        "name": task.ref.name,
+        "path": task.ref.path,
+        "status": "ok",
+        "stage": None,
+        "message": None,
+        "traceback": None,
+    }
+
+
+def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
+    row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
+    row["description"] = built.description
+    row["exporter"] = task.exporter or built.exporter or "dynamo"
+    row["expect"] = json.dumps(built.expect) if built.expect is not None else None
+    row["tolerances"] = json.dumps(
+        {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {})}
+    )
+    warnings = []
+    if getattr(built.module, "training", False):
+        warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
+    row["warnings"] = warnings
+
+
+def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+    import torch
+
+    from .model_io import FlatModule, flatten_outputs, signature_of, to_feeds
+
+    signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
+    row["inputs"] = list(signature.names)
+    frozen = {name: example[signature.names.index(name)] for name in signature.baked}
+    flat = FlatModule(built.module, signature)
+    row["stage"] = "reference"
+    _stage("reference")
+    with torch.inference_mode():
+        output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
+    row["outputs"] = output_names
+    row["stage"] = None
+    probes = {"base": to_feeds(signature.names, example)}
+    subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
+
+    needs_onnx = any(REGISTRY[b].needs_onnx for b in task.backends)
+    exported: ExportResult | None = None
+    if needs_onnx:
+        _stage("export")
+        _seed()
+        exported = export(
+            FlatModule(built.module, signature, frozen),
+            tuple(t for n, t in zip(signature.names, example) if n not in frozen),
+            output_names,
+            exporter=row["exporter"],
+            opset=built.opset,
+            dynamic_axes=built.dynamic_axes,
+            transform=built.onnx_transform,
+        )
+        _record_export(row, exported, signature.names, task)
+    for backend_name in task.backends:
+        backend = REGISTRY[backend_name](threads=task.threads)
+        if backend.needs_onnx and not (exported and exported.ok):
+            stage = exported.stage if exported else "export"
+            message = exported.error if exported else "no ONNX model was exported"
+            tensors.append(tensor_row(task, backend_name, "*", status="error", stage=stage, message=message))
+            continue
+        run_subject = subject
+        if backend.needs_onnx:
+            run_subject = Subject(built.module, list(signature.names), output_names, flat,
+                                  onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
+        _run_backend(task, backend, run_subject, probes, tensors)
+
+
+def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
+                 tensors: list[dict[str, Any]]) -> None:
+    name = backend.name
+    started = time.perf_counter()
+    try:
+        _stage(f"session build ({name})")
+        _seed()
+        session = backend.prepare(subject)
+        providers = list(backend.providers(session))
+    except BackendUnavailable as exc:
+        tensors.append(tensor_row(task, name, "*", status="skipped", stage="session", message=str(exc)))
+        return
+    except Exception as exc:
+        tensors.append(tensor_row(task, name, "*", status="error", stage="session", message=describe_exception(exc),
+                                  seconds=time.perf_counter() - started))
+        return
+    prepare_seconds = time.perf_counter() - started
+    for probe, feeds in probes.items():
+        began = time.perf_counter()
+        try:
+            _stage(f"run ({name}, probe {probe})")
+            _seed()
+            outputs = backend.run(session, feeds)
+        except Exception as exc:
+            tensors.append(tensor_row(task, name, probe, status="error", stage="run", message=describe_exception(exc),
+                                      seconds=time.perf_counter() - began, providers=providers))
+            continue
+        seconds = time.perf_counter() - began
+        if len(outputs) != len(subject.output_names):
+            message = (f"{len(outputs)} outputs, reference has {len(subject.output_names)} "
+                       f"({', '.join(subject.output_names)})")
+            tensors.append(tensor_row(task, name, probe, status="error", stage="outputs", message=message,
+                                      seconds=seconds, providers=providers))
+            continue
+        for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
+            tensors.append(tensor_row(task, name, probe, output=output, index=index, array=array, seconds=seconds,
+                                      prepare_seconds=prepare_seconds, providers=providers,
+                                      max_bytes=task.max_tensor_bytes))
+
+
+def _record_export(row: dict[str, Any], exported: ExportResult, input_names: list[str], task: Task) -> None:
+    row["export_seconds"] = exported.seconds
+    row["export_status"] = "ok" if exported.ok else "error"
+    row["export_stage"] = None if exported.ok else exported.stage
+    row["export_error"] = exported.error
+    row["onnx_digest"] = exported.digest
+    row["opset"] = exported.opset
+    row["node_count"] = exported.node_count
+    row["graph_inputs"] = exported.graph_inputs
+    row["graph_outputs"] = exported.graph_outputs
+    row["dropped_inputs"] = [n for n in input_names if exported.ok and n not in exported.graph_inputs]
+    if exported.ok:
+        folder = Path(task.artifacts_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{slug(task.ref.id)}.{exported.exporter}.onnx"
+        path.write_bytes(exported.onnx_bytes)
+        row["onnx_path"] = str(path)
+
+
+def slug(case_id: str) -> str:
+    """A file name for a case id: readable, and unique through a short hash."""
+    readable = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case_id.replace("::", "__"))[:80]
+    return f"{readable}-{hashlib.sha1(case_id.encode()).hexdigest()[:6]}"
+
+
+def _seed() -> None:
+    import random
+
+    import torch
+
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)

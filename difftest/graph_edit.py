@@ -1,0 +1,83 @@
+"""Small, explicit edits of ONNX graphs: read and replace constants, change attributes.
+
+Used by cases' ``onnx_transform`` (to reproduce a faulty graph rewrite) and by
+fault injection. Each function copies nothing it does not need and says
+clearly when the graph does not hold what it was asked to edit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+
+def nodes_of(model: Any, op_type: str) -> list[Any]:
+    found = [n for n in model.graph.node if n.op_type == op_type]
+    if not found:
+        ops = sorted({n.op_type for n in model.graph.node})
+        raise ValueError(f"the graph has no {op_type} node (it has: {', '.join(ops)})")
+    return found
+
+
+def constant(model: Any, name: str) -> np.ndarray:
+    """The value of an initializer or Constant node output called ``name``."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return numpy_helper.to_array(attr.t)
+    raise ValueError(f"{name!r} is not a constant of the graph (not an initializer nor a Constant output)")
+
+
+def set_constant(model: Any, name: str, value: np.ndarray) -> None:
+    """Replace the value of an initializer or Constant node output in place."""
+    from onnx import numpy_helper
+
+    tensor = numpy_helper.from_array(np.asarray(value), name)
+    for init in model.graph.initializer:
+        if init.name == name:
+            init.CopyFrom(tensor)
+            return
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    attr.t.CopyFrom(tensor)
+                    return
+    raise ValueError(f"{name!r} is not a constant of the graph")
+
+
+def set_attribute(node: Any, name: str, value: Any) -> None:
+    from onnx import helper
+
+    for i, attr in enumerate(node.attribute):
+        if attr.name == name:
+            del node.attribute[i]
+            break
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def edit_constant_input(op_type: str, input_index: int, edit: Callable[[np.ndarray], np.ndarray]) -> Callable:
+    """A transform that rewrites one constant input of every ``op_type`` node."""
+
+    def transform(model: Any) -> Any:
+        for node in nodes_of(model, op_type):
+            name = node.input[input_index]
+            set_constant(model, name, edit(constant(model, name)))
+        return model
+
+    transform.__name__ = f"edit_{op_type}_input{input_index}"
+    return transform
+
+
+def swap_pad_begin_end(pads: np.ndarray) -> np.ndarray:
+    """ONNX pads are (begin_0..begin_n, end_0..end_n); swap the halves, as a rewrite that read
+    PyTorch's (left, right) pairs in the wrong order would."""
+    half = len(pads) // 2
+    return np.concatenate([pads[half:], pads[:half]]).astype(pads.dtype)

@@ -1,0 +1,152 @@
+"""One flat signature for every runtime: named tensor inputs in, named tensors out.
+
+A case's ``args`` and ``kwargs`` may mix tensors with Python values and its
+module may return nested tuples or dicts. Every backend (and the exporter)
+sees the same :class:`FlatModule`: tensor inputs in a fixed order with fixed
+names, non-tensor values held as constants, outputs flattened in order. ONNX
+graph inputs are then fed by name whatever names the exporter would have chosen.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Signature:
+    """Where each flat tensor input comes from."""
+
+    names: list[str]  # flat tensor input names, in order
+    arg_slots: list[int | None]  # for each positional arg: index into names, or None (constant)
+    arg_constants: list[Any]
+    kw_slots: dict[str, int | None] = field(default_factory=dict)
+    kw_constants: dict[str, Any] = field(default_factory=dict)
+    baked: list[str] = field(default_factory=list)  # tensor kwargs exported as constants
+
+
+def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: bool = False) -> tuple[Signature, list[torch.Tensor]]:
+    """Name the tensor inputs after the forward signature and collect them in order."""
+    params = _parameter_names(module)
+    names: list[str] = []
+    tensors: list[torch.Tensor] = []
+    arg_slots: list[int | None] = []
+    for position, value in enumerate(args):
+        if isinstance(value, torch.Tensor):
+            base = params[position] if position < len(params) else f"arg{position}"
+            arg_slots.append(len(names))
+            names.append(_unique(_safe(base), names))
+            tensors.append(value)
+        else:
+            arg_slots.append(None)
+    signature = Signature(names=names, arg_slots=arg_slots, arg_constants=list(args))
+    for key, value in (kwargs or {}).items():
+        if isinstance(value, torch.Tensor):
+            signature.kw_slots[key] = len(names)
+            names.append(_unique(_safe(key), names))
+            tensors.append(value)
+            if bake_kwargs:
+                signature.baked.append(names[-1])
+        else:
+            signature.kw_slots[key] = None
+            signature.kw_constants[key] = value
+    return signature, tensors
+
+
+class FlatModule(torch.nn.Module):
+    """``forward(*tensors) -> tuple(tensors)`` around the case's module.
+
+    With ``frozen`` given, those inputs are not taken from the call but held as
+    the constants ``frozen`` maps them to: the graph an exporter traces then has
+    them baked in, as ``functools.partial(model, mask=m)`` would.
+    """
+
+    def __init__(self, module: Any, signature: Signature, frozen: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self.inner = module
+        self.signature = signature
+        self.frozen = dict(frozen or {})
+        self.live_names = [n for n in signature.names if n not in self.frozen]
+
+    def rebind(self, module: Any) -> "FlatModule":
+        return FlatModule(module, self.signature, self.frozen)
+
+    def forward(self, *live: torch.Tensor):
+        values = dict(zip(self.live_names, live))
+        for name, tensor in self.frozen.items():
+            values[name] = tensor.to(live[0].device) if live else tensor
+        sig = self.signature
+        args = [
+            sig.arg_constants[i] if slot is None else values[sig.names[slot]]
+            for i, slot in enumerate(sig.arg_slots)
+        ]
+        kwargs = {
+            key: sig.kw_constants[key] if slot is None else values[sig.names[slot]]
+            for key, slot in sig.kw_slots.items()
+        }
+        return tuple(flatten_outputs(self.inner(*args, **kwargs))[1])
+
+
+def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], list[torch.Tensor]]:
+    """Flatten a module's result into (names, tensors); nested containers name their paths."""
+    names: list[str] = []
+    tensors: list[torch.Tensor] = []
+
+    def visit(value: Any, path: str) -> None:
+        if isinstance(value, torch.Tensor):
+            names.append(path)
+            tensors.append(value)
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                visit(item, f"{path}_{i}" if path else str(i))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{path}_{_safe(str(key))}" if path else _safe(str(key)))
+        elif value is None:
+            return
+        elif isinstance(value, (bool, int, float)):
+            names.append(path)
+            tensors.append(torch.tensor(value))
+        else:
+            raise TypeError(f"output at {path!r} is a {type(value).__name__}; return tensors, tuples, lists or dicts")
+
+    if isinstance(result, (tuple, list)) and len(result) == 1:
+        result = result[0]
+    if isinstance(result, torch.Tensor):
+        return [prefix], [result]
+    visit(result, prefix)
+    return names, tensors
+
+
+def to_feeds(names: list[str], tensors: list[torch.Tensor]) -> dict[str, np.ndarray]:
+    from .backends.torch_eager import to_numpy
+
+    return {name: to_numpy(t) for name, t in zip(names, tensors)}
+
+
+def _parameter_names(module: Any) -> list[str]:
+    target = module.forward if isinstance(module, torch.nn.Module) else module
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name) or "input"
+
+
+def _unique(name: str, taken: list[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate = f"{name}_{n}"
+        n += 1
+    return candidate

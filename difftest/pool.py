@@ -1,0 +1,219 @@
+"""Worker processes that survive what the models do to them.
+
+Each case runs in a worker process (spawned, so no torch state is forked).
+Workers are reused while healthy. A worker that dies mid-case (segfault,
+abort, out-of-memory kill) is replaced and the case becomes a ``crash``
+result naming the signal and the stage it was in; a case that runs past the
+timeout is killed and becomes ``timeout``. Other cases are unaffected.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Iterable, Iterator
+
+
+@dataclass
+class Failure:
+    """A case that produced no result: its worker crashed, timed out or hit a harness bug."""
+
+    kind: str  # "crash" | "timeout" | "internal"
+    stage: str | None
+    message: str
+    seconds: float
+
+
+def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | None) -> None:
+    """Worker loop: receive (task, log path), run it with stdout/stderr in the log, send the result."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if memory_limit_mb:
+        import resource
+
+        limit = memory_limit_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    from . import execute
+
+    def report_stage(stage: str) -> None:
+        conn.send(("stage", stage))
+
+    execute.stage_hook = report_stage
+    first = True
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        task, log_path = message
+        if first and threads:
+            import torch
+
+            torch.set_num_threads(threads)
+            first = False
+        with _redirected_output(log_path):
+            try:
+                result = ("ok", execute.run_task(task))
+            except MemoryError:
+                result = ("internal", "MemoryError: the case exceeded the worker's memory limit")
+            except BaseException:  # a bug in difftest: report it, keep the worker honest
+                result = ("internal", traceback.format_exc())
+        conn.send(result)
+
+
+class _redirected_output:
+    """Point file descriptors 1 and 2 at a log file, so native libraries' output is kept too."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def __enter__(self) -> None:
+        if not self.path:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = (os.dup(1), os.dup(2))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.path:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        os.close(self.saved[0])
+        os.close(self.saved[1])
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Connection
+    task: Any = None
+    started: float = 0.0
+    stage: str | None = None
+
+
+class WorkerPool:
+    """Run tasks on ``jobs`` worker processes; yields (task, result dict | Failure) as they finish."""
+
+    def __init__(self, jobs: int, timeout: float, threads: int | None = None, memory_limit_mb: int | None = None):
+        self.jobs = max(1, jobs)
+        self.timeout = timeout
+        self.threads = threads
+        self.memory_limit_mb = memory_limit_mb
+        self.context = multiprocessing.get_context("spawn")
+        self.slots: list[_Slot] = []
+
+    def _start(self) -> _Slot:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker_main, args=(child, self.threads, self.memory_limit_mb), daemon=True
+        )
+        process.start()
+        child.close()
+        return _Slot(process, parent)
+
+    def run(self, tasks: Iterable[tuple[Any, str | None]]) -> Iterator[tuple[Any, dict | Failure]]:
+        pending = list(tasks)
+        pending.reverse()
+        try:
+            while pending or any(s.task is not None for s in self.slots):
+                while pending and len([s for s in self.slots if s.task is not None]) < self.jobs:
+                    slot = next((s for s in self.slots if s.task is None), None)
+                    if slot is None:
+                        slot = self._start()
+                        self.slots.append(slot)
+                    task, log_path = pending.pop()
+                    slot.task, slot.started, slot.stage = task, time.monotonic(), None
+                    slot.conn.send((task, log_path))
+                yield from self._collect()
+        finally:
+            self.close()
+
+    def _collect(self) -> Iterator[tuple[Any, dict | Failure]]:
+        busy = [s for s in self.slots if s.task is not None]
+        now = time.monotonic()
+        wait_for = max(0.0, min(s.started + self.timeout - now for s in busy)) if busy else 0.0
+        ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=wait_for + 0.05))
+        for slot in busy:
+            elapsed = time.monotonic() - slot.started
+            if slot.conn in ready or slot.process.sentinel in ready:
+                outcome = self._receive(slot)
+                if outcome is None:
+                    continue
+                yield slot.task, outcome
+                slot.task = None
+                if isinstance(outcome, Failure) and outcome.kind == "crash":
+                    self._replace(slot)
+            elif elapsed > self.timeout:
+                task, stage = slot.task, slot.stage
+                self._replace(slot)
+                yield task, Failure(
+                    "timeout", stage, f"no result after {self.timeout:g} s (stage: {stage or 'unknown'}); "
+                    "the worker was killed. Raise --timeout if the case is just slow.", elapsed
+                )
+
+    def _receive(self, slot: _Slot) -> dict | Failure | None:
+        elapsed = time.monotonic() - slot.started
+        try:
+            while slot.conn.poll():
+                kind, payload = slot.conn.recv()
+                if kind == "stage":
+                    slot.stage = payload
+                    continue
+                if kind == "ok":
+                    return payload
+                return Failure("internal", slot.stage, payload, elapsed)
+        except (EOFError, OSError):
+            pass
+        if slot.process.is_alive():
+            return None  # only stage messages so far
+        slot.process.join(1)
+        return Failure("crash", slot.stage, _death(slot.process.exitcode, slot.stage), elapsed)
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(5)
+
+    def _replace(self, slot: _Slot) -> None:
+        self._kill(slot)
+        slot.conn.close()
+        fresh = self._start()
+        slot.process, slot.conn, slot.task, slot.stage = fresh.process, fresh.conn, None, None
+
+    def close(self) -> None:
+        for slot in self.slots:
+            try:
+                if slot.task is None and slot.process.is_alive():
+                    slot.conn.send(None)
+            except OSError:
+                pass
+        for slot in self.slots:
+            slot.process.join(2)
+            self._kill(slot)
+            slot.conn.close()
+        self.slots = []
+
+
+def _death(exitcode: int | None, stage: str | None) -> str:
+    where = f" during {stage}" if stage else ""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (killed: often the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"worker process died from {name}{where}{hint}"
+    return f"worker process exited with status {exitcode}{where} without reporting a result"

@@ -1,0 +1,132 @@
+"""HTML report: jinja2 templates (autoescaped) fed with plain data from the tables.
+
+No HTML is built in Python; every string reaches the page through a template
+and is escaped there. The report is self-contained: one stylesheet and one
+small script, both inline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..classify import LABELS, severity
+from ..tables import read_table
+
+STATUS_ORDER = {"fail": 0, "xfail": 1, "skipped": 2, "pass": 3}
+LOG_TAIL_BYTES = 20_000
+
+
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("difftest.report", "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["seconds"] = lambda v: "—" if v is None else f"{v:.2f} s"
+    return env
+
+
+def render(run_dir: Path) -> Path:
+    """Write index.html and one page per case; returns the index path."""
+    from ..execute import slug
+    from ..judge import outcomes as make_outcomes
+
+    run = read_table(run_dir, "runs").to_dicts()[0]
+    cases = read_table(run_dir, "cases").to_dicts()
+    tensors = read_table(run_dir, "tensors").drop("data").to_dicts()
+    comparisons = read_table(run_dir, "comparisons").to_dicts()
+    outcomes = make_outcomes(cases, comparisons)
+    env = environment()
+    run_view = _run_view(run, tensors)
+    candidates = [b for b in run["backends_requested"] if b != run["reference"]]
+    by_case: dict[str, dict[str, Any]] = defaultdict(dict)
+    for o in outcomes:
+        by_case[o.case][o.candidate] = o
+    rows = []
+    for case in cases:
+        cells = [by_case[case["case"]].get(c) for c in candidates]
+        statuses = [cell.status for cell in cells if cell is not None]
+        worst = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
+        rows.append({"case": case, "page": f"cases/{slug(case['case'])}.html", "cells": cells, "status": worst})
+    rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
+    label_counts = sorted(Counter(o.label for o in outcomes).items(), key=lambda kv: (severity(kv[0]) * -1, kv[0]))
+    status_counts = Counter(o.status for o in outcomes)
+    index = run_dir / "index.html"
+    index.write_text(env.get_template("index.html").render(
+        run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
+        failures=[o for o in outcomes if o.failed], labels=list(LABELS),
+        tags=sorted({t for c in cases for t in (c["tags"] or [])}),
+        suites=sorted({c["suite"] for c in cases}),
+    ))
+    pages = run_dir / "cases"
+    pages.mkdir(exist_ok=True)
+    tensors_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in tensors:
+        tensors_by_case[t["case"]].append(t)
+    comparisons_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in comparisons:
+        comparisons_by_case[c["case"]].append(c)
+    template = env.get_template("case.html")
+    for row in rows:
+        case = row["case"]
+        (run_dir / row["page"]).write_text(template.render(
+            run=run_view, case=case, outcomes=[o for o in row["cells"] if o is not None],
+            comparisons=sorted(comparisons_by_case[case["case"]],
+                               key=lambda c: (c["candidate"], -severity(c["label"]), c["probe"], c["output"])),
+            tensors=sorted(tensors_by_case[case["case"]], key=lambda t: (t["probe"], t["output"] or "", t["backend"])),
+            log=_log_tail(run_dir, case.get("log")),
+            command=_command(case, run),
+        ))
+    return index
+
+
+def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, Any]:
+    providers: dict[str, set[str]] = defaultdict(set)
+    for t in tensors:
+        for p in t.get("providers") or []:
+            providers[t["backend"]].add(p)
+    return {
+        **run,
+        "versions": json.loads(run["versions"] or "{}"),
+        "skipped": json.loads(run["backends_skipped"] or "{}"),
+        "providers": {k: sorted(v) for k, v in sorted(providers.items())},
+    }
+
+
+def _log_tail(run_dir: Path, log: str | None) -> str | None:
+    if not log:
+        return None
+    path = (run_dir / log).resolve()
+    if not path.is_file() or run_dir.resolve() not in path.parents:
+        return None
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - LOG_TAIL_BYTES))
+        text = handle.read().decode("utf-8", errors="replace")
+    return ("… (earlier output cut)\n" if size > LOG_TAIL_BYTES else "") + text if text.strip() else None
+
+
+def _command(case: dict[str, Any], run: dict[str, Any]) -> str:
+    import shlex
+
+    backends = ",".join(run["backends_requested"])
+    return f"difftest run {shlex.quote(case['path'] + '::' + case['name'])} --backends {backends}"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        return f"{value:.3g}" if abs(value) >= 1e-3 and abs(value) < 1e5 else f"{value:.2e}"
+    return str(value)

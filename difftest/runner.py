@@ -1,0 +1,255 @@
+"""A whole run: find cases, run them in workers, record, judge, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UsageError
+from .exitcodes import ExitCode
+
+DEFAULT_TIMEOUT = 600.0
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was asked to do; saved beside the results as config.json."""
+
+    targets: list[str] = field(default_factory=lambda: ["suites"])
+    backends: list[str] = field(default_factory=lambda: ["torch", "ort-cpu", "ort-cuda"])
+    out: str | None = None
+    keyword: str | None = None
+    jobs: int = 0  # 0: from the machine
+    exporter: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    memory_limit_mb: int | None = None
+    reports_root: str = "reports"
+    resume: bool = False
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    outcomes: list[Any]
+    exit_code: ExitCode
+    seconds: float
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
+    from . import backends as backend_table
+    from .discover import collect
+    from .execute import Task, slug
+    from .judge import validate_expect
+    from .pool import Failure, WorkerPool
+    from .tables import consolidate, part_keys, write_part, write_table
+
+    started = time.time()
+    _check_backends(config.backends)
+    if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
+        raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
+    found = collect(config.targets, config.keyword)
+    if not found:
+        raise UsageError(f"no cases found in {' '.join(config.targets)}"
+                         + (f" matching -k {config.keyword!r}" if config.keyword else ""))
+    for ref, definition in found:
+        problem = validate_expect(definition.options["expect"]) if definition.options.get("expect") else None
+        if problem:
+            raise UsageError(f"{ref.path}: case {ref.name!r}: {problem}")
+
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = _prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
+    holds_run = (run_dir / "runs.parquet").exists() or (run_dir / "parts").exists()
+    if holds_run and not config.resume:
+        raise UsageError(f"{run_dir} already holds a run; pass --resume to finish it, or choose another --out")
+    if config.resume:
+        if not holds_run:
+            raise UsageError(f"--resume: {run_dir} holds no run to resume")
+        from .tables import read_table
+
+        run_id = read_table(run_dir, "runs")["run"][0]
+    reference = backend_table.REFERENCE
+    requested = [reference] + [b for b in config.backends if b != reference]
+    skipped = {}
+    for name in requested:
+        reason = backend_table.make(name).unavailable_reason()
+        if reason:
+            skipped[name] = reason
+    if reference in skipped:
+        raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
+    available = [b for b in requested if b not in skipped]
+    jobs = config.jobs or default_jobs()
+    threads = max(1, default_jobs() // jobs)
+    run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    write_table(run_dir, "runs", [run_row])
+
+    echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
+    for name, reason in skipped.items():
+        echo(f"  skipped backend {name}: {reason}")
+    logs = run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    artifacts = run_dir / "onnx"
+    done = part_keys(run_dir, "cases")
+    tasks = []
+    for ref, _ in found:
+        key = slug(ref.id)
+        if key in done:
+            continue
+        task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
+                    artifacts_dir=str(artifacts), threads=threads)
+        tasks.append((task, str(logs / f"{key}.log")))
+    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
+    finished = 0
+    for task, result in pool.run(tasks):
+        finished += 1
+        key = slug(task.ref.id)
+        if isinstance(result, Failure):
+            from .execute import case_row
+
+            case = case_row(task)
+            case.update(status=result.kind if result.kind != "internal" else "error", stage=result.stage,
+                        message=result.message, seconds=result.seconds)
+            tensors: list[dict[str, Any]] = []
+        else:
+            case, tensors = result["case"], result["tensors"]
+        case["log"] = f"logs/{key}.log"
+        write_part(run_dir, "tensors", key, tensors)
+        write_part(run_dir, "cases", key, [case])  # written last: its presence marks the case done
+        status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
+        echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
+    for table in ("cases", "tensors"):
+        consolidate(run_dir, table)
+    run_row["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+    run_row["seconds"] = time.time() - started
+    write_table(run_dir, "runs", [run_row])
+    result = finish(run_dir, rejudge=True)
+    _link_latest(run_dir, Path(config.reports_root))
+    return result
+
+
+def finish(run_dir: Path, rejudge: bool = False) -> RunResult:
+    """Judge (if asked or never judged), then write the report, JUnit and summary of a stored run."""
+    from .judge import judge_run, outcomes
+    from .report import render
+    from .summary import exit_code_for, write_junit, write_summary
+    from .tables import read_table, write_table
+
+    started = time.time()
+    if rejudge or not (run_dir / "comparisons.parquet").exists():
+        write_table(run_dir, "comparisons", judge_run(run_dir))
+    cases = read_table(run_dir, "cases").to_dicts()
+    comparisons = read_table(run_dir, "comparisons").to_dicts()
+    results = outcomes(cases, comparisons)
+    render(run_dir)
+    write_junit(run_dir, cases, results)
+    write_summary(run_dir, cases, results)
+    return RunResult(run_dir, results, exit_code_for(results), time.time() - started)
+
+
+def _check_backends(names: list[str]) -> None:
+    from .backends import REGISTRY
+
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise UsageError(f"unknown backend(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
+    if not names:
+        raise UsageError("--backends is empty; name at least one candidate, e.g. --backends torch,ort-cpu")
+
+
+def _prepare_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write the run directory {path}: {exc.strerror or exc}; choose another --out") from None
+    return path
+
+
+def _link_latest(run_dir: Path, root: Path) -> None:
+    """Point reports/latest at this run when it lives under the reports folder."""
+    try:
+        if run_dir.resolve().parent != root.resolve():
+            return
+        latest = root / "latest"
+        temporary = root / f".latest.{os.getpid()}"
+        if temporary.is_symlink() or temporary.exists():
+            temporary.unlink()
+        temporary.symlink_to(run_dir.name)
+        os.replace(temporary, latest)
+    except OSError:
+        pass
+
+
+def _run_row(run_id: str, config: RunConfig, requested: list[str], available: list[str], skipped: dict[str, str],
+             reference: str, started: float) -> dict[str, Any]:
+    return {
+        "run": run_id,
+        "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+        "finished": None,
+        "seconds": None,
+        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": json.dumps(library_versions()),
+        "gpu": _gpu(),
+        "backends_requested": requested,
+        "backends_available": available,
+        "backends_skipped": json.dumps(skipped),
+        "reference": reference,
+        "targets": list(config.targets),
+        "config": json.dumps(dataclasses.asdict(config)),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polars"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        import torch
+
+        versions["torch.cuda"] = torch.version.cuda or "none"
+    except ImportError:
+        pass
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _gpu() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,85 @@
+"""What a run tells CI and the terminal: exit code, JUnit XML, summary.json, a one-screen summary."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .exitcodes import ExitCode
+
+
+def exit_code_for(outcomes: list[Any]) -> ExitCode:
+    return ExitCode.FAILURES if any(o.failed for o in outcomes) else ExitCode.OK
+
+
+def counts(outcomes: list[Any]) -> dict[str, dict[str, int]]:
+    return {
+        "labels": dict(Counter(o.label for o in outcomes).most_common()),
+        "status": dict(Counter(o.status for o in outcomes).most_common()),
+    }
+
+
+def write_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> dict[str, Any]:
+    data = {
+        "run_dir": str(run_dir),
+        "cases": len(cases),
+        "comparisons": len(outcomes),
+        **counts(outcomes),
+        "failures": [
+            {"case": o.case, "candidate": o.candidate, "label": o.label, "reason": o.reason, "evidence": o.evidence}
+            for o in outcomes if o.failed
+        ],
+        "exit_code": int(exit_code_for(outcomes)),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> None:
+    """One testcase per case × candidate; expected failures are reported as skipped, as pytest does."""
+    seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
+    suite = ET.Element("testsuite", name="difftest", tests=str(len(outcomes)),
+                       failures=str(sum(o.status == "fail" for o in outcomes)), errors="0",
+                       skipped=str(sum(o.status in ("skipped", "xfail") for o in outcomes)),
+                       time=f"{sum(seconds.values()):.3f}")
+    for o in outcomes:
+        element = ET.SubElement(suite, "testcase", classname=o.case.split("::")[0],
+                                name=f"{o.case.split('::', 1)[-1]}[{o.candidate}]",
+                                time=f"{seconds.get(o.case, 0.0):.3f}")
+        if o.status == "fail":
+            failure = ET.SubElement(element, "failure", message=f"{o.label}: {o.reason}", type=o.label)
+            failure.text = o.evidence
+        elif o.status == "skipped":
+            ET.SubElement(element, "skipped", message=o.reason or "backend not available")
+        elif o.status == "xfail":
+            ET.SubElement(element, "skipped", message=f"expected failure: {o.label}: {o.evidence}"[:1000])
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)
+
+
+def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], skipped: dict[str, str],
+                   seconds: float | None = None) -> str:
+    """The one screen a terminal user reads at the end of a run."""
+    lines = []
+    c = counts(outcomes)
+    took = f" in {seconds:.1f}s" if seconds is not None else ""
+    lines.append(f"{len(cases)} case(s), {len(outcomes)} case×candidate result(s){took}")
+    lines.append("verdicts: " + ", ".join(f"{label} {n}" for label, n in c["labels"].items()))
+    lines.append("status:   " + ", ".join(f"{status} {n}" for status, n in c["status"].items()))
+    for name, reason in skipped.items():
+        lines.append(f"skipped backend {name}: {reason}")
+    failures = [o for o in outcomes if o.failed]
+    if failures:
+        lines.append(f"{len(failures)} unexpected failure(s):")
+        for o in failures[:20]:
+            lines.append(f"  FAIL {o.case} [{o.candidate}] {o.label}: {o.reason}")
+        if len(failures) > 20:
+            lines.append(f"  … and {len(failures) - 20} more (see the report)")
+    else:
+        lines.append("no unexpected failures")
+    lines.append(f"report: {(run_dir / 'index.html').resolve()}")
+    return "\n".join(lines)

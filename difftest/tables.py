@@ -1,0 +1,186 @@
+"""The run's tables: schemas, row builders, per-case parts and the parquet files.
+
+Rows are appended per case as small parquet "parts" written atomically
+(temporary file + rename), so a killed run keeps every case it finished.
+At the end the parts are concatenated into ``<table>.parquet``. Nothing here
+pickles: tensors are stored as raw bytes with dtype and shape beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import RunDataError
+
+TABLES = ("runs", "cases", "tensors", "comparisons")
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    import polars as pl
+
+    strs = pl.List(pl.String)
+    return {
+        "runs": {
+            "run": pl.String, "started": pl.String, "finished": pl.String, "seconds": pl.Float64,
+            "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
+            "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
+            "backends_skipped": pl.String, "reference": pl.String, "targets": strs, "config": pl.String,
+        },
+        "cases": {
+            "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
+            "tags": strs, "description": pl.String, "exporter": pl.String, "status": pl.String,
+            "stage": pl.String, "message": pl.String, "traceback": pl.String, "seconds": pl.Float64,
+            "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
+            "export_seconds": pl.Float64, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
+            "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
+            "graph_outputs": strs, "dropped_inputs": strs, "expect": pl.String, "tolerances": pl.String,
+            "warnings": strs, "log": pl.String,
+        },
+        "tensors": {
+            "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,
+            "output": pl.String, "index": pl.Int64, "status": pl.String, "stage": pl.String,
+            "message": pl.String, "dtype": pl.String, "shape": pl.List(pl.Int64), "data": pl.Binary,
+            "sampled": pl.Boolean, "digest": pl.String, "min": pl.Float64, "max": pl.Float64,
+            "mean": pl.Float64, "nan_count": pl.Int64, "inf_count": pl.Int64, "seconds": pl.Float64,
+            "prepare_seconds": pl.Float64, "providers": strs,
+        },
+        "comparisons": {
+            "run": pl.String, "case": pl.String, "probe": pl.String, "output": pl.String,
+            "reference": pl.String, "candidate": pl.String, "label": pl.String, "passed": pl.Boolean,
+            "max_abs": pl.Float64, "mean_abs": pl.Float64, "max_rel": pl.Float64, "mismatched": pl.Int64,
+            "count": pl.Int64, "ulp_max": pl.Float64, "ulp_p50": pl.Float64, "ulp_p99": pl.Float64,
+            "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
+            "blame": pl.String, "stage": pl.String,
+        },
+    }
+
+
+def schema(table: str) -> dict[str, Any]:
+    return _schemas()[table]
+
+
+def frame(table: str, rows: Iterable[dict[str, Any]]):
+    """A DataFrame with exactly the table's columns and types (missing keys are null)."""
+    import polars as pl
+
+    columns = schema(table)
+    rows = list(rows)
+    data = {name: [row.get(name) for row in rows] for name in columns}
+    return pl.DataFrame(data, schema=columns)
+
+
+def tensor_row(task: Any, backend: str, probe: str, *, output: str | None = None, index: int | None = None,
+               array: np.ndarray | None = None, status: str = "ok", stage: str | None = None,
+               message: str | None = None, seconds: float | None = None, prepare_seconds: float | None = None,
+               providers: list[str] | None = None, rerun: int = 0, max_bytes: int = 256 * 2**20) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run": task.run_id, "case": task.ref.id, "probe": probe, "backend": backend, "rerun": rerun,
+        "output": output, "index": index, "status": status, "stage": stage, "message": message,
+        "seconds": seconds, "prepare_seconds": prepare_seconds, "providers": providers,
+    }
+    if array is not None:
+        row.update(encode(array, max_bytes))
+    return row
+
+
+def encode(array: np.ndarray, max_bytes: int) -> dict[str, Any]:
+    """Raw bytes plus what is needed to read them back; huge arrays keep an even sample."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
+    stats = summary_stats(array)
+    sampled = array.nbytes > max_bytes
+    stored = array
+    if sampled:
+        step = int(np.ceil(array.nbytes / max_bytes))
+        stored = array.reshape(-1)[::step].copy()
+    return {
+        "dtype": str(array.dtype), "shape": list(array.shape), "data": stored.tobytes(), "sampled": sampled,
+        "digest": digest, **stats,
+    }
+
+
+def decode(row: dict[str, Any]) -> np.ndarray:
+    """The array a tensors row holds (flat if the row was sampled)."""
+    dtype = _dtype(row["dtype"])
+    array = np.frombuffer(row["data"], dtype=dtype)
+    return array if row.get("sampled") else array.reshape(row["shape"])
+
+
+def _dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def summary_stats(array: np.ndarray) -> dict[str, Any]:
+    if array.size == 0 or array.dtype.kind not in "biuf" and str(array.dtype) != "bfloat16":
+        return {"min": None, "max": None, "mean": None, "nan_count": 0, "inf_count": 0}
+    values = array.astype(np.float64)
+    finite = np.isfinite(values)
+    good = values[finite]
+    return {
+        "min": float(good.min()) if good.size else None,
+        "max": float(good.max()) if good.size else None,
+        "mean": float(good.mean()) if good.size else None,
+        "nan_count": int(np.isnan(values).sum()),
+        "inf_count": int(np.isinf(values).sum()),
+    }
+
+
+def write_atomic(df: Any, path: Path) -> None:
+    """Write parquet through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.write_parquet(temporary)
+    os.replace(temporary, path)
+
+
+def write_part(run_dir: Path, table: str, key: str, rows: list[dict[str, Any]]) -> None:
+    write_atomic(frame(table, rows), run_dir / "parts" / table / f"{key}.parquet")
+
+
+def part_keys(run_dir: Path, table: str) -> set[str]:
+    folder = run_dir / "parts" / table
+    return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
+
+
+def consolidate(run_dir: Path, table: str) -> None:
+    """Concatenate the table's parts into ``<table>.parquet``."""
+    import polars as pl
+
+    parts = sorted((run_dir / "parts" / table).glob("*.parquet"))
+    frames = [_read(p) for p in parts]
+    df = pl.concat(frames, how="vertical") if frames else frame(table, [])
+    write_atomic(df, run_dir / f"{table}.parquet")
+
+
+def write_table(run_dir: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    write_atomic(frame(table, rows), run_dir / f"{table}.parquet")
+
+
+def read_table(run_dir: Path, table: str):
+    path = Path(run_dir) / f"{table}.parquet"
+    if not path.exists():
+        raise RunDataError(
+            f"{path}: missing. Is {run_dir} a difftest run directory? (it needs runs, cases and tensors tables)"
+        )
+    return _read(path)
+
+
+def _read(path: Path):
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None

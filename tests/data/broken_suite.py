@@ -1,0 +1,7 @@
+import torch
+
+from difftest import case
+
+@case(
+def oops():
+    pass

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from difftest import Case, case
+from difftest.cases import CaseDefinitionError, build
+from difftest.discover import SuiteLoadError, collect
+from difftest.errors import UsageError
+
+
+class Identity(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_decorator_keeps_options_and_docstring():
+    @case(tags=["a"], exporter="torchscript", expect="mismatch")
+    def my_case():
+        """Shown in the report."""
+        return Identity().eval(), (torch.ones(1),)
+
+    assert my_case.name == "my_case"
+    assert my_case.doc == "Shown in the report."
+    built = build(my_case)
+    assert built.exporter == "torchscript" and built.expect == "mismatch" and built.tags == ["a"]
+    assert built.description == "Shown in the report."
+
+
+def test_factory_forms_normalise():
+    three = build(case(lambda: (Identity(), (torch.ones(1),), {"y": torch.ones(1)})))
+    assert three.kwargs == {"y": torch.ones(1)}
+    single_arg = build(case(lambda: (Identity(), torch.ones(1))))
+    assert isinstance(single_arg.args, tuple) and len(single_arg.args) == 1
+    full = build(case(lambda: Case(Identity(), (torch.ones(1),), opset=18), tags=["x"]))
+    assert full.opset == 18 and full.tags == ["x"]
+
+
+def test_factory_returning_wrong_thing_is_explained():
+    with pytest.raises(CaseDefinitionError, match="return \\(module, args\\)"):
+        build(case(lambda: 42, name="bad"))
+
+
+def test_unknown_option_and_exporter_are_rejected():
+    with pytest.raises(TypeError, match="unknown option"):
+        case(tag=["typo"])
+    with pytest.raises(ValueError, match="exporter must be one of"):
+        case(exporter="onnx-tf")
+
+
+def test_collect_folder_file_and_single_case(data_dir):
+    ids = [ref.id for ref, _ in collect([str(data_dir / "tiny_suite.py")])]
+    assert ids[:2] == ["tiny_suite::double", "tiny_suite::affine"]
+    assert [r.id for r, _ in collect([str(data_dir / "tiny_suite.py") + "::affine"])] == ["tiny_suite::affine"]
+    assert [r.id for r, _ in collect([str(data_dir / "tiny_suite.py")], keyword="WRONG_OP")] == [
+        "tiny_suite::wrong_op", "tiny_suite::wrong_op_expected"]
+
+
+def test_missing_case_and_target_are_usage_errors(data_dir):
+    with pytest.raises(UsageError, match="no case named 'nope'"):
+        collect([str(data_dir / "tiny_suite.py") + "::nope"])
+    with pytest.raises(UsageError, match="no such file"):
+        collect([str(data_dir / "does_not_exist.py")])
+
+
+def test_syntax_error_names_file_and_line(data_dir):
+    with pytest.raises(SuiteLoadError, match=r"broken_suite.py:\d+: syntax error"):
+        collect([str(data_dir / "broken_suite.py")])
+
+
+def test_import_error_names_file_and_module(data_dir):
+    with pytest.raises(SuiteLoadError, match=r"import_error_suite.py:2: .*no_such_module_for_difftest"):
+        collect([str(data_dir / "import_error_suite.py")])

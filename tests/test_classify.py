@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from difftest.classify import LABELS, classify
+from difftest.compare import default_tolerance, ulp_distance
+
+
+def f32(values):
+    return np.asarray(values, dtype=np.float32)
+
+
+def test_exact_requires_identical_bits():
+    a = f32([1.0, 2.0, np.nan])
+    assert classify(a, a.copy()).label == "exact"
+    assert classify(f32([0.0]), f32([-0.0])).label == "numeric"  # equal values, different bits
+
+
+def test_numeric_within_default_float32_tolerance():
+    ref = f32(np.linspace(-1, 1, 100))
+    cand = ref + np.float32(3e-7)
+    verdict = classify(ref, cand)
+    assert verdict.label == "numeric" and verdict.passed
+    assert verdict.metrics.max_abs == pytest.approx(3e-7, rel=0.3)
+    assert "within rtol=1.3e-06, atol=1e-05" in verdict.evidence
+
+
+def test_mismatch_counts_elements_and_names_the_worst():
+    ref = f32(np.zeros((2, 3)))
+    cand = ref.copy()
+    cand[1, 2] = 0.5
+    verdict = classify(ref, cand)
+    assert verdict.label == "mismatch" and not verdict.passed
+    assert verdict.metrics.mismatched == 1 and verdict.metrics.worst_index == (1, 2)
+    assert "1 of 6 elements" in verdict.evidence and "[1, 2]" in verdict.evidence
+
+
+def test_tolerance_override_turns_mismatch_into_numeric():
+    ref, cand = f32([1.0]), f32([1.001])
+    assert classify(ref, cand).label == "mismatch"
+    assert classify(ref, cand, rtol=1e-2, atol=0).label == "numeric"
+
+
+def test_shape():
+    verdict = classify(f32(np.zeros((2, 3))), f32(np.zeros((3, 2))))
+    assert verdict.label == "shape" and "(3, 2)" in verdict.evidence
+
+
+def test_dtype_same_values():
+    verdict = classify(np.arange(4, dtype=np.int64), np.arange(4, dtype=np.int32))
+    assert verdict.label == "dtype" and verdict.passed
+    assert "int32" in verdict.evidence and "int64" in verdict.evidence
+
+
+def test_dtype_with_different_values_is_a_mismatch():
+    verdict = classify(np.arange(4, dtype=np.int64), np.arange(1, 5, dtype=np.int32))
+    assert verdict.label == "mismatch" and "dtype also differs" in verdict.evidence
+
+
+def test_nonfinite_places_differ():
+    verdict = classify(f32([1.0, np.nan, np.inf]), f32([1.0, 2.0, np.inf]))
+    assert verdict.label == "nonfinite" and "NaN at 1 position" in verdict.evidence
+    assert classify(f32([np.inf]), f32([-np.inf])).label == "nonfinite"
+
+
+def test_integers_must_match_exactly():
+    assert classify(np.array([1, 2]), np.array([1, 3])).label == "mismatch"
+    assert default_tolerance(np.dtype(np.int64)) == (0.0, 0.0)
+
+
+def test_empty_arrays_are_exact():
+    assert classify(f32([]), f32([])).label == "exact"
+
+
+def test_ulp_distance_across_zero_and_signs():
+    a = f32([1.0, 0.0, -1.0])
+    b = np.nextafter(a, f32([2.0, 1.0, -2.0]))
+    assert ulp_distance(a, b).tolist() == [1, 1, 1]
+    assert ulp_distance(f32([-0.0]), f32([0.0])).tolist() == [0]
+    tiny = np.nextafter(np.float32(0), np.float32(1))
+    assert ulp_distance(f32([-tiny]), f32([tiny])).tolist() == [2]
+    d = np.array([1.0]), np.nextafter(np.array([1.0]), 2.0)
+    assert ulp_distance(*d).tolist() == [1]
+
+
+def test_every_label_has_pass_and_severity():
+    assert {"exact", "numeric", "mismatch", "shape", "dtype", "nonfinite", "export_error", "runtime_error",
+            "skipped", "crash", "timeout"} <= set(LABELS)

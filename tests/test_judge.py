@@ -1,0 +1,85 @@
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+from difftest.judge import judge_case, outcomes
+from difftest.tables import tensor_row
+
+TASK = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
+
+
+def case_row(**extra):
+    row = {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": json.dumps({}), "expect": None}
+    row.update(extra)
+    return row
+
+
+def ok(backend, values, probe="base", output="output"):
+    return tensor_row(TASK, backend, probe, output=output, index=0, array=np.asarray(values, dtype=np.float32))
+
+
+def judge(tensors, case=None, candidates=("ort-cpu",), skipped=None):
+    return judge_case("r", case or case_row(), tensors, "torch", list(candidates), skipped or {})
+
+
+def test_pairs_each_output_with_the_reference():
+    rows = judge([ok("torch", [1, 2]), ok("ort-cpu", [1, 2])])
+    assert [(r["probe"], r["output"], r["label"], r["passed"]) for r in rows] == [("base", "output", "exact", True)]
+
+
+def test_export_failure_is_export_error_blamed_on_exporter():
+    failed = tensor_row(TASK, "ort-cpu", "*", status="error", stage="export", message="TorchExportError: nope")
+    (row,) = judge([ok("torch", [1]), failed])
+    assert row["label"] == "export_error" and row["blame"] == "exporter" and "nope" in row["evidence"]
+
+
+def test_session_failure_is_runtime_error_blamed_on_candidate():
+    failed = tensor_row(TASK, "ort-cpu", "*", status="error", stage="session", message="bad node")
+    (row,) = judge([ok("torch", [1]), failed])
+    assert row["label"] == "runtime_error" and row["blame"] == "ort-cpu"
+
+
+def test_skipped_backend_records_reason():
+    (row,) = judge([ok("torch", [1])], candidates=["ort-cuda"], skipped={"ort-cuda": "no CUDA provider"})
+    assert row["label"] == "skipped" and row["evidence"] == "no CUDA provider" and row["passed"]
+
+
+def test_reference_failure_blames_the_reference():
+    failed = tensor_row(TASK, "torch", "base", status="error", stage="run", message="boom")
+    (row,) = judge([failed, ok("ort-cpu", [1])])
+    assert row["label"] == "runtime_error" and row["blame"] == "torch"
+
+
+def test_crashed_case_gives_every_candidate_a_crash():
+    rows = judge([], case=case_row(status="crash", stage="export", message="SIGSEGV"), candidates=["a", "b"])
+    assert [r["label"] for r in rows] == ["crash", "crash"]
+
+
+def test_per_output_tolerance_is_used():
+    tolerances = json.dumps({"rtol": None, "atol": None, "per_output": {"output": [0.1, 0.1]}})
+    (row,) = judge([ok("torch", [1.0]), ok("ort-cpu", [1.05])], case=case_row(tolerances=tolerances))
+    assert row["label"] == "numeric" and row["atol"] == 0.1
+
+
+def comparison(label, candidate="ort-cpu", probe="base"):
+    from difftest.classify import passes
+
+    return {"case": "s::c", "candidate": candidate, "label": label, "passed": passes(label), "evidence": "e",
+            "probe": probe}
+
+
+def test_outcome_statuses_follow_expectations():
+    def status(expect, labels):
+        cases = [{"case": "s::c", "expect": json.dumps(expect) if expect is not None else None}]
+        (o,) = outcomes(cases, [comparison(label) for label in labels])
+        return o.status, o.label
+
+    assert status(None, ["exact", "numeric"]) == ("pass", "numeric")
+    assert status(None, ["exact", "mismatch"]) == ("fail", "mismatch")
+    assert status("mismatch", ["mismatch"]) == ("xfail", "mismatch")
+    assert status("mismatch", ["exact"]) == ("fail", "exact")  # strict: expected failure did not happen
+    assert status({"ort-cpu": ["exact", "tie_break"]}, ["tie_break"]) == ("pass", "tie_break")
+    assert status({"ort-cuda": "mismatch"}, ["mismatch"]) == ("fail", "mismatch")
+    assert status({"*": "layout"}, ["layout"]) == ("xfail", "layout")
+    assert status("mismatch", ["skipped"]) == ("skipped", "skipped")
