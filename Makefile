@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUITE_ARGS ?=
 
-.PHONY: suite test setup clean-reports
+.PHONY: suite test setup bench-classify clean-reports
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ suite: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+bench-classify: $(STAMP)
+	$(BIN)/python bench/classify_bench.py
 
 clean-reports:
 	rm -rf reports/2* reports/latest

@@ -46,6 +46,10 @@ class Case:
     # Export the kwargs as constants captured by the graph (what
     # ``functools.partial(model, **kwargs)`` does) instead of as graph inputs.
     bake_kwargs: bool = False
+    # Probes this case takes part in (default: all that apply but "special"), and samples of its own:
+    # {probe name: {input name: tensor}}, inputs not named there taken from the base sample.
+    probes: Sequence[str] | None = None
+    samples: Mapping[str, Mapping[str, Any]] | None = None
     description: str = ""
 
 

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--exporter", choices=["dynamo", "torchscript"],
                      help="exporter for every case (default: each case's own, else dynamo)")
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (default 600)")
+    run.add_argument("--probes", help="comma-separated input probes: base,alt,ties,ramp,shape,special "
+                     "(default: all that apply to each case; special only where a case opts in)")
+    run.add_argument("--reruns", type=int, default=1, help="extra runs per backend and probe, to measure "
+                     "run-to-run spread (default 1)")
+    run.add_argument("--no-oracle", action="store_true", help="do not run the float64 torch oracle")
     run.add_argument("--resume", action="store_true",
                      help="finish the run in --out: only the cases it has no result for are run")
     run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
@@ -93,10 +98,17 @@ def _run(args: argparse.Namespace) -> ExitCode:
     from .summary import format_summary
     from .tables import read_table
 
+    from .probes import parse_probes
+
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    try:
+        probes = parse_probes(args.probes)
+    except ValueError as exc:
+        raise UsageError(f"--probes: {exc}") from None
     config = RunConfig(
         targets=args.targets or ["suites"], backends=backends, out=args.out, keyword=args.keyword, jobs=args.jobs,
         exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
+        probes=probes, reruns=args.reruns, oracle=not args.no_oracle,
     )
     if config.jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or a positive number")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .backends import REGISTRY, BackendUnavailable, Subject
-from .cases import Case, CaseRef, build
+from .cases import Case, CaseDefinitionError, CaseRef, build
+from .execute_names import INPUTS, RANKED
 from .export import ExportResult, describe_exception, export
 from .tables import tensor_row
 
@@ -44,7 +45,9 @@ class Task:
     reference: str
     exporter: str | None  # run-wide override, else the case's, else dynamo
     artifacts_dir: str
+    reference_variants: list[str] = field(default_factory=list)  # e.g. the float64 oracle: no reruns
     probes: list[str] = field(default_factory=lambda: ["base"])
+    reruns: int = 1
     threads: int | None = None
     max_tensor_bytes: int = 256 * 2**20
 
@@ -112,8 +115,14 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
 
     from .model_io import FlatModule, flatten_outputs, signature_of, to_feeds
 
+    row["stage"] = "build"
     signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
     row["inputs"] = list(signature.names)
+    unknown_axes = sorted(set(built.dynamic_axes or {}) - set(signature.names))
+    if unknown_axes:
+        raise CaseDefinitionError(
+            f"dynamic_axes names input(s) {', '.join(unknown_axes)}, but the case's tensor inputs are named "
+            f"{', '.join(signature.names) or '(none)'} (from the forward signature and the kwargs' keys)")
     frozen = {name: example[signature.names.index(name)] for name in signature.baked}
     flat = FlatModule(built.module, signature)
     row["stage"] = "reference"
@@ -122,7 +131,16 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
         output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
     row["outputs"] = output_names
     row["stage"] = None
-    probes = {"base": to_feeds(signature.names, example)}
+    from .probes import DEFAULT_PROBES, make_probes
+
+    selected = [p for p in task.probes if p in (built.probes or DEFAULT_PROBES)]
+    custom = {name: to_feeds(list(sample), list(sample.values())) for name, sample in (built.samples or {}).items()}
+    probes = make_probes(to_feeds(signature.names, example), selected, built.dynamic_axes, custom)
+    row["probes"] = list(probes)
+    for probe, feeds in probes.items():
+        for index, (name, array) in enumerate(feeds.items()):
+            tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
+                                      max_bytes=task.max_tensor_bytes))
     subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
 
     needs_onnx = any(REGISTRY[b].needs_onnx for b in task.backends)
@@ -151,11 +169,40 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
         if backend.needs_onnx:
             run_subject = Subject(built.module, list(signature.names), output_names, flat,
                                   onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
-        _run_backend(task, backend, run_subject, probes, tensors)
+        reruns = 0 if backend_name in (task.reference_variants or ()) else task.reruns
+        _run_backend(task, backend, run_subject, probes, tensors, reruns)
+    if exported is not None and exported.ok and any(t["status"] == "ok" for t in tensors if t["backend"] != task.reference):
+        _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors)
+
+
+def _record_ranked_values(task: Task, onnx_bytes: bytes, output_names: list[str],
+                          probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]]) -> None:
+    """For index outputs, record the values their ArgMax/TopK ranked (see ``ranked``)."""
+    from . import ranked
+
+    try:
+        augmented = ranked.augment(onnx_bytes, output_names)
+    except Exception as exc:
+        tensors.append(tensor_row(task, RANKED, "*", status="error", stage="ranked", message=describe_exception(exc)))
+        return
+    if augmented is None:
+        return
+    model, found = augmented
+    for probe, feeds in probes.items():
+        try:
+            values = ranked.evaluate(model, found, feeds)
+        except Exception as exc:
+            tensors.append(tensor_row(task, RANKED, probe, status="error", stage="ranked",
+                                      message=describe_exception(exc)))
+            continue
+        for output, array in values.items():
+            info = {k: found[output][k] for k in ("op", "axis", "keepdims")}
+            tensors.append(tensor_row(task, RANKED, probe, output=output, array=array, message=json.dumps(info),
+                                      max_bytes=task.max_tensor_bytes))
 
 
 def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
-                 tensors: list[dict[str, Any]]) -> None:
+                 tensors: list[dict[str, Any]], reruns: int = 0) -> None:
     name = backend.name
     started = time.perf_counter()
     try:
@@ -172,26 +219,36 @@ def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, d
         return
     prepare_seconds = time.perf_counter() - started
     for probe, feeds in probes.items():
-        began = time.perf_counter()
-        try:
-            _stage(f"run ({name}, probe {probe})")
-            _seed()
-            outputs = backend.run(session, feeds)
-        except Exception as exc:
-            tensors.append(tensor_row(task, name, probe, status="error", stage="run", message=describe_exception(exc),
-                                      seconds=time.perf_counter() - began, providers=providers))
-            continue
-        seconds = time.perf_counter() - began
-        if len(outputs) != len(subject.output_names):
-            message = (f"{len(outputs)} outputs, reference has {len(subject.output_names)} "
-                       f"({', '.join(subject.output_names)})")
-            tensors.append(tensor_row(task, name, probe, status="error", stage="outputs", message=message,
-                                      seconds=seconds, providers=providers))
-            continue
-        for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
-            tensors.append(tensor_row(task, name, probe, output=output, index=index, array=array, seconds=seconds,
-                                      prepare_seconds=prepare_seconds, providers=providers,
-                                      max_bytes=task.max_tensor_bytes))
+        for rerun in range(1 + reruns):
+            if not _run_once(task, backend, session, subject, probe, feeds, rerun, prepare_seconds, providers,
+                             tensors):
+                break
+
+
+def _run_once(task: Task, backend: Any, session: Any, subject: Subject, probe: str, feeds: dict[str, np.ndarray], rerun: int,
+              prepare_seconds: float, providers: list[str], tensors: list[dict[str, Any]]) -> bool:
+    name = backend.name
+    began = time.perf_counter()
+    try:
+        _stage(f"run ({name}, probe {probe})")
+        _seed()
+        outputs = backend.run(session, feeds)
+    except Exception as exc:
+        tensors.append(tensor_row(task, name, probe, status="error", stage="run", message=describe_exception(exc),
+                                  seconds=time.perf_counter() - began, providers=providers, rerun=rerun))
+        return False
+    seconds = time.perf_counter() - began
+    if len(outputs) != len(subject.output_names):
+        message = (f"{len(outputs)} outputs, reference has {len(subject.output_names)} "
+                   f"({', '.join(subject.output_names)})")
+        tensors.append(tensor_row(task, name, probe, status="error", stage="outputs", message=message,
+                                  seconds=seconds, providers=providers, rerun=rerun))
+        return False
+    for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
+        tensors.append(tensor_row(task, name, probe, output=output, index=index, array=array, seconds=seconds,
+                                  prepare_seconds=prepare_seconds, providers=providers, rerun=rerun,
+                                  max_bytes=task.max_tensor_bytes))
+    return True
 
 
 def _record_export(row: dict[str, Any], exported: ExportResult, input_names: list[str], task: Task) -> None:

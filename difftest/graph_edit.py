@@ -20,9 +20,21 @@ def nodes_of(model: Any, op_type: str) -> list[Any]:
     return found
 
 
+def _source(model: Any, name: str) -> str:
+    """Follow Identity/Cast chains back to the value they copy (exporters often cast constant pads)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    seen = set()
+    while name in producers and producers[name].op_type in ("Identity", "Cast") and name not in seen:
+        seen.add(name)
+        name = producers[name].input[0]
+    return name
+
+
 def constant(model: Any, name: str) -> np.ndarray:
-    """The value of an initializer or Constant node output called ``name``."""
+    """The value of an initializer or Constant node output called ``name`` (through Identity/Cast)."""
     from onnx import numpy_helper
+
+    name = _source(model, name)
 
     for init in model.graph.initializer:
         if init.name == name:
@@ -36,10 +48,12 @@ def constant(model: Any, name: str) -> np.ndarray:
 
 
 def set_constant(model: Any, name: str, value: np.ndarray) -> None:
-    """Replace the value of an initializer or Constant node output in place."""
+    """Replace the value of an initializer or Constant node output in place (through Identity/Cast)."""
     from onnx import numpy_helper
 
-    tensor = numpy_helper.from_array(np.asarray(value), name)
+    name = _source(model, name)
+    value = np.asarray(value).astype(constant(model, name).dtype)
+    tensor = numpy_helper.from_array(value, name)
     for init in model.graph.initializer:
         if init.name == name:
             init.CopyFrom(tensor)
@@ -81,3 +95,53 @@ def swap_pad_begin_end(pads: np.ndarray) -> np.ndarray:
     PyTorch's (left, right) pairs in the wrong order would."""
     half = len(pads) // 2
     return np.concatenate([pads[half:], pads[:half]]).astype(pads.dtype)
+
+
+def replace_op(op_from: str, op_to: str, **attributes: Any) -> Callable:
+    """A transform that turns every ``op_from`` node into ``op_to`` (attributes replaced if given)."""
+
+    def transform(model: Any) -> Any:
+        for node in nodes_of(model, op_from):
+            node.op_type = op_to
+            if attributes:
+                del node.attribute[:]
+                for name, value in attributes.items():
+                    set_attribute(node, name, value)
+        return model
+
+    transform.__name__ = f"replace_{op_from}_with_{op_to}"
+    return transform
+
+
+def rewire_output(make_nodes: Callable[[str, str], list[Any]], index: int = 0,
+                  elem_type: int | None = None) -> Callable:
+    """A transform that inserts nodes between graph output ``index`` and its producer.
+
+    ``make_nodes(inner, outer)`` returns nodes reading ``inner`` (the old value) and writing ``outer``
+    (the graph output's name); the graph output's declared shape is dropped, as a rewrite's would be,
+    and its element type becomes ``elem_type`` when given.
+    """
+
+    def transform(model: Any) -> Any:
+        output = model.graph.output[index]
+        outer = output.name
+        inner = f"{outer}_before_rewrite"
+        for node in model.graph.node:
+            for i, name in enumerate(node.output):
+                if name == outer:
+                    node.output[i] = inner
+            for i, name in enumerate(node.input):
+                if name == outer:
+                    node.input[i] = inner
+        model.graph.node.extend(make_nodes(inner, outer))
+        output.type.tensor_type.ClearField("shape")
+        if elem_type is not None:
+            output.type.tensor_type.elem_type = elem_type
+        return model
+
+    return transform
+
+
+def scale_constant_input(op_type: str, input_index: int, factor: float) -> Callable:
+    """A transform that multiplies one constant input (e.g. a weight) of every ``op_type`` node."""
+    return edit_constant_input(op_type, input_index, lambda w: (w * factor).astype(w.dtype))

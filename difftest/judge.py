@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import blame, probe_rules
 from .classify import LABELS, Verdict, classify, passes, severity
-from .tables import decode, read_table
+from .execute_names import RANKED
+from .recorded import Recorded
+from .tables import read_table
+from .ties import RankedValues
 
 CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
 
@@ -24,72 +28,102 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
     runs = read_table(run_dir, "runs").to_dicts()[0]
     cases = read_table(run_dir, "cases")
     tensors = read_table(run_dir, "tensors")
-    reference = runs["reference"]
-    candidates = [b for b in runs["backends_requested"] if b != reference]
-    skipped = json.loads(runs["backends_skipped"] or "{}")
+    context = RunContext(
+        run=runs["run"], reference=runs["reference"], oracle=runs.get("oracle"),
+        candidates=[b for b in runs["backends_requested"] if b != runs["reference"]],
+        skipped=json.loads(runs["backends_skipped"] or "{}"),
+    )
     rows: list[dict[str, Any]] = []
     for case in cases.to_dicts():
         case_tensors = tensors.filter(pl.col("case") == case["case"]).to_dicts()
-        rows.extend(judge_case(runs["run"], case, case_tensors, reference, candidates, skipped))
+        rows.extend(judge_case(case, case_tensors, context))
     return rows
 
 
-def judge_case(run: str, case: dict[str, Any], tensors: list[dict[str, Any]], reference: str,
-               candidates: list[str], skipped: dict[str, str]) -> list[dict[str, Any]]:
-    base = {"run": run, "case": case["case"], "reference": reference}
+@dataclass
+class RunContext:
+    run: str
+    reference: str
+    candidates: list[str]
+    skipped: dict[str, str]
+    oracle: str | None = None
 
-    def row(candidate: str, verdict: Verdict, probe: str = "*", output: str = "*", stage: str | None = None) -> dict:
-        return comparison_row(base, candidate, verdict, probe, output, stage)
 
+def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: RunContext) -> list[dict[str, Any]]:
+    """Classify every candidate's outputs of one case against the reference, then across probes, then blame."""
+    from .backends import REGISTRY
+
+    base = {"run": context.run, "case": case["case"], "reference": context.reference}
+    reference, candidates, skipped = context.reference, context.candidates, context.skipped
     if case["status"] != "ok":
-        verdict = _case_failure(case, reference)
-        return [row(c, Verdict("skipped", skipped[c])) if c in skipped else row(c, verdict, stage=case["stage"])
-                for c in candidates]
-    by_backend: dict[str, list[dict[str, Any]]] = {}
-    for t in tensors:
-        by_backend.setdefault(t["backend"], []).append(t)
-    ref_rows = by_backend.get(reference, [])
-    ref_ok = {(t["probe"], t["output"]): t for t in ref_rows if t["status"] == "ok" and t["rerun"] == 0}
-    ref_failed = {t["probe"]: t for t in ref_rows if t["status"] == "error"}
+        failure = _case_failure(case, reference)
+        return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
+                               None if c in skipped else case["stage"]) for c in candidates]
+    rec = Recorded(tensors)
     tolerances = json.loads(case.get("tolerances") or "{}")
-    out: list[dict[str, Any]] = []
+    verdicts: dict[str, dict[tuple[str, str], Verdict]] = {}
+    stages: dict[tuple[str, str, str], str | None] = {}
     for candidate in candidates:
+        found: dict[tuple[str, str], Verdict] = {}
+        verdicts[candidate] = found
+        whole = rec.failure(candidate)
         if candidate in skipped:
-            out.append(row(candidate, Verdict("skipped", skipped[candidate])))
+            found[("*", "*")] = Verdict("skipped", skipped[candidate])
+        elif whole is not None:
+            found[("*", "*")] = _stage_verdict(whole, candidate)
+            stages[(candidate, "*", "*")] = whole["stage"]
+        elif not rec.has(candidate):
+            found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
+        else:
+            for probe in rec.probes(candidate):
+                _judge_probe(rec, context, case, candidate, probe, tolerances, found, stages)
+            probe_rules.apply(found, rec, case, candidate, reference)
+    onnx_candidates = [c for c in candidates if c in REGISTRY and REGISTRY[c].needs_onnx and c not in skipped]
+    blame.assign(verdicts, rec, reference, context.oracle, onnx_candidates)
+    return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
+            for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
+
+
+def _judge_probe(rec: Recorded, context: RunContext, case: dict[str, Any], candidate: str, probe: str,
+                 tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
+                 stages: dict[tuple[str, str, str], str | None]) -> None:
+    reference = context.reference
+    ref_failure = rec.failure(reference, probe)
+    if ref_failure is not None:
+        found[(probe, "*")] = Verdict("runtime_error", f"the reference ({reference}) failed at "
+                                      f"{ref_failure['stage']}: {ref_failure['message']}", blame=reference)
+        stages[(candidate, probe, "*")] = ref_failure["stage"]
+        return
+    failure = rec.failure(candidate, probe)
+    if failure is not None and failure["rerun"] == 0:
+        found[(probe, "*")] = _stage_verdict(failure, candidate)
+        stages[(candidate, probe, "*")] = failure["stage"]
+        return
+    outputs = rec.outputs(reference, probe)
+    siblings = {o: (rec.array(reference, probe, o), rec.array(candidate, probe, o)) for o in outputs}
+    for output in outputs:
+        ref, cand = siblings[output]
+        if cand is None:
+            found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
             continue
-        cand_rows = by_backend.get(candidate, [])
-        whole = next((t for t in cand_rows if t["probe"] == "*"), None)
-        if whole is not None:
-            out.append(row(candidate, _stage_verdict(whole, candidate), stage=whole["stage"]))
-            continue
-        if not cand_rows:
-            out.append(row(candidate, Verdict("runtime_error", "no results recorded for this backend", blame=candidate)))
-            continue
-        for probe in _ordered_probes(cand_rows, ref_rows):
-            if probe in ref_failed:
-                failure = ref_failed[probe]
-                out.append(row(candidate, Verdict("runtime_error", f"the reference ({reference}) failed at "
-                                                  f"{failure['stage']}: {failure['message']}", blame=reference),
-                               probe=probe, stage=failure["stage"]))
-                continue
-            probe_rows = [t for t in cand_rows if t["probe"] == probe and t["rerun"] == 0]
-            failed = next((t for t in probe_rows if t["status"] != "ok"), None)
-            if failed is not None:
-                out.append(row(candidate, _stage_verdict(failed, candidate), probe=probe, stage=failed["stage"]))
-                continue
-            for t in probe_rows:
-                ref_tensor = ref_ok.get((probe, t["output"]))
-                if ref_tensor is None:
-                    verdict = Verdict("shape", f"output {t['output']!r} has no counterpart in the reference")
-                else:
-                    rtol, atol = _tolerance(tolerances, t["output"])
-                    verdict = classify(decode(ref_tensor), decode(t), rtol, atol)
-                    if ref_tensor.get("sampled") or t.get("sampled"):
-                        verdict.evidence += " (compared on an even sample: the tensor exceeded the stored size)"
-                if not verdict.passed and verdict.blame is None:
-                    verdict.blame = candidate
-                out.append(row(candidate, verdict, probe=probe, output=t["output"]))
-    return out
+        rtol, atol = _tolerance(tolerances, output)
+        ranked_row = rec.row(RANKED, probe, output)
+        ranked = None
+        if ranked_row is not None:
+            info = json.loads(ranked_row["message"])
+            ranked = RankedValues(rec.array(RANKED, probe, output), info["op"], info["axis"], info["keepdims"])
+        verdict = classify(
+            ref, cand, rtol, atol,
+            oracle=rec.array(context.oracle, probe, output) if context.oracle else None,
+            reference_reruns=rec.reruns(reference, probe, output),
+            candidate_reruns=rec.reruns(candidate, probe, output),
+            ranked=ranked,
+            siblings={o: pair for o, pair in siblings.items()
+                      if o != output and pair[1] is not None and pair[0] is not None},
+        )
+        if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
+            verdict.evidence += " (compared on an even sample: the tensor exceeded the stored size)"
+        found[(probe, output)] = verdict
 
 
 def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe: str, output: str,
@@ -191,7 +225,7 @@ def _case_failure(case: dict[str, Any], reference: str) -> Verdict:
     if status in CASE_FAILURE_LABELS:
         return Verdict(CASE_FAILURE_LABELS[status], message, blame=None)
     if stage == "build":
-        return Verdict("export_error", f"the case factory failed: {message}", blame="case")
+        return Verdict("export_error", f"the case could not be built: {message}", blame="case")
     if stage == "reference":
         return Verdict("runtime_error", f"the reference ({reference}) failed: {message}", blame=reference)
     return Verdict("crash", f"difftest failed at {stage or 'an unknown stage'}: {message}", blame="difftest")
@@ -212,11 +246,3 @@ def _tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, f
     if per_output:
         return float(per_output[0]), float(per_output[1])
     return tolerances.get("rtol"), tolerances.get("atol")
-
-
-def _ordered_probes(cand_rows: list[dict[str, Any]], ref_rows: list[dict[str, Any]]) -> list[str]:
-    seen: list[str] = []
-    for t in ref_rows + cand_rows:
-        if t["probe"] != "*" and t["probe"] not in seen:
-            seen.append(t["probe"])
-    return [p for p in seen if any(t["probe"] == p for t in cand_rows)]

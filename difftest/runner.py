@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UsageError
+from .probes import ALL_PROBES
 from .exitcodes import ExitCode
 
 DEFAULT_TIMEOUT = 600.0
@@ -35,6 +36,9 @@ class RunConfig:
     memory_limit_mb: int | None = None
     reports_root: str = "reports"
     resume: bool = False
+    probes: list[str] = field(default_factory=lambda: list(ALL_PROBES))
+    reruns: int = 1
+    oracle: bool = True
 
 
 @dataclass
@@ -59,6 +63,8 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
 
     started = time.time()
     _check_backends(config.backends)
+    if config.reruns < 0:
+        raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
         raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
     found = collect(config.targets, config.keyword)
@@ -82,18 +88,21 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
 
         run_id = read_table(run_dir, "runs")["run"][0]
     reference = backend_table.REFERENCE
-    requested = [reference] + [b for b in config.backends if b != reference]
+    requested = [reference] + [b for b in config.backends if b not in (reference, backend_table.ORACLE)]
+    oracle = backend_table.ORACLE if config.oracle else None
     skipped = {}
-    for name in requested:
+    for name in requested + ([oracle] if oracle else []):
         reason = backend_table.make(name).unavailable_reason()
         if reason:
             skipped[name] = reason
     if reference in skipped:
         raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
-    available = [b for b in requested if b not in skipped]
+    available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
+    available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
     jobs = config.jobs or default_jobs()
     threads = max(1, default_jobs() // jobs)
     run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
+    run_row["oracle"] = oracle
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     write_table(run_dir, "runs", [run_row])
 
@@ -110,7 +119,8 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         if key in done:
             continue
         task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
-                    artifacts_dir=str(artifacts), threads=threads)
+                    artifacts_dir=str(artifacts), threads=threads, probes=list(config.probes), reruns=config.reruns,
+                    reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
     pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
     finished = 0

@@ -29,7 +29,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "run": pl.String, "started": pl.String, "finished": pl.String, "seconds": pl.Float64,
             "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
             "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
-            "backends_skipped": pl.String, "reference": pl.String, "targets": strs, "config": pl.String,
+            "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
+            "config": pl.String,
         },
         "cases": {
             "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
@@ -38,7 +39,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
             "export_seconds": pl.Float64, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
             "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
-            "graph_outputs": strs, "dropped_inputs": strs, "expect": pl.String, "tolerances": pl.String,
+            "graph_outputs": strs, "dropped_inputs": strs, "probes": strs, "expect": pl.String,
+            "tolerances": pl.String,
             "warnings": strs, "log": pl.String,
         },
         "tensors": {

@@ -65,7 +65,7 @@ class PadRight(torch.nn.Module):
 
 
 @case(tags=["pitfall", "pad-order"], onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end),
-      expect="mismatch")
+      expect="layout")
 def pad_order_swapped():
     """Pitfall 2: a graph rewrite that read PyTorch's (left, right) pad pairs into ONNX's
     (begin..., end...) layout the wrong way round. Same values, shifted by two columns."""
@@ -94,7 +94,7 @@ class ResizeLike(torch.nn.Module):
 DYNAMIC = {"x": {2: "h", 3: "w"}, "guide": {2: "gh", 3: "gw"}}
 
 
-@case(tags=["pitfall", "resize"])
+@case(tags=["pitfall", "resize"], expect="shape_specialized")
 def resize_size_from_int():
     """Pitfall 3: the output size built with int() from another tensor's shape is frozen into the traced
     (TorchScript) graph; right on the traced shape, wrong on any other."""
@@ -114,7 +114,7 @@ class Masked(torch.nn.Module):
         return (x * mask).sum(-1)
 
 
-@case(tags=["pitfall", "kwargs"], bake_kwargs=True)
+@case(tags=["pitfall", "kwargs"], bake_kwargs=True, expect="frozen_input")
 def kwargs_baked():
     """Pitfall 4: the mask is given as a keyword argument and exported through functools.partial,
     so the graph holds it as a constant and ignores the mask it is fed."""
@@ -144,7 +144,7 @@ def _argmax_to_argmin(model):
     return model
 
 
-@case(tags=["pitfall", "ties"], expect="mismatch")
+@case(tags=["pitfall", "ties"], expect="tie_break")
 def argmax_ties():
     """Pitfall 5: on tied maxima a runtime may pick another index. This graph picks the last of the ties
     (select_last_index=1), eager the first: the values are tied, so this is tie-breaking, not a bug."""
@@ -171,7 +171,7 @@ class TopBoxes(torch.nn.Module):
         return top, boxes[index]
 
 
-@case(tags=["pitfall", "nms"], expect={"*": "mismatch"})
+@case(tags=["pitfall", "nms"], expect="tie_break")
 def nms_equal_scores():
     """Pitfall 6: NMS-style decoding keeps the top-4 boxes by score; three boxes score exactly 0.9, so
     runtimes may return them in another order. The scores agree; the boxes agree as a set."""

@@ -41,8 +41,10 @@ def test_tolerance_override_turns_mismatch_into_numeric():
 
 
 def test_shape():
-    verdict = classify(f32(np.zeros((2, 3))), f32(np.zeros((3, 2))))
-    assert verdict.label == "shape" and "(3, 2)" in verdict.evidence
+    verdict = classify(f32(np.zeros((2, 3))), f32(np.zeros((3, 3))))
+    assert verdict.label == "shape" and "(3, 3)" in verdict.evidence
+    # Same size, values not a rearrangement: still a shape discrepancy.
+    assert classify(f32(np.arange(6).reshape(2, 3)), f32(np.ones((3, 2)))).label == "shape"
 
 
 def test_dtype_same_values():
@@ -85,3 +87,48 @@ def test_ulp_distance_across_zero_and_signs():
 def test_every_label_has_pass_and_severity():
     assert {"exact", "numeric", "mismatch", "shape", "dtype", "nonfinite", "export_error", "runtime_error",
             "skipped", "crash", "timeout"} <= set(LABELS)
+
+
+def test_oracle_turns_reduction_noise_into_numeric_but_not_a_real_error():
+    rng = np.random.default_rng(0)
+    oracle = rng.standard_normal(1000) * 100
+    ref = (oracle + rng.standard_normal(1000) * 2e-4).astype(np.float32)
+    cand = (oracle + rng.standard_normal(1000) * 3e-4).astype(np.float32)
+    assert classify(ref, cand).label == "mismatch"  # beyond assert_close's float32 tolerance
+    verdict = classify(ref, cand, oracle=oracle)
+    assert verdict.label == "numeric" and "float64 oracle" in verdict.evidence
+    wrong = (oracle * 1.001).astype(np.float32)
+    verdict = classify(ref, wrong, oracle=oracle)
+    assert verdict.label == "mismatch" and "RMSE vs float64 oracle" in verdict.evidence
+
+
+def test_nondeterminism_within_own_spread():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(500).astype(np.float32)
+    cand, again = base + 1e-3 * rng.standard_normal(500).astype(np.float32), base + 1e-3 * rng.standard_normal(500)
+    verdict = classify(base, cand.astype(np.float32), candidate_reruns=[again.astype(np.float32)])
+    assert verdict.label == "nondeterministic" and not verdict.evidence.startswith("all")
+    assert classify(base, base + np.float32(0.5), candidate_reruns=[base + np.float32(0.5001)]).label == "mismatch"
+
+
+def test_layout_names_the_shift():
+    ref = np.zeros((1, 9), np.float32)
+    ref[0, 1:6] = [1, 2, 3, 4, 5]
+    verdict = classify(ref, np.roll(ref, 2, axis=1))
+    assert verdict.label == "layout" and "reference.roll(2, dim=1)" in verdict.evidence
+    assert not verdict.passed
+
+
+def test_nonfinite_says_whether_oracle_is_finite():
+    verdict = classify(f32([1.0, 2.0]), f32([np.nan, 2.0]), oracle=np.array([1.0, 2.0]))
+    assert verdict.label == "nonfinite" and "oracle is finite at 1 of these 1" in verdict.evidence
+
+
+def test_argmax_ties_need_the_values():
+    from difftest.ties import RankedValues
+
+    values = f32([[1.0, 3.0, 3.0]])
+    ranked = RankedValues(values, "ArgMax", 1, False)
+    assert classify(np.array([1]), np.array([2]), ranked=ranked).label == "tie_break"
+    assert classify(np.array([1]), np.array([0]), ranked=ranked).label == "mismatch"
+    assert classify(np.array([1]), np.array([2])).label == "mismatch"  # without values, no benefit of the doubt

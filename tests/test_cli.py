@@ -38,8 +38,9 @@ def test_tables_have_their_columns(tiny_run):
         assert comparisons.schema[column] == dtype
 
 
-def _labels(out, candidate="ort-cpu"):
-    df = pl.read_parquet(out / "comparisons.parquet").filter(pl.col("candidate") == candidate)
+def _labels(out, candidate="ort-cpu", probe="base"):
+    df = pl.read_parquet(out / "comparisons.parquet").filter(
+        (pl.col("candidate") == candidate) & pl.col("probe").is_in([probe, "*"]))
     return {row["case"].split("::")[1]: row for row in df.to_dicts()}
 
 

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from difftest.judge import judge_case, outcomes
+from difftest.judge import RunContext, judge_case, outcomes
 from difftest.tables import tensor_row
 
 TASK = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
@@ -19,8 +19,9 @@ def ok(backend, values, probe="base", output="output"):
     return tensor_row(TASK, backend, probe, output=output, index=0, array=np.asarray(values, dtype=np.float32))
 
 
-def judge(tensors, case=None, candidates=("ort-cpu",), skipped=None):
-    return judge_case("r", case or case_row(), tensors, "torch", list(candidates), skipped or {})
+def judge(tensors, case=None, candidates=("ort-cpu",), skipped=None, oracle=None):
+    context = RunContext("r", "torch", list(candidates), skipped or {}, oracle)
+    return judge_case(case or case_row(), tensors, context)
 
 
 def test_pairs_each_output_with_the_reference():
@@ -83,3 +84,61 @@ def test_outcome_statuses_follow_expectations():
     assert status({"ort-cuda": "mismatch"}, ["mismatch"]) == ("fail", "mismatch")
     assert status({"*": "layout"}, ["layout"]) == ("xfail", "layout")
     assert status("mismatch", ["skipped"]) == ("skipped", "skipped")
+
+
+def _inputs(probe, **arrays):
+    return [tensor_row(TASK, "input", probe, output=name, index=i, array=np.asarray(a, dtype=np.float32))
+            for i, (name, a) in enumerate(arrays.items())]
+
+
+def test_frozen_input_when_graph_dropped_a_changed_input():
+    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]),
+               ok("torch", [5, 6], probe="alt"), ok("ort-cpu", [3, 4], probe="alt"),
+               *_inputs("base", x=[1, 2], mask=[1, 1]), *_inputs("alt", x=[3, 4], mask=[0, 1])]
+    rows = {r["probe"]: r for r in judge(tensors, case=case_row(dropped_inputs=["mask"]))}
+    assert rows["base"]["label"] == "exact"
+    assert rows["alt"]["label"] == "frozen_input" and "dropped input(s) mask" in rows["alt"]["evidence"]
+    assert rows["alt"]["blame"] == "exporter"
+
+
+def test_alt_mismatch_without_frozen_evidence_stays_mismatch():
+    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]),
+               ok("torch", [5, 6], probe="alt"), ok("ort-cpu", [3, 4], probe="alt"),
+               *_inputs("base", x=[1, 2]), *_inputs("alt", x=[3, 4])]
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["alt"]["label"] == "mismatch"
+
+
+def test_shape_specialized_when_only_the_other_shape_fails():
+    failed = tensor_row(TASK, "ort-cpu", "shape", status="error", stage="run", message="Got invalid dimensions")
+    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]), ok("torch", [1, 2, 3], probe="shape"), failed,
+               *_inputs("base", x=[1, 2]), *_inputs("shape", x=[1, 2, 3])]
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["shape"]["label"] == "shape_specialized"
+    assert "x[3]" in rows["shape"]["evidence"] and "Got invalid dimensions" in rows["shape"]["evidence"]
+
+
+def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
+    tensors = [ok("torch", [1]), ok("ort-cpu", [1]), ok("torch", [0], probe="ties"), ok("ort-cpu", [2], probe="ties"),
+               ok("torch", [1], probe="ramp"), ok("ort-cpu", [1], probe="ramp")]
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
+
+
+def test_blame_exporter_when_two_runtimes_agree_with_each_other():
+    tensors = [ok("torch", [1.0, 2.0]), ok("ort-cpu", [1.5, 2.0]), ok("ort-cuda", [1.5, 2.0])]
+    rows = {r["candidate"]: r for r in judge(tensors, candidates=["ort-cpu", "ort-cuda"])}
+    assert rows["ort-cpu"]["blame"] == rows["ort-cuda"]["blame"] == "exporter"
+
+
+def test_blame_the_provider_that_alone_disagrees():
+    tensors = [ok("torch", [1.0, 2.0]), ok("ort-cpu", [1.0, 2.0]), ok("ort-cuda", [1.5, 2.0])]
+    rows = {r["candidate"]: r for r in judge(tensors, candidates=["ort-cpu", "ort-cuda"])}
+    assert rows["ort-cuda"]["blame"] == "ort-cuda" and "ort-cpu ran the same ONNX graph" in rows["ort-cuda"]["evidence"]
+
+
+def test_blame_eager_when_it_is_farther_from_the_oracle():
+    oracle = tensor_row(TASK, "torch-fp64", "base", output="output", index=0, array=np.array([1.0, 2.0]))
+    tensors = [ok("torch", [1.5, 2.0]), ok("ort-cpu", [1.0, 2.0]), oracle]
+    (row,) = judge(tensors, oracle="torch-fp64")
+    assert row["label"] == "mismatch" and row["blame"] == "torch"

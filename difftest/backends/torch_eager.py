@@ -54,6 +54,33 @@ class TorchCuda(TorchEager):
         return [f"cuda:{torch.cuda.get_device_name(0)}"]
 
 
+class TorchFloat64(TorchEager):
+    """The reference model in float64: the oracle that tells float noise from error."""
+
+    name = "torch-fp64"
+    description = "PyTorch eager on CPU in float64 (the oracle)"
+
+    def prepare(self, subject: Subject) -> Any:
+        import copy
+
+        oracle = copy.copy(subject)
+        oracle.module = copy.deepcopy(subject.module).double()
+        oracle.call = subject.call.rebind(oracle.module)
+        return oracle
+
+    def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        wide = {k: v.astype(np.float64) if v.dtype.kind == "f" or str(v.dtype) == "bfloat16" else v
+                for k, v in feeds.items()}
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)  # tensors the forward creates itself follow
+        try:
+            return super().run(session, wide)
+        finally:
+            torch.set_default_dtype(previous)
+
+
 def to_numpy(tensor: Any) -> np.ndarray:
     """A detached CPU numpy copy; bfloat16 goes through ml_dtypes so no value changes."""
     import torch

@@ -1,0 +1,113 @@
+"""Value-aware tie-breaking checks.
+
+Differing indices are benign only where the values they point at are equal:
+``index_ties`` checks argmax/top-k indices against the values the ONNX node
+ranked (evaluated from the graph); ``gathered_ties`` checks outputs gathered by
+tied indices (boxes ordered by equal scores) as sets within groups of equal scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compare import format_index, format_value
+
+
+@dataclass
+class RankedValues:
+    """The data input of the ArgMax/ArgMin/TopK node that produced an index output."""
+
+    values: np.ndarray
+    op: str
+    axis: int
+    keepdims: bool = True
+
+
+@dataclass
+class TieFinding:
+    ties_explain: bool
+    evidence: str
+
+
+def index_ties(reference: np.ndarray, candidate: np.ndarray, ranked: RankedValues, rtol: float,
+               atol: float) -> TieFinding | None:
+    """Do the differing indices point at equal values? None when the check does not apply."""
+    if reference.shape != candidate.shape or reference.dtype.kind not in "iu" or candidate.dtype.kind not in "iu":
+        return None
+    values = ranked.values.astype(np.float64)
+    axis = ranked.axis % values.ndim if values.ndim else 0
+    ref_idx, cand_idx = reference, candidate
+    if ranked.op in ("ArgMax", "ArgMin") and not ranked.keepdims:
+        ref_idx, cand_idx = np.expand_dims(ref_idx, axis), np.expand_dims(cand_idx, axis)
+    if ref_idx.ndim != values.ndim:
+        return None
+    size = values.shape[axis]
+    if ((ref_idx < 0) | (ref_idx >= size) | (cand_idx < 0) | (cand_idx >= size)).any():
+        return TieFinding(False, f"indices out of range for the ranked axis of size {size}")
+    ref_values = np.take_along_axis(values, ref_idx.astype(np.int64), axis)
+    cand_values = np.take_along_axis(values, cand_idx.astype(np.int64), axis)
+    differs = ref_idx != cand_idx
+    n = int(differs.sum())
+    equal = np.abs(ref_values - cand_values) <= atol + rtol * np.abs(ref_values)
+    bad = differs & ~equal
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        return TieFinding(False, (
+            f"{ranked.op} index differs at {n} position(s), {int(bad.sum())} of them not tied: at "
+            f"{format_index(first)} reference picks {int(ref_idx[first])} (value {format_value(ref_values[first])}), "
+            f"candidate picks {int(cand_idx[first])} (value {format_value(cand_values[first])})"))
+    first = tuple(int(i) for i in np.argwhere(differs)[0])
+    return TieFinding(True, (
+        f"{ranked.op} index differs at {n} position(s), all on tied values: at {format_index(first)} "
+        f"reference picks {int(ref_idx[first])}, candidate {int(cand_idx[first])}; "
+        f"both values {format_value(ref_values[first])} (values from the graph's {ranked.op} input)"))
+
+
+def gathered_ties(reference: np.ndarray, candidate: np.ndarray, ref_scores: np.ndarray, cand_scores: np.ndarray,
+                  score_name: str, rtol: float, atol: float) -> TieFinding | None:
+    """Rows that differ only in order within groups of equal scores (the scores themselves agreeing)."""
+    k = ref_scores.size
+    if (k < 2 or reference.shape != candidate.shape or ref_scores.shape != cand_scores.shape
+            or reference.shape[:ref_scores.ndim] != ref_scores.shape):
+        return None
+    scores = ref_scores.astype(np.float64).reshape(-1)
+    if not np.allclose(scores, cand_scores.astype(np.float64).reshape(-1), rtol=rtol, atol=atol, equal_nan=True):
+        return None
+    ref_rows = reference.reshape(k, -1)
+    cand_rows = candidate.reshape(k, -1)
+    differing = ~np.all(_eq(ref_rows, cand_rows, rtol, atol), axis=1)
+    if not differing.any():
+        return None
+    groups = np.unique(scores[differing])
+    sorted_scores = bool(np.all(np.diff(scores) <= 0) or np.all(np.diff(scores) >= 0))
+    boundary = None
+    for score in groups:
+        members = np.flatnonzero(scores == score)
+        if _same_rows(ref_rows[members], cand_rows[members], rtol, atol) and len(members) > 1:
+            continue
+        if sorted_scores and score == scores[-1]:
+            boundary = score  # the last group may continue past the top-k cut: which tied rows are kept is arbitrary
+            continue
+        return TieFinding(False, f"rows differ at {int(differing.sum())} position(s) and are not a reordering "
+                                 f"among equal {score_name} values (group {format_value(score)})")
+    counts = ", ".join(f"{format_value(s)} ×{int((scores == s).sum())}" for s in groups)
+    note = ""
+    if boundary is not None:
+        note = (f"; the last group ({score_name} {format_value(boundary)}) sits at the top-k cut, where which of "
+                "several equal-scored rows are kept is arbitrary, so its rows are not required to match")
+    return TieFinding(True, (
+        f"{int(differing.sum())} of {k} rows differ, but only within groups of tied {score_name} ({counts}); "
+        f"order among equal scores is undefined, so compared as sets{note}"))
+
+
+def _eq(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (np.isnan(a64) & np.isnan(b64))
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
+    order_a = np.lexsort(a.astype(np.float64).T[::-1])
+    order_b = np.lexsort(b.astype(np.float64).T[::-1])
+    return bool(_eq(a[order_a], b[order_b], rtol, atol).all())

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from difftest.probes import ALL_PROBES, make_probes, parse_probes
+
+
+def feeds():
+    rng = np.random.default_rng(0)
+    return {
+        "x": rng.standard_normal((3, 8)).astype(np.float32),
+        "mask": (rng.random((3, 8)) > 0.5).astype(np.float32),
+        "index": np.array([0, 5, 7], dtype=np.int64),
+        "flag": np.array([True, False, True]),
+    }
+
+
+def test_base_only_when_nothing_else_selected():
+    assert list(make_probes(feeds(), ["base"])) == ["base"]
+
+
+def test_alt_changes_values_keeps_shapes_and_value_sets():
+    base = feeds()
+    alt = make_probes(base, ["base", "alt"])["alt"]
+    assert {k: v.shape for k, v in alt.items()} == {k: v.shape for k, v in base.items()}
+    assert not np.array_equal(alt["x"], base["x"])
+    assert set(np.unique(alt["mask"])) <= {0.0, 1.0}  # a mask stays a mask
+    assert set(alt["index"]) <= {0, 5, 7}  # indices stay valid
+    assert alt["flag"].dtype == np.bool_
+
+
+def test_ties_have_repeats_and_ramp_has_none():
+    probes = make_probes(feeds(), ["base", "ties", "ramp"])
+    ties, ramp = probes["ties"]["x"], probes["ramp"]["x"]
+    assert len(np.unique(ties)) < ties.size / 2
+    assert len(np.unique(ramp)) == ramp.size
+    assert np.abs(ramp - ties).max() < np.abs(np.diff(np.unique(ties))).min() / 2
+    assert np.array_equal(probes["ties"]["index"], feeds()["index"])
+
+
+def test_shape_probe_changes_named_axes_together():
+    base = {"a": np.zeros((2, 4), np.float32), "b": np.zeros((2, 3), np.float32)}
+    shape = make_probes(base, ["base", "shape"], {"a": {0: "batch"}, "b": {0: "batch"}})["shape"]
+    assert shape["a"].shape[0] == shape["b"].shape[0] == 3
+    assert shape["a"].shape[1] == 4 and shape["b"].shape[1] == 3
+    assert "shape" not in make_probes(base, ["base", "shape"], None)
+
+
+def test_special_plants_nonfinite_values():
+    special = make_probes(feeds(), ["base", "special"])["special"]["x"]
+    assert np.isnan(special).any() and np.isposinf(special).any() and np.isneginf(special).any()
+
+
+def test_probes_are_deterministic():
+    a = make_probes(feeds(), list(ALL_PROBES))
+    b = make_probes(feeds(), list(ALL_PROBES))
+    assert all(np.array_equal(a[p][k], b[p][k], equal_nan=a[p][k].dtype.kind == "f") for p in a for k in a[p])
+
+
+def test_custom_samples_fill_from_base():
+    custom = make_probes(feeds(), ["base"], custom={"big": {"x": np.full((3, 8), 1e6, np.float32)}})["big"]
+    assert custom["x"][0, 0] == 1e6 and np.array_equal(custom["mask"], feeds()["mask"])
+
+
+def test_parse_probes():
+    assert parse_probes("alt,ties") == ["base", "alt", "ties"]
+    assert parse_probes(None) == list(ALL_PROBES)
+    with pytest.raises(ValueError, match="unknown probe"):
+        parse_probes("base,wobble")
