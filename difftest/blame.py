@@ -18,8 +18,13 @@ EAGER_WORSE_FACTOR = 3.0
 
 
 def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str, oracle: str | None,
-           onnx_candidates: list[str]) -> None:
-    """Fill ``blame`` for failing verdicts, in place. ``verdicts`` maps candidate -> (probe, output) -> verdict."""
+           onnx_exports: dict[str, str]) -> None:
+    """Fill ``blame`` for failing verdicts, in place.
+
+    ``verdicts`` maps candidate -> (probe, output) -> verdict; ``onnx_exports`` maps each ONNX candidate to the
+    name of the export it ran, so candidates on the same graph can be held against each other and variant
+    settings (opt, tf32, exporter) serve as controls.
+    """
     for candidate, by_key in verdicts.items():
         for key, verdict in by_key.items():
             if verdict.passed or verdict.blame is not None and verdict.label not in VALUE_LABELS:
@@ -27,13 +32,47 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
             if verdict.label not in VALUE_LABELS:
                 verdict.blame = verdict.blame or candidate
                 continue
-            verdict.blame, reason = _value_blame(candidate, key, verdicts, rec, reference, oracle, onnx_candidates)
+            tf32 = _tf32_control(candidate, key, verdicts)
+            if tf32 is not None:
+                verdict.label, verdict.blame = "numeric", None
+                verdict.evidence += f" Counted as numeric: {tf32}."
+                continue
+            verdict.blame, reason = _value_blame(candidate, key, verdicts, rec, reference, oracle, onnx_exports)
             separator = " " if verdict.evidence.endswith(".") else ". "
             verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}."
 
 
+def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str | None]]:
+    """Candidates that differ from ``candidate`` only in setting ``key``: (name, their value)."""
+    from .candidates import parse
+
+    me = parse(candidate)
+    found = []
+    for name in names:
+        if name == candidate:
+            continue
+        other = parse(name)
+        if other.backend == me.backend and other.without(key) == me.without(key):
+            found.append((name, other.get(key)))
+    return found
+
+
+def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]]) -> str | None:
+    from .candidates import parse
+
+    if parse(candidate).get("tf32") == "0":
+        return None
+    for name, value in _siblings(candidate, list(verdicts), "tf32"):
+        other = verdicts[name].get(key)
+        if value == "0" and other is not None and other.passed:
+            return f"the gap closes with TF32 off ({name}: {other.label}); TF32 matmul is reduced precision by design"
+    return None
+
+
 def _value_blame(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str,
-                 oracle: str | None, onnx_candidates: list[str]) -> tuple[str, str]:
+                 oracle: str | None, onnx_exports: dict[str, str]) -> tuple[str, str]:
+    from .candidates import parse
+
     probe, output = key
     ref = rec.array(reference, probe, output)
     cand = rec.array(candidate, probe, output)
@@ -43,20 +82,32 @@ def _value_blame(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0:
             return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
                                f"({cand_err:.3g})")
-    if candidate in onnx_candidates:
-        others = [c for c in onnx_candidates if c != candidate and key in verdicts.get(c, {})]
-        agreeing = [c for c in others if not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)]
-        passing = [c for c in others if verdicts[c][key].passed]
-        if passing:
-            return candidate, f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
-        if agreeing:
-            return "exporter", (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
-                                "but not with eager")
-        if not others:
-            return f"{candidate} or exporter", "only one ONNX runtime ran this graph, so the graph and the runtime " \
-                                               "cannot be told apart (add ort-cuda or another ORT variant)"
-        return candidate, "the ONNX runtimes disagree with each other as well as with eager"
-    return candidate, "the reference and the oracle agree with each other, not with this backend"
+    if candidate not in onnx_exports:
+        return candidate, "the reference and the oracle agree with each other, not with this backend"
+    names = list(verdicts)
+    for name, value in _siblings(candidate, names, "opt"):
+        other = verdicts[name].get(key)
+        if other is not None and other.passed and value != parse(candidate).get("opt"):
+            return "ort-optimizer", (f"the same graph with graph optimizations at {value} ({name}) agrees with eager: "
+                                     "an ORT graph optimization changes the result")
+    for name, value in _siblings(candidate, names, "exporter"):
+        other = verdicts[name].get(key)
+        if other is not None and other.passed:
+            mine = onnx_exports[candidate].split("+")[0]
+            return f"exporter:{mine}", f"the {value or 'default'} exporter's graph ({name}) agrees with eager"
+    same_graph = [c for c in onnx_exports if c != candidate and onnx_exports[c] == onnx_exports[candidate]
+                  and parse(c).backend != parse(candidate).backend and key in verdicts.get(c, {})]
+    passing = [c for c in same_graph if verdicts[c][key].passed]
+    agreeing = [c for c in same_graph if not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)]
+    if passing:
+        return candidate, f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
+    if agreeing:
+        return "exporter", (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
+                            "but not with eager")
+    if not same_graph:
+        return f"{candidate} or exporter", ("only one ONNX runtime ran this graph, so the graph and the runtime "
+                                            "cannot be told apart (add ort-cuda or an ort-cpu[opt=disable] control)")
+    return candidate, "the ONNX runtimes disagree with each other as well as with eager"
 
 
 def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:

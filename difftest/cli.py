@@ -11,7 +11,9 @@ from typing import Sequence
 from .errors import UsageError
 from .exitcodes import ExitCode
 
-BACKENDS_HELP = "comma-separated backends; the reference (torch) is always run (default: torch,ort-cpu,ort-cuda)"
+BACKENDS_HELP = ("comma-separated candidates, each a backend with optional settings: ort-cpu, "
+                 "ort-cpu[exporter=torchscript], ort-cpu[opt=disable], ort-cpu[threads=1], ort-cuda[tf32=0], "
+                 "ort-cpu[transform=fp16]; the reference (torch) is always run (default: torch,ort-cpu,ort-cuda)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +102,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
     from .probes import parse_probes
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    from .candidates import split_specs
+
+    backends = split_specs(args.backends)
     try:
         probes = parse_probes(args.probes)
     except ValueError as exc:

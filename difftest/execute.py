@@ -143,47 +143,70 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
                                       max_bytes=task.max_tensor_bytes))
     subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
 
-    needs_onnx = any(REGISTRY[b].needs_onnx for b in task.backends)
-    exported: ExportResult | None = None
-    if needs_onnx:
-        _stage("export")
-        _seed()
-        exported = export(
-            FlatModule(built.module, signature, frozen),
-            tuple(t for n, t in zip(signature.names, example) if n not in frozen),
-            output_names,
-            exporter=row["exporter"],
-            opset=built.opset,
-            dynamic_axes=built.dynamic_axes,
-            transform=built.onnx_transform,
-        )
-        _record_export(row, exported, signature.names, task)
-    for backend_name in task.backends:
-        backend = REGISTRY[backend_name](threads=task.threads)
-        if backend.needs_onnx and not (exported and exported.ok):
-            stage = exported.stage if exported else "export"
-            message = exported.error if exported else "no ONNX model was exported"
-            tensors.append(tensor_row(task, backend_name, "*", status="error", stage=stage, message=message))
-            continue
+    from .candidates import export_name, parse
+    from .transforms import TRANSFORMS
+
+    candidates = [parse(spec) for spec in task.backends]
+    exports: dict[tuple[str, str | None], ExportResult] = {}
+
+    def export_for(key: tuple[str, str | None]) -> ExportResult:
+        """Each distinct (exporter, transform) is exported once per case and shared by its candidates."""
+        if key not in exports:
+            exporter, named = key
+            _stage(f"export ({export_name(key)})")
+            _seed()
+            exports[key] = export(
+                FlatModule(built.module, signature, frozen),
+                tuple(t for n, t in zip(signature.names, example) if n not in frozen),
+                output_names, exporter=exporter, opset=built.opset, dynamic_axes=built.dynamic_axes,
+                transform=_compose(built.onnx_transform, TRANSFORMS[named] if named else None),
+            )
+            _record_export(row, key, exports[key], signature.names, task)
+        return exports[key]
+
+    default_key = (row["exporter"], None)
+    if any(REGISTRY[c.backend].needs_onnx and c.export_key(row["exporter"]) == default_key for c in candidates):
+        export_for(default_key)  # the case's own export first: its fields describe the case
+    for candidate in candidates:
+        backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         run_subject = subject
         if backend.needs_onnx:
+            exported = export_for(candidate.export_key(row["exporter"]))
+            if not exported.ok:
+                tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
+                                          message=exported.error))
+                continue
             run_subject = Subject(built.module, list(signature.names), output_names, flat,
                                   onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
-        reruns = 0 if backend_name in (task.reference_variants or ()) else task.reruns
-        _run_backend(task, backend, run_subject, probes, tensors, reruns)
-    if exported is not None and exported.ok and any(t["status"] == "ok" for t in tensors if t["backend"] != task.reference):
-        _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors)
+        reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
+        _run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name)
+    for key, exported in exports.items():
+        if exported.ok:
+            _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors,
+                                  f"{RANKED}:{export_name(key)}")
+
+
+def _compose(first: Any, second: Any) -> Any:
+    if first is None or second is None:
+        return first or second
+
+    def both(model: Any) -> Any:
+        return second(first(model))
+
+    return both
 
 
 def _record_ranked_values(task: Task, onnx_bytes: bytes, output_names: list[str],
-                          probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]]) -> None:
+                          probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]],
+                          pseudo_backend: str) -> None:
     """For index outputs, record the values their ArgMax/TopK ranked (see ``ranked``)."""
     from . import ranked
 
     try:
         augmented = ranked.augment(onnx_bytes, output_names)
     except Exception as exc:
-        tensors.append(tensor_row(task, RANKED, "*", status="error", stage="ranked", message=describe_exception(exc)))
+        tensors.append(tensor_row(task, pseudo_backend, "*", status="error", stage="ranked",
+                                  message=describe_exception(exc)))
         return
     if augmented is None:
         return
@@ -192,18 +215,18 @@ def _record_ranked_values(task: Task, onnx_bytes: bytes, output_names: list[str]
         try:
             values = ranked.evaluate(model, found, feeds)
         except Exception as exc:
-            tensors.append(tensor_row(task, RANKED, probe, status="error", stage="ranked",
+            tensors.append(tensor_row(task, pseudo_backend, probe, status="error", stage="ranked",
                                       message=describe_exception(exc)))
             continue
         for output, array in values.items():
             info = {k: found[output][k] for k in ("op", "axis", "keepdims")}
-            tensors.append(tensor_row(task, RANKED, probe, output=output, array=array, message=json.dumps(info),
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(tensor_row(task, pseudo_backend, probe, output=output, array=array,
+                                      message=json.dumps(info), max_bytes=task.max_tensor_bytes))
 
 
 def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
-                 tensors: list[dict[str, Any]], reruns: int = 0) -> None:
-    name = backend.name
+                 tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None) -> None:
+    name = name or backend.name
     started = time.perf_counter()
     try:
         _stage(f"session build ({name})")
@@ -220,14 +243,14 @@ def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, d
     prepare_seconds = time.perf_counter() - started
     for probe, feeds in probes.items():
         for rerun in range(1 + reruns):
-            if not _run_once(task, backend, session, subject, probe, feeds, rerun, prepare_seconds, providers,
-                             tensors):
+            if not _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds,
+                             providers, tensors):
                 break
 
 
-def _run_once(task: Task, backend: Any, session: Any, subject: Subject, probe: str, feeds: dict[str, np.ndarray], rerun: int,
-              prepare_seconds: float, providers: list[str], tensors: list[dict[str, Any]]) -> bool:
-    name = backend.name
+def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,
+              feeds: dict[str, np.ndarray], rerun: int, prepare_seconds: float, providers: list[str],
+              tensors: list[dict[str, Any]]) -> bool:
     began = time.perf_counter()
     try:
         _stage(f"run ({name}, probe {probe})")
@@ -251,23 +274,37 @@ def _run_once(task: Task, backend: Any, session: Any, subject: Subject, probe: s
     return True
 
 
-def _record_export(row: dict[str, Any], exported: ExportResult, input_names: list[str], task: Task) -> None:
-    row["export_seconds"] = exported.seconds
-    row["export_status"] = "ok" if exported.ok else "error"
-    row["export_stage"] = None if exported.ok else exported.stage
-    row["export_error"] = exported.error
-    row["onnx_digest"] = exported.digest
-    row["opset"] = exported.opset
-    row["node_count"] = exported.node_count
-    row["graph_inputs"] = exported.graph_inputs
-    row["graph_outputs"] = exported.graph_outputs
-    row["dropped_inputs"] = [n for n in input_names if exported.ok and n not in exported.graph_inputs]
+def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: ExportResult,
+                   input_names: list[str], task: Task) -> None:
+    """Every export goes into ``exports`` (JSON by export name); the case's own one also into the columns."""
+    from .candidates import export_name
+
+    name = export_name(key)
+    dropped = [n for n in input_names if exported.ok and n not in exported.graph_inputs]
+    info: dict[str, Any] = {
+        "exporter": key[0], "transform": key[1], "status": "ok" if exported.ok else "error",
+        "stage": None if exported.ok else exported.stage, "error": exported.error, "seconds": exported.seconds,
+        "digest": exported.digest, "opset": exported.opset, "node_count": exported.node_count,
+        "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
+        "onnx_path": None,
+    }
     if exported.ok:
         folder = Path(task.artifacts_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{slug(task.ref.id)}.{exported.exporter}.onnx"
+        path = folder / f"{slug(task.ref.id)}.{name}.onnx"
         path.write_bytes(exported.onnx_bytes)
-        row["onnx_path"] = str(path)
+        info["onnx_path"] = str(path)
+    all_exports = json.loads(row.get("exports") or "{}")
+    all_exports[name] = info
+    row["exports"] = json.dumps(all_exports)
+    if "export_status" in row:
+        return
+    row.update(
+        export_seconds=exported.seconds, export_status=info["status"], export_stage=info["stage"],
+        export_error=exported.error, onnx_digest=exported.digest, opset=exported.opset,
+        node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,
+        dropped_inputs=dropped, onnx_path=info["onnx_path"],
+    )
 
 
 def slug(case_id: str) -> str:

@@ -77,12 +77,53 @@ def set_attribute(node: Any, name: str, value: Any) -> None:
     node.attribute.append(helper.make_attribute(name, value))
 
 
+def fold_input(model: Any, node: Any, input_index: int) -> str:
+    """Make a node's input a plain initializer when it is computed from constants only.
+
+    Exporters often build constant inputs through small chains (the TorchScript exporter's pads go through
+    Reshape, Slice and Transpose); evaluating that chain once lets the value be read and edited directly.
+    Returns the (possibly new) input name; raises ValueError when the value depends on a graph input.
+    """
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    name = node.input[input_index]
+    try:
+        constant(model, name)
+        return name
+    except ValueError:
+        pass
+    producers = {out: n for n in model.graph.node for out in n.output}
+    known = {i.name for i in model.graph.initializer}
+    needed, stack = [], [name]
+    while stack:
+        value = stack.pop()
+        if value in known or value == "":
+            continue
+        producer = producers.get(value)
+        if producer is None:
+            raise ValueError(f"{name!r} depends on the graph input {value!r}: it is not a constant")
+        if producer not in needed:
+            needed.append(producer)
+            stack.extend(producer.input)
+    order = [n for n in model.graph.node if n in needed]
+    sub = helper.make_model(
+        helper.make_graph(order, "fold", [], [helper.make_tensor_value_info(name, 0, None)],
+                          initializer=list(model.graph.initializer)),
+        opset_imports=list(model.opset_import))
+    value = ReferenceEvaluator(sub).run(None, {})[0]
+    folded = f"{name}_folded"
+    model.graph.initializer.append(numpy_helper.from_array(np.asarray(value), folded))
+    node.input[input_index] = folded
+    return folded
+
+
 def edit_constant_input(op_type: str, input_index: int, edit: Callable[[np.ndarray], np.ndarray]) -> Callable:
-    """A transform that rewrites one constant input of every ``op_type`` node."""
+    """A transform that rewrites one constant input of every ``op_type`` node (folding it first if needed)."""
 
     def transform(model: Any) -> Any:
         for node in nodes_of(model, op_type):
-            name = node.input[input_index]
+            name = fold_input(model, node, input_index)
             set_constant(model, name, edit(constant(model, name)))
         return model
 

@@ -52,6 +52,7 @@ class RunContext:
 def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: RunContext) -> list[dict[str, Any]]:
     """Classify every candidate's outputs of one case against the reference, then across probes, then blame."""
     from .backends import REGISTRY
+    from .candidates import export_name, parse
 
     base = {"run": context.run, "case": case["case"], "reference": context.reference}
     reference, candidates, skipped = context.reference, context.candidates, context.skipped
@@ -61,6 +62,10 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
                                None if c in skipped else case["stage"]) for c in candidates]
     rec = Recorded(tensors)
     tolerances = json.loads(case.get("tolerances") or "{}")
+    exports = json.loads(case.get("exports") or "{}")
+    parsed = {c: parse(c) for c in candidates}
+    export_of = {c: export_name(p.export_key(case.get("exporter") or "dynamo")) for c, p in parsed.items()
+                 if REGISTRY[p.backend].needs_onnx}
     verdicts: dict[str, dict[tuple[str, str], Verdict]] = {}
     stages: dict[tuple[str, str, str], str | None] = {}
     for candidate in candidates:
@@ -75,18 +80,22 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
         elif not rec.has(candidate):
             found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
         else:
+            ranked_from = f"{RANKED}:{export_of[candidate]}" if candidate in export_of else None
             for probe in rec.probes(candidate):
-                _judge_probe(rec, context, case, candidate, probe, tolerances, found, stages)
-            probe_rules.apply(found, rec, case, candidate, reference)
-    onnx_candidates = [c for c in candidates if c in REGISTRY and REGISTRY[c].needs_onnx and c not in skipped]
-    blame.assign(verdicts, rec, reference, context.oracle, onnx_candidates)
+                _judge_probe(rec, context, candidate, probe, tolerances, found, stages, ranked_from)
+            own_export = exports.get(export_of.get(candidate, ""), {})
+            probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
+                                                                                    case.get("dropped_inputs"))},
+                              candidate, reference)
+    blame.assign(verdicts, rec, reference, context.oracle,
+                 {c: export_of[c] for c in export_of if c not in skipped})
     return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
             for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
 
 
-def _judge_probe(rec: Recorded, context: RunContext, case: dict[str, Any], candidate: str, probe: str,
-                 tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
-                 stages: dict[tuple[str, str, str], str | None]) -> None:
+def _judge_probe(rec: Recorded, context: RunContext, candidate: str, probe: str, tolerances: dict[str, Any],
+                 found: dict[tuple[str, str], Verdict], stages: dict[tuple[str, str, str], str | None],
+                 ranked_from: str | None) -> None:
     reference = context.reference
     ref_failure = rec.failure(reference, probe)
     if ref_failure is not None:
@@ -107,11 +116,11 @@ def _judge_probe(rec: Recorded, context: RunContext, case: dict[str, Any], candi
             found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
             continue
         rtol, atol = _tolerance(tolerances, output)
-        ranked_row = rec.row(RANKED, probe, output)
+        ranked_row = rec.row(ranked_from, probe, output) if ranked_from else None
         ranked = None
         if ranked_row is not None:
             info = json.loads(ranked_row["message"])
-            ranked = RankedValues(rec.array(RANKED, probe, output), info["op"], info["axis"], info["keepdims"])
+            ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
         verdict = classify(
             ref, cand, rtol, atol,
             oracle=rec.array(context.oracle, probe, output) if context.oracle else None,

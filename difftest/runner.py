@@ -62,7 +62,9 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     from .tables import consolidate, part_keys, write_part, write_table
 
     started = time.time()
-    _check_backends(config.backends)
+    from .candidates import parse_list
+
+    candidates = parse_list(",".join(config.backends))
     if config.reruns < 0:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
@@ -88,13 +90,16 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
 
         run_id = read_table(run_dir, "runs")["run"][0]
     reference = backend_table.REFERENCE
-    requested = [reference] + [b for b in config.backends if b not in (reference, backend_table.ORACLE)]
+    requested = [reference] + [c.name for c in candidates if c.name not in (reference, backend_table.ORACLE)]
     oracle = backend_table.ORACLE if config.oracle else None
     skipped = {}
+    reasons: dict[str, str | None] = {}
     for name in requested + ([oracle] if oracle else []):
-        reason = backend_table.make(name).unavailable_reason()
-        if reason:
-            skipped[name] = reason
+        base = backend_table.make(name)
+        if base.name not in reasons:
+            reasons[base.name] = base.unavailable_reason()
+        if reasons[base.name]:
+            skipped[name] = reasons[base.name]
     if reference in skipped:
         raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
     available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
@@ -168,16 +173,6 @@ def finish(run_dir: Path, rejudge: bool = False) -> RunResult:
     write_junit(run_dir, cases, results)
     write_summary(run_dir, cases, results)
     return RunResult(run_dir, results, exit_code_for(results), time.time() - started)
-
-
-def _check_backends(names: list[str]) -> None:
-    from .backends import REGISTRY
-
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise UsageError(f"unknown backend(s): {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
-    if not names:
-        raise UsageError("--backends is empty; name at least one candidate, e.g. --backends torch,ort-cpu")
 
 
 def _prepare_dir(path: Path) -> Path:

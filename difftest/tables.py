@@ -39,7 +39,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
             "export_seconds": pl.Float64, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
             "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
-            "graph_outputs": strs, "dropped_inputs": strs, "probes": strs, "expect": pl.String,
+            "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
             "tolerances": pl.String,
             "warnings": strs, "log": pl.String,
         },

@@ -121,7 +121,7 @@ def test_passing_suite_exits_0(tmp_path, data_dir):
 @pytest.mark.parametrize("argv, message", [
     (["run", "{data}/broken_suite.py"], "syntax error"),
     (["run", "{data}/import_error_suite.py"], "no_such_module_for_difftest"),
-    (["run", "{data}/passing_suite.py", "--backends", "torch,ort-gpu"], "unknown backend(s): ort-gpu"),
+    (["run", "{data}/passing_suite.py", "--backends", "torch,ort-gpu"], "unknown backend 'ort-gpu'"),
     (["run", "{data}/missing.py"], "no such file"),
     (["run", "{data}/passing_suite.py::nothing"], "no case named 'nothing'"),
     (["report", "{data}/nowhere"], "no such run directory"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import Backend, BackendUnavailable, Subject
 from .onnxruntime import OrtCpu, OrtCuda
 from .torch_eager import TorchCuda, TorchEager, TorchFloat64
@@ -15,8 +17,12 @@ REFERENCE = "torch"
 ORACLE = "torch-fp64"
 
 
-def make(name: str, threads: int | None = None) -> Backend:
-    return REGISTRY[name](threads=threads)
+def make(spec: Any, threads: int | None = None) -> Backend:
+    """A backend from a name, a candidate spec string (``ort-cpu[opt=disable]``) or a Candidate."""
+    from ..candidates import Candidate, parse
+
+    candidate = spec if isinstance(spec, Candidate) else parse(str(spec))
+    return REGISTRY[candidate.backend](threads=threads, options=dict(candidate.settings))
 
 
 __all__ = ["Backend", "BackendUnavailable", "Subject", "REGISTRY", "DEFAULT_BACKENDS", "REFERENCE", "ORACLE", "make"]

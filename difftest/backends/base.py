@@ -37,9 +37,11 @@ class Backend:
     needs_onnx: ClassVar[bool] = True
     device: ClassVar[str] = "cpu"
     description: ClassVar[str] = ""
+    settings: ClassVar[tuple[str, ...]] = ()  # candidate-spec keys this backend accepts (see ``candidates``)
 
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
+    def __init__(self, threads: int | None = None, options: dict[str, str] | None = None):
+        self.options = dict(options or {})
+        self.threads = int(self.options["threads"]) if "threads" in self.options else threads
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else a sentence saying why not and what to install."""

@@ -9,10 +9,15 @@ import numpy as np
 from .base import Backend, BackendUnavailable, Subject
 
 
+OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "all": "ORT_ENABLE_ALL"}
+
+
 class OrtCpu(Backend):
     name = "ort-cpu"
     provider = "CPUExecutionProvider"
     description = "ONNX Runtime, CPU execution provider"
+    settings = ("exporter", "transform", "opt", "threads")
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -33,6 +38,8 @@ class OrtCpu(Backend):
         options.log_severity_level = 3
         if self.threads:
             options.intra_op_num_threads = self.threads
+        if "opt" in self.options:
+            options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, OPT_LEVELS[self.options["opt"]])
         return options
 
     def provider_list(self) -> list[Any]:
@@ -65,6 +72,7 @@ class OrtCuda(OrtCpu):
     provider = "CUDAExecutionProvider"
     device = "cuda"
     description = "ONNX Runtime, CUDA execution provider"
+    settings = OrtCpu.settings + ("tf32",)
 
     def unavailable_reason(self) -> str | None:
         reason = super().unavailable_reason()
@@ -81,4 +89,7 @@ class OrtCuda(OrtCpu):
     def provider_list(self) -> list[Any]:
         # The CPU provider stays as ORT's fallback for nodes CUDA lacks; prepare() checks
         # that CUDA itself was loaded rather than silently dropped.
-        return [(self.provider, {"device_id": 0}), "CPUExecutionProvider"]
+        cuda_options = {"device_id": 0}
+        if "tf32" in self.options:
+            cuda_options["use_tf32"] = self.options["tf32"]  # ORT enables TF32 by default
+        return [(self.provider, cuda_options), "CPUExecutionProvider"]

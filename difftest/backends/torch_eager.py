@@ -31,6 +31,7 @@ class TorchCuda(TorchEager):
     name = "torch-cuda"
     device = "cuda"
     description = "PyTorch eager on CUDA"
+    settings = ("tf32",)
 
     def unavailable_reason(self) -> str | None:
         import torch
@@ -47,6 +48,18 @@ class TorchCuda(TorchEager):
         cuda_subject.module = copy.deepcopy(subject.module).to("cuda")
         cuda_subject.call = subject.call.rebind(cuda_subject.module)
         return cuda_subject
+
+    def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        if "tf32" not in self.options:
+            return super().run(session, feeds)
+        flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.options["tf32"] == "1"
+        try:
+            return super().run(session, feeds)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
     def providers(self, session: Any) -> list[str]:
         import torch

@@ -16,6 +16,7 @@ from ..classify import LABELS, severity
 from ..tables import read_table
 
 STATUS_ORDER = {"fail": 0, "xfail": 1, "skipped": 2, "pass": 3}
+PASSING = {label for label, (passes, _) in LABELS.items() if passes}
 LOG_TAIL_BYTES = 20_000
 
 
@@ -75,14 +76,20 @@ def render(run_dir: Path) -> Path:
     for c in comparisons:
         comparisons_by_case[c["case"]].append(c)
     template = env.get_template("case.html")
+    from ..candidates import variant_findings
+
     for row in rows:
         case = row["case"]
+        cells = [o for o in row["cells"] if o is not None and o.status != "skipped"]
+        findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},
+                                    {"exporter": case.get("exporter") or "dynamo"})
         (run_dir / row["page"]).write_text(template.render(
             run=run_view, case=case, outcomes=[o for o in row["cells"] if o is not None],
             comparisons=sorted(comparisons_by_case[case["case"]],
                                key=lambda c: (c["candidate"], -severity(c["label"]), c["probe"], c["output"])),
             tensors=sorted(tensors_by_case[case["case"]], key=lambda t: (t["probe"], t["output"] or "", t["backend"])),
             log=_log_tail(run_dir, case.get("log")),
+            variants=findings, exports=json.loads(case.get("exports") or "{}"),
             command=_command(case, run),
         ))
     return index
