@@ -316,10 +316,11 @@ def classify(reference: np.ndarray, candidate: np.ndarray, rtol: float | None = 
     """Label one output pair; ``evidence`` fills the other fields of :class:`Pair`. Never raises on arrays."""
     r, a = tolerance_for(reference, rtol, atol)
     pair = Pair(reference, candidate, r, a, **evidence)
-    for rule in RULES:
-        verdict = rule(pair)
-        if verdict is not None:
-            return verdict
+    with np.errstate(all="ignore"):  # NaN, Inf and overflow are data here, not accidents
+        for rule in RULES:
+            verdict = rule(pair)
+            if verdict is not None:
+                return verdict
     raise AssertionError("mismatch_rule always decides")  # pragma: no cover
 
 

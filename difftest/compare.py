@@ -74,6 +74,11 @@ def nonfinite_masks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Metrics:
     """Error statistics over positions where both are finite; nonfinite disagreements counted apart."""
+    with np.errstate(all="ignore"):  # overflowing differences of huge finite values are data, not errors
+        return _metrics(reference, candidate, rtol, atol)
+
+
+def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Metrics:
     count = int(reference.size)
     result = Metrics(count=count, rtol=rtol, atol=atol)
     if count == 0:

@@ -107,7 +107,27 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     warnings = []
     if getattr(built.module, "training", False):
         warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
+    warnings.extend(_dtype_warnings(built))
     row["warnings"] = warnings
+
+
+def _dtype_warnings(built: Case) -> list[str]:
+    """Floating inputs whose dtype differs from the model's parameters: eager may fail or silently upcast."""
+    import torch
+
+    params = getattr(built.module, "parameters", None)
+    dtypes = {p.dtype for p in params()} if callable(params) else set()
+    float_params = {d for d in dtypes if d.is_floating_point}
+    if len(float_params) != 1:
+        return []
+    (expected,) = float_params
+    inputs = list(enumerate(built.args)) + list((built.kwargs or {}).items())
+    return [
+        f"input {name!r} is {value.dtype} but the model's parameters are {expected}: cast it in the factory "
+        "if that is not intended"
+        for name, value in inputs
+        if isinstance(value, torch.Tensor) and value.dtype.is_floating_point and value.dtype != expected
+    ]
 
 
 def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:

@@ -72,6 +72,11 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
     lines.append("status:   " + ", ".join(f"{status} {n}" for status, n in c["status"].items()))
     for name, reason in skipped.items():
         lines.append(f"skipped backend {name}: {reason}")
+    warned = [(c["case"], w) for c in cases for w in (c.get("warnings") or [])]
+    for case_id, warning in warned[:5]:
+        lines.append(f"warning: {case_id}: {warning}")
+    if len(warned) > 5:
+        lines.append(f"… and {len(warned) - 5} more warning(s) (see the case pages)")
     failures = [o for o in outcomes if o.failed]
     if failures:
         lines.append(f"{len(failures)} unexpected failure(s):")

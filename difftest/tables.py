@@ -126,6 +126,11 @@ def summary_stats(array: np.ndarray) -> dict[str, Any]:
         return {"min": None, "max": None, "mean": None, "nan_count": 0, "inf_count": 0}
     values = array.astype(np.float64)
     finite = np.isfinite(values)
+    with np.errstate(all="ignore"):
+        return _stats(values, finite)
+
+
+def _stats(values: np.ndarray, finite: np.ndarray) -> dict[str, Any]:
     good = values[finite]
     return {
         "min": float(good.min()) if good.size else None,

@@ -59,6 +59,14 @@ def test_each_case_gets_its_verdict(tiny_run):
     assert rows["wrong_op"]["mismatched"] == 5 and rows["wrong_op"]["max_abs"] == 3.0  # |2x - (x + 2)| for x = 0..5
 
 
+def test_warnings_for_training_mode_and_input_dtype(tiny_run):
+    _, out = tiny_run
+    cases = {c["name"]: c for c in pl.read_parquet(out / "cases.parquet").to_dicts()}
+    warnings = " ".join(cases["training_mode_double_input"]["warnings"])
+    assert "training mode" in warnings and "torch.float64" in warnings
+    assert _labels(out)["training_mode_double_input"]["label"] == "runtime_error"  # eager refuses the dtype mix
+
+
 def test_ort_cuda_is_skipped_with_reason_or_run(tiny_run):
     _, out = tiny_run
     rows = _labels(out, "ort-cuda")
@@ -82,7 +90,7 @@ def test_junit_has_one_testcase_per_case_and_candidate(tiny_run):
     _, out = tiny_run
     root = ET.parse(out / "junit.xml").getroot()
     testcases = root.findall(".//testcase")
-    assert len(testcases) == 7 * 2
+    assert len(testcases) == 8 * 2
     failed = {tc.get("name") for tc in testcases if tc.find("failure") is not None}
     assert failed == {"wrong_op[ort-cpu]"}
     summary = json.loads((out / "summary.json").read_text())

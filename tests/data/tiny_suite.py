@@ -78,3 +78,9 @@ def broken_graph():
 def factory_raises():
     """The factory itself fails <b>loudly</b>."""
     raise RuntimeError("factory failed <script>alert('message')</script>")
+
+
+@case(tags=["bad"], exporter="torchscript", expect="runtime_error")
+def training_mode_double_input():
+    """Left in training mode, and fed float64 to a float32 model: both get a warning."""
+    return Affine(), (torch.randn(2, 4, dtype=torch.float64),)
