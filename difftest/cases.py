@@ -50,6 +50,9 @@ class Case:
     # {probe name: {input name: tensor}}, inputs not named there taken from the base sample.
     probes: Sequence[str] | None = None
     samples: Mapping[str, Mapping[str, Any]] | None = None
+    # A folder in the ONNX test format (or a light_*.onnx file): the case runs that model, and its
+    # reference is the recorded outputs; ``module`` and ``args`` are unused.
+    onnx_test: str | None = None
     description: str = ""
 
 
@@ -144,7 +147,7 @@ def build(definition: CaseDef) -> Case:
         raise CaseDefinitionError(
             f"factory {definition.name!r}: kwargs must be a dict, got {type(built.kwargs).__name__}"
         )
-    if not callable(built.module):
+    if built.onnx_test is None and not callable(built.module):
         raise CaseDefinitionError(
             f"factory {definition.name!r}: the module {type(built.module).__name__} is not callable"
         )

@@ -71,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"difftest: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR
+    except BrokenPipeError:  # `difftest list | head`: the reader left, nothing went wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except KeyboardInterrupt:
         print("difftest: interrupted; finished cases are kept in the run directory", file=sys.stderr)
         return ExitCode.INTERNAL_ERROR

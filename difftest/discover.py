@@ -25,15 +25,24 @@ class SuiteLoadError(UsageError):
 
 
 def suite_files(target: str) -> tuple[list[Path], str | None]:
-    """Resolve one target into suite files and an optional case name."""
+    """Resolve one target into suite files (or ONNX test folders) and an optional case name."""
+    from . import onnx_tests
+
     path_text, _, name = target.partition("::")
     path = Path(path_text)
     if not path.exists():
         raise UsageError(f"target {target!r}: no such file or folder {path_text!r}")
+    if onnx_tests.is_test_dir(path):
+        return [path.parent], path.name
     if path.is_dir():
         files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        if not files and onnx_tests.find(path):
+            return [path], name or None
         if name:
             raise UsageError(f"target {target!r}: '::case' needs a suite file, not a folder")
+        if not files:
+            raise UsageError(f"target {target!r}: the folder holds no suite files (*.py) and no ONNX test folders "
+                             "(model.onnx + test_data_set_*/)")
         return files, None
     if path.suffix != ".py":
         raise UsageError(f"target {target!r}: a suite file must be a .py file")
@@ -45,6 +54,16 @@ def load_suite(path: Path) -> list[CaseDef]:
     path = path.resolve()
     key = (str(path), path.stat().st_mtime)
     if key in _loaded:
+        return _loaded[key]
+    if path.is_dir():  # a folder of ONNX test data
+        from .onnx_tests import case_defs
+
+        previous = case_module._collecting
+        case_module._collecting = None
+        try:
+            _loaded[key] = case_defs(path)
+        finally:
+            case_module._collecting = previous
         return _loaded[key]
     module_name = "difftest_suite_" + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
     spec = importlib.util.spec_from_file_location(module_name, path)

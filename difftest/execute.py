@@ -74,7 +74,12 @@ def run_task(task: Task) -> dict[str, Any]:
         return {"case": row, "tensors": tensors}
     _describe(row, built, task)
     try:
-        _run(task, built, row, tensors)
+        if built.onnx_test is not None:
+            from .recorded_case import run_recorded
+
+            run_recorded(task, built, row, tensors)
+        else:
+            _run(task, built, row, tensors)
     except Exception as exc:
         row.update(status="error", stage=row.get("stage") or "harness", message=describe_exception(exc),
                    traceback=traceback.format_exc())
@@ -99,7 +104,8 @@ def case_row(task: Task) -> dict[str, Any]:
 def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
     row["description"] = built.description
-    row["exporter"] = task.exporter or built.exporter or "dynamo"
+    row["exporter"] = "recorded" if built.onnx_test else (task.exporter or built.exporter or "dynamo")
+    row["reference"] = "recorded" if built.onnx_test else task.reference
     row["expect"] = json.dumps(built.expect) if built.expect is not None else None
     row["tolerances"] = json.dumps(
         {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {})}

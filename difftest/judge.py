@@ -54,8 +54,9 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
     from .backends import REGISTRY
     from .candidates import export_name, parse
 
-    base = {"run": context.run, "case": case["case"], "reference": context.reference}
-    reference, candidates, skipped = context.reference, context.candidates, context.skipped
+    reference = case.get("reference") or context.reference  # "recorded" for ONNX test folders
+    base = {"run": context.run, "case": case["case"], "reference": reference}
+    candidates, skipped = context.candidates, context.skipped
     if case["status"] != "ok":
         failure = _case_failure(case, reference)
         return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
@@ -82,7 +83,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
         else:
             ranked_from = f"{RANKED}:{export_of[candidate]}" if candidate in export_of else None
             for probe in rec.probes(candidate):
-                _judge_probe(rec, context, candidate, probe, tolerances, found, stages, ranked_from)
+                _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from)
             own_export = exports.get(export_of.get(candidate, ""), {})
             probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
                                                                                     case.get("dropped_inputs"))},
@@ -93,10 +94,9 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
 
 
-def _judge_probe(rec: Recorded, context: RunContext, candidate: str, probe: str, tolerances: dict[str, Any],
-                 found: dict[tuple[str, str], Verdict], stages: dict[tuple[str, str, str], str | None],
-                 ranked_from: str | None) -> None:
-    reference = context.reference
+def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
+                 tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
+                 stages: dict[tuple[str, str, str], str | None], ranked_from: str | None) -> None:
     ref_failure = rec.failure(reference, probe)
     if ref_failure is not None:
         found[(probe, "*")] = Verdict("runtime_error", f"the reference ({reference}) failed at "
@@ -235,6 +235,8 @@ def _case_failure(case: dict[str, Any], reference: str) -> Verdict:
         return Verdict(CASE_FAILURE_LABELS[status], message, blame=None)
     if stage == "build":
         return Verdict("export_error", f"the case could not be built: {message}", blame="case")
+    if stage == "load":
+        return Verdict("export_error", f"the ONNX test folder could not be loaded: {message}", blame="case")
     if stage == "reference":
         return Verdict("runtime_error", f"the reference ({reference}) failed: {message}", blame=reference)
     return Verdict("crash", f"difftest failed at {stage or 'an unknown stage'}: {message}", blame="difftest")

@@ -34,7 +34,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
         },
         "cases": {
             "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
-            "tags": strs, "description": pl.String, "exporter": pl.String, "status": pl.String,
+            "tags": strs, "description": pl.String, "exporter": pl.String, "reference": pl.String,
+            "status": pl.String,
             "stage": pl.String, "message": pl.String, "traceback": pl.String, "seconds": pl.Float64,
             "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
             "export_seconds": pl.Float64, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
