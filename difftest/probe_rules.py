@@ -20,14 +20,19 @@ WRONG_VALUES = {"mismatch", "layout", "nonfinite", "shape"}
 
 
 def apply(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str, reference: str) -> None:
-    ties_confirmed_by_ramp(verdicts)
+    ties_confirmed_by_ramp(verdicts, rec, reference)
     frozen_inputs(verdicts, rec, case, candidate, reference)
     shape_specialized(verdicts, rec, case)
 
 
-def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict]) -> None:
+def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, reference: str) -> None:
+    """An index output wrong only on tied inputs is tie-breaking. Only integer (index) outputs qualify: a float
+    result that differs on tie-rich inputs (a mean of many equal values) is an accuracy problem, not a tie."""
     for (probe, output), verdict in list(verdicts.items()):
         if probe != "ties" or verdict.label not in WRONG_VALUES:
+            continue
+        values = rec.array(reference, probe, output)
+        if values is None or values.dtype.kind not in "iu":
             continue
         ramp = verdicts.get(("ramp", output))
         if ramp is None or not ramp.passed:

@@ -10,16 +10,6 @@ from difftest.cli import main
 from difftest.tables import schema
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from pathlib import Path
-
-    suite = Path(__file__).parent / "data" / "tiny_suite.py"
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    code = main(["run", str(suite), "--backends", "torch,ort-cpu,ort-cuda", "--out", str(out), "--jobs", "2"])
-    return code, out
-
-
 def test_unexpected_failure_exits_1(tiny_run):
     code, _ = tiny_run
     assert code == 1

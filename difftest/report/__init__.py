@@ -12,8 +12,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..candidates import variant_findings
 from ..classify import LABELS, severity
+from ..recorded import Recorded
 from ..tables import read_table
+from .details import DETAIL_LABELS, comparison_details, write_repro
 
 STATUS_ORDER = {"fail": 0, "xfail": 1, "skipped": 2, "pass": 3}
 PASSING = {label for label, (passes, _) in LABELS.items() if passes}
@@ -35,14 +38,18 @@ def environment():
     return env
 
 
-def render(run_dir: Path) -> Path:
-    """Write index.html and one page per case; returns the index path."""
+def render(run_dir: Path, charts: bool = True) -> Path:
+    """Write index.html, one page per case and repro bundles for failures; returns the index path."""
+    import polars as pl
+
     from ..execute import slug
     from ..judge import outcomes as make_outcomes
+    from .history import trend
 
     run = read_table(run_dir, "runs").to_dicts()[0]
     cases = read_table(run_dir, "cases").to_dicts()
-    tensors = read_table(run_dir, "tensors").drop("data").to_dicts()
+    tensor_table = read_table(run_dir, "tensors")
+    tensors = tensor_table.drop("data").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     outcomes = make_outcomes(cases, comparisons)
     env = environment()
@@ -51,19 +58,22 @@ def render(run_dir: Path) -> Path:
     by_case: dict[str, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         by_case[o.case][o.candidate] = o
+    history = trend(run_dir, outcomes)
     rows = []
     for case in cases:
         cells = [by_case[case["case"]].get(c) for c in candidates]
         statuses = [cell.status for cell in cells if cell is not None]
         worst = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
-        rows.append({"case": case, "page": f"cases/{slug(case['case'])}.html", "cells": cells, "status": worst})
+        since = {c: history["since"].get((case["case"], c)) for c in candidates} if history else {}
+        rows.append({"case": case, "page": f"cases/{slug(case['case'])}.html", "cells": cells, "status": worst,
+                     "since": since})
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
     label_counts = sorted(Counter(o.label for o in outcomes).items(), key=lambda kv: (severity(kv[0]) * -1, kv[0]))
     status_counts = Counter(o.status for o in outcomes)
     index = run_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        failures=[o for o in outcomes if o.failed], labels=list(LABELS),
+        failures=[o for o in outcomes if o.failed], labels=list(LABELS), history=history,
         tags=sorted({t for c in cases for t in (c["tags"] or [])}),
         suites=sorted({c["suite"] for c in cases}),
     ))
@@ -75,22 +85,33 @@ def render(run_dir: Path) -> Path:
     comparisons_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in comparisons:
         comparisons_by_case[c["case"]].append(c)
+    looked_at = {c["case"] for c in comparisons if c["label"] in DETAIL_LABELS or not c["passed"]}
+    with_data = {key[0]: frame for key, frame in tensor_table.filter(pl.col("case").is_in(list(looked_at)))
+                 .partition_by("case", as_dict=True).items()} if looked_at else {}
     template = env.get_template("case.html")
-    from ..candidates import variant_findings
-
     for row in rows:
         case = row["case"]
+        order = {p: i for i, p in enumerate(["*", *(case.get("probes") or [])])}
+        case_comparisons = sorted(comparisons_by_case[case["case"]],
+                                  key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99),
+                                                 c["output"]))
+        details, repro = [], None
+        if case["case"] in with_data:
+            rec = Recorded(with_data[case["case"]].to_dicts())
+            details = comparison_details(case, case_comparisons, rec, charts=charts)
+            bundle = write_repro(run_dir, case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
+            repro = bundle.relative_to(run_dir).as_posix() if bundle else None
         cells = [o for o in row["cells"] if o is not None and o.status != "skipped"]
         findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},
                                     {"exporter": case.get("exporter") or "dynamo"})
         (run_dir / row["page"]).write_text(template.render(
             run=run_view, case=case, outcomes=[o for o in row["cells"] if o is not None],
-            comparisons=sorted(comparisons_by_case[case["case"]],
-                               key=lambda c: (c["candidate"], -severity(c["label"]), c["probe"], c["output"])),
-            tensors=sorted(tensors_by_case[case["case"]], key=lambda t: (t["probe"], t["output"] or "", t["backend"])),
+            comparisons=case_comparisons, details=details, repro=repro,
+            tensors=sorted(tensors_by_case[case["case"]], key=lambda t: (order.get(t["probe"], 99), t["output"] or "",
+                                                                        t["backend"], t["rerun"] or 0)),
             log=_log_tail(run_dir, case.get("log")),
             variants=findings, exports=json.loads(case.get("exports") or "{}"),
-            command=_command(case, run),
+            command=_command(case, run), since=row["since"],
         ))
     return index
 
@@ -126,7 +147,7 @@ def _command(case: dict[str, Any], run: dict[str, Any]) -> str:
     import shlex
 
     backends = ",".join(run["backends_requested"])
-    return f"difftest run {shlex.quote(case['path'] + '::' + case['name'])} --backends {backends}"
+    return f"difftest run {shlex.quote(case['path'] + '::' + case['name'])} --backends {shlex.quote(backends)}"
 
 
 def _num(value: Any) -> str:

@@ -1,0 +1,64 @@
+"""The trend across runs that live beside this one (``reports/*/``): counts per run, and since when each
+case × candidate has had its current verdict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+MAX_RUNS = 30
+
+
+def earlier_runs(run_dir: Path) -> list[Path]:
+    """Sibling run directories that finished before this one, oldest first (at most MAX_RUNS)."""
+
+    here = run_dir.resolve()
+    mine = _started(here)
+    found = []
+    for sibling in here.parent.iterdir():
+        if sibling == here or sibling.is_symlink() or not (sibling / "comparisons.parquet").is_file():
+            continue
+        started = _started(sibling)
+        if started is not None and mine is not None and started < mine:
+            found.append((started, sibling))
+    return [path for _, path in sorted(found)][-MAX_RUNS:]
+
+
+def trend(run_dir: Path, current: list[Any]) -> dict[str, Any] | None:
+    """Verdict counts per run (earlier runs, then this one) and, per case × candidate, the run since which its
+    current label has held. None when there is no earlier run."""
+    from ..judge import outcomes
+    from ..tables import read_table
+
+    runs = earlier_runs(run_dir)
+    if not runs:
+        return None
+    history: list[tuple[str, dict[tuple[str, str], str]]] = []
+    for path in runs:
+        try:
+            cases = read_table(path, "cases").to_dicts()
+            results = outcomes(cases, read_table(path, "comparisons").to_dicts())
+        except Exception:
+            continue  # a damaged old run must not break today's report
+        history.append((path.name, {(o.case, o.candidate): o.label for o in results}))
+    history.append((run_dir.name, {(o.case, o.candidate): o.label for o in current}))
+    counts = [(name, dict(Counter(labels.values()).most_common())) for name, labels in history]
+    since: dict[tuple[str, str], str] = {}
+    for key, label in history[-1][1].items():
+        first = history[-1][0]
+        for name, labels in reversed(history[:-1]):
+            if labels.get(key) != label:
+                break
+            first = name
+        since[key] = first
+    return {"counts": counts, "since": since, "labels": sorted({l for _, c in counts for l in c})}
+
+
+def _started(path: Path) -> str | None:
+    from ..tables import read_table
+
+    try:
+        return read_table(path, "runs")["started"][0]
+    except Exception:
+        return None
