@@ -20,6 +20,9 @@ from difftest import Case, case
 # Helpers and shared building blocks
 # ---------------------------------------------------------------------------------------------------
 
+# Candidates that run the TorchScript exporter's graph, for the cases whose verdict depends on the exporter.
+TORCHSCRIPT_CANDIDATES = ("ort-cpu[exporter=torchscript]", "ort-cuda[exporter=torchscript]")
+
 
 def randn(seed, *shape):
     """A normal sample from its own generator, so inputs do not depend on how the model was built."""
@@ -390,11 +393,11 @@ class SlideSegmenter(nn.Module):
 @case(tags=["model", "cnn", "segmentation"])
 def unet_slide():
     """A small UNet (max-pool encoder, transposed-conv decoder, skip concatenation) run by MMSeg-style
-    slide inference: 3x3 overlapping 24px windows with stride 16 over a 40x48 image accumulated into a
+    slide inference: 2x2 overlapping 24px windows with stride 16 over a 40x40 image accumulated into a
     canvas with a count map; outputs the logits and the argmax class map."""
     torch.manual_seed(0)
     model = SlideSegmenter(trained_looking(UNet()), classes=4)
-    return model.eval(), (randn(106, 1, 3, 40, 48),)
+    return model.eval(), (randn(106, 1, 3, 40, 40),)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -765,9 +768,17 @@ def audio_conv1d():
     return Case(model, (randn(114, 2, 1, 4000) * 0.3,), dynamic_axes={"waveform": {0: "batch"}})
 
 
-@case(tags=["model", "cnn", "audio", "dynamic-shape"], expect="export_error")
+@case(tags=["model", "cnn", "audio", "dynamic-shape"],
+      expect={"*": "export_error", **dict.fromkeys(TORCHSCRIPT_CANDIDATES, ["exact", "numeric"])})
 def audio_conv1d_dynamic_length():
-    """The same audio classifier with a dynamic waveform length: the dynamo exporter fails."""
+    """The same audio classifier with a dynamic waveform length. Known exporter failure (torch 2.13):
+    the dynamo exporter raises TorchExportError, "The inequality, Eq((((x/16)//4)) - 62, 0), cannot be
+    solved using solve_univariate_inequality" (sympy NotImplementedError in the dim-constraint solver).
+    The trigger is the exporter's default prefer_deferred_runtime_asserts_over_guards=True together
+    with three max-pools after the stride-4 conv; torch.export.export with its own default (False)
+    succeeds with length range [252, inf), and so does torch.onnx.export with
+    TORCH_ONNX_PREFER_DEFERRED_RUNTIME_ASSERTS_OVER_GUARDS=0 (ORT matches eager to 2.4e-7 at lengths
+    1008, 4000 and 6000). The TorchScript exporter exports it and agrees numerically."""
     torch.manual_seed(0)
     model = trained_looking(AudioNet())
     return Case(model, (randn(114, 2, 1, 4000) * 0.3,), dynamic_axes={"waveform": {2: "samples"}})
@@ -809,10 +820,16 @@ class GNN(nn.Module):
         return {"node_logits": self.node_head(h), "graph_score": self.graph_head(h.mean(0))}
 
 
-@case(tags=["model", "gnn"])
+@case(tags=["model", "gnn"], expect=dict.fromkeys(TORCHSCRIPT_CANDIDATES, "mismatch"))
 def gnn():
     """Two-layer graph network over an edge list: gather source features by int64 edge_index,
-    index_add into targets, in-degree by scatter_add, mean readout; node and edge counts are dynamic."""
+    index_add into targets, in-degree by scatter_add, mean readout; node and edge counts are dynamic.
+    The dynamo export agrees with eager. Known TorchScript-exporter bug (torch 2.13): its index_add
+    symbolic emits ScatterElements without reduction="add" (scatter_add correctly gets "add"), so with
+    repeated target nodes (30 edges into 12 nodes) the last message wins instead of the sum: node
+    logits off by up to 0.145 (30 of 36 beyond tolerance), graph score 0.2406 against 0.2854. The
+    exporter only warns ("does not support duplicated values in 'index'"); with a static node count it
+    refuses to export instead, so the dynamic node axis is what lets the wrong graph through."""
     torch.manual_seed(0)
     nodes, edges = 12, 30
     edge_index = randint(115, nodes, 2, edges)

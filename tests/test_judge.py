@@ -118,11 +118,22 @@ def test_shape_specialized_when_only_the_other_shape_fails():
     assert "x[3]" in rows["shape"]["evidence"] and "Got invalid dimensions" in rows["shape"]["evidence"]
 
 
+def index(backend, values, probe):
+    return tensor_row(TASK, backend, probe, output="output", index=0, array=np.asarray(values, dtype=np.int64))
+
+
 def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
-    tensors = [ok("torch", [1]), ok("ort-cpu", [1]), ok("torch", [0], probe="ties"), ok("ort-cpu", [2], probe="ties"),
-               ok("torch", [1], probe="ramp"), ok("ort-cpu", [1], probe="ramp")]
+    tensors = [index("torch", [1], "base"), index("ort-cpu", [1], "base"), index("torch", [0], "ties"),
+               index("ort-cpu", [2], "ties"), index("torch", [1], "ramp"), index("ort-cpu", [1], "ramp")]
     rows = {r["probe"]: r for r in judge(tensors)}
     assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
+
+
+def test_float_output_wrong_on_ties_only_is_not_a_tie():
+    tensors = [ok("torch", [1.0]), ok("ort-cpu", [1.0]), ok("torch", [100.0], probe="ties"),
+               ok("ort-cpu", [99.99], probe="ties"), ok("torch", [1.0], probe="ramp"), ok("ort-cpu", [1.0], probe="ramp")]
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["ties"]["label"] == "mismatch"
 
 
 def test_blame_exporter_when_two_runtimes_agree_with_each_other():

@@ -39,13 +39,19 @@ def comparison_charts(reference: np.ndarray, candidate: np.ndarray, title: str) 
         return {}
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(all="ignore"):
         diff = np.abs(ref - cand)
-    charts = {"histogram": _histogram(diff, title), "scatter": _scatter(ref, cand, title)}
-    plane = _plane(diff)
-    if plane is not None:
-        charts["heatmap"] = _heatmap(plane, title)
-    return charts
+        drawings = {"histogram": lambda: _histogram(diff, title), "scatter": lambda: _scatter(ref, cand, title)}
+        plane = _plane(diff)
+        if plane is not None:
+            drawings["heatmap"] = lambda: _heatmap(plane, title)
+        charts = {}
+        for kind, draw in drawings.items():
+            try:
+                charts[kind] = draw()
+            except (ValueError, OverflowError, FloatingPointError):
+                _pyplot().close("all")  # values matplotlib cannot scale (near float64's limits): no picture
+        return charts
 
 
 def _histogram(diff: np.ndarray, title: str) -> str:
