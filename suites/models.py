@@ -320,7 +320,8 @@ class ConvNeXt(nn.Module):
         layers = [nn.Conv2d(3, dims[0], 4, 4), ChannelsFirstLayerNorm(dims[0], eps=1e-6)]
         for stage, (dim, depth) in enumerate(zip(dims, depths)):
             if stage > 0:
-                layers += [ChannelsFirstLayerNorm(dims[stage - 1], eps=1e-6), nn.Conv2d(dims[stage - 1], dim, 2, 2)]
+                previous = dims[stage - 1]
+                layers += [ChannelsFirstLayerNorm(previous, eps=1e-6), nn.Conv2d(previous, dim, 2, 2)]
             layers += [ConvNeXtBlock(dim) for _ in range(depth)]
         self.features = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
@@ -544,7 +545,8 @@ class SwinBlock(nn.Module):
         self.attn = SelfAttention(dim, heads)
         self.mlp = MLP(dim, 4 * dim)
         self.bias_table = nn.Parameter(torch.randn((2 * window - 1) ** 2, heads) * 0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        steps = torch.arange(window)
+        coords = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).flatten(1)
         relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
         self.register_buffer("bias_index", relative[..., 0] * (2 * window - 1) + relative[..., 1])
         self.register_buffer("mask", self._shift_mask() if shift else None)
@@ -739,7 +741,9 @@ def gru():
 
 class ConvNormAct1d(nn.Sequential):
     def __init__(self, cin, cout, kernel, stride=1):
-        super().__init__(nn.Conv1d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
+        super().__init__(
+            nn.Conv1d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU()
+        )
 
 
 class AudioNet(nn.Module):
@@ -801,8 +805,10 @@ class GraphConv(nn.Module):
     def forward(self, x, edge_index):
         source, target = edge_index[0], edge_index[1]
         messages = self.message(x)[source]
-        summed = torch.zeros(x.shape[0], messages.shape[1], dtype=x.dtype).index_add(0, target, messages)
-        degree = torch.zeros(x.shape[0], dtype=x.dtype).scatter_add(0, target, torch.ones_like(target, dtype=x.dtype))
+        nodes = x.shape[0]
+        summed = torch.zeros(nodes, messages.shape[1], dtype=x.dtype).index_add(0, target, messages)
+        ones = torch.ones_like(target, dtype=x.dtype)
+        degree = torch.zeros(nodes, dtype=x.dtype).scatter_add(0, target, ones)
         return self.self_loop(x) + summed / degree.clamp(min=1).unsqueeze(1)
 
 
