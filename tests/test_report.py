@@ -22,8 +22,9 @@ def _page(out: Path, name: str) -> str:
 def test_mismatch_page_has_charts_and_worst_elements(tiny_run):
     _, out = tiny_run
     html = _page(out, "wrong_op")
-    assert html.count('src="data:image/png;base64,') >= 2
-    assert "A closer look" in html and "reference - candidate" not in html  # axis labels live inside the PNGs
+    assert html.count('class="chart" data-kind=') >= 2 and '"mark"' in html
+    assert 'src="../assets/vega.min.js"' in html and (out / "assets" / "vega.min.js").exists()
+    assert "A closer look" in html
     assert "[1, 2]" in html  # the worst element: x=5, 10 vs 7
 
 
@@ -85,6 +86,8 @@ def test_report_renders_in_a_real_browser(tiny_run, tmp_path, width):
         assert "tiny_suite::" in dom.stdout
         if page.name == "index.html":
             assert "of 8 cases" in dom.stdout  # the filter script ran and counted the rows
+        else:
+            assert dom.stdout.count('class="marks"') >= 2  # Vega drew the charts from the local assets
         subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                         "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
                         f"--window-size={width},1000", f"--screenshot={shot}", page.as_uri()],

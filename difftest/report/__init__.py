@@ -1,8 +1,9 @@
 """HTML report: jinja2 templates (autoescaped) fed with plain data from the tables.
 
 No HTML is built in Python; every string reaches the page through a template
-and is escaped there. The report is self-contained: one stylesheet and one
-small script, both inline.
+and is escaped there. The report is self-contained: an inline stylesheet and
+small inline scripts, plus a local copy of Vega in ``assets/`` for the charts;
+nothing is loaded from the network.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..candidates import variant_findings
 from ..classify import LABELS, severity
 from ..recorded import Recorded
 from ..tables import read_table
+from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
 STATUS_ORDER = {"fail": 0, "xfail": 1, "skipped": 2, "pass": 3}
@@ -79,6 +81,8 @@ def render(run_dir: Path, charts: bool = True) -> Path:
     ))
     pages = run_dir / "cases"
     pages.mkdir(exist_ok=True)
+    if charts:
+        copy_assets(run_dir)
     tensors_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in tensors:
         tensors_by_case[t["case"]].append(t)

@@ -1,109 +1,118 @@
-"""Pictures for the case page, drawn with matplotlib and embedded as PNG data URIs.
+"""Pictures for the case page as Vega-Lite specs, drawn in the browser by a local copy of Vega.
 
 Three views of one comparison: a histogram of the absolute error on log-spaced bins, reference against
-candidate as a scatter (sampled), and for 2-D and image-like outputs a heatmap of where the differences
-are. Large tensors are sampled for drawing only; the numbers in the tables come from whole tensors.
+candidate as a scatter, and for 2-D and image-like outputs a heatmap of where the differences are.
+The numbers are reduced here with numpy (bins, an even sample of points, a max-pooled grid), so a
+spec is a few kilobytes and costs well under a millisecond; Vega (vendored in ``assets/``, BSD-3)
+draws them from disk, with nothing loaded from the network. The tables' numbers come from whole tensors.
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import shutil
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-MAX_POINTS = 4000
-FIGSIZE = (3.2, 2.4)
+ASSETS = Path(__file__).parent / "assets"
+SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
+MAX_POINTS = 800
+GRID = 32
+BINS = 30
+SIZE = {"width": 240, "height": 170}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    _pyplot().close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def copy_assets(run_dir: Path) -> None:
+    """Put the chart scripts beside the report (once per run directory)."""
+    target = run_dir / "assets"
+    target.mkdir(exist_ok=True)
+    for name in (*SCRIPTS, "LICENSES.txt"):
+        if not (target / name).exists():
+            shutil.copyfile(ASSETS / name, target / name)
 
 
-def comparison_charts(reference: np.ndarray, candidate: np.ndarray, title: str) -> dict[str, str]:
-    """{"histogram": uri, "scatter": uri, "heatmap": uri?} for a same-shape numeric pair; {} otherwise."""
+def comparison_charts(reference: np.ndarray, candidate: np.ndarray, title: str) -> dict[str, dict[str, Any]]:
+    """{"histogram": spec, "scatter": spec, "heatmap": spec?} for a same-shape numeric pair; {} otherwise."""
     if reference.shape != candidate.shape or reference.size == 0 or reference.dtype.kind not in "biuf" \
             or candidate.dtype.kind not in "biuf":
         return {}
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
     with np.errstate(all="ignore"):
+        ref = reference.astype(np.float64)
+        cand = candidate.astype(np.float64)
         diff = np.abs(ref - cand)
-        drawings = {"histogram": lambda: _histogram(diff, title), "scatter": lambda: _scatter(ref, cand, title)}
+        charts = {"histogram": _histogram(diff, title), "scatter": _scatter(ref, cand, title)}
         plane = _plane(diff)
         if plane is not None:
-            drawings["heatmap"] = lambda: _heatmap(plane, title)
-        charts = {}
-        for kind, draw in drawings.items():
-            try:
-                charts[kind] = draw()
-            except (ValueError, OverflowError, FloatingPointError):
-                _pyplot().close("all")  # values matplotlib cannot scale (near float64's limits): no picture
-        return charts
+            charts["heatmap"] = _heatmap(plane, title)
+    return charts
 
 
-def _histogram(diff: np.ndarray, title: str) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+def _spec(title: str, **body: Any) -> dict[str, Any]:
+    return {"title": {"text": title, "fontSize": 11}, **SIZE, **body}  # vega-embed's default mode is Vega-Lite
+
+
+def _round(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(f"{v:.4g}") for v in values.tolist()]
+
+
+def _histogram(diff: np.ndarray, title: str) -> dict[str, Any]:
     finite = diff[np.isfinite(diff)]
     positive = finite[finite > 0]
     zeros = int((finite == 0).sum())
+    rows = []
     if positive.size:
         low, high = np.log10(positive.min()), np.log10(positive.max())
-        bins = np.logspace(low, high if high > low else low + 1, 30)
-        ax.hist(positive, bins=bins, color="#cf222e")
-        ax.set_xscale("log")
-    ax.set_xlabel("|reference - candidate|")
-    ax.set_ylabel("elements")
-    ax.set_title(f"{title}: error ({zeros} exact)", fontsize=9)
-    return _png(fig)
+        edges = np.logspace(low, high if high > low else low + 1, BINS + 1)
+        counts, edges = np.histogram(positive, bins=edges)
+        rows = [{"from": a, "to": b, "count": int(n)} for a, b, n in zip(_round(edges[:-1]), _round(edges[1:]), counts)
+                if n]
+    return _spec(
+        f"{title}: |reference − candidate| ({zeros} exact)", data={"values": rows}, mark={"type": "rect",
+                                                                                         "color": "#cf222e"},
+        encoding={"x": {"field": "from", "type": "quantitative", "scale": {"type": "log"}, "title": "|Δ|"},
+                  "x2": {"field": "to"}, "y": {"field": "count", "type": "quantitative", "title": "elements"},
+                  "y2": {"datum": 0}})
 
 
-def _scatter(ref: np.ndarray, cand: np.ndarray, title: str) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+def _scatter(ref: np.ndarray, cand: np.ndarray, title: str) -> dict[str, Any]:
     r, c = ref.reshape(-1), cand.reshape(-1)
     if r.size > MAX_POINTS:
         index = np.linspace(0, r.size - 1, MAX_POINTS).astype(np.int64)
         r, c = r[index], c[index]
     keep = np.isfinite(r) & np.isfinite(c)
-    ax.scatter(r[keep], c[keep], s=4, alpha=0.6, color="#0969da")
-    if keep.any():
-        low, high = float(min(r[keep].min(), c[keep].min())), float(max(r[keep].max(), c[keep].max()))
-        ax.plot([low, high], [low, high], color="#8c959f", linewidth=0.8)
-    ax.set_xlabel("reference")
-    ax.set_ylabel("candidate")
-    ax.set_title(f"{title}: values", fontsize=9)
-    return _png(fig)
+    points = [{"r": a, "c": b} for a, b in zip(_round(r[keep]), _round(c[keep]))]
+    low = float(min(r[keep].min(), c[keep].min())) if keep.any() else 0.0
+    high = float(max(r[keep].max(), c[keep].max())) if keep.any() else 1.0
+    return _spec(f"{title}: candidate against reference", layer=[
+        {"data": {"values": [{"r": low, "c": low}, {"r": high, "c": high}]}, "mark": {"type": "line",
+                                                                                     "color": "#8c959f"},
+         "encoding": {"x": {"field": "r", "type": "quantitative"}, "y": {"field": "c", "type": "quantitative"}}},
+        {"data": {"values": points}, "mark": {"type": "point", "filled": True, "size": 12, "opacity": 0.6},
+         "encoding": {"x": {"field": "r", "type": "quantitative", "title": "reference"},
+                      "y": {"field": "c", "type": "quantitative", "title": "candidate"}}},
+    ])
 
 
 def _plane(diff: np.ndarray) -> np.ndarray | None:
-    """A 2-D view of where the error is: the tensor itself if 2-D, else the max over leading axes."""
+    """Where the error is, as a grid of at most GRID×GRID: max over leading axes, then max-pooled."""
     if diff.ndim < 2 or min(diff.shape[-2:]) < 2:
         return None
     plane = np.nan_to_num(diff, nan=np.inf).reshape(-1, *diff.shape[-2:]).max(axis=0)
-    return plane[:512, :512]
+    rows, cols = plane.shape
+    fy, fx = -(-rows // GRID), -(-cols // GRID)
+    padded = np.full((-(-rows // fy) * fy, -(-cols // fx) * fx), -np.inf)
+    padded[:rows, :cols] = plane
+    return padded.reshape(padded.shape[0] // fy, fy, padded.shape[1] // fx, fx).max(axis=(1, 3))
 
 
-def _heatmap(plane: np.ndarray, title: str) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+def _heatmap(plane: np.ndarray, title: str) -> dict[str, Any]:
     finite = plane[np.isfinite(plane)]
-    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    image = ax.imshow(np.minimum(plane, top), cmap="magma", interpolation="nearest", aspect="auto", vmin=0,
-                      vmax=top)
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set_title(f"{title}: where |Δ| is (max over leading axes)", fontsize=9)
-    return _png(fig)
+    top = float(finite.max()) if finite.size else 1.0
+    cells = [{"row": int(i), "col": int(j), "err": v}
+             for (i, j), v in zip(np.ndindex(plane.shape), _round(np.minimum(plane, top).reshape(-1)))]
+    return _spec(
+        f"{title}: where |Δ| is (max over leading axes)", data={"values": cells}, mark="rect",
+        encoding={"x": {"field": "col", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
+                  "y": {"field": "row", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
+                  "color": {"field": "err", "type": "quantitative", "scale": {"scheme": "magma"}, "title": "|Δ|"}})
