@@ -55,10 +55,12 @@ def trend(run_dir: Path, current: list[Any]) -> dict[str, Any] | None:
     return {"counts": counts, "since": since, "labels": sorted({l for _, c in counts for l in c})}
 
 
-def _started(path: Path) -> str | None:
+def _identity(path: Path) -> tuple[str | None, tuple[str, ...]]:
+    """(start time, suite targets by file name) of a stored run; runs of other suites are not its history."""
     from ..tables import read_table
 
     try:
-        return read_table(path, "runs")["started"][0]
+        row = read_table(path, "runs").to_dicts()[0]
     except Exception:
-        return None
+        return None, ()
+    return row["started"], tuple(sorted(Path(t).name for t in row["targets"] or []))
