@@ -11,16 +11,15 @@ MAX_RUNS = 30
 
 
 def earlier_runs(run_dir: Path) -> list[Path]:
-    """Sibling run directories that finished before this one, oldest first (at most MAX_RUNS)."""
-
+    """Sibling runs of the same targets that started before this one, oldest first (at most MAX_RUNS)."""
     here = run_dir.resolve()
-    mine = _started(here)
+    mine, my_targets = _identity(here)
     found = []
     for sibling in here.parent.iterdir():
         if sibling == here or sibling.is_symlink() or not (sibling / "comparisons.parquet").is_file():
             continue
-        started = _started(sibling)
-        if started is not None and mine is not None and started < mine:
+        started, targets = _identity(sibling)
+        if started is not None and mine is not None and started < mine and targets == my_targets:
             found.append((started, sibling))
     return [path for _, path in sorted(found)][-MAX_RUNS:]
 
