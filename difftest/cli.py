@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reruns", type=int, default=1, help="extra runs per backend and probe, to measure "
                      "run-to-run spread (default 1)")
     run.add_argument("--no-oracle", action="store_true", help="do not run the float64 torch oracle")
+    run.add_argument("--no-cache", action="store_true", help="export every case afresh (no export cache)")
+    run.add_argument("--cache-dir", help="export cache folder (default: $DIFFTEST_CACHE_DIR or ~/.cache/difftest)")
     run.add_argument("--resume", action="store_true",
                      help="finish the run in --out: only the cases it has no result for are run")
     run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
@@ -49,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")
     listing.add_argument("-k", dest="keyword")
+
+    cache = commands.add_parser("cache", help="show or clear the export cache")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("--cache-dir", help="export cache folder (default: $DIFFTEST_CACHE_DIR or ~/.cache/difftest)")
 
     report = commands.add_parser("report", help="re-render the HTML report of a stored run (no model is run)")
     report.add_argument("run_dir", metavar="DIR")
@@ -95,6 +101,8 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
         return ExitCode.OK
     if args.command == "report":
         return _report(Path(args.run_dir), args.rejudge)
+    if args.command == "cache":
+        return _cache(args.action, args.cache_dir)
     return _run(args)
 
 
@@ -117,7 +125,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
     config = RunConfig(
         targets=args.targets or ["suites"], backends=backends, out=args.out, keyword=args.keyword, jobs=args.jobs,
         exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
-        probes=probes, reruns=args.reruns, oracle=not args.no_oracle,
+        probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
     )
     if config.jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or a positive number")
@@ -128,6 +137,19 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
                          run_row["seconds"]))
     return result.exit_code
+
+
+def _cache(action: str, folder: str | None) -> ExitCode:
+    from .cache import ExportCache
+
+    cache = ExportCache(folder)
+    if action == "clear":
+        print(f"removed {cache.clear()} cached export(s) from {cache.root}")
+    else:
+        info = cache.info()
+        print(f"{info['root']}: {info['entries']} export(s), {info['bytes'] / 2**20:.1f} MiB "
+              f"(bound {info['max_bytes'] / 2**30:.1f} GiB, least recently used removed first)")
+    return ExitCode.OK
 
 
 def _report(run_dir: Path, rejudge: bool) -> ExitCode:

@@ -50,6 +50,7 @@ class Task:
     reruns: int = 1
     threads: int | None = None
     max_tensor_bytes: int = 256 * 2**20
+    cache_dir: str | None = None  # the export cache; None runs every export
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -181,12 +182,29 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
             exporter, named = key
             _stage(f"export ({export_name(key)})")
             _seed()
-            exports[key] = export(
-                FlatModule(built.module, signature, frozen),
-                tuple(t for n, t in zip(signature.names, example) if n not in frozen),
-                output_names, exporter=exporter, opset=built.opset, dynamic_axes=built.dynamic_axes,
-                transform=_compose(built.onnx_transform, TRANSFORMS[named] if named else None),
-            )
+            transform = _compose(built.onnx_transform, TRANSFORMS[named] if named else None)
+            cache, cache_key = None, None
+            if task.cache_dir:
+                from .cache import ExportCache, export_key
+
+                cache = ExportCache(task.cache_dir)
+                cache_key = export_key(task.ref.id, task.ref.path, built.module, list(zip(signature.names, example)), {
+                    "exporter": exporter, "transform": named, "transform_fn": transform, "opset": built.opset,
+                    "dynamic_axes": built.dynamic_axes, "outputs": output_names, "frozen": sorted(frozen),
+                    "arg_constants": [repr(c) for c, slot in zip(signature.arg_constants, signature.arg_slots)
+                                      if slot is None], "kw_constants": repr(signature.kw_constants)})
+                exports[key] = cache.get(cache_key)
+                if exports[key] is not None:
+                    exports[key].cached = True
+            if exports.get(key) is None:
+                exports[key] = export(
+                    FlatModule(built.module, signature, frozen),
+                    tuple(t for n, t in zip(signature.names, example) if n not in frozen),
+                    output_names, exporter=exporter, opset=built.opset, dynamic_axes=built.dynamic_axes,
+                    transform=transform,
+                )
+                if cache is not None:
+                    cache.put(cache_key, exports[key])
             _record_export(row, key, exports[key], signature.names, task)
         return exports[key]
 
@@ -252,6 +270,35 @@ def _record_ranked_values(task: Task, onnx_bytes: bytes, output_names: list[str]
 
 def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
                  tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None) -> None:
+    if backend.device != "cpu":
+        with _device_lock(task, backend.device):  # one case at a time per GPU: timings and memory stay sane
+            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name)
+    else:
+        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name)
+
+
+class _device_lock:
+    """An exclusive lock on a file per device, held across workers of one run."""
+
+    def __init__(self, task: Task, device: str):
+        self.path = Path(task.artifacts_dir).parent / "locks" / f"{device}.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
+                          tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None) -> None:
     name = name or backend.name
     started = time.perf_counter()
     try:
@@ -312,7 +359,7 @@ def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: E
         "stage": None if exported.ok else exported.stage, "error": exported.error, "seconds": exported.seconds,
         "digest": exported.digest, "opset": exported.opset, "node_count": exported.node_count,
         "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
-        "onnx_path": None,
+        "onnx_path": None, "cached": exported.cached,
     }
     if exported.ok:
         folder = Path(task.artifacts_dir)
@@ -326,7 +373,7 @@ def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: E
     if "export_status" in row:
         return
     row.update(
-        export_seconds=exported.seconds, export_status=info["status"], export_stage=info["stage"],
+        export_seconds=0.0 if exported.cached else exported.seconds, export_cached=exported.cached, export_status=info["status"], export_stage=info["stage"],
         export_error=exported.error, onnx_digest=exported.digest, opset=exported.opset,
         node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,
         dropped_inputs=dropped, onnx_path=info["onnx_path"],

@@ -26,6 +26,7 @@ class ExportResult:
     graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     digest: str | None = None
+    cached: bool = False
 
     @property
     def ok(self) -> bool:

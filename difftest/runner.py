@@ -39,6 +39,8 @@ class RunConfig:
     probes: list[str] = field(default_factory=lambda: list(ALL_PROBES))
     reruns: int = 1
     oracle: bool = True
+    cache_dir: str | None = None  # None: the default location (see cache.default_root)
+    use_cache: bool = True
 
 
 @dataclass
@@ -114,6 +116,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
     for name, reason in skipped.items():
         echo(f"  skipped backend {name}: {reason}")
+    cache_root = None
+    if config.use_cache:
+        from .cache import default_root
+
+        cache_root = Path(config.cache_dir) if config.cache_dir else default_root()
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     artifacts = run_dir / "onnx"
@@ -125,9 +132,11 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
             continue
         task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
                     artifacts_dir=str(artifacts), threads=threads, probes=list(config.probes), reruns=config.reruns,
+                    cache_dir=str(cache_root) if cache_root else None,
                     reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
     pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
+    cases_started = time.time()
     finished = 0
     for task, result in pool.run(tasks):
         finished += 1
@@ -150,6 +159,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         consolidate(run_dir, table)
     run_row["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     run_row["seconds"] = time.time() - started
+    run_row["phase_seconds"] = json.dumps({"cases": time.time() - cases_started})
     write_table(run_dir, "runs", [run_row])
     result = finish(run_dir, rejudge=True)
     _link_latest(run_dir, Path(config.reports_root))
@@ -164,12 +174,20 @@ def finish(run_dir: Path, rejudge: bool = False) -> RunResult:
     from .tables import read_table, write_table
 
     started = time.time()
+    phases = {}
     if rejudge or not (run_dir / "comparisons.parquet").exists():
         write_table(run_dir, "comparisons", judge_run(run_dir))
+        phases["judge"] = time.time() - started
     cases = read_table(run_dir, "cases").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     results = outcomes(cases, comparisons)
-    render(run_dir)
+    runs = read_table(run_dir, "runs").to_dicts()
+    phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}
+    began = time.time()
+    render(run_dir, phases=phases)
+    phases["report"] = time.time() - began
+    runs[0]["phase_seconds"] = json.dumps(phases)
+    write_table(run_dir, "runs", runs)
     write_junit(run_dir, cases, results)
     write_summary(run_dir, cases, results)
     return RunResult(run_dir, results, exit_code_for(results), time.time() - started)

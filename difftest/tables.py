@@ -30,7 +30,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
             "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
             "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
-            "config": pl.String,
+            "config": pl.String, "phase_seconds": pl.String,
         },
         "cases": {
             "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
@@ -38,7 +38,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "status": pl.String,
             "stage": pl.String, "message": pl.String, "traceback": pl.String, "seconds": pl.Float64,
             "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
-            "export_seconds": pl.Float64, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
+            "export_seconds": pl.Float64, "export_cached": pl.Boolean, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
             "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
             "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
             "tolerances": pl.String,

@@ -40,7 +40,7 @@ def environment():
     return env
 
 
-def render(run_dir: Path, charts: bool = True) -> Path:
+def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None) -> Path:
     """Write index.html, one page per case and repro bundles for failures; returns the index path."""
     import polars as pl
 
@@ -56,6 +56,8 @@ def render(run_dir: Path, charts: bool = True) -> Path:
     outcomes = make_outcomes(cases, comparisons)
     env = environment()
     run_view = _run_view(run, tensors)
+    run_view["phases"] = phases if phases is not None else json.loads(run.get("phase_seconds") or "{}")
+    slowest = _slowest(cases, tensors)
     candidates = [b for b in run["backends_requested"] if b != run["reference"]]
     by_case: dict[str, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
@@ -75,7 +77,7 @@ def render(run_dir: Path, charts: bool = True) -> Path:
     index = run_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        failures=[o for o in outcomes if o.failed], labels=list(LABELS), history=history,
+        failures=[o for o in outcomes if o.failed], labels=list(LABELS), history=history, slowest=slowest,
         tags=sorted({t for c in cases for t in (c["tags"] or [])}),
         suites=sorted({c["suite"] for c in cases}),
     ))
@@ -131,6 +133,26 @@ def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, A
         "skipped": json.loads(run["backends_skipped"] or "{}"),
         "providers": {k: sorted(v) for k, v in sorted(providers.items())},
     }
+
+
+def _slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
+    """The slowest cases with their time split: export, session builds, runs (all backends, probes, reruns)."""
+    from ..execute import slug
+
+    run_time: dict[str, float] = defaultdict(float)
+    session_time: dict[tuple[str, str], float] = {}
+    for t in tensors:
+        if t["output"] is not None and t["index"] == 0 and t["seconds"] is not None:
+            run_time[t["case"]] += t["seconds"]
+        if t["prepare_seconds"] is not None:
+            session_time[(t["case"], t["backend"])] = t["prepare_seconds"]
+    sessions: dict[str, float] = defaultdict(float)
+    for (case_id, _), seconds in session_time.items():
+        sessions[case_id] += seconds
+    ranked = sorted(cases, key=lambda c: -(c.get("seconds") or 0))[:limit]
+    return [{"case": c["case"], "page": f"cases/{slug(c['case'])}.html", "total": c.get("seconds"),
+             "export": c.get("export_seconds"), "cached": c.get("export_cached"), "sessions": sessions[c["case"]],
+             "runs": run_time[c["case"]]} for c in ranked]
 
 
 def _log_tail(run_dir: Path, log: str | None) -> str | None:
