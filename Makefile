@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUITE_ARGS ?=
 
-.PHONY: suite test setup bench-classify clean-reports
+.PHONY: suite test setup bench bench-classify bench-report clean-reports
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ suite: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/compare_speed.py
+
+bench-report: $(STAMP)
+	$(BIN)/python bench/report_bench.py reports/latest --cases 500
 
 bench-classify: $(STAMP)
 	$(BIN)/python bench/classify_bench.py

@@ -84,6 +84,16 @@ class Pair:
     ranked: RankedValues | None = None  # what an index output ranked (from the ONNX graph)
     # Sibling outputs of the same probe: name -> (reference, candidate), for gathered ties.
     siblings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _measured: Metrics | None = field(default=None, repr=False)
+
+    def measured(self) -> Metrics | None:
+        """Metrics of reference vs the candidate cast to the reference's dtype, computed once per pair."""
+        if self._measured is None:
+            cand = _cast_like(self.candidate, self.reference)
+            if cand is None:
+                return None
+            self._measured = metrics(self.reference, cand, self.rtol, self.atol)
+        return self._measured
 
 
 Rule = Callable[[Pair], "Verdict | None"]
@@ -107,8 +117,10 @@ def shape_rule(pair: Pair) -> Verdict | None:
 def exact_rule(pair: Pair) -> Verdict | None:
     if not bit_identical(pair.reference, pair.candidate):
         return None
-    return Verdict("exact", f"all {pair.reference.size} elements bit-identical ({pair.reference.dtype})",
-                   metrics(pair.reference, pair.candidate, pair.rtol, pair.atol))
+    zero = Metrics(count=int(pair.reference.size), max_abs=0.0, mean_abs=0.0, max_rel=0.0, rtol=pair.rtol,
+                   atol=pair.atol, ulp_max=0.0 if is_float(pair.reference) else None,
+                   ulp_p50=0.0 if is_float(pair.reference) else None, ulp_p99=0.0 if is_float(pair.reference) else None)
+    return Verdict("exact", f"all {pair.reference.size} elements bit-identical ({pair.reference.dtype})", zero)
 
 
 def dtype_rule(pair: Pair) -> Verdict | None:
@@ -132,6 +144,9 @@ def dtype_rule(pair: Pair) -> Verdict | None:
 def nonfinite_rule(pair: Pair) -> Verdict | None:
     ref, cand = pair.reference, _cast_like(pair.candidate, pair.reference)
     if cand is None or not (is_float(ref) or is_float(cand)):
+        return None
+    measured = pair.measured()
+    if measured is not None and not (measured.nan_mismatch or measured.inf_mismatch):
         return None
     ref_nan, ref_inf = nonfinite_masks(ref)
     cand_nan, cand_inf = nonfinite_masks(cand)
@@ -157,14 +172,14 @@ def nonfinite_rule(pair: Pair) -> Verdict | None:
         where = nan_diff | inf_diff
         finite = np.isfinite(as_float64(pair.oracle))[where]
         parts.append(f"the float64 oracle is finite at {int(finite.sum())} of these {int(where.sum())} position(s)")
-    return Verdict("nonfinite", "; ".join(parts), metrics(ref, cand, pair.rtol, pair.atol))
+    return Verdict("nonfinite", "; ".join(parts), pair.measured())
 
 
 def within_tolerance_rule(pair: Pair) -> Verdict | None:
     ref, cand = pair.reference, _cast_like(pair.candidate, pair.reference)
     if cand is None:
         return None
-    m = metrics(ref, cand, pair.rtol, pair.atol)
+    m = pair.measured()
     if m.mismatched:
         return None
     ulp = f"; ULP max {m.ulp_max:g}, p99 {m.ulp_p99:g}" if m.ulp_max is not None else ""
@@ -177,7 +192,7 @@ def mismatch_rule(pair: Pair) -> Verdict:
     ref, cand = pair.reference, _cast_like(pair.candidate, pair.reference)
     if cand is None:
         return Verdict("mismatch", f"candidate dtype {pair.candidate.dtype} cannot be compared with {ref.dtype}")
-    m = metrics(ref, cand, pair.rtol, pair.atol)
+    m = pair.measured()
     oracle = ""
     if pair.oracle is not None and pair.oracle.shape == ref.shape and is_float(ref):
         finite = np.isfinite(as_float64(pair.oracle))
@@ -210,7 +225,7 @@ def index_tie_rule(pair: Pair) -> Verdict | None:
     if finding is None:
         return None
     label = "tie_break" if finding.ties_explain else "mismatch"
-    return Verdict(label, finding.evidence, metrics(pair.reference, pair.candidate, pair.rtol, pair.atol))
+    return Verdict(label, finding.evidence, pair.measured())
 
 
 def gathered_tie_rule(pair: Pair) -> Verdict | None:
@@ -221,7 +236,7 @@ def gathered_tie_rule(pair: Pair) -> Verdict | None:
         finding = gathered_ties(pair.reference, pair.candidate, ref_scores, cand_scores, name, rtol, atol)
         if finding is not None and finding.ties_explain:
             return Verdict("tie_break", finding.evidence,
-                           metrics(pair.reference, pair.candidate, pair.rtol, pair.atol))
+                           pair.measured())
     return None
 
 
@@ -256,7 +271,7 @@ def oracle_rule(pair: Pair) -> Verdict | None:
         return None
     tol = max(pair.atol, pair.rtol * magnitude)
     bound = ORACLE_MULTIPLIER * ref_err + tol / 10
-    m = metrics(pair.reference, cand, pair.rtol, pair.atol)
+    m = pair.measured()
     beyond = (f"{m.mismatched} of {m.count} elements beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
               f"{format_value(m.max_abs)}), but float noise: ")
     if cand_err <= bound:
@@ -283,7 +298,7 @@ def nondeterminism_rule(pair: Pair) -> Verdict | None:
     if cand is None:
         return None
     spread = float(max(np.nan_to_num(s, nan=0.0).max() for s in spreads))
-    m = metrics(pair.reference, cand, pair.rtol, pair.atol)
+    m = pair.measured()
     if m.max_abs is not None and m.max_abs <= spread + pair.atol:
         return Verdict("nondeterministic", (
             f"a backend differs from its own rerun by up to {format_value(spread)}; the cross-backend gap "
@@ -299,7 +314,7 @@ def same_shape_layout_rule(pair: Pair) -> Verdict | None:
     transform = find_transform(ref, cand, *_value_tolerance(pair))
     if transform is None:
         return None
-    m = metrics(ref, cand, pair.rtol, pair.atol)
+    m = pair.measured()
     return Verdict("layout", f"candidate == {transform}: the same values in another arrangement "
                              f"({m.mismatched} of {m.count} positions differ)", m)
 

@@ -34,7 +34,11 @@ def as_float64(array: np.ndarray) -> np.ndarray:
 
 
 def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    """Same dtype, shape and bytes (NaN payloads included); a memcmp, no copies of contiguous arrays."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return memoryview(a.reshape(-1).view(np.uint8)) == memoryview(b.reshape(-1).view(np.uint8))
 
 
 @dataclass
@@ -78,40 +82,85 @@ def metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: flo
         return _metrics(reference, candidate, rtol, atol)
 
 
+CHUNK = 1 << 18  # elements per pass: small enough to stay in cache, large enough to amortise numpy's overhead
+ULP_SAMPLE = 1 << 20
+
+
 def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Metrics:
+    """One cache-friendly sweep in chunks; float32 pairs are compared in float32 (|a - b| of close floats is exact)."""
     count = int(reference.size)
     result = Metrics(count=count, rtol=rtol, atol=atol)
     if count == 0:
         result.max_abs = result.mean_abs = result.max_rel = 0.0
         return result
-    ref_nan, ref_inf = nonfinite_masks(reference)
-    cand_nan, cand_inf = nonfinite_masks(candidate)
-    result.nan_mismatch = int(np.count_nonzero(ref_nan != cand_nan))
-    result.inf_mismatch = int(np.count_nonzero((ref_inf != cand_inf) & ~ref_nan & ~cand_nan))
-    finite = ~(ref_nan | cand_nan | (ref_inf != 0) | (cand_inf != 0))
-    r = as_float64(reference) if is_float(reference) else reference.astype(np.float64)
-    c = as_float64(candidate) if is_float(candidate) else candidate.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.where(finite, np.abs(r - c), 0.0)
-    magnitude = np.abs(r)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(finite & (magnitude > 0), diff / np.where(magnitude > 0, magnitude, 1.0), 0.0)
-        rel = np.where(finite & (magnitude == 0) & (diff > 0), np.inf, rel)
-    beyond = finite & (diff > atol + rtol * magnitude)
-    result.mismatched = int(np.count_nonzero(beyond)) + result.nan_mismatch + result.inf_mismatch
-    flat_worst = int(np.argmax(diff)) if diff.size else 0
-    result.worst_index = tuple(int(i) for i in np.unravel_index(flat_worst, reference.shape)) if reference.ndim else ()
-    result.max_abs = float(diff.max())
-    n_finite = int(np.count_nonzero(finite))
-    result.mean_abs = float(diff.sum() / n_finite) if n_finite else 0.0
-    result.max_rel = float(rel.max())
-    ulps = ulp_distance(reference, candidate)
-    if ulps is not None:
-        ulps = ulps[finite.reshape(-1)]
-        if ulps.size:
-            result.ulp_max = float(ulps.max())
-            result.ulp_p50, result.ulp_p99 = (float(v) for v in np.percentile(ulps, [50, 99]))
+    work = np.float32 if reference.dtype == candidate.dtype == np.float32 else np.float64
+    ref_flat, cand_flat = _flat(reference), _flat(candidate)
+    complex_input = ref_flat.dtype.kind == "c" or cand_flat.dtype.kind == "c"
+    max_abs, total, n_finite, max_rel, beyond, worst = 0.0, 0.0, 0, 0.0, 0, 0
+    for start in range(0, count, CHUNK):
+        r = _as(ref_flat[start:start + CHUNK], work, complex_input)
+        c = _as(cand_flat[start:start + CHUNK], work, complex_input)
+        finite_r, finite_c = np.isfinite(r), np.isfinite(c)
+        if not (finite_r.all() and finite_c.all()):
+            result.nan_mismatch += int(np.count_nonzero(np.isnan(r) != np.isnan(c)))
+            both_inf = ~finite_r & ~finite_c & ~np.isnan(r) & ~np.isnan(c)
+            one_inf = (np.isinf(r) & ~np.isnan(c) & ~np.isinf(c)) | (np.isinf(c) & ~np.isnan(r) & ~np.isinf(r))
+            result.inf_mismatch += int(np.count_nonzero(one_inf | (both_inf & (r != c))))
+            finite = finite_r & finite_c
+            r, c = np.where(finite, r, 0), np.where(finite, c, 0)
+            n_finite += int(np.count_nonzero(finite))
+        else:
+            n_finite += r.size
+        diff = np.abs(r - c)
+        magnitude = np.abs(r)
+        beyond += int(np.count_nonzero(diff > atol + rtol * magnitude))
+        position = int(np.argmax(diff))
+        if diff[position] > max_abs or start == 0:
+            max_abs, worst = float(diff[position]), start + position
+        total += float(diff.sum(dtype=np.float64))
+        zero_ref = magnitude == 0
+        if zero_ref.any():
+            if np.any(diff[zero_ref] > 0):
+                max_rel = float("inf")
+            magnitude = np.where(zero_ref, 1, magnitude)
+        max_rel = max(max_rel, float((diff / magnitude).max()))
+    result.mismatched = beyond + result.nan_mismatch + result.inf_mismatch
+    result.worst_index = tuple(int(i) for i in np.unravel_index(worst, reference.shape)) if reference.ndim else ()
+    result.max_abs = max_abs
+    result.mean_abs = total / n_finite if n_finite else 0.0
+    result.max_rel = max_rel
+    _ulp_stats(result, ref_flat, cand_flat)
     return result
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    flat = array.reshape(-1)
+    if str(flat.dtype) == "bfloat16":
+        return flat.astype(np.float32)
+    return flat
+
+
+def _as(chunk: np.ndarray, work: type, complex_input: bool) -> np.ndarray:
+    if complex_input:
+        return chunk.astype(np.complex128)
+    return chunk if chunk.dtype == work else chunk.astype(work)
+
+
+def _ulp_stats(result: Metrics, ref_flat: np.ndarray, cand_flat: np.ndarray) -> None:
+    """ULP max and percentiles over finite positions (on an even sample past ULP_SAMPLE elements)."""
+    if ref_flat.dtype != cand_flat.dtype or not is_float(ref_flat) or ref_flat.dtype.kind == "c":
+        return
+    if ref_flat.size > ULP_SAMPLE:
+        step = -(-ref_flat.size // ULP_SAMPLE)
+        ref_flat, cand_flat = ref_flat[::step], cand_flat[::step]
+        result.extra["ulp_sampled"] = True
+    ulps = ulp_distance(ref_flat, cand_flat)
+    if ulps is None:
+        return
+    ulps = ulps[np.isfinite(ref_flat) & np.isfinite(cand_flat)]
+    if ulps.size:
+        result.ulp_max = float(ulps.max())
+        result.ulp_p50, result.ulp_p99 = (float(v) for v in np.percentile(ulps, [50, 99]))
 
 
 _INT_VIEW = {2: np.int16, 4: np.int32, 8: np.int64}
