@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUITE ?= suites/
 SUITE_ARGS ?=
 
 .PHONY: suite test setup bench bench-classify bench-report clean-reports
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 suite: $(STAMP)
-	$(BIN)/difftest run suites/ $(SUITE_ARGS)
+	$(BIN)/difftest run $(SUITE) $(SUITE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

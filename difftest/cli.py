@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reruns", type=int, default=1, help="extra runs per backend and probe, to measure "
                      "run-to-run spread (default 1)")
     run.add_argument("--no-oracle", action="store_true", help="do not run the float64 torch oracle")
+    run.add_argument("--baseline", metavar="DIR", help="a previous run: report failures as new or known, write "
+                     "compare.md/html, and exit 1 only on new failures")
+    run.add_argument("--shard", metavar="K/N", help="run the K-th of N stable slices of the cases (merge the shard "
+                     "runs with `difftest merge`)")
+    run.add_argument("--durations", metavar="DIR", help="a previous run whose case durations balance --shard")
+    run.add_argument("--expectations", metavar="FILE",
+                     help="waiver file (default: suites/expectations.toml when it exists)")
     run.add_argument("--no-cache", action="store_true", help="export every case afresh (no export cache)")
     run.add_argument("--cache-dir", help="export cache folder (default: $DIFFTEST_CACHE_DIR or ~/.cache/difftest)")
     run.add_argument("--resume", action="store_true",
@@ -51,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")
     listing.add_argument("-k", dest="keyword")
+
+    compare = commands.add_parser("compare", help="what changed between two stored runs (exit 1 on new failures)")
+    compare.add_argument("base", metavar="BASE_DIR")
+    compare.add_argument("new", metavar="NEW_DIR")
+    compare.add_argument("--out", help="where compare.md and compare.html go (default: NEW_DIR)")
+    compare.add_argument("--growth", type=float, default=10.0, help="report errors that grew by this factor (10)")
+
+    merge = commands.add_parser("merge", help="merge shard runs into one run with one report")
+    merge.add_argument("run_dirs", nargs="+", metavar="DIR")
+    merge.add_argument("--out", required=True, help="the merged run directory (new)")
+    merge.add_argument("--baseline", metavar="DIR", help="as for run: new versus known failures")
 
     cache = commands.add_parser("cache", help="show or clear the export cache")
     cache.add_argument("action", choices=["info", "clear"])
@@ -103,6 +121,10 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
         return _report(Path(args.run_dir), args.rejudge)
     if args.command == "cache":
         return _cache(args.action, args.cache_dir)
+    if args.command == "merge":
+        return _merge([Path(d) for d in args.run_dirs], Path(args.out), args.baseline)
+    if args.command == "compare":
+        return _compare(Path(args.base), Path(args.new), Path(args.out) if args.out else None, args.growth)
     return _run(args)
 
 
@@ -126,7 +148,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         targets=args.targets or ["suites"], backends=backends, out=args.out, keyword=args.keyword, jobs=args.jobs,
         exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
         probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
+        durations=args.durations,
     )
     if config.jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or a positive number")
@@ -135,8 +158,38 @@ def _run(args: argparse.Namespace) -> ExitCode:
     run_row = read_table(result.run_dir, "runs").to_dicts()[0]
     print()
     print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
-                         run_row["seconds"]))
+                         run_row["seconds"], result.waivers))
     return result.exit_code
+
+
+def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:
+    import json
+
+    from .runner import finish
+    from .shards import check_run_dir, merge
+    from .summary import format_summary
+    from .tables import read_table
+
+    merged = merge([check_run_dir(d) for d in run_dirs], out)
+    result = finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None)
+    run_row = read_table(merged, "runs").to_dicts()[0]
+    print(format_summary(merged, read_table(merged, "cases").to_dicts(), result.outcomes,
+                         json.loads(run_row["backends_skipped"] or "{}"), run_row["seconds"], result.waivers))
+    return result.exit_code
+
+
+def _compare(base: Path, new: Path, out: Path | None, growth: float) -> ExitCode:
+    from .changes import as_table, compare_runs, new_failures, write
+    from .errors import RunDataError
+
+    for folder in (base, new):
+        if not folder.is_dir():
+            raise RunDataError(f"{folder}: no such run directory")
+    changes = compare_runs(base, new, growth)
+    print(as_table(changes))
+    markdown, html = write(changes, base, new, out or new)
+    print(f"written: {markdown} and {html}")
+    return ExitCode.FAILURES if new_failures(changes) else ExitCode.OK
 
 
 def _cache(action: str, folder: str | None) -> ExitCode:

@@ -170,7 +170,7 @@ class Outcome:
     candidate: str
     label: str
     expected: list[str] | None
-    status: str  # "pass" | "fail" | "xfail" | "skipped"
+    status: str  # "pass" | "fail" | "xfail" (declared by the case) | "waived" (by a waiver) | "skipped"
     reason: str
     evidence: str
     probe: str | None
@@ -205,6 +205,17 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
         result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
                               worst["probe"]))
     return result
+
+
+def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
+                 comparisons: list[dict[str, Any]] | None = None):
+    """Outcomes of a stored run with the waivers it was run with applied: (outcomes, WaiverReport)."""
+    from . import waivers
+
+    cases = read_table(run_dir, "cases").to_dicts() if cases is None else cases
+    comparisons = read_table(run_dir, "comparisons").to_dicts() if comparisons is None else comparisons
+    results = outcomes(cases, comparisons)
+    return results, waivers.apply(results, waivers.stored(run_dir))
 
 
 def expected_labels(expect: Any, candidate: str) -> list[str] | None:

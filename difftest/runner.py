@@ -39,6 +39,10 @@ class RunConfig:
     probes: list[str] = field(default_factory=lambda: list(ALL_PROBES))
     reruns: int = 1
     oracle: bool = True
+    expectations: str | None = None  # waiver file; None: suites/expectations.toml when it exists
+    baseline: str | None = None  # a previous run: failures are new or known, only new ones fail
+    shard: str | None = None  # "K/N": run the K-th of N stable slices of the cases
+    durations: str | None = None  # a previous run whose case durations balance the shards
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
 
@@ -49,6 +53,8 @@ class RunResult:
     outcomes: list[Any]
     exit_code: ExitCode
     seconds: float
+    waivers: Any = None
+    new_failures: set[tuple[str, str]] | None = None  # against the baseline, when one was given
 
 
 def default_jobs() -> int:
@@ -75,6 +81,20 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     if not found:
         raise UsageError(f"no cases found in {' '.join(config.targets)}"
                          + (f" matching -k {config.keyword!r}" if config.keyword else ""))
+    if config.baseline and not (Path(config.baseline) / "comparisons.parquet").exists():
+        raise UsageError(f"--baseline {config.baseline}: not a finished difftest run (no comparisons.parquet)")
+    if config.shard:
+        from .shards import durations_from, parse_shard, select
+
+        index, total = parse_shard(config.shard)
+        durations_dir = Path(config.durations) if config.durations else None
+        if durations_dir is not None and not (durations_dir / "cases.parquet").exists():
+            raise UsageError(f"--durations {durations_dir}: not a difftest run (no cases.parquet)")
+        keep = select([ref.id for ref, _ in found], index, total, durations_from(durations_dir))
+        found = [(ref, d) for ref, d in found if ref.id in keep]
+        if not found:
+            raise UsageError(f"--shard {config.shard}: this shard holds no case (only {total} shards for "
+                             "fewer cases?)")
     for ref, definition in found:
         problem = validate_expect(definition.options["expect"]) if definition.options.get("expect") else None
         if problem:
@@ -111,6 +131,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
     run_row["oracle"] = oracle
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    _save_waivers(run_dir, config)
     write_table(run_dir, "runs", [run_row])
 
     echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
@@ -123,7 +144,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         cache_root = Path(config.cache_dir) if config.cache_dir else default_root()
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
-    artifacts = run_dir / "onnx"
+    artifacts = (run_dir / "onnx").resolve()
     done = part_keys(run_dir, "cases")
     tasks = []
     for ref, _ in found:
@@ -161,14 +182,18 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     run_row["seconds"] = time.time() - started
     run_row["phase_seconds"] = json.dumps({"cases": time.time() - cases_started})
     write_table(run_dir, "runs", [run_row])
-    result = finish(run_dir, rejudge=True)
+    result = finish(run_dir, rejudge=True, baseline=Path(config.baseline) if config.baseline else None)
     _link_latest(run_dir, Path(config.reports_root))
     return result
 
 
-def finish(run_dir: Path, rejudge: bool = False) -> RunResult:
-    """Judge (if asked or never judged), then write the report, JUnit and summary of a stored run."""
-    from .judge import judge_run, outcomes
+def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -> RunResult:
+    """Judge (if asked or never judged), then write the report, JUnit and summary of a stored run.
+
+    With a baseline (given now, or remembered in ``baseline.txt`` from the run), failures are split into new
+    and known, compare.md/html are written, and only new failures make the exit code 1.
+    """
+    from .judge import judge_run, run_outcomes
     from .report import render
     from .summary import exit_code_for, write_junit, write_summary
     from .tables import read_table, write_table
@@ -180,17 +205,45 @@ def finish(run_dir: Path, rejudge: bool = False) -> RunResult:
         phases["judge"] = time.time() - started
     cases = read_table(run_dir, "cases").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
-    results = outcomes(cases, comparisons)
+    results, waiver_report = run_outcomes(run_dir, cases, comparisons)
+    new_keys = _baseline_changes(run_dir, baseline)
     runs = read_table(run_dir, "runs").to_dicts()
     phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}
     began = time.time()
-    render(run_dir, phases=phases)
+    render(run_dir, phases=phases, new_failures=new_keys)
     phases["report"] = time.time() - began
     runs[0]["phase_seconds"] = json.dumps(phases)
     write_table(run_dir, "runs", runs)
     write_junit(run_dir, cases, results)
-    write_summary(run_dir, cases, results)
-    return RunResult(run_dir, results, exit_code_for(results), time.time() - started)
+    write_summary(run_dir, cases, results, waiver_report, new_keys)
+    code = exit_code_for(results, waiver_report, new_keys)
+    return RunResult(run_dir, results, code, time.time() - started, waiver_report, new_keys)
+
+
+def _baseline_changes(run_dir: Path, baseline: Path | None) -> set[tuple[str, str]] | None:
+    """(case, candidate) of the failures that are new against the baseline; None without a baseline."""
+    from .changes import compare_runs, new_failures, write
+
+    remembered = run_dir / "baseline.txt"
+    if baseline is None and remembered.exists():
+        baseline = Path(remembered.read_text().strip())
+    if baseline is None:
+        return None
+    if not (baseline / "comparisons.parquet").exists():
+        raise UsageError(f"--baseline {baseline}: not a finished difftest run (no comparisons.parquet)")
+    remembered.write_text(f"{baseline.resolve()}\n")
+    changes = compare_runs(baseline, run_dir)
+    write(changes, baseline, run_dir, run_dir)
+    return {(c.case, c.candidate) for c in new_failures(changes)}
+
+
+def _save_waivers(run_dir: Path, config: RunConfig) -> None:
+    from . import waivers
+
+    path = Path(config.expectations) if config.expectations else waivers.DEFAULT_PATH
+    if config.expectations and not path.exists():
+        raise UsageError(f"--expectations {path}: no such file")
+    waivers.save(run_dir, waivers.load(path) if path.exists() else [], str(path) if path.exists() else None)
 
 
 def _prepare_dir(path: Path) -> Path:
@@ -238,6 +291,7 @@ def _run_row(run_id: str, config: RunConfig, requested: list[str], available: li
         "reference": reference,
         "targets": list(config.targets),
         "config": json.dumps(dataclasses.asdict(config)),
+        "shard": config.shard,
     }
 
 

@@ -11,8 +11,14 @@ from typing import Any
 from .exitcodes import ExitCode
 
 
-def exit_code_for(outcomes: list[Any]) -> ExitCode:
-    return ExitCode.FAILURES if any(o.failed for o in outcomes) else ExitCode.OK
+def exit_code_for(outcomes: list[Any], waivers: Any = None, new_failures: set | None = None) -> ExitCode:
+    """1 for an unexpected failure (with a baseline: a new one), or an expired waiver (renew or remove it)."""
+    failed = [o for o in outcomes if o.failed]
+    if new_failures is not None:
+        failed = [o for o in failed if (o.case, o.candidate) in new_failures]
+    if failed or (waivers is not None and waivers.expired):
+        return ExitCode.FAILURES
+    return ExitCode.OK
 
 
 def counts(outcomes: list[Any]) -> dict[str, dict[str, int]]:
@@ -22,17 +28,21 @@ def counts(outcomes: list[Any]) -> dict[str, dict[str, int]]:
     }
 
 
-def write_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> dict[str, Any]:
+def write_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], waivers: Any = None,
+                  new_failures: set | None = None) -> dict[str, Any]:
     data = {
         "run_dir": str(run_dir),
         "cases": len(cases),
         "comparisons": len(outcomes),
         **counts(outcomes),
         "failures": [
-            {"case": o.case, "candidate": o.candidate, "label": o.label, "reason": o.reason, "evidence": o.evidence}
+            {"case": o.case, "candidate": o.candidate, "label": o.label, "reason": o.reason, "evidence": o.evidence,
+             "new": None if new_failures is None else (o.case, o.candidate) in new_failures}
             for o in outcomes if o.failed
         ],
-        "exit_code": int(exit_code_for(outcomes)),
+        "new_failures": None if new_failures is None else len(new_failures),
+        "waivers": waivers.as_dict() if waivers is not None else None,
+        "exit_code": int(exit_code_for(outcomes, waivers, new_failures)),
     }
     (run_dir / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     return data
@@ -43,7 +53,7 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
     suite = ET.Element("testsuite", name="difftest", tests=str(len(outcomes)),
                        failures=str(sum(o.status == "fail" for o in outcomes)), errors="0",
-                       skipped=str(sum(o.status in ("skipped", "xfail") for o in outcomes)),
+                       skipped=str(sum(o.status in ("skipped", "xfail", "waived") for o in outcomes)),
                        time=f"{sum(seconds.values()):.3f}")
     for o in outcomes:
         element = ET.SubElement(suite, "testcase", classname=o.case.split("::")[0],
@@ -54,15 +64,16 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
             failure.text = o.evidence
         elif o.status == "skipped":
             ET.SubElement(element, "skipped", message=o.reason or "backend not available")
-        elif o.status == "xfail":
-            ET.SubElement(element, "skipped", message=f"expected failure: {o.label}: {o.evidence}"[:1000])
+        elif o.status in ("xfail", "waived"):
+            kind = "expected failure" if o.status == "xfail" else o.reason
+            ET.SubElement(element, "skipped", message=f"{kind}: {o.label}: {o.evidence}"[:1000])
     root = ET.Element("testsuites")
     root.append(suite)
     ET.ElementTree(root).write(run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 
 def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], skipped: dict[str, str],
-                   seconds: float | None = None) -> str:
+                   seconds: float | None = None, waivers: Any = None) -> str:
     """The one screen a terminal user reads at the end of a run."""
     lines = []
     c = counts(outcomes)
@@ -77,6 +88,11 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
         lines.append(f"warning: {case_id}: {warning}")
     if len(warned) > 5:
         lines.append(f"… and {len(warned) - 5} more warning(s) (see the case pages)")
+    if waivers is not None:
+        for w in waivers.expired:
+            lines.append(f"EXPIRED waiver (fails the run until renewed or removed): {w.describe()}: {w.reason}")
+        for w in waivers.stale:
+            lines.append(f"stale waiver (matches no failure; remove it?): {w.describe()}")
     failures = [o for o in outcomes if o.failed]
     if failures:
         lines.append(f"{len(failures)} unexpected failure(s):")

@@ -30,7 +30,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
             "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
             "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
-            "config": pl.String, "phase_seconds": pl.String,
+            "config": pl.String, "phase_seconds": pl.String, "shard": pl.String,
         },
         "cases": {
             "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,

@@ -20,7 +20,7 @@ from ..tables import read_table
 from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
-STATUS_ORDER = {"fail": 0, "xfail": 1, "skipped": 2, "pass": 3}
+STATUS_ORDER = {"fail": 0, "xfail": 1, "waived": 2, "skipped": 3, "pass": 4}
 PASSING = {label for label, (passes, _) in LABELS.items() if passes}
 LOG_TAIL_BYTES = 20_000
 
@@ -40,12 +40,13 @@ def environment():
     return env
 
 
-def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None) -> Path:
+def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,
+           new_failures: set[tuple[str, str]] | None = None) -> Path:
     """Write index.html, one page per case and repro bundles for failures; returns the index path."""
     import polars as pl
 
     from ..execute import slug
-    from ..judge import outcomes as make_outcomes
+    from ..judge import run_outcomes
     from .history import trend
 
     run = read_table(run_dir, "runs").to_dicts()[0]
@@ -53,7 +54,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     tensor_table = read_table(run_dir, "tensors")
     tensors = tensor_table.drop("data").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
-    outcomes = make_outcomes(cases, comparisons)
+    outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
     env = environment()
     run_view = _run_view(run, tensors)
     run_view["phases"] = phases if phases is not None else json.loads(run.get("phase_seconds") or "{}")
@@ -77,7 +78,11 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     index = run_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        failures=[o for o in outcomes if o.failed], labels=list(LABELS), history=history, slowest=slowest,
+        failures=[o for o in outcomes if o.failed and (new_failures is None or (o.case, o.candidate) in new_failures)],
+        known_failures=[o for o in outcomes if o.failed and new_failures is not None
+                        and (o.case, o.candidate) not in new_failures],
+        has_baseline=new_failures is not None, labels=list(LABELS), history=history, slowest=slowest,
+        waivers=waiver_report,
         tags=sorted({t for c in cases for t in (c["tags"] or [])}),
         suites=sorted({c["suite"] for c in cases}),
     ))

@@ -1,0 +1,102 @@
+"""compare, --baseline, --shard and merge on real small runs (no mocked tables)."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from difftest.cli import main
+from difftest.shards import select
+
+DATA = Path(__file__).parent / "data"
+FAST = ["--backends", "torch,ort-cpu", "--probes", "base,alt", "--no-oracle", "--reruns", "0"]
+
+SUITE = '''
+import torch
+from difftest import case
+from difftest.graph_edit import replace_op
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@case(exporter="torchscript")
+def stable():
+    return Double().eval(), (torch.arange(6.0),)
+
+
+@case(exporter="torchscript"{broken})
+def changing():
+    return Double().eval(), (torch.arange(6.0),)
+'''
+
+
+def suite(folder: Path, broken: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "nightly.py"
+    path.write_text(SUITE.format(broken=', onnx_transform=replace_op("Mul", "Add")' if broken else ""))
+    return path
+
+
+def test_compare_shows_new_failure_then_fixed(tmp_path, capsys):
+    before = tmp_path / "reports" / "20260101-000000"
+    after = tmp_path / "reports" / "20260102-000000"
+    assert main(["run", str(suite(tmp_path / "v1", broken=False)), *FAST, "--out", str(before)]) == 0
+    assert main(["run", str(suite(tmp_path / "v2", broken=True)), *FAST, "--out", str(after)]) == 1
+    capsys.readouterr()
+    assert main(["compare", str(before), str(after)]) == 1
+    out = capsys.readouterr().out
+    assert "new_failure" in out and "nightly::changing [ort-cpu]" in out and "nightly::stable" not in out
+    markdown = (after / "compare.md").read_text()
+    assert "### New failures (1)" in markdown and "`nightly::changing`" in markdown
+    assert "nightly::changing" in (after / "compare.html").read_text()
+    assert main(["compare", str(after), str(before), "--out", str(tmp_path / "back")]) == 0
+    assert "### Fixed (1)" in (tmp_path / "back" / "compare.md").read_text()
+
+
+def test_baseline_marks_known_failures_and_fails_only_on_new_ones(tmp_path):
+    broken = suite(tmp_path / "v2", broken=True)
+    first, second = tmp_path / "r" / "20260101-000000", tmp_path / "r" / "20260102-000000"
+    assert main(["run", str(broken), *FAST, "--out", str(first)]) == 1
+    assert main(["run", str(broken), *FAST, "--out", str(second), "--baseline", str(first)]) == 0
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["new_failures"] == 0 and summary["failures"][0]["new"] is False
+    index = (second / "index.html").read_text()
+    assert "Known failures: also failing in the baseline (1)" in index and "compare.html" in index
+    assert main(["report", str(second)]) == 0  # the baseline is remembered for re-renders
+
+
+def test_shards_are_stable_and_balanced():
+    ids = [f"s::c{i}" for i in range(10)]
+    shards = [select(ids, k, 3) for k in (1, 2, 3)]
+    assert set().union(*shards) == set(ids) and sum(map(len, shards)) == 10
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert shards == [select(list(reversed(ids)), k, 3) for k in (1, 2, 3)]  # order of discovery does not matter
+    durations = {**{i: 1.0 for i in ids}, "s::c0": 100.0}
+    weighted = [select(ids, k, 2, durations) for k in (1, 2)]
+    assert any(w == {"s::c0"} for w in weighted)  # the long case gets a shard to itself
+
+
+def _comparable(run_dir: Path) -> list[dict]:
+    df = pl.read_parquet(run_dir / "comparisons.parquet").drop("run")
+    return df.sort(["case", "probe", "output", "candidate"]).to_dicts()
+
+
+def test_two_shards_merged_equal_a_full_run(tmp_path, capsys):
+    args = [str(DATA / "slow_suite.py"), *FAST]
+    full, one, two, merged = (tmp_path / n for n in ("full", "one", "two", "merged"))
+    assert main(["run", *args, "--out", str(full)]) == 0
+    assert main(["run", *args, "--out", str(one), "--shard", "1/2", "--durations", str(full)]) == 0
+    assert main(["run", *args, "--out", str(two), "--shard", "2/2", "--durations", str(full)]) == 0
+    counts = [len(pl.read_parquet(d / "cases.parquet")) for d in (one, two)]
+    assert counts == [2, 2]
+    assert main(["merge", str(one), str(two), "--out", str(merged)]) == 0
+    assert _comparable(merged) == _comparable(full)
+    assert (merged / "index.html").exists() and len(list((merged / "cases").glob("*.html"))) == 4
+    cases = pl.read_parquet(merged / "cases.parquet").to_dicts()
+    assert all(Path(c["onnx_path"]).is_file() and str(merged.resolve()) in c["onnx_path"] for c in cases)
+    capsys.readouterr()
+    assert main(["merge", str(one), str(one), "--out", str(tmp_path / "dup")]) == 2
+    assert "in both" in capsys.readouterr().err
