@@ -33,6 +33,60 @@ class ExportResult:
         return self.onnx_bytes is not None
 
 
+_registry_reuse_installed = False
+
+
+def reuse_torchlib_registry() -> bool:
+    """Build torch.onnx's operator registry once per process instead of once per dynamo export.
+
+    torch 2.13's exporter calls ``ONNXRegistry.from_torchlib`` on every export, which rebuilds ~500 torchlib
+    entries from their Python source (about half a second here, most of a small model's export). The
+    registry is only read during export (and extended by ``custom_translation_table``, which difftest does not
+    pass), so each export gets its own shallow copy of one registry built per opset. If torch's internals
+    do not look as expected, nothing is changed and exports keep their original cost.
+    """
+    global _registry_reuse_installed
+    if _registry_reuse_installed:
+        return True
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        registry_class = _registration.ONNXRegistry
+        original = registry_class.__dict__["from_torchlib"]
+        probe = registry_class()
+        if not isinstance(original, classmethod) or set(vars(probe)) != {"_opset_version", "functions"}:
+            return False
+    except (ImportError, AttributeError, KeyError):
+        return False
+    built: dict[int, object] = {}
+
+    def from_torchlib(cls, opset_version=_registration._constants.TORCHLIB_OPSET):
+        if opset_version not in built:
+            built[opset_version] = original.__func__(cls, opset_version=opset_version)
+        shared = built[opset_version]
+        fresh = cls()
+        fresh._opset_version = shared._opset_version
+        fresh.functions = {target: list(entries) for target, entries in shared.functions.items()}
+        return fresh
+
+    registry_class.from_torchlib = classmethod(from_torchlib)
+    _registry_reuse_installed = True
+    return True
+
+
+def warm_up() -> None:
+    """Pay the exporter's one-time costs now (in a fresh worker, while the parent discovers the suites)."""
+    import onnxruntime  # noqa: F401
+    import onnxscript  # noqa: F401
+    import torch
+
+    if reuse_torchlib_registry():
+        from torch.onnx._internal.exporter import _registration
+
+        _registration.ONNXRegistry.from_torchlib()
+    del torch
+
+
 def export(
     flat: FlatModule,
     example: tuple,
@@ -63,6 +117,8 @@ def export(
         )
     elif live_axes:
         options["dynamic_axes"] = live_axes
+    if exporter == "dynamo":
+        reuse_torchlib_registry()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

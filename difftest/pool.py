@@ -46,6 +46,12 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         conn.send(("stage", stage))
 
     execute.stage_hook = report_stage
+    try:
+        from .export import warm_up
+
+        warm_up()
+    except Exception:  # a warm-up problem shows up again, attributed, in the first case that exports
+        pass
     first = True
     while True:
         message = conn.recv()
@@ -102,6 +108,7 @@ class _Slot:
     task: Any = None
     started: float = 0.0
     stage: str | None = None
+    used: bool = False
 
 
 class WorkerPool:
@@ -124,6 +131,11 @@ class WorkerPool:
         child.close()
         return _Slot(process, parent)
 
+    def start(self, count: int) -> None:
+        """Start up to ``count`` workers now, so their imports overlap whatever the parent does next."""
+        while len(self.slots) < min(count, self.jobs):
+            self.slots.append(self._start())
+
     def run(self, tasks: Iterable[tuple[Any, str | None]]) -> Iterator[tuple[Any, dict | Failure]]:
         pending = list(tasks)
         pending.reverse()
@@ -135,7 +147,7 @@ class WorkerPool:
                         slot = self._start()
                         self.slots.append(slot)
                     task, log_path = pending.pop()
-                    slot.task, slot.started, slot.stage = task, time.monotonic(), None
+                    slot.task, slot.started, slot.stage, slot.used = task, time.monotonic(), None, True
                     slot.conn.send((task, log_path))
                 yield from self._collect()
         finally:
@@ -196,13 +208,14 @@ class WorkerPool:
     def close(self) -> None:
         for slot in self.slots:
             try:
-                if slot.task is None and slot.process.is_alive():
+                if slot.task is None and slot.used and slot.process.is_alive():
                     slot.conn.send(None)
             except OSError:
                 pass
         for slot in self.slots:
-            slot.process.join(2)
-            self._kill(slot)
+            if slot.used:
+                slot.process.join(2)
+            self._kill(slot)  # a worker that never got a case (still warming up) is simply stopped
             slot.conn.close()
         self.slots = []
 

@@ -62,11 +62,29 @@ def default_jobs() -> int:
 
 
 def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
+    """Run the configured cases; the worker pool starts first so its imports overlap the suite discovery."""
+    from .candidates import parse_list
+    from .pool import WorkerPool
+
+    parse_list(",".join(config.backends))  # a bad spec is a usage error before anything starts
+    if config.jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or a positive number")
+    jobs = config.jobs or default_jobs()
+    threads = max(1, default_jobs() // jobs)
+    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
+    pool.start(jobs)
+    try:
+        return _run(config, pool, jobs, threads, echo)
+    finally:
+        pool.close()
+
+
+def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[str], None]) -> RunResult:
     from . import backends as backend_table
     from .discover import collect
     from .execute import Task, slug
     from .judge import validate_expect
-    from .pool import Failure, WorkerPool
+    from .pool import Failure
     from .tables import consolidate, part_keys, write_part, write_table
 
     started = time.time()
@@ -126,8 +144,6 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
     available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
     available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
-    jobs = config.jobs or default_jobs()
-    threads = max(1, default_jobs() // jobs)
     run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
     run_row["oracle"] = oracle
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
@@ -156,7 +172,6 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
                     cache_dir=str(cache_root) if cache_root else None,
                     reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
-    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
     cases_started = time.time()
     finished = 0
     for task, result in pool.run(tasks):
