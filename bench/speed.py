@@ -4,8 +4,8 @@ On one fixed set of zoo cases, in one sitting, each configuration runs in a fres
 
 1. hand loop: per case torch.onnx.export, InferenceSession, run, run torch, np.testing.assert_allclose;
 2. torch.onnx.verification.verify_onnx_program on each case's dynamo export (where it applies);
-3. difftest, same work (--backends torch,ort-cpu --probes base --reruns 0 --no-oracle), cold (empty export
-   cache) and warm (cache filled);
+3. difftest, same work (--backends torch,ort-cpu --probes base --reruns 0 --no-oracle --localize-budget 0),
+   cold (empty export cache) and warm (cache filled);
 4. difftest, full work (all probes, float64 oracle, reruns), warm.
 
 It prints the median wall time, CPU time (process and children) and peak memory of each, the spread
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="difftest-bench-"))
     difftest = [sys.executable, "-m", "difftest", "run", *CASES, "--backends", "torch,ort-cpu"]
-    same = ["--probes", "base", "--reruns", "0", "--no-oracle"]
+    same = ["--probes", "base", "--reruns", "0", "--no-oracle", "--localize-budget", "0"]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in ("hand", "verify", "cold", "warm", "full")}
     for repeat in range(args.repeats):
         cache = work / f"cache{repeat}"

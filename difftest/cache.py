@@ -13,6 +13,7 @@ cache is pruned oldest-first (by last use) past its size bound.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -145,7 +146,7 @@ def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[st
         add("difftest", inspect.getsource(code))
     if isinstance(module, torch.nn.Module):
         for name, sub in module.named_modules():
-            add("class", _source(type(sub)))
+            add("class", _class_source(type(sub)))
             add("attributes", _attributes(sub))
         for name, tensor in module.state_dict().items():
             add(f"state:{name}", _tensor_bytes(tensor))
@@ -157,6 +158,12 @@ def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[st
         add(f"option:{name}", _source(value) if callable(value) else value)
     add("versions", _versions())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _class_source(cls: type) -> str:
+    """A class's source, read once per worker (inspect.getsource tokenizes the whole file each time)."""
+    return _source(cls)
 
 
 def _source(obj: Any) -> str:

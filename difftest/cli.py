@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="K/N", help="run the K-th of N stable slices of the cases (merge the shard "
                      "runs with `difftest merge`)")
     run.add_argument("--durations", metavar="DIR", help="a previous run whose case durations balance --shard")
+    run.add_argument("--localize-budget", type=float, default=60.0, metavar="SECONDS",
+                     help="time per case to localize a failing candidate to its first divergent ONNX node "
+                     "(default 60; 0 turns it off)")
     run.add_argument("--expectations", metavar="FILE",
                      help="waiver file (default: suites/expectations.toml when it exists)")
     run.add_argument("--no-cache", action="store_true", help="export every case afresh (no export cache)")
@@ -64,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("new", metavar="NEW_DIR")
     compare.add_argument("--out", help="where compare.md and compare.html go (default: NEW_DIR)")
     compare.add_argument("--growth", type=float, default=10.0, help="report errors that grew by this factor (10)")
+
+    localize = commands.add_parser("localize", help="find the first divergent ONNX node of a failing case")
+    localize.add_argument("target", metavar="FILE::CASE")
+    localize.add_argument("--candidate", default="ort-cpu", help="the candidate to localize (default ort-cpu)")
+    localize.add_argument("--reference", default="torch",
+                          help="torch (eager, via the dynamo exporter's value names) or another runtime on the "
+                          "same graph, e.g. ort-cpu[opt=disable]")
+    localize.add_argument("--probe", default="base", help="the input probe to localize on (default base)")
+    localize.add_argument("--out", help="folder for the repro bundle (default: none written)")
+    localize.add_argument("--json", action="store_true", help="print one JSON object")
 
     merge = commands.add_parser("merge", help="merge shard runs into one run with one report")
     merge.add_argument("run_dirs", nargs="+", metavar="DIR")
@@ -121,6 +134,8 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
         return _report(Path(args.run_dir), args.rejudge)
     if args.command == "cache":
         return _cache(args.action, args.cache_dir)
+    if args.command == "localize":
+        return _localize(args)
     if args.command == "merge":
         return _merge([Path(d) for d in args.run_dirs], Path(args.out), args.baseline)
     if args.command == "compare":
@@ -149,7 +164,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
         probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
-        durations=args.durations,
+        durations=args.durations, localize_budget=args.localize_budget,
     )
     if config.jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or a positive number")
@@ -160,6 +175,47 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
                          run_row["seconds"], result.waivers))
     return result.exit_code
+
+
+def _localize(args: argparse.Namespace) -> ExitCode:
+    import logging
+
+    from .candidates import parse
+    from .discover import collect
+    from .localize import localize
+
+    if "::" not in args.target:
+        raise UsageError(f"localize needs one case, FILE::CASE (got {args.target!r})")
+    ((ref, _),) = collect([args.target])
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" and the like
+    parse(args.candidate)
+    if args.reference not in ("torch", "eager"):
+        parse(args.reference)
+    result = localize(ref, args.candidate, args.reference, args.probe, Path(args.out) if args.out else None)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(format_localization(result))
+    return ExitCode.OK if result.status in ("found", "no_divergence") else ExitCode.FAILURES
+
+
+def format_localization(result) -> str:
+    lines = [f"{result.status}: {result.reason} ({result.seconds:.1f} s)"]
+    if result.culprit:
+        c = result.culprit
+        lines.append(f"culprit: {c['name']} ({c['op_type']}) {c['attributes'] or ''}")
+        lines.append(f"  inputs {[(i['name'], i['shape']) for i in c['inputs']]}")
+        lines.append(f"  outputs {[(o['name'], o['shape']) for o in c['outputs']]}")
+        if c.get("module") or c.get("source"):
+            lines.append(f"  PyTorch: module {c.get('module') or '?'} at {c.get('source') or '?'}")
+        for i, s in enumerate(result.suspects[1:5], 2):
+            lines.append(f"suspect {i}: {s['name']} ({s['op_type']}), relative error {s['relative_error']:.3g}")
+    if result.reproduced is not None:
+        lines.append("reproduced alone: " + ("yes" if result.reproduced else "no (the error needs more context)")
+                     + (f", bundle {result.repro}" if result.repro else ""))
+    if result.optimizer:
+        lines.append(f"ORT optimizer: {result.optimizer}")
+    return "\n".join(lines)
 
 
 def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:

@@ -51,6 +51,7 @@ class Task:
     threads: int | None = None
     max_tensor_bytes: int = 256 * 2**20
     cache_dir: str | None = None  # the export cache; None runs every export
+    localize_budget: float = 0.0  # seconds per case to localize failing candidates (0: off)
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -228,6 +229,44 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
         if exported.ok:
             _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors,
                                   f"{RANKED}:{export_name(key)}")
+    if task.localize_budget > 0:
+        _localize_failures(task, built, candidates, tensors, row)
+
+
+def _localize_failures(task: Task, built: Case, candidates: list[Any], tensors: list[dict[str, Any]],
+                       row: dict[str, Any]) -> None:
+    """Localize each ONNX candidate whose base-probe outputs fail against the reference, within the budget."""
+    from .classify import classify
+    from .localize import localize
+    from .tables import decode
+
+    deadline = time.monotonic() + task.localize_budget
+    reference = {t["output"]: decode(t) for t in tensors
+                 if t["backend"] == task.reference and t["probe"] == "base" and t["status"] == "ok" and not t["rerun"]}
+    found: dict[str, Any] = {}
+    for candidate in candidates:
+        if not REGISTRY[candidate.backend].needs_onnx:
+            continue
+        outputs = [t for t in tensors if t["backend"] == candidate.name and t["probe"] == "base"
+                   and t["status"] == "ok" and not t["rerun"]]
+        failing = [t for t in outputs if t["output"] in reference
+                   and classify(reference[t["output"]], decode(t)).label in ("mismatch", "layout", "nonfinite", "shape")]
+        if not failing:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            found[candidate.name] = {"status": "not_found", "reason": "the case's localization budget was spent"}
+            continue
+        _stage(f"localize ({candidate.name})")
+        folder = Path(task.artifacts_dir).parent / "localize" / f"{slug(task.ref.id)}-{_safe_name(candidate.name)}"
+        result = localize(task.ref, candidate.name, "torch", "base", folder, left, built)
+        found[candidate.name] = json.loads(result.to_json())
+    if found:
+        row["localization"] = json.dumps(found)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 def _compose(first: Any, second: Any) -> Any:

@@ -74,17 +74,23 @@ def reuse_torchlib_registry() -> bool:
     return True
 
 
-def warm_up() -> None:
-    """Pay the exporter's one-time costs now (in a fresh worker, while the parent discovers the suites)."""
-    import onnxruntime  # noqa: F401
-    import onnxscript  # noqa: F401
+def reset_dynamo() -> None:
+    """Forget what torch.export/dynamo learned from earlier exports in this process: a second export of the
+    same module class with dynamic shapes can otherwise fail on constraints inferred the first time."""
     import torch
 
-    if reuse_torchlib_registry():
-        from torch.onnx._internal.exporter import _registration
+    try:
+        torch._dynamo.reset()
+    except Exception:
+        pass
 
-        _registration.ONNXRegistry.from_torchlib()
-    del torch
+
+def warm_up() -> None:
+    """Import the runtimes now (in a fresh worker, while the parent discovers the suites). The exporter's
+    registry is left to the first export that needs it: a run whose exports all come from the cache never
+    pays for it."""
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
 
 
 def export(
@@ -119,6 +125,7 @@ def export(
         options["dynamic_axes"] = live_axes
     if exporter == "dynamo":
         reuse_torchlib_registry()
+        reset_dynamo()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -42,7 +42,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
             "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
             "tolerances": pl.String,
-            "warnings": strs, "log": pl.String,
+            "warnings": strs, "log": pl.String, "localization": pl.String,
         },
         "tensors": {
             "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,

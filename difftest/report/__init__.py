@@ -122,6 +122,8 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
                                                                         t["backend"], t["rerun"] or 0)),
             log=_log_tail(run_dir, case.get("log")),
             variants=findings, exports=json.loads(case.get("exports") or "{}"),
+            localization=json.loads(case.get("localization") or "{}"),
+            not_localized=_not_localized(row["cells"], json.loads(case.get("localization") or "{}")),
             command=_command(case, run), since=row["since"],
         ))
     return index
@@ -138,6 +140,29 @@ def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, A
         "skipped": json.loads(run["backends_skipped"] or "{}"),
         "providers": {k: sorted(v) for k, v in sorted(providers.items())},
     }
+
+
+def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:
+    """Why a failing candidate has no localization, for every one that has none."""
+    reasons = {
+        "export_error": "the export failed: there is no graph to search",
+        "runtime_error": "the runtime failed: there are no values to compare",
+        "crash": "the worker died: there are no values to compare",
+        "timeout": "the case timed out: there are no values to compare",
+        "frozen_input": "a graph-level finding: the evidence names the input the graph ignores",
+        "shape_specialized": "a graph-level finding: the evidence names the shapes where it breaks",
+    }
+    found = []
+    for o in cells:
+        if o is None or o.status not in ("fail", "xfail", "waived") or o.candidate in localized:
+            continue
+        reason = reasons.get(o.label)
+        if reason is None:
+            reason = ("it fails only on the " + str(o.probe) + " probe; localization runs on base"
+                      if o.probe not in ("base", "*") else
+                      "localization was off for this run (--localize-budget 0) or the candidate runs no ONNX graph")
+        found.append((o.candidate, reason))
+    return found
 
 
 def _slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], limit: int = 10) -> list[dict[str, Any]]:

@@ -1,0 +1,84 @@
+"""Localization: the first divergent node, its source line, the one-node repro, and injected faults."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from difftest import Case
+from difftest.cases import CaseRef
+from difftest.cli import main
+from difftest.localize import diverges, localize
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from localize_bench import Fault, cast_fp16, epsilon, resize_mode, swap_pads  # noqa: E402
+
+
+class Net(torch.nn.Module):
+    """Conv, LayerNorm, Pad and Resize in a row: a site for every kind of injected fault."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(6)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        y = self.norm(y)
+        y = F.pad(y, (1, 2))
+        return F.interpolate(y, scale_factor=2, mode="bilinear")
+
+
+REF = CaseRef(str(Path(__file__)), "net")
+
+
+def built_with(fault):
+    torch.manual_seed(0)
+    return Case(Net().eval(), (torch.randn(1, 3, 6, 6),), onnx_transform=fault, description="")
+
+
+@pytest.mark.parametrize("kind, op, change", [
+    ("pad_swap", "Pad", swap_pads), ("epsilon", "LayerNormalization", epsilon),
+    ("cast_fp16", "Conv", cast_fp16), ("resize_mode", "Resize", resize_mode),
+])
+def test_injected_fault_is_named_first(kind, op, change, tmp_path):
+    fault = Fault(kind, op, 0, change)
+    result = localize(REF, "ort-cpu", "torch", "base", tmp_path / "repro", built=built_with(fault))
+    assert result.status == "found", result.reason
+    assert result.culprit["name"] in fault.injected, (result.culprit, fault.injected)
+    assert result.reproduced is True and (tmp_path / "repro" / "model.onnx").exists()
+    assert "test_localize.py" in result.culprit["source"]
+
+
+def test_an_unfaulted_model_has_nothing_to_localize():
+    result = localize(REF, "ort-cpu", "torch", "base", built=built_with(None))
+    assert result.status == "no_divergence"
+
+
+def test_noise_is_not_divergence():
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    assert not diverges(x, x + np.float32(1e-6) * x)[0]
+    assert diverges(x, x * np.float32(1.01))[0]
+
+
+def test_torchscript_candidate_against_eager_is_unsupported_with_a_reason():
+    result = localize(REF, "ort-cpu[exporter=torchscript]", "torch", "base", built=built_with(None))
+    assert result.status == "unsupported" and "dynamo" in result.reason
+
+
+def test_cli_json_and_run_page(tmp_path, capsys):
+    assert main(["localize", str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["culprit"]["op_type"] == "Pad" and found["culprit"]["name"] == "node_pad"
+    assert "pitfalls.py" in found["culprit"]["source"]
+    out = tmp_path / "run"
+    assert main(["run", str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped", "--backends",
+                 "torch,ort-cpu", "--out", str(out), "--probes", "base", "--no-oracle"]) == 0
+    page = next((out / "cases").glob("*.html")).read_text()
+    assert "Where it diverges" in page and "node_pad" in page and "reproduces the discrepancy" in page
