@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends import REGISTRY, BackendUnavailable, Subject
 from .cases import Case, CaseDefinitionError, CaseRef, build
-from .execute_names import INPUTS, RANKED
+from .execute_names import INPUTS, RANKED, slug
 from .export import ExportResult, describe_exception, export
 from .tables import tensor_row
 
@@ -417,12 +417,6 @@ def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: E
         node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,
         dropped_inputs=dropped, onnx_path=info["onnx_path"],
     )
-
-
-def slug(case_id: str) -> str:
-    """A file name for a case id: readable, and unique through a short hash."""
-    readable = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in case_id.replace("::", "__"))[:80]
-    return f"{readable}-{hashlib.sha1(case_id.encode()).hexdigest()[:6]}"
 
 
 def _seed() -> None:

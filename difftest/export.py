@@ -7,9 +7,10 @@ import re
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .model_io import FlatModule
+if TYPE_CHECKING:  # model_io imports torch; the parent process of a run never needs it
+    from .model_io import FlatModule
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -25,9 +25,12 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
     """Comparison rows for every case × probe × output × candidate of a stored run."""
     import polars as pl
 
+    from .execute_names import slug
+    from .tables import case_part
+
     runs = read_table(run_dir, "runs").to_dicts()[0]
     cases = read_table(run_dir, "cases")
-    tensors = read_table(run_dir, "tensors")
+    tensors = None  # the whole table, read only for runs without per-case parts (merged runs)
     context = RunContext(
         run=runs["run"], reference=runs["reference"], oracle=runs.get("oracle"),
         candidates=[b for b in runs["backends_requested"] if b != runs["reference"]],
@@ -35,8 +38,11 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
     )
     rows: list[dict[str, Any]] = []
     for case in cases.to_dicts():
-        case_tensors = tensors.filter(pl.col("case") == case["case"]).to_dicts()
-        rows.extend(judge_case(case, case_tensors, context))
+        part = case_part(run_dir, "tensors", slug(case["case"]))  # one case in memory at a time
+        if part is None:
+            tensors = read_table(run_dir, "tensors") if tensors is None else tensors
+            part = tensors.filter(pl.col("case") == case["case"])
+        rows.extend(judge_case(case, part.to_dicts(), context))
     return rows
 
 

@@ -269,6 +269,11 @@ def describe_node(node, model) -> dict[str, Any]:
             "module": module, "source": source}
 
 
+def _added_after_export(node, model) -> bool:
+    exported = any(p.key.startswith("pkg.torch.onnx") for n in model.graph.node for p in n.metadata_props)
+    return exported and not any(p.key.startswith("pkg.torch.onnx") for p in node.metadata_props)
+
+
 def _user_frame(stack: str) -> str | None:
     """The innermost frame of the user's code in an exporter stack trace ("file", line N: code)."""
     lines = [line.strip() for line in stack.splitlines() if line.strip()]
@@ -454,7 +459,11 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     for suspect in suspects:
         producer = suspect["node"]
         others = [n for n in reversed(suspect["nodes"]) if n is not producer]
-        for node in ([producer] if producer.op_type not in TRIVIAL_OPS else []) + others:
+        order = ([producer] if producer.op_type not in TRIVIAL_OPS else []) + others
+        # Within one exported op's region, nodes the exporter did not create (no exporter metadata) were
+        # added by a rewrite afterwards: they come first.
+        order.sort(key=lambda n: not _added_after_export(n, model))
+        for node in order:
             entry = describe_node(node, model)
             entry["relative_error"] = suspect["relative_error"]
             entry["value"] = suspect["output"]

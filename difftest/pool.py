@@ -57,6 +57,9 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         message = conn.recv()
         if message is None:
             return
+        if message[0] == "discover":
+            conn.send(_discover(*message[1:]))
+            continue
         task, log_path = message
         if first and threads:
             import torch
@@ -71,6 +74,34 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
             except BaseException:  # a bug in difftest: report it, keep the worker honest
                 result = ("internal", traceback.format_exc())
         conn.send(result)
+
+
+def _discover(targets: list[str], keyword: str | None, backends: list[str]) -> tuple[str, Any]:
+    """Import the suites and check the backends here, where torch is loaded anyway, so the parent never
+    imports it. Returns ("ok", {"cases": [(path, name)], "problems": [...], "unavailable": {...}}) or
+    ("usage", message)."""
+    from .backends import make
+    from .discover import collect
+    from .errors import UsageError
+    from .judge import validate_expect
+
+    try:
+        found = collect(targets, keyword)
+    except UsageError as exc:
+        return "usage", str(exc)
+    problems = []
+    for ref, definition in found:
+        expect = definition.options.get("expect")
+        problem = validate_expect(expect) if expect else None
+        if problem:
+            problems.append(f"{ref.path}: case {ref.name!r}: {problem}")
+    unavailable: dict[str, str | None] = {}
+    for name in backends:
+        backend = make(name)
+        if backend.name not in unavailable:
+            unavailable[backend.name] = backend.unavailable_reason()
+    return "ok", {"cases": [(ref.path, ref.name) for ref, _ in found], "problems": problems,
+                  "unavailable": unavailable}
 
 
 class _redirected_output:
@@ -135,6 +166,32 @@ class WorkerPool:
         """Start up to ``count`` workers now, so their imports overlap whatever the parent does next."""
         while len(self.slots) < min(count, self.jobs):
             self.slots.append(self._start())
+
+    def discover(self, targets: list[str], keyword: str | None, backends: list[str]) -> dict[str, Any]:
+        """Ask a worker to find the cases and check the backends (see ``_discover``)."""
+        from .errors import UsageError
+
+        self.start(1)
+        slot = self.slots[0]
+        slot.used = True
+        slot.conn.send(("discover", targets, keyword, backends))
+        while True:
+            ready = wait([slot.conn, slot.process.sentinel], timeout=self.timeout)
+            if not ready:
+                self._replace(slot)
+                raise UsageError(f"importing the suites took more than {self.timeout:g} s")
+            try:
+                kind, payload = slot.conn.recv()
+            except (EOFError, OSError):
+                slot.process.join(1)
+                self._replace(slot)
+                raise UsageError("importing the suites killed the worker process ("
+                                 + _death(slot.process.exitcode, "suite import") + ")") from None
+            if kind == "stage":
+                continue
+            if kind == "usage":
+                raise UsageError(payload)
+            return payload
 
     def run(self, tasks: Iterable[tuple[Any, str | None]]) -> Iterator[tuple[Any, dict | Failure]]:
         pending = list(tasks)

@@ -82,9 +82,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
 
 def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[str], None]) -> RunResult:
     from . import backends as backend_table
-    from .discover import collect
     from .execute import Task, slug
-    from .judge import validate_expect
     from .pool import Failure
     from .tables import consolidate, part_keys, write_part, write_table
 
@@ -96,10 +94,18 @@ def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
         raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
-    found = collect(config.targets, config.keyword)
+    from .cases import CaseRef
+
+    reference = backend_table.REFERENCE
+    oracle = backend_table.ORACLE if config.oracle else None
+    requested = [reference] + [c.name for c in candidates if c.name not in (reference, backend_table.ORACLE)]
+    discovered = pool.discover(config.targets, config.keyword, requested + ([oracle] if oracle else []))
+    found = [(CaseRef(path, name), None) for path, name in discovered["cases"]]
     if not found:
         raise UsageError(f"no cases found in {' '.join(config.targets)}"
                          + (f" matching -k {config.keyword!r}" if config.keyword else ""))
+    if discovered["problems"]:
+        raise UsageError(discovered["problems"][0])
     if config.baseline and not (Path(config.baseline) / "comparisons.parquet").exists():
         raise UsageError(f"--baseline {config.baseline}: not a finished difftest run (no comparisons.parquet)")
     if config.shard:
@@ -114,11 +120,6 @@ def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[
         if not found:
             raise UsageError(f"--shard {config.shard}: this shard holds no case (only {total} shards for "
                              "fewer cases?)")
-    for ref, definition in found:
-        problem = validate_expect(definition.options["expect"]) if definition.options.get("expect") else None
-        if problem:
-            raise UsageError(f"{ref.path}: case {ref.name!r}: {problem}")
-
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = _prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
     holds_run = (run_dir / "runs.parquet").exists() or (run_dir / "parts").exists()
@@ -130,17 +131,11 @@ def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[
         from .tables import read_table
 
         run_id = read_table(run_dir, "runs")["run"][0]
-    reference = backend_table.REFERENCE
-    requested = [reference] + [c.name for c in candidates if c.name not in (reference, backend_table.ORACLE)]
-    oracle = backend_table.ORACLE if config.oracle else None
     skipped = {}
-    reasons: dict[str, str | None] = {}
     for name in requested + ([oracle] if oracle else []):
-        base = backend_table.make(name)
-        if base.name not in reasons:
-            reasons[base.name] = base.unavailable_reason()
-        if reasons[base.name]:
-            skipped[name] = reasons[base.name]
+        reason = discovered["unavailable"].get(backend_table.make(name).name)
+        if reason:
+            skipped[name] = reason
     if reference in skipped:
         raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
     available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
@@ -320,13 +315,25 @@ def library_versions() -> dict[str, str]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    try:
-        import torch
-
-        versions["torch.cuda"] = torch.version.cuda or "none"
-    except ImportError:
-        pass
+    versions["torch.cuda"] = _torch_cuda_version()
     return versions
+
+
+def _torch_cuda_version() -> str:
+    """torch's CUDA version from its version.py, without importing torch into the parent process."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return "no torch"
+    try:
+        text = (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text()
+    except OSError:
+        return "unknown"
+    match = re.search(r"^cuda\b[^=]*=\s*(.+)$", text, re.MULTILINE)
+    value = match.group(1).strip().strip("'\"") if match else "unknown"
+    return "none" if value == "None" else value
 
 
 def _git_commit() -> str | None:

@@ -160,33 +160,57 @@ def part_keys(run_dir: Path, table: str) -> set[str]:
 
 
 def consolidate(run_dir: Path, table: str) -> None:
-    """Concatenate the table's parts into ``<table>.parquet``."""
+    """Concatenate the table's parts into ``<table>.parquet``, streaming: memory stays near one part's size."""
     import polars as pl
 
     parts = sorted((run_dir / "parts" / table).glob("*.parquet"))
-    frames = [_read(p) for p in parts]
-    df = pl.concat(frames, how="vertical") if frames else frame(table, [])
-    write_atomic(df, run_dir / f"{table}.parquet")
+    for part in parts:
+        _check_readable(part)
+    target = run_dir / f"{table}.parquet"
+    if not parts:
+        write_atomic(frame(table, []), target)
+        return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    pl.scan_parquet(parts).sink_parquet(temporary)
+    os.replace(temporary, target)
+
+
+def case_part(run_dir: Path, table: str, key: str):
+    """One case's rows of a table from its part file, or None when the run keeps no parts (a merged run)."""
+    path = run_dir / "parts" / table / f"{key}.parquet"
+    return _read(path) if path.exists() else None
+
+
+def _check_readable(path: Path) -> None:
+    import polars as pl
+
+    try:
+        pl.read_parquet_schema(path)
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None
 
 
 def write_table(run_dir: Path, table: str, rows: list[dict[str, Any]]) -> None:
     write_atomic(frame(table, rows), run_dir / f"{table}.parquet")
 
 
-def read_table(run_dir: Path, table: str):
+def read_table(run_dir: Path, table: str, without_data: bool = False):
     path = Path(run_dir) / f"{table}.parquet"
     if not path.exists():
         raise RunDataError(
             f"{path}: missing. Is {run_dir} a difftest run directory? (it needs runs, cases and tensors tables)"
         )
-    return _read(path)
+    return _read(path, [c for c in schema(table) if c != "data"] if without_data else None)
 
 
-def _read(path: Path):
+def _read(path: Path, columns: list[str] | None = None):
     import polars as pl
 
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, columns=columns)
     except Exception as exc:
         raise RunDataError(
             f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "

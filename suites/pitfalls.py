@@ -178,3 +178,11 @@ def nms_equal_scores():
     scores = torch.tensor([0.9, 0.5, 0.9, 0.3, 0.9, 0.1])
     boxes = torch.arange(24.0).reshape(6, 4)
     return TopBoxes().eval(), (scores, boxes)
+
+
+@case(tags=["pitfall", "nms"])
+def nms_distinct_scores():
+    """Pitfall 6, control: every score distinct, so there is one right order; boxes must agree exactly."""
+    scores = torch.tensor([0.9, 0.5, 0.8, 0.3, 0.7, 0.1])
+    boxes = torch.arange(24.0).reshape(6, 4)
+    return TopBoxes().eval(), (scores, boxes)

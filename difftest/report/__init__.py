@@ -43,16 +43,13 @@ def environment():
 def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,
            new_failures: set[tuple[str, str]] | None = None) -> Path:
     """Write index.html, one page per case and repro bundles for failures; returns the index path."""
-    import polars as pl
-
-    from ..execute import slug
+    from ..execute_names import slug
     from ..judge import run_outcomes
     from .history import trend
 
     run = read_table(run_dir, "runs").to_dicts()[0]
     cases = read_table(run_dir, "cases").to_dicts()
-    tensor_table = read_table(run_dir, "tensors")
-    tensors = tensor_table.drop("data").to_dicts()
+    tensors = read_table(run_dir, "tensors", without_data=True).to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
     env = environment()
@@ -97,8 +94,6 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     for c in comparisons:
         comparisons_by_case[c["case"]].append(c)
     looked_at = {c["case"] for c in comparisons if c["label"] in DETAIL_LABELS or not c["passed"]}
-    with_data = {key[0]: frame for key, frame in tensor_table.filter(pl.col("case").is_in(list(looked_at)))
-                 .partition_by("case", as_dict=True).items()} if looked_at else {}
     template = env.get_template("case.html")
     for row in rows:
         case = row["case"]
@@ -107,8 +102,8 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
                                   key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99),
                                                  c["output"]))
         details, repro = [], None
-        if case["case"] in with_data:
-            rec = Recorded(with_data[case["case"]].to_dicts())
+        if case["case"] in looked_at:
+            rec = Recorded(_case_tensors(run_dir, case["case"]).to_dicts())
             details = comparison_details(case, case_comparisons, rec, charts=charts)
             bundle = write_repro(run_dir, case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
@@ -142,6 +137,19 @@ def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, A
     }
 
 
+def _case_tensors(run_dir: Path, case_id: str):
+    """One case's tensors with their data: from its part file, else filtered from the whole table."""
+    import polars as pl
+
+    from ..execute_names import slug
+    from ..tables import case_part
+
+    part = case_part(run_dir, "tensors", slug(case_id))
+    if part is not None:
+        return part
+    return pl.scan_parquet(run_dir / "tensors.parquet").filter(pl.col("case") == case_id).collect()
+
+
 def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:
     """Why a failing candidate has no localization, for every one that has none."""
     reasons = {
@@ -167,7 +175,7 @@ def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[st
 
 def _slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
     """The slowest cases with their time split: export, session builds, runs (all backends, probes, reruns)."""
-    from ..execute import slug
+    from ..execute_names import slug
 
     run_time: dict[str, float] = defaultdict(float)
     session_time: dict[tuple[str, str], float] = {}
