@@ -9,6 +9,7 @@ bug in difftest raises.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import time
 import traceback
@@ -176,6 +177,7 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
 
     candidates = [parse(spec) for spec in task.backends]
     exports: dict[tuple[str, str | None], ExportResult] = {}
+    export_keys: dict[tuple[str, str | None], str] = {}  # cache keys, which also key cached localizations
 
     def export_for(key: tuple[str, str | None]) -> ExportResult:
         """Each distinct (exporter, transform) is exported once per case and shared by its candidates."""
@@ -194,6 +196,7 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
                     "dynamic_axes": built.dynamic_axes, "outputs": output_names, "frozen": sorted(frozen),
                     "arg_constants": [repr(c) for c, slot in zip(signature.arg_constants, signature.arg_slots)
                                       if slot is None], "kw_constants": repr(signature.kw_constants)})
+                export_keys[key] = cache_key
                 exports[key] = cache.get(cache_key)
                 if exports[key] is not None:
                     exports[key].cached = True
@@ -230,12 +233,16 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
             _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors,
                                   f"{RANKED}:{export_name(key)}")
     if task.localize_budget > 0:
-        _localize_failures(task, built, candidates, tensors, row)
+        _localize_failures(task, built, candidates, tensors, row,
+                           {c.name: export_keys.get(c.export_key(row["exporter"])) for c in candidates})
 
 
 def _localize_failures(task: Task, built: Case, candidates: list[Any], tensors: list[dict[str, Any]],
-                       row: dict[str, Any]) -> None:
-    """Localize each ONNX candidate whose base-probe outputs fail against the reference, within the budget."""
+                       row: dict[str, Any], cache_keys: dict[str, str | None]) -> None:
+    """Localize each ONNX candidate whose base-probe outputs fail against the reference, within the budget.
+
+    A localization is a function of the same things as its export (plus the candidate), so it is cached
+    beside the export: a nightly run re-localizes only what changed."""
     from .classify import classify
     from .localize import localize
     from .tables import decode
@@ -259,10 +266,44 @@ def _localize_failures(task: Task, built: Case, candidates: list[Any], tensors: 
             continue
         _stage(f"localize ({candidate.name})")
         folder = Path(task.artifacts_dir).parent / "localize" / f"{slug(task.ref.id)}-{_safe_name(candidate.name)}"
+        cached = _cached_localization(task, cache_keys.get(candidate.name), candidate.name)
+        if cached is not None:
+            repro = cached.get("repro")
+            found[candidate.name] = {**cached, "cached": True, "repro": repro if repro and Path(repro).exists() else None}
+            continue
         result = localize(task.ref, candidate.name, "torch", "base", folder, left, built)
         found[candidate.name] = json.loads(result.to_json())
+        _store_localization(task, cache_keys.get(candidate.name), candidate.name, found[candidate.name])
     if found:
         row["localization"] = json.dumps(found)
+
+
+def _localization_path(task: Task, cache_key: str | None, candidate: str) -> Path | None:
+    if not task.cache_dir or not cache_key:
+        return None
+    digest = hashlib.sha256(f"{cache_key}|{candidate}|torch|base".encode()).hexdigest()
+    return Path(task.cache_dir) / "localize" / f"{digest}.json"
+
+
+def _cached_localization(task: Task, cache_key: str | None, candidate: str) -> dict[str, Any] | None:
+    path = _localization_path(task, cache_key, candidate)
+    try:
+        return json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _store_localization(task: Task, cache_key: str | None, candidate: str, result: dict[str, Any]) -> None:
+    path = _localization_path(task, cache_key, candidate)
+    if path is None or result.get("status") not in ("found", "no_divergence", "unsupported"):
+        return  # errors and spent budgets are retried next time
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(result))
+        os.replace(temporary, path)
+    except OSError:
+        pass
 
 
 def _safe_name(name: str) -> str:

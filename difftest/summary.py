@@ -102,5 +102,9 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
             lines.append(f"  … and {len(failures) - 20} more (see the report)")
     else:
         lines.append("no unexpected failures")
-    lines.append(f"report: {(run_dir / 'index.html').resolve()}")
+    latest = run_dir.parent / "latest"
+    if latest.is_symlink() and latest.resolve() == run_dir.resolve():
+        lines.append(f"report: {latest / 'index.html'}  (-> {(run_dir / 'index.html').resolve()})")
+    else:
+        lines.append(f"report: {(run_dir / 'index.html').resolve()}")
     return "\n".join(lines)

@@ -23,7 +23,8 @@ def test_mismatch_page_has_charts_and_worst_elements(tiny_run):
     _, out = tiny_run
     html = _page(out, "wrong_op")
     assert html.count('class="chart" data-kind=') >= 2 and '"mark"' in html
-    assert 'src="../assets/vega.min.js"' in html and (out / "assets" / "vega.min.js").exists()
+    assert html.count('src="../assets/vega.min.js"') == 1 and (out / "assets" / "vega.min.js").exists()
+    assert "<title>tiny_suite::wrong_op — difftest</title>" in html
     assert "A closer look" in html
     assert "[1, 2]" in html  # the worst element: x=5, 10 vs 7
 
