@@ -9,7 +9,6 @@ declared ``expect`` as the truth, and the worst label per case × candidate as t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections import Counter

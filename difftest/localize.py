@@ -294,7 +294,6 @@ def _user_frame(stack: str) -> str | None:
 def extract_region(model, nodes: list[Any], output: str, reference: dict[str, np.ndarray],
                    feeds: dict[str, np.ndarray]):
     """A model of just ``nodes``: external inputs become graph inputs (fed the reference's values)."""
-    import onnx
     from onnx import helper, numpy_helper
 
     produced = {o for n in nodes for o in n.output}

@@ -2,7 +2,7 @@
 
 import torch
 
-from difftest import Case, case
+from difftest import case
 from difftest.graph_edit import nodes_of
 
 
