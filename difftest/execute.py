@@ -268,14 +268,26 @@ def _localize_failures(task: Task, built: Case, candidates: list[Any], tensors: 
         folder = Path(task.artifacts_dir).parent / "localize" / f"{slug(task.ref.id)}-{_safe_name(candidate.name)}"
         cached = _cached_localization(task, cache_keys.get(candidate.name), candidate.name)
         if cached is not None:
-            repro = cached.get("repro")
-            found[candidate.name] = {**cached, "cached": True, "repro": repro if repro and Path(repro).exists() else None}
+            found[candidate.name] = {**cached, "cached": True, "repro": _copy_bundle(cached.get("repro"), folder)}
             continue
         result = localize(task.ref, candidate.name, "torch", "base", folder, left, built)
         found[candidate.name] = json.loads(result.to_json())
         _store_localization(task, cache_keys.get(candidate.name), candidate.name, found[candidate.name])
     if found:
         row["localization"] = json.dumps(found)
+
+
+def _copy_bundle(source: str | None, folder: Path) -> str | None:
+    """Bring a cached localization's repro bundle into this run, so the run directory stands alone."""
+    import shutil
+
+    if not source or not Path(source).is_dir():
+        return None
+    try:
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+    except OSError:
+        return None
+    return str(folder)
 
 
 def _localization_path(task: Task, cache_key: str | None, candidate: str) -> Path | None:

@@ -1,6 +1,12 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never share the user's export cache (~/.cache/difftest): one fresh cache per test session, inherited by
+# the worker processes the runs spawn.
+os.environ["DIFFTEST_CACHE_DIR"] = tempfile.mkdtemp(prefix="difftest-test-cache-")
 
 DATA = Path(__file__).parent / "data"
 

@@ -82,3 +82,19 @@ def test_cli_json_and_run_page(tmp_path, capsys):
                  "torch,ort-cpu", "--out", str(out), "--probes", "base", "--no-oracle"]) == 0
     page = next((out / "cases").glob("*.html")).read_text()
     assert "Where it diverges" in page and "node_pad" in page and "reproduces the discrepancy" in page
+
+
+def test_localization_is_cached_and_its_bundle_copied_into_the_run(tmp_path):
+    target = str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped"
+    args = ["run", target, "--backends", "torch,ort-cpu", "--probes", "base", "--no-oracle",
+            "--cache-dir", str(tmp_path / "cache")]
+    import polars as pl
+
+    runs = []
+    for name in ("first", "second"):
+        assert main([*args, "--out", str(tmp_path / name)]) == 0
+        (case,) = pl.read_parquet(tmp_path / name / "cases.parquet").to_dicts()
+        runs.append(json.loads(case["localization"])["ort-cpu"])
+    assert runs[0]["culprit"]["name"] == runs[1]["culprit"]["name"] == "node_pad"
+    assert "cached" not in runs[0] and runs[1]["cached"] is True
+    assert runs[1]["repro"].startswith(str(tmp_path / "second")) and Path(runs[1]["repro"], "model.onnx").exists()
