@@ -183,10 +183,10 @@ class WorkerPool:
             try:
                 kind, payload = slot.conn.recv()
             except (EOFError, OSError):
-                slot.process.join(1)
+                slot.process.join(5)
+                death = _death(slot.process.exitcode, "suite import")
                 self._replace(slot)
-                raise UsageError("importing the suites killed the worker process ("
-                                 + _death(slot.process.exitcode, "suite import") + ")") from None
+                raise UsageError(f"importing the suites killed the worker process ({death})") from None
             if kind == "stage":
                 continue
             if kind == "usage":
