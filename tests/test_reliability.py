@@ -128,3 +128,9 @@ def test_unwritable_output_directory(tmp_path, capsys, data_dir):
     assert main(["run", str(data_dir / "passing_suite.py"), "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
     assert "cannot write the run directory" in err and "Traceback" not in err
+
+
+def test_suite_that_segfaults_at_import_is_a_usage_error(capsys):
+    assert main(["run", str(DATA / "segv_at_import_suite.py"), "--backends", "torch,ort-cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "importing the suites killed the worker process" in err and "SIGSEGV" in err
