@@ -60,6 +60,24 @@ def export_name(key: tuple[str, str | None]) -> str:
     return exporter + (f"+{transform}" if transform else "")
 
 
+def case_export_name(case: dict, candidate: str) -> str | None:
+    """The name of the export (in the case's ``exports``) that ``candidate`` ran; None for eager backends."""
+    from .backends import REGISTRY
+
+    parsed = parse(candidate)
+    if not REGISTRY[parsed.backend].needs_onnx:
+        return None
+    return export_name(parsed.export_key(case.get("exporter") or "dynamo"))
+
+
+def ranked_source(case: dict, candidate: str) -> str | None:
+    """The pseudo-backend whose rows hold the values behind ``candidate``'s index outputs."""
+    from .execute_names import RANKED
+
+    name = case_export_name(case, candidate)
+    return f"{RANKED}:{name}" if name else None
+
+
 def split_specs(text: str) -> list[str]:
     """Split ``a,b[x=1,y=2],c`` on the commas outside brackets."""
     parts, depth, current = [], 0, []

@@ -144,15 +144,9 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
-    import json
-
-    from .runner import RunConfig, run
-    from .summary import format_summary
-    from .tables import read_table
-
-    from .probes import parse_probes
-
     from .candidates import split_specs
+    from .probes import parse_probes
+    from .runner import RunConfig, run
 
     backends = split_specs(args.backends)
     try:
@@ -166,12 +160,20 @@ def _run(args: argparse.Namespace) -> ExitCode:
         use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
         durations=args.durations, localize_budget=args.localize_budget,
     )
-    if config.jobs < 0:
-        raise UsageError("--jobs must be 0 (one per core) or a positive number")
     result = run(config)
+    print()
+    return _print_summary(result)
+
+
+def _print_summary(result) -> ExitCode:
+    """The one-screen summary of a finished (or merged) run; returns its exit code."""
+    import json
+
+    from .summary import format_summary
+    from .tables import read_table
+
     cases = read_table(result.run_dir, "cases").to_dicts()
     run_row = read_table(result.run_dir, "runs").to_dicts()[0]
-    print()
     print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
                          run_row["seconds"], result.waivers))
     return result.exit_code
@@ -219,19 +221,11 @@ def format_localization(result) -> str:
 
 
 def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:
-    import json
-
     from .runner import finish
     from .shards import check_run_dir, merge
-    from .summary import format_summary
-    from .tables import read_table
 
     merged = merge([check_run_dir(d) for d in run_dirs], out)
-    result = finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None)
-    run_row = read_table(merged, "runs").to_dicts()[0]
-    print(format_summary(merged, read_table(merged, "cases").to_dicts(), result.outcomes,
-                         json.loads(run_row["backends_skipped"] or "{}"), run_row["seconds"], result.waivers))
-    return result.exit_code
+    return _print_summary(finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None))
 
 
 def _compare(base: Path, new: Path, out: Path | None, growth: float) -> ExitCode:

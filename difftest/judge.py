@@ -13,7 +13,6 @@ from typing import Any
 
 from . import blame, probe_rules
 from .classify import LABELS, Verdict, classify, passes, severity
-from .execute_names import RANKED
 from .recorded import Recorded
 from .tables import read_table
 from .ties import RankedValues
@@ -57,8 +56,7 @@ class RunContext:
 
 def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: RunContext) -> list[dict[str, Any]]:
     """Classify every candidate's outputs of one case against the reference, then across probes, then blame."""
-    from .backends import REGISTRY
-    from .candidates import export_name, parse
+    from .candidates import case_export_name, ranked_source
 
     reference = case.get("reference") or context.reference  # "recorded" for ONNX test folders
     base = {"run": context.run, "case": case["case"], "reference": reference}
@@ -70,9 +68,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
     rec = Recorded(tensors)
     tolerances = json.loads(case.get("tolerances") or "{}")
     exports = json.loads(case.get("exports") or "{}")
-    parsed = {c: parse(c) for c in candidates}
-    export_of = {c: export_name(p.export_key(case.get("exporter") or "dynamo")) for c, p in parsed.items()
-                 if REGISTRY[p.backend].needs_onnx}
+    export_of = {c: name for c in candidates if (name := case_export_name(case, c))}
     verdicts: dict[str, dict[tuple[str, str], Verdict]] = {}
     stages: dict[tuple[str, str, str], str | None] = {}
     for candidate in candidates:
@@ -87,7 +83,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
         elif not rec.has(candidate):
             found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
         else:
-            ranked_from = f"{RANKED}:{export_of[candidate]}" if candidate in export_of else None
+            ranked_from = ranked_source(case, candidate)
             for probe in rec.probes(candidate):
                 _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from)
             own_export = exports.get(export_of.get(candidate, ""), {})

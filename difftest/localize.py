@@ -269,9 +269,8 @@ def describe_node(node, model) -> dict[str, Any]:
             "module": module, "source": source}
 
 
-def _added_after_export(node, model) -> bool:
-    exported = any(p.key.startswith("pkg.torch.onnx") for n in model.graph.node for p in n.metadata_props)
-    return exported and not any(p.key.startswith("pkg.torch.onnx") for p in node.metadata_props)
+def _has_exporter_metadata(node) -> bool:
+    return any(p.key.startswith("pkg.torch.onnx") for p in node.metadata_props)
 
 
 def _user_frame(stack: str) -> str | None:
@@ -455,13 +454,15 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
             "outputs diverge but no node has agreeing inputs and a diverging output among the compared values")
         return
     ranked = []
+    exported_graph = any(_has_exporter_metadata(n) for n in model.graph.node)
     for suspect in suspects:
         producer = suspect["node"]
         others = [n for n in reversed(suspect["nodes"]) if n is not producer]
         order = ([producer] if producer.op_type not in TRIVIAL_OPS else []) + others
         # Within one exported op's region, nodes the exporter did not create (no exporter metadata) were
         # added by a rewrite afterwards: they come first.
-        order.sort(key=lambda n: not _added_after_export(n, model))
+        if exported_graph:
+            order.sort(key=lambda n: _has_exporter_metadata(n))
         for node in order:
             entry = describe_node(node, model)
             entry["relative_error"] = suspect["relative_error"]

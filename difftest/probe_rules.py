@@ -22,7 +22,7 @@ WRONG_VALUES = {"mismatch", "layout", "nonfinite", "shape"}
 def apply(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str, reference: str) -> None:
     ties_confirmed_by_ramp(verdicts, rec, reference)
     frozen_inputs(verdicts, rec, case, candidate, reference)
-    shape_specialized(verdicts, rec, case)
+    shape_specialized(verdicts, rec)
 
 
 def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, reference: str) -> None:
@@ -75,7 +75,7 @@ def _input_changed(rec: Recorded, name: str, probe: str) -> bool:
     return before is not None and after is not None and not np.array_equal(before, after)
 
 
-def shape_specialized(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any]) -> None:
+def shape_specialized(verdicts: dict[Key, Verdict], rec: Recorded) -> None:
     base = [v for (probe, _), v in verdicts.items() if probe == "base"]
     if not base or not all(v.passed for v in base):
         return

@@ -67,7 +67,7 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     from .candidates import parse_list
     from .pool import WorkerPool
 
-    parse_list(",".join(config.backends))  # a bad spec is a usage error before anything starts
+    candidates = parse_list(",".join(config.backends))  # a bad spec is a usage error before anything starts
     if config.jobs < 0:
         raise UsageError("--jobs must be 0 (one per core) or a positive number")
     jobs = config.jobs or default_jobs()
@@ -75,21 +75,19 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
     pool.start(jobs)
     try:
-        return _run(config, pool, jobs, threads, echo)
+        return _run(config, candidates, pool, jobs, threads, echo)
     finally:
         pool.close()
 
 
-def _run(config: RunConfig, pool: Any, jobs: int, threads: int, echo: Callable[[str], None]) -> RunResult:
+def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads: int,
+         echo: Callable[[str], None]) -> RunResult:
     from . import backends as backend_table
     from .execute import Task, slug
     from .pool import Failure
     from .tables import consolidate, part_keys, write_part, write_table
 
     started = time.time()
-    from .candidates import parse_list
-
-    candidates = parse_list(",".join(config.backends))
     if config.reruns < 0:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):

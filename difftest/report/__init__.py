@@ -105,7 +105,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
         if case["case"] in looked_at:
             rec = Recorded(_case_tensors(run_dir, case["case"]).to_dicts())
             details = comparison_details(case, case_comparisons, rec, charts=charts)
-            bundle = write_repro(run_dir, case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
+            bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
         cells = [o for o in row["cells"] if o is not None and o.status != "skipped"]
         findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},

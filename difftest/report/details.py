@@ -41,9 +41,16 @@ def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], 
         details.append({
             "comparison": c,
             "charts": comparison_charts(ref, cand, output) if charts else {},
-            "worst": worst_elements(ref, cand, rec.array(_ranked_name(case, candidate), c["probe"], output)),
+            "worst": worst_elements(ref, cand, _ranked(rec, case, candidate, c["probe"], output)),
         })
     return details
+
+
+def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, output: str) -> np.ndarray | None:
+    from ..candidates import ranked_source
+
+    source = ranked_source(case, candidate)
+    return rec.array(source, probe, output) if source else None
 
 
 def worst_elements(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarray | None = None,
@@ -84,19 +91,7 @@ def _tied_values(ranked: np.ndarray, index: tuple[int, ...], ref_pick: int, cand
         return ""
 
 
-def _ranked_name(case: dict[str, Any], candidate: str) -> str:
-    from ..backends import REGISTRY
-    from ..candidates import export_name, parse
-    from ..execute_names import RANKED
-
-    parsed = parse(candidate)
-    if not REGISTRY[parsed.backend].needs_onnx:
-        return RANKED
-    return f"{RANKED}:{export_name(parsed.export_key(case.get('exporter') or 'dynamo'))}"
-
-
-def write_repro(run_dir: Path, case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded,
-                folder: Path) -> Path | None:
+def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded, folder: Path) -> Path | None:
     """A bundle in the standard ONNX test format for the case's worst failing comparison.
 
     ``model.onnx`` is the graph the failing candidate ran, ``test_data_set_0`` holds its inputs and the
@@ -105,7 +100,7 @@ def write_repro(run_dir: Path, case: dict[str, Any], comparisons: list[dict[str,
     """
     from onnx import numpy_helper
 
-    from ..candidates import export_name, parse
+    from ..candidates import case_export_name
     from ..classify import severity
 
     failing = [c for c in comparisons if not c["passed"] and c["probe"] != "*"]
@@ -114,7 +109,7 @@ def write_repro(run_dir: Path, case: dict[str, Any], comparisons: list[dict[str,
     worst = max(failing, key=lambda c: severity(c["label"]))
     candidate, probe, reference = worst["candidate"], worst["probe"], worst["reference"]
     exports = json.loads(case.get("exports") or "{}")
-    key = export_name(parse(candidate).export_key(case.get("exporter") or "dynamo"))
+    key = case_export_name(case, candidate)
     model_path = (exports.get(key) or {}).get("onnx_path")
     if not model_path or not Path(model_path).is_file():
         return None
