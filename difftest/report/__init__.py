@@ -94,6 +94,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     for c in comparisons:
         comparisons_by_case[c["case"]].append(c)
     looked_at = {c["case"] for c in comparisons if c["label"] in DETAIL_LABELS or not c["passed"]}
+    case_tensors = _CaseTensors(run_dir, looked_at)
     template = env.get_template("case.html")
     for row in rows:
         case = row["case"]
@@ -103,7 +104,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
                                                  c["output"]))
         details, repro = [], None
         if case["case"] in looked_at:
-            rec = Recorded(_case_tensors(run_dir, case["case"]).to_dicts())
+            rec = Recorded(case_tensors(case["case"]).to_dicts())
             details = comparison_details(case, case_comparisons, rec, charts=charts)
             bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
@@ -137,17 +138,31 @@ def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def _case_tensors(run_dir: Path, case_id: str):
-    """One case's tensors with their data: from its part file, else filtered from the whole table."""
-    import polars as pl
+class _CaseTensors:
+    """One case's tensors with their data: from its part file (one case in memory at a time); for runs
+    without parts (merged runs) every case the report looks at is read in one pass, on first need."""
 
-    from ..execute_names import slug
-    from ..tables import case_part
+    def __init__(self, run_dir: Path, wanted: set[str]):
+        self.run_dir, self.wanted, self.all = run_dir, wanted, None
 
-    part = case_part(run_dir, "tensors", slug(case_id))
-    if part is not None:
-        return part
-    return pl.scan_parquet(run_dir / "tensors.parquet").filter(pl.col("case") == case_id).collect()
+    def __call__(self, case_id: str):
+        import polars as pl
+
+        from ..execute_names import slug
+        from ..tables import case_part
+
+        part = case_part(self.run_dir, "tensors", slug(case_id))
+        if part is not None:
+            return part
+        if self.all is None:
+            frame = pl.scan_parquet(self.run_dir / "tensors.parquet").filter(
+                pl.col("case").is_in(list(self.wanted))).collect()
+            self.all = {key[0]: group for key, group in frame.partition_by("case", as_dict=True).items()}
+        if case_id not in self.all:
+            from ..tables import frame
+
+            return frame("tensors", [])
+        return self.all[case_id]
 
 
 def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:
