@@ -1,9 +1,10 @@
 """Score the classifier on the labelled corpus: a confusion matrix and per-label precision and recall.
 
-    python bench/classify_bench.py [--out DIR] [--rejudge DIR]
+    python bench/classify_bench.py [--corpus FILE] [--out DIR] [--rejudge DIR]
 
-Runs bench/classify_corpus.py through torch and ort-cpu (or re-judges a stored run), takes each case's
-declared ``expect`` as the truth, and the worst label per case × candidate as the prediction.
+Runs a labelled corpus (default bench/classify_corpus.py; bench/public_corpus.py is the one built from public
+bug reports) through torch and ort-cpu (or re-judges a stored run), takes each case's declared ``expect`` as
+the truth, and the worst label per case × candidate as the prediction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default=str(HERE / "classify_corpus.py"),
+                        help="the labelled suite file to run (default: bench/classify_corpus.py)")
     parser.add_argument("--out", help="run directory (default: a temporary one)")
     parser.add_argument("--rejudge", metavar="DIR", help="re-judge a stored corpus run instead of running it")
     args = parser.parse_args(argv)
@@ -32,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         finish(run_dir, rejudge=True)
     else:
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="difftest-corpus-")) / "run"
-        run(RunConfig(targets=[str(HERE / "classify_corpus.py")], backends=["torch", "ort-cpu"], out=str(out)),
+        corpus = Path(args.corpus)
+        if not corpus.exists() and (HERE / corpus.name).exists():
+            corpus = HERE / corpus.name  # a bare file name means one of the corpora beside this script
+        if not corpus.is_file():
+            parser.error(f"--corpus: no such file: {args.corpus}")
+        run(RunConfig(targets=[str(corpus.resolve())], backends=["torch", "ort-cpu"], out=str(out)),
             echo=lambda line: None)
         run_dir = out
     cases = read_table(run_dir, "cases").to_dicts()

@@ -397,3 +397,172 @@ def unknown_operator_in_graph():
 def impossible_reshape():
     """A Reshape target that cannot hold the data: ONNX Runtime refuses at run time."""
     return Fn(lambda p, x: x.reshape(4, 6)), (randn(2, 12),)
+
+
+# --- the harness keeps the model as the factory made it ---------------------------------------------
+
+class DropoutHead(torch.nn.Module):
+    """A head with dropout, built and put in eval mode by the factory."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(16, 16)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(torch.relu(self.lin(x)))
+
+
+@case(exporter=TS, expect=AGREE, tags=["benign", "state"])
+def dropout_head_stays_in_eval():
+    """The TorchScript exporter restores the training mode of the module it is handed (difftest's adapter):
+    without a guard, the eval-mode dropout comes back active and eager turns random."""
+    return seeded(DropoutHead()), (randn(8, 16),)
+
+
+class CallCounter(torch.nn.Module):
+    """A forward that writes into its own buffer (a call counter), as caching layers and running statistics do."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return x * self.calls
+
+
+@case(exporter=TS, expect="mismatch", tags=["fault", "state"])
+def forward_writes_its_buffer():
+    """A stateful layer does not survive a trace: the TorchScript export bakes the buffer as its own traced
+    forward left it (x * 2 for ever), while eager from the factory's state computes x * 1. Every stage starts
+    from the factory's state (the guard restores the buffer after each forward), so the finding is stable."""
+    return CallCounter().eval(), (randn(3, 4),)
+
+
+# --- generated probes keep the model's contract ---------------------------------------------------------
+
+class ScatterIntoMask(torch.nn.Module):
+    def forward(self, x, mask, source):
+        return x.masked_scatter(mask, source)
+
+
+@case(expect=AGREE, tags=["benign", "probes"])
+def masked_scatter_exact_source():
+    """The source holds exactly as many values as the mask has True entries: a probe with more Trues makes
+    eager itself raise, which is no finding about the candidate."""
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[0, 1] = mask[1, 3] = mask[2, 0] = mask[3, 5] = True
+    return ScatterIntoMask().eval(), (randn(4, 6), mask, randn(4, seed=5))
+
+
+class FixedLength(torch.nn.Module):
+    def forward(self, frames):
+        if frames.shape[-1] != 12:
+            raise ValueError(f"expects 12 frames, got {frames.shape[-1]}")
+        return frames.mean(-1)
+
+
+@case(exporter=TS, expect=AGREE, tags=["benign", "probes"], dynamic_axes={"frames": {2: "time"}})
+def declared_dynamic_but_fixed():
+    """The case declares the time axis dynamic, but the model itself only takes 12 frames: eager rejects the
+    shape probe, so nothing was frozen by the export (the probe is invalid, not the graph)."""
+    return FixedLength().eval(), (randn(2, 3, 12),)
+
+
+# --- the same values in another arrangement -----------------------------------------------------------
+
+def _flatten_channels_last(channels):
+    def make(inner, outer):
+        shape = helper.make_tensor("cl_shape", TensorProto.INT64, [3], [0, channels, -1])
+        flat = helper.make_tensor("cl_flat", TensorProto.INT64, [2], [0, -1])
+        return [helper.make_node("Constant", [], ["cl_s"], value=shape),
+                helper.make_node("Constant", [], ["cl_f"], value=flat),
+                helper.make_node("Reshape", [inner, "cl_s"], ["cl_split"]),
+                helper.make_node("Transpose", ["cl_split"], ["cl_t"], perm=[0, 2, 1]),
+                helper.make_node("Reshape", ["cl_t", "cl_f"], [outer])]
+    return rewire_output(make)
+
+
+@case(exporter=TS, expect="layout", tags=["fault", "layout"], onnx_transform=_flatten_channels_last(4))
+def features_flattened_channels_last():
+    """A conv's features flattened in channels-last order by a rewrite: the candidate is
+    reference.reshape(n, c, h*w).permute(0, 2, 1).reshape(n, -1)."""
+    return seeded(Fn(lambda p, x: p[0](x).flatten(1), torch.nn.Conv2d(3, 4, 3, padding=1))), (randn(2, 3, 5, 5),)
+
+
+def _gather_rows(order):
+    def make(inner, outer):
+        index = helper.make_tensor("row_order", TensorProto.INT64, [len(order)], order)
+        return [helper.make_node("Constant", [], ["row_idx"], value=index),
+                helper.make_node("Gather", [inner, "row_idx"], [outer], axis=0)]
+    return rewire_output(make)
+
+
+@case(exporter=TS, expect="layout", tags=["fault", "layout"], onnx_transform=_gather_rows([2, 0, 4, 1, 3]))
+def detections_in_another_order():
+    """Rows (detections) returned in another order that no flip or roll describes: the rows' multiset is the
+    same, the order is not."""
+    return Fn(lambda p, x: x * 2.0), (randn(5, 4),)
+
+
+class ComplexProduct(torch.nn.Module):
+    def forward(self, a, b):
+        return torch.view_as_complex(a) * torch.view_as_complex(b)
+
+
+@case(expect="layout", tags=["fault", "layout", "complex"])
+def complex_product_as_pairs():
+    """A complex result: ONNX has no complex outputs, so the graph returns (real, imaginary) pairs."""
+    return ComplexProduct().eval(), (randn(3, 4, 2), randn(3, 4, 2, seed=1))
+
+
+@case(exporter=TS, expect="mismatch", tags=["fault", "layout"], onnx_transform=_gather_rows([1, 0, 2, 3, 4, 5]))
+def class_map_with_swapped_rows():
+    """Integer class indices with few distinct values, two rows swapped by a rewrite and one changed: the
+    multiset differs, so this is a plain mismatch, not a coincidental 'layout'."""
+    return Fn(lambda p, x: (x > 0).long() + (x > 1).long()), (randn(6, 5),)
+
+
+# --- a decision the trace froze -------------------------------------------------------------------------
+
+class NormalizeIfLarge(torch.nn.Module):
+    def forward(self, x):
+        peak = x.abs().max()
+        if peak > 2:
+            return x / peak
+        return x
+
+
+@case(exporter=TS, expect="frozen_input", tags=["fault", "tracer"])
+def normalize_branch_frozen():
+    """A data-dependent branch: the trace took the 'normalize' branch; inputs whose peak is small must not be
+    divided, but the graph still divides (the TorchScript tracer warned about it)."""
+    return NormalizeIfLarge().eval(), (randn(4, 8) * 2,)
+
+
+# --- long accumulations: float32 order, not a bug -------------------------------------------------------
+
+@case(exporter=TS, expect=AGREE, tags=["benign", "precision"])
+def sum_of_a_million_positive():
+    """Row sums over 2^18 positive values: sequential and blocked float32 summation differ by far more than
+    the fixed tolerance, and both are within γₙ·Σ|x|."""
+    return Fn(lambda p, x: x.sum(-1)), (torch.rand(2, 1 << 18, generator=torch.Generator().manual_seed(3)) + 1,)
+
+
+@case(exporter=TS, expect=AGREE, tags=["benign", "precision"])
+def running_mean_long():
+    """A running total over 2^16 samples with a large offset (cumsum), per element within its prefix bound."""
+    return Fn(lambda p, x: x.cumsum(-1)), (randn(2, 1 << 16) + 50,)
+
+
+def _exclusive(model):
+    for node in nodes_of(model, "CumSum"):
+        set_attribute(node, "exclusive", 1)
+    return model
+
+
+@case(exporter=TS, expect="mismatch", tags=["fault", "precision"], onnx_transform=_exclusive)
+def cumsum_made_exclusive():
+    """An off-by-one prefix sum over a long row: the summation bound of a long row must not hide it."""
+    return Fn(lambda p, x: x.cumsum(-1)), (randn(2, 1 << 14) + 50,)

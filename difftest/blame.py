@@ -1,11 +1,29 @@
-"""Say who deviates: one execution provider, the exporter, or PyTorch eager itself.
+"""Say who deviates: one execution provider, the graph (and whoever produced it), or PyTorch eager itself.
 
-Works per (probe, output) across every candidate of a case, with the float64
-oracle as the arbiter of numbers. Each blame comes with the reason, appended
-to the evidence, so it can be checked against the recorded numbers.
+Works per (probe, output) across every candidate and control of a case, with the float64 oracle as the
+arbiter of numbers. Each blame comes with the reason, appended to the evidence, so it can be checked against
+the recorded numbers. The rules, in order:
+
+1. eager is much farther from the float64 oracle than the candidate: ``torch``;
+2. an eager candidate (torch-cuda) that the reference and the oracle disagree with: that backend;
+3. the same graph with ORT's optimizations at another level agrees: ``ort-optimizer``;
+4. the other exporter's graph agrees: ``exporter:<name>``;
+5. ``onnx-ref`` (the ONNX specification's reference implementation) ran the same graph: if it agrees with
+   eager, the runtime is at fault; if it computes what the candidate computes, the graph is;
+6. another ONNX runtime on the same graph agrees with eager: the candidate; agrees with the candidate: the graph;
+7. with one runtime alone: ``<candidate> or <graph>``, saying which controls would separate them (never one
+   that already ran).
+
+"The graph" names what produced it: the exporter, a candidate's named transform (``transform:fp16``), or the
+case's own ``onnx_transform`` (when the same candidate on the untransformed export agrees with eager, the
+rewrite alone is blamed). Where the ONNX specification leaves the behaviour undefined (an integer output
+computed through a float-to-integer Cast), nobody is blamed and the evidence says why.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import numpy as np
 
@@ -15,31 +33,60 @@ from .recorded import Recorded
 Key = tuple[str, str]
 VALUE_LABELS = {"mismatch", "layout", "nonfinite", "shape", "nondeterministic"}
 EAGER_WORSE_FACTOR = 3.0
+SPEC_REFERENCE = "onnx-ref"
 
 
 def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str, oracle: str | None,
-           onnx_exports: dict[str, str]) -> None:
+           onnx_exports: dict[str, str], case: dict[str, Any] | None = None) -> None:
     """Fill ``blame`` for failing verdicts, in place.
 
     ``verdicts`` maps candidate -> (probe, output) -> verdict; ``onnx_exports`` maps each ONNX candidate to the
     name of the export it ran, so candidates on the same graph can be held against each other and variant
-    settings (opt, tf32, exporter) serve as controls.
+    settings (opt, tf32, exporter) serve as controls. ``case`` is the case's row (its rewrites, exports and
+    controls).
     """
+    context = _Context(verdicts, rec, reference, oracle, onnx_exports, case or {})
     for candidate, by_key in verdicts.items():
         for key, verdict in by_key.items():
+            if verdict.label == "runtime_error" and verdict.blame == candidate and candidate in context.onnx_exports:
+                verdict.blame = _stage_blame(candidate, verdict, context)
+                continue
             if verdict.passed or verdict.blame is not None and verdict.label not in VALUE_LABELS:
                 continue
             if verdict.label not in VALUE_LABELS:
-                verdict.blame = verdict.blame or candidate
+                verdict.blame = verdict.blame or _stage_blame(candidate, verdict, context)
                 continue
             tf32 = _tf32_control(candidate, key, verdicts)
             if tf32 is not None:
                 verdict.label, verdict.blame = "numeric", None
                 verdict.evidence += f" Counted as numeric: {tf32}."
                 continue
-            verdict.blame, reason = _value_blame(candidate, key, verdicts, rec, reference, oracle, onnx_exports)
+            verdict.blame, reason = _value_blame(candidate, key, context)
             separator = " " if verdict.evidence.endswith(".") else ". "
             verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}."
+
+
+class _Context:
+    def __init__(self, verdicts, rec, reference, oracle, onnx_exports, case):
+        self.verdicts, self.rec, self.reference, self.oracle = verdicts, rec, reference, oracle
+        self.onnx_exports, self.case = onnx_exports, case
+        self.exports = json.loads(case.get("exports") or "{}")
+        self.controls = json.loads(case.get("controls") or "{}")
+        self.rewrites = list(case.get("rewrites") or [])
+
+
+def _stage_blame(candidate: str, verdict: Verdict, context: _Context) -> str:
+    """A stage failure without a blame of its own: the runtime, unless a rewrite made the graph it refused
+    invalid (the ONNX checker accepted the graph before the rewrite and rejects it after)."""
+    if verdict.label == "runtime_error" and candidate in context.onnx_exports:
+        export = context.exports.get(context.onnx_exports[candidate], {})
+        invalidated = export.get("invalidated_by")
+        if invalidated:
+            stage, problem = invalidated
+            verdict.evidence += (f" The graph was valid before the {stage} rewrite and the ONNX checker rejects it "
+                                 f"after: {problem[:400]}. Blame: {stage}.")
+            return stage
+    return candidate
 
 
 def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str | None]]:
@@ -69,45 +116,129 @@ def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdic
     return None
 
 
-def _value_blame(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str,
-                 oracle: str | None, onnx_exports: dict[str, str]) -> tuple[str, str]:
+def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
+    """Who produced the graph ``candidate`` ran: (blame name, how it is known)."""
+    from .candidates import parse
+
+    transform = parse(candidate).get("transform")
+    export = context.onnx_exports.get(candidate, "")
+    exporter = export.split("+")[0] if export else "exporter"
+    if transform:
+        return f"transform:{transform}", f"the {transform} transform rewrote the {exporter} exporter's graph"
+    if "onnx_transform" in context.rewrites:
+        raw = context.controls.get("rewrite", {})
+        if raw.get("ran"):
+            if raw.get("agrees"):
+                return "onnx_transform", (f"{raw.get('candidate')} on the export without the case's onnx_transform "
+                                          f"agrees with eager ({raw.get('evidence', '')}): the case's rewrite changed "
+                                          "the graph")
+            return "exporter", (f"{raw.get('candidate')} on the export without the case's onnx_transform already "
+                                f"differs from eager: the {exporter} exporter's graph")
+        return "onnx_transform or exporter", ("the case's onnx_transform rewrote the exported graph; the rewrite and "
+                                              "the exporter are not told apart")
+    return "exporter", f"the {exporter} exporter produced it"
+
+
+def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
+    """Why the ONNX specification does not define this output, or None."""
+    ref = context.rec.array(context.reference, *key)
+    if ref is None or ref.dtype.kind not in "iub":
+        return None
+    export = context.exports.get(context.onnx_exports.get(candidate, ""), {})
+    casts = export.get("float_to_int_casts") or []
+    if not casts:
+        return None
+    return (f"the graph casts floats to integers ({', '.join(casts[:3])}); the ONNX specification (Cast) and C++ "
+            "leave out-of-range and NaN conversions undefined, so runtimes may legitimately differ there")
+
+
+def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]:
     from .candidates import parse
 
     probe, output = key
+    rec, reference, verdicts = context.rec, context.reference, context.verdicts
     ref = rec.array(reference, probe, output)
     cand = rec.array(candidate, probe, output)
-    truth = rec.array(oracle, probe, output) if oracle else None
+    truth = rec.array(context.oracle, probe, output) if context.oracle else None
     if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
         ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0:
             return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
                                f"({cand_err:.3g})")
-    if candidate not in onnx_exports:
+    if candidate not in context.onnx_exports:
         return candidate, "the reference and the oracle agree with each other, not with this backend"
+    undefined = _undefined(candidate, key, context)
+    if undefined is not None:
+        return "none (undefined behaviour)", undefined
     names = list(verdicts)
+    me = parse(candidate)
     for name, value in _siblings(candidate, names, "opt"):
         other = verdicts[name].get(key)
-        if other is not None and other.passed and value != parse(candidate).get("opt"):
-            return "ort-optimizer", (f"the same graph with graph optimizations at {value} ({name}) agrees with eager: "
-                                     "an ORT graph optimization changes the result")
+        if other is not None and other.passed and value != me.get("opt"):
+            return "ort-optimizer", (f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees "
+                                     "with eager: an ORT graph optimization changes the result")
     for name, value in _siblings(candidate, names, "exporter"):
         other = verdicts[name].get(key)
         if other is not None and other.passed:
-            mine = onnx_exports[candidate].split("+")[0]
+            mine = context.onnx_exports[candidate].split("+")[0]
             return f"exporter:{mine}", f"the {value or 'default'} exporter's graph ({name}) agrees with eager"
-    same_graph = [c for c in onnx_exports if c != candidate and onnx_exports[c] == onnx_exports[candidate]
-                  and parse(c).backend != parse(candidate).backend and key in verdicts.get(c, {})]
-    passing = [c for c in same_graph if verdicts[c][key].passed]
-    agreeing = [c for c in same_graph if not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)]
+    author, how = graph_author(candidate, context)
+    spec = _spec_opinion(candidate, key, context)
+    if spec is not None and spec[0] == "eager":
+        return candidate, f"{spec[1]}: the runtime, not the graph, computes something else"
+    if spec is not None and spec[0] == "candidate":
+        return author, f"{spec[1]}: the graph itself differs from eager ({how})"
+    same_graph = [c for c in context.onnx_exports if c != candidate
+                  and context.onnx_exports[c] == context.onnx_exports[candidate] and key in verdicts.get(c, {})]
+    other_runtimes = [c for c in same_graph if parse(c).backend != me.backend and parse(c).backend != SPEC_REFERENCE]
+    passing = [c for c in other_runtimes if verdicts[c][key].passed]
+    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed
+                and _agree(rec, candidate, c, probe, output)]
     if passing:
         return candidate, f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
     if agreeing:
-        return "exporter", (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
-                            "but not with eager")
-    if not same_graph:
-        return f"{candidate} or exporter", ("only one ONNX runtime ran this graph, so the graph and the runtime "
-                                            "cannot be told apart (add ort-cuda or an ort-cpu[opt=disable] control)")
-    return candidate, "the ONNX runtimes disagree with each other as well as with eager"
+        return author, (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
+                        f"but not with eager ({how})")
+    if other_runtimes:
+        return candidate, "the ONNX runtimes disagree with each other as well as with eager"
+    same_runtime = [c for c in same_graph if parse(c).backend == me.backend and not verdicts[c][key].passed
+                    and _agree(rec, candidate, c, probe, output)]
+    present = ", ".join(same_runtime)
+    suggestions = [s for s in ("onnx-ref", "ort-cuda" if me.backend == "ort-cpu" else "ort-cpu")
+                   if not any(parse(n).backend == s for n in names)]
+    why = "only one ONNX runtime ran this graph, so the graph and the runtime cannot be told apart"
+    if present:
+        why = (f"{candidate} gives the same result with other runtime settings ({present}), so no single "
+               "optimization explains it; " + why)
+    if spec is not None:
+        why += f" ({spec[1]})"
+    if suggestions:
+        why += f" (a run with {' or '.join(suggestions)} would separate them)"
+    return f"{candidate} or {author}", why
+
+
+def _spec_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str] | None:
+    """What the ONNX reference implementation says about the graph ``candidate`` ran: ("eager" | "candidate" |
+    "neither", the sentence), or None when it did not run on this graph and probe."""
+    from .candidates import parse
+
+    probe, output = key
+    for name, verdicts in context.verdicts.items():
+        if name == candidate or parse(name).backend != SPEC_REFERENCE:
+            continue
+        if context.onnx_exports.get(name) != context.onnx_exports.get(candidate):
+            continue
+        theirs = verdicts.get(key)
+        if theirs is None:
+            continue
+        if theirs.passed:
+            return "eager", (f"{name} (the ONNX specification's reference implementation, run on the same graph) "
+                             f"agrees with eager ({theirs.label})")
+        if _agree(context.rec, candidate, name, probe, output):
+            return "candidate", (f"{name} (the ONNX specification's reference implementation, run on the same "
+                                 f"graph) computes what {candidate} computes")
+        return "neither", f"{name} disagrees with both eager and {candidate}"
+    return None
 
 
 def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:
@@ -115,8 +246,9 @@ def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:
     if x is None or y is None or x.shape != y.shape:
         return False
     rtol, atol = tolerance_for(x)
-    return bool(np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=max(rtol, 1e-4), atol=max(atol, 1e-5),
-                            equal_nan=True))
+    with np.errstate(all="ignore"):
+        return bool(np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=max(rtol, 1e-4),
+                                atol=max(atol, 1e-5), equal_nan=True))
 
 
 def _rmse(values: np.ndarray, truth: np.ndarray) -> float:

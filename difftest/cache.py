@@ -155,9 +155,18 @@ def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[st
     for name, value in inputs:
         add(f"input:{name}", _tensor_bytes(value) if isinstance(value, torch.Tensor) else repr(value))
     for name, value in sorted(options.items()):
-        add(f"option:{name}", _source(value) if callable(value) else value)
+        add(f"option:{name}", _option_text(value))
     add("versions", _versions())
     return digest.hexdigest()
+
+
+def _option_text(value: Any) -> str:
+    """An option as text for the key: functions by their source, containers item by item."""
+    if callable(value):
+        return _source(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_option_text(v) for v in value) + "]"
+    return repr(value)
 
 
 @functools.lru_cache(maxsize=4096)

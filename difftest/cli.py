@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--localize-budget", type=float, default=60.0, metavar="SECONDS",
                      help="time per case to localize a failing candidate to its first divergent ONNX node "
                      "(default 60; 0 turns it off)")
+    run.add_argument("--control-budget", type=float, default=60.0, metavar="SECONDS",
+                     help="time per case for automatic controls on failing candidates (onnx-ref, opt=disable, the "
+                     "export without the case's rewrite) that decide blame (default 60; 0 turns them off)")
     run.add_argument("--expectations", metavar="FILE",
                      help="waiver file (default: suites/expectations.toml when it exists)")
     run.add_argument("--no-cache", action="store_true", help="export every case afresh (no export cache)")
@@ -158,7 +161,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
         probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
-        durations=args.durations, localize_budget=args.localize_budget,
+        durations=args.durations, localize_budget=args.localize_budget, control_budget=args.control_budget,
     )
     result = run(config)
     print()

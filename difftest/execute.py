@@ -1,9 +1,10 @@
 """Run one case through every backend, inside a worker process.
 
-Builds the case from its recipe, runs the reference, exports once, runs each
-candidate on every probe, and returns plain rows for the ``cases`` and
-``tensors`` tables. A failing model is rows with a status and a message; only a
-bug in difftest raises.
+Builds the case from its recipe, exports it once per distinct export, chooses the probes (more of them when
+an exporter warned that its trace may not generalize), runs the reference and each candidate on every
+probe, runs the automatic controls for candidates that fail, and returns plain rows for the ``cases`` and
+``tensors`` tables. The model is guarded throughout (see ``state_guard``): every stage sees it as the
+factory made it. A failing model is rows with a status and a message; only a bug in difftest raises.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .backends import REGISTRY, BackendUnavailable, Subject
 from .cases import Case, CaseDefinitionError, CaseRef, build
 from .execute_names import INPUTS, RANKED, slug
-from .export import ExportResult, describe_exception, export
+from .export import ExportResult, describe_exception, export, traced_warnings
 from .tables import tensor_row
 
 SEED = 0
@@ -51,6 +52,7 @@ class Task:
     max_tensor_bytes: int = 256 * 2**20
     cache_dir: str | None = None  # the export cache; None runs every export
     localize_budget: float = 0.0  # seconds per case to localize failing candidates (0: off)
+    control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -111,6 +113,8 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["tolerances"] = json.dumps(
         {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {})}
     )
+    row["rewrites"] = [name for name, present in (("onnx_transform", built.onnx_transform is not None),
+                                                  ("bake_kwargs", bool(built.bake_kwargs))) if present]
     warnings = []
     if getattr(built.module, "training", False):
         warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
@@ -140,8 +144,11 @@ def _dtype_warnings(built: Case) -> list[str]:
 def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
     import torch
 
+    from .candidates import parse
     from .model_io import FlatModule, flatten_outputs, signature_of, to_feeds
+    from .state_guard import ModelGuard
 
+    guard = ModelGuard.record(built.module)
     row["stage"] = "build"
     signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
     row["inputs"] = list(signature.names)
@@ -150,74 +157,34 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
         raise CaseDefinitionError(
             f"dynamic_axes names input(s) {', '.join(unknown_axes)}, but the case's tensor inputs are named "
             f"{', '.join(signature.names) or '(none)'} (from the forward signature and the kwargs' keys)")
+    base_feeds = to_feeds(signature.names, example)  # copies, taken before any stage can touch the tensors
     frozen = {name: example[signature.names.index(name)] for name in signature.baked}
     flat = FlatModule(built.module, signature)
     row["stage"] = "reference"
     _stage("reference")
     with torch.inference_mode():
-        output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
+        output_names, _ = flatten_outputs(flat.call_inner(*_clones(example)))
+    guard.check("the reference's first forward")
     row["outputs"] = output_names
     row["stage"] = None
-    from .probes import DEFAULT_PROBES, make_probes
 
-    selected = [p for p in task.probes if p in (built.probes or DEFAULT_PROBES)]
-    custom = {name: to_feeds(list(sample), list(sample.values())) for name, sample in (built.samples or {}).items()}
-    probes = make_probes(to_feeds(signature.names, example), selected, built.dynamic_axes, custom)
+    candidates = [parse(spec) for spec in task.backends]
+    exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard)
+    for key in _export_order(candidates, row["exporter"]):
+        exports.get(key)
+    row["export_warnings"] = exports.warnings()
+    probes = _make_probes(task, built, signature.names, base_feeds, traced_warnings(row["export_warnings"]))
     row["probes"] = list(probes)
     for probe, feeds in probes.items():
         for index, (name, array) in enumerate(feeds.items()):
             tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
                                       max_bytes=task.max_tensor_bytes))
     subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
-
-    from .candidates import export_name, parse
-    from .transforms import TRANSFORMS
-
-    candidates = [parse(spec) for spec in task.backends]
-    exports: dict[tuple[str, str | None], ExportResult] = {}
-    export_keys: dict[tuple[str, str | None], str] = {}  # cache keys, which also key cached localizations
-
-    def export_for(key: tuple[str, str | None]) -> ExportResult:
-        """Each distinct (exporter, transform) is exported once per case and shared by its candidates."""
-        if key not in exports:
-            exporter, named = key
-            _stage(f"export ({export_name(key)})")
-            _seed()
-            transform = _compose(built.onnx_transform, TRANSFORMS[named] if named else None)
-            cache, cache_key = None, None
-            if task.cache_dir:
-                from .cache import ExportCache, export_key
-
-                cache = ExportCache(task.cache_dir)
-                cache_key = export_key(task.ref.id, task.ref.path, built.module, list(zip(signature.names, example)), {
-                    "exporter": exporter, "transform": named, "transform_fn": transform, "opset": built.opset,
-                    "dynamic_axes": built.dynamic_axes, "outputs": output_names, "frozen": sorted(frozen),
-                    "arg_constants": [repr(c) for c, slot in zip(signature.arg_constants, signature.arg_slots)
-                                      if slot is None], "kw_constants": repr(signature.kw_constants)})
-                export_keys[key] = cache_key
-                exports[key] = cache.get(cache_key)
-                if exports[key] is not None:
-                    exports[key].cached = True
-            if exports.get(key) is None:
-                exports[key] = export(
-                    FlatModule(built.module, signature, frozen),
-                    tuple(t for n, t in zip(signature.names, example) if n not in frozen),
-                    output_names, exporter=exporter, opset=built.opset, dynamic_axes=built.dynamic_axes,
-                    transform=transform,
-                )
-                if cache is not None:
-                    cache.put(cache_key, exports[key])
-            _record_export(row, key, exports[key], signature.names, task)
-        return exports[key]
-
-    default_key = (row["exporter"], None)
-    if any(REGISTRY[c.backend].needs_onnx and c.export_key(row["exporter"]) == default_key for c in candidates):
-        export_for(default_key)  # the case's own export first: its fields describe the case
     for candidate in candidates:
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         run_subject = subject
         if backend.needs_onnx:
-            exported = export_for(candidate.export_key(row["exporter"]))
+            exported = exports.get(candidate.export_key(row["exporter"]))
             if not exported.ok:
                 tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
                                           message=exported.error))
@@ -225,63 +192,160 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
             run_subject = Subject(built.module, list(signature.names), output_names, flat,
                                   onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
-        _run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name)
-    for key, exported in exports.items():
+        run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
+                    after_run=lambda stage: guard.check(stage))
+    for key, exported in exports.done.items():
         if exported.ok:
-            _record_ranked_values(task, exported.onnx_bytes, output_names, probes, tensors,
-                                  f"{RANKED}:{export_name(key)}")
+            from .candidates import export_name
+
+            record_graph_evidence(task, exported.onnx_bytes, output_names, probes, tensors, export_name(key))
+    if task.control_budget > 0:
+        from .controls import run_controls
+
+        run_controls(task, built, row, tensors, probes, subject, exports, guard)
+    row["state_changes"] = guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
 
         localize_failures(task, built, candidates, tensors, row,
-                          {c.name: export_keys.get(c.export_key(row["exporter"])) for c in candidates})
+                          {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
 
 
-def _compose(first: Any, second: Any) -> Any:
-    if first is None or second is None:
-        return first or second
+def _export_order(candidates: list[Any], default_exporter: str) -> list[tuple[str, str | None]]:
+    """The exports the candidates need, the case's own one first (its fields describe the case)."""
+    keys = [c.export_key(default_exporter) for c in candidates if REGISTRY[c.backend].needs_onnx]
+    default = (default_exporter, None)
+    ordered = [default] if default in keys else []
+    for key in keys:
+        if key not in ordered:
+            ordered.append(key)
+    return ordered
 
-    def both(model: Any) -> Any:
-        return second(first(model))
 
-    return both
+def _make_probes(task: Task, built: Case, names: list[str], base_feeds: dict[str, np.ndarray],
+                 traced: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    from .model_io import to_feeds
+    from .probes import DEFAULT_PROBES, DISTRIBUTION_PROBES, make_probes
+
+    allowed = list(built.probes or DEFAULT_PROBES)
+    selected = [p for p in task.probes if p in allowed]
+    if traced and "alt" in selected:
+        # The exporter warned that it froze a data-dependent decision: move the inputs out of its branch.
+        selected += list(DISTRIBUTION_PROBES)
+    custom = {name: to_feeds(list(sample), list(sample.values())) for name, sample in (built.samples or {}).items()}
+    return make_probes(base_feeds, selected, built.dynamic_axes, custom)
 
 
-def _record_ranked_values(task: Task, onnx_bytes: bytes, output_names: list[str],
+class CaseExports:
+    """Each distinct (exporter, transform) of a case, exported once (or read from the cache) and shared by
+    the candidates that run it. The model is checked by the guard after every export."""
+
+    def __init__(self, task: Task, built: Case, signature: Any, example: list[Any], frozen: dict[str, Any],
+                 output_names: list[str], row: dict[str, Any], guard: Any):
+        self.task, self.built, self.signature, self.example = task, built, signature, example
+        self.frozen, self.output_names, self.row, self.guard = frozen, output_names, row, guard
+        self.done: dict[tuple[str, str | None], ExportResult] = {}
+        self.keys: dict[tuple[str, str | None], str] = {}  # cache keys, which also key cached localizations
+
+    def get(self, key: tuple[str, str | None]) -> ExportResult:
+        if key not in self.done:
+            self.done[key] = self._export(key)
+            record_export(self.row, key, self.done[key], self.signature.names, self.task)
+        return self.done[key]
+
+    def raw(self, key: tuple[str, str | None]) -> ExportResult:
+        """The export without the case's own onnx_transform (a control: did the case's rewrite make the gap?)."""
+        return self._export(key, with_case_rewrite=False)
+
+    def _export(self, key: tuple[str, str | None], with_case_rewrite: bool = True) -> ExportResult:
+        from .candidates import export_name
+        from .model_io import FlatModule
+        from .transforms import steps
+
+        exporter, named = key
+        _stage(f"export ({export_name(key)})")
+        _seed()
+        transform = steps(self.built.onnx_transform if with_case_rewrite else None, named)
+        cache, cache_key = None, None
+        if self.task.cache_dir:
+            from .cache import ExportCache, export_key
+
+            cache = ExportCache(self.task.cache_dir)
+            sig = self.signature
+            cache_key = export_key(self.task.ref.id, self.task.ref.path, self.built.module,
+                                   list(zip(sig.names, self.example)), {
+                "exporter": exporter, "transform": named, "transform_fn": transform, "opset": self.built.opset,
+                "dynamic_axes": self.built.dynamic_axes, "outputs": self.output_names, "frozen": sorted(self.frozen),
+                "arg_constants": [repr(c) for c, slot in zip(sig.arg_constants, sig.arg_slots) if slot is None],
+                "kw_constants": repr(sig.kw_constants)})
+            self.keys[key] = cache_key
+            cached = cache.get(cache_key)
+            if cached is not None:
+                cached.cached = True
+                return cached
+        live = tuple(t.clone() for n, t in zip(self.signature.names, self.example) if n not in self.frozen)
+        result = export(FlatModule(self.built.module, self.signature, self.frozen).for_export(), live, self.output_names,
+                        exporter=exporter, opset=self.built.opset, dynamic_axes=self.built.dynamic_axes,
+                        transform=transform)
+        self.guard.check(f"the {exporter} export")
+        if cache is not None:
+            cache.put(cache_key, result)
+        return result
+
+    def warnings(self) -> list[str]:
+        found: list[str] = []
+        for exported in self.done.values():
+            for warning in exported.warnings:
+                if warning not in found:
+                    found.append(warning)
+        return found
+
+
+def _clones(tensors: list[Any]) -> list[Any]:
+    return [t.clone() for t in tensors]
+
+
+def record_graph_evidence(task: Task, onnx_bytes: bytes, output_names: list[str],
                           probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]],
-                          pseudo_backend: str) -> None:
-    """For index outputs, record the values their ArgMax/TopK ranked (see ``ranked``)."""
-    from . import ranked
+                          export: str) -> None:
+    """What the graph says about its outputs, evaluated on every probe: the values an index output ranked
+    (``ranked``), and the magnitudes behind an accumulated output (``accumulation``). Each is the graph with
+    extra outputs, run on ORT CPU; its rows go under the pseudo-backend ``<kind>:<export>``."""
+    from . import accumulation, ranked
 
-    try:
-        augmented = ranked.augment(onnx_bytes, output_names)
-    except Exception as exc:
-        tensors.append(tensor_row(task, pseudo_backend, "*", status="error", stage="ranked",
-                                  message=describe_exception(exc)))
-        return
-    if augmented is None:
-        return
-    model, found = augmented
-    for probe, feeds in probes.items():
+    for kind, module in ((RANKED, ranked), (accumulation.PSEUDO, accumulation)):
+        pseudo_backend = f"{kind}:{export}"
         try:
-            values = ranked.evaluate(model, found, feeds)
+            augmented = module.augment(onnx_bytes, output_names)
         except Exception as exc:
-            tensors.append(tensor_row(task, pseudo_backend, probe, status="error", stage="ranked",
+            tensors.append(tensor_row(task, pseudo_backend, "*", status="error", stage=kind,
                                       message=describe_exception(exc)))
             continue
-        for output, array in values.items():
-            info = {k: found[output][k] for k in ("op", "axis", "keepdims")}
-            tensors.append(tensor_row(task, pseudo_backend, probe, output=output, array=array,
-                                      message=json.dumps(info), max_bytes=task.max_tensor_bytes))
+        if augmented is None:
+            continue
+        model, found = augmented
+        for probe, feeds in probes.items():
+            try:
+                values = module.evaluate(model, found, feeds)
+            except Exception as exc:
+                tensors.append(tensor_row(task, pseudo_backend, probe, status="error", stage=kind,
+                                          message=describe_exception(exc)))
+                continue
+            for output, (array, info) in values.items():
+                tensors.append(tensor_row(task, pseudo_backend, probe, output=output, array=array,
+                                          message=json.dumps(info), max_bytes=task.max_tensor_bytes))
 
 
-def _run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
-                 tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None) -> None:
+def run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
+                tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
+                after_run: Callable[[str], Any] | None = None) -> None:
+    """Prepare ``backend`` once and run it on every probe (and its reruns), appending tensors rows.
+    ``after_run`` is called with a stage description after every run (the model guard's check)."""
     if backend.device != "cpu":
         with _device_lock(task, backend.device):  # one case at a time per GPU: timings and memory stay sane
-            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name)
+            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run)
     else:
-        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name)
+        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run)
 
 
 class _device_lock:
@@ -305,7 +369,8 @@ class _device_lock:
 
 
 def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
-                          tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None) -> None:
+                          tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
+                          after_run: Callable[[str], Any] | None = None) -> None:
     name = name or backend.name
     started = time.perf_counter()
     try:
@@ -323,8 +388,11 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
     prepare_seconds = time.perf_counter() - started
     for probe, feeds in probes.items():
         for rerun in range(1 + reruns):
-            if not _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds,
-                             providers, tensors):
+            ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds, providers,
+                           tensors)
+            if after_run is not None:
+                after_run(f"the {name} run")
+            if not ok:
                 break
 
 
@@ -354,8 +422,8 @@ def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subjec
     return True
 
 
-def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: ExportResult,
-                   input_names: list[str], task: Task) -> None:
+def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: ExportResult,
+                  input_names: list[str], task: Task) -> None:
     """Every export goes into ``exports`` (JSON by export name); the case's own one also into the columns."""
     from .candidates import export_name
 
@@ -366,7 +434,9 @@ def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: E
         "stage": None if exported.ok else exported.stage, "error": exported.error, "seconds": exported.seconds,
         "digest": exported.digest, "opset": exported.opset, "node_count": exported.node_count,
         "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
-        "onnx_path": None, "cached": exported.cached,
+        "onnx_path": None, "cached": exported.cached, "warnings": exported.warnings,
+        "float_to_int_casts": exported.float_to_int_casts, "invalidated_by": exported.invalidated_by,
+        "unordered_outputs": exported.unordered_outputs,
     }
     if exported.ok:
         folder = Path(task.artifacts_dir)
@@ -380,7 +450,8 @@ def _record_export(row: dict[str, Any], key: tuple[str, str | None], exported: E
     if "export_status" in row:
         return
     row.update(
-        export_seconds=0.0 if exported.cached else exported.seconds, export_cached=exported.cached, export_status=info["status"], export_stage=info["stage"],
+        export_seconds=0.0 if exported.cached else exported.seconds, export_cached=exported.cached,
+        export_status=info["status"], export_stage=info["stage"],
         export_error=exported.error, onnx_digest=exported.digest, opset=exported.opset,
         node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,
         dropped_inputs=dropped, onnx_path=info["onnx_path"],

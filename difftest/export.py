@@ -28,6 +28,14 @@ class ExportResult:
     graph_outputs: list[str] = field(default_factory=list)
     digest: str | None = None
     cached: bool = False
+    # What the exporter warned about while tracing ("Category: first line"), in order, without repeats.
+    warnings: list[str] = field(default_factory=list)
+    # Cast nodes from a float to an integer type: the ONNX spec leaves out-of-range and NaN inputs undefined.
+    float_to_int_casts: list[str] = field(default_factory=list)
+    # A rewrite that turned a model the ONNX checker accepts into one it rejects: (stage, checker's message).
+    invalidated_by: list[str] | None = None
+    # Graph outputs whose order along an axis the graph leaves unspecified (TopK with sorted=0): name -> axis.
+    unordered_outputs: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -127,9 +135,10 @@ def export(
     if exporter == "dynamo":
         reuse_torchlib_registry()
         reset_dynamo()
+    seen: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             if exporter == "dynamo":
                 program = torch.onnx.export(flat, example, verbose=False, **options)
                 model = program.model_proto
@@ -138,21 +147,18 @@ def export(
                 torch.onnx.export(flat, example, buffer, **options)
                 model = onnx.load_from_string(buffer.getvalue())
     except Exception as exc:  # any exporter failure is a verdict, not a crash
-        return ExportResult(exporter, time.perf_counter() - started, error=describe_exception(exc))
-    if transform is not None:
-        try:
-            model = transform(model)
-        except Exception as exc:
-            return ExportResult(
-                exporter, time.perf_counter() - started, error=describe_exception(exc), stage="onnx_transform"
-            )
-        if not isinstance(model, onnx.ModelProto):
-            return ExportResult(
-                exporter,
-                time.perf_counter() - started,
-                error=f"onnx_transform returned {type(model).__name__}, expected onnx.ModelProto",
-                stage="onnx_transform",
-            )
+        return ExportResult(exporter, time.perf_counter() - started, error=describe_exception(exc),
+                            warnings=summarize_warnings(seen))
+    exporter_warnings = summarize_warnings(seen)
+    invalidated_by = None
+    for stage, step in named_transforms(transform):
+        transformed = apply_transform(model, step)
+        if isinstance(transformed, str):
+            return ExportResult(exporter, time.perf_counter() - started, error=transformed, stage=stage,
+                                warnings=exporter_warnings)
+        model, problem = transformed
+        if problem and invalidated_by is None:
+            invalidated_by = [stage, problem]
     data = model.SerializeToString()
     initializers = {i.name for i in model.graph.initializer}
     import hashlib
@@ -166,7 +172,119 @@ def export(
         graph_inputs=[i.name for i in model.graph.input if i.name not in initializers],
         graph_outputs=[o.name for o in model.graph.output],
         digest=hashlib.sha256(data).hexdigest(),
+        warnings=exporter_warnings,
+        float_to_int_casts=float_to_int_casts(model),
+        invalidated_by=invalidated_by,
+        unordered_outputs=unordered_outputs(model),
     )
+
+
+def unordered_outputs(model: Any) -> dict[str, int]:
+    """Graph outputs produced (through Identity) by a TopK whose ``sorted`` attribute is 0: the specification
+    leaves the order of the k results unspecified. Output name -> the TopK axis."""
+    from onnx import helper
+
+    producers = {out: node for node in model.graph.node for out in node.output}
+    found: dict[str, int] = {}
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        while node is not None and node.op_type == "Identity":
+            node = producers.get(node.input[0])
+        if node is None or node.op_type != "TopK":
+            continue
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if int(attributes.get("sorted", 1)) == 0:
+            found[output.name] = int(attributes.get("axis", -1))
+    return found
+
+
+INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8, int8, uint16, int16, int32, int64, uint32, uint64
+FLOAT_TYPES = {1, 10, 11, 16}
+
+
+def float_to_int_casts(model: Any) -> list[str]:
+    """Names of the Cast nodes that turn floats into integers (their input's type from shape inference)."""
+    from onnx import helper
+
+    casts = [n for n in model.graph.node if n.op_type == "Cast" and any(
+        a.name == "to" and helper.get_attribute_value(a) in INTEGER_TYPES for a in n.attribute)]
+    if not casts:
+        return []
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    return [n.name or n.output[0] for n in casts if types.get(n.input[0]) in FLOAT_TYPES]
+
+
+def named_transforms(transform: Any) -> list[tuple[str, Any]]:
+    """``transform`` as (stage, function) steps: a bare function is the case's ``onnx_transform``; a list gives
+    each step's stage itself (``onnx_transform`` for the case's rewrite, ``transform:NAME`` for a candidate's)."""
+    if transform is None:
+        return []
+    if callable(transform):
+        return [("onnx_transform", transform)]
+    return [(stage, step) for stage, step in transform if step is not None]
+
+
+def apply_transform(model: Any, transform: Any) -> tuple[Any, str | None] | str:
+    """(the transformed model, the ONNX checker's complaint if the rewrite made a valid model invalid), or a
+    message saying why the transform failed.
+
+    The runtimes still get the model (a checker can be stricter than a runtime); when one then refuses it,
+    the complaint says the rewrite, not the runtime, made the graph invalid (see ``blame``).
+    """
+    import onnx
+
+    try:
+        valid_before = _check(model) is None
+        result = transform(model)
+    except Exception as exc:
+        return f"the graph transform failed: {describe_exception(exc)}"
+    if not isinstance(result, onnx.ModelProto):
+        return f"the graph transform returned {type(result).__name__}, expected onnx.ModelProto"
+    return result, (_check(result) if valid_before else None)
+
+
+def _check(model: Any) -> str | None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        return describe_exception(exc, 600)
+    return None
+
+
+CONTROL_FLOW_WARNINGS = ("TracerWarning",)
+
+
+# Warnings every export of a kind prints, about the exporter itself rather than the model: not recorded.
+ROUTINE_WARNINGS = ("legacy TorchScript-based ONNX export", "isinstance(treespec, LeafSpec)",
+                    "The feature will be removed. Please remove usage of this function")
+
+
+def summarize_warnings(caught: list[Any], limit: int = 40) -> list[str]:
+    """``Category: message`` per distinct warning (message cut to its first line), in order, at most ``limit``."""
+    found: list[str] = []
+    for item in caught:
+        text = _ANSI.sub("", str(item.message)).strip().splitlines()
+        if text and any(routine in text[0] for routine in ROUTINE_WARNINGS):
+            continue
+        line = f"{item.category.__name__}: {text[0] if text else ''}"[:500]
+        if line not in found:
+            found.append(line)
+    return found[:limit]
+
+
+def traced_warnings(warnings_seen: list[str]) -> list[str]:
+    """The warnings that say a trace may not generalize (a data-dependent value was frozen into the graph)."""
+    return [w for w in warnings_seen if w.split(":", 1)[0] in CONTROL_FLOW_WARNINGS]
 
 
 def describe_exception(exc: BaseException, limit: int = 4000) -> str:

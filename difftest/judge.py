@@ -13,6 +13,7 @@ from typing import Any
 
 from . import blame, probe_rules
 from .classify import LABELS, Verdict, classify, passes, severity
+from .probes import SYNTHETIC_PROBES
 from .recorded import Recorded
 from .tables import read_table
 from .ties import RankedValues
@@ -60,11 +61,15 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
 
     reference = case.get("reference") or context.reference  # "recorded" for ONNX test folders
     base = {"run": context.run, "case": case["case"], "reference": reference}
-    candidates, skipped = context.candidates, context.skipped
+    skipped = context.skipped
     if case["status"] != "ok":
         failure = _case_failure(case, reference)
         return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
-                               None if c in skipped else case["stage"]) for c in candidates]
+                               None if c in skipped else case["stage"]) for c in context.candidates]
+    # Controls the worker ran for failing candidates are judged like candidates (blame reads them) but never
+    # count as results of their own (see ``outcomes``).
+    controls = [c for c in case_controls(case) if c not in context.candidates]
+    candidates = list(context.candidates) + controls
     rec = Recorded(tensors)
     tolerances = json.loads(case.get("tolerances") or "{}")
     exports = json.loads(case.get("exports") or "{}")
@@ -84,26 +89,34 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
         else:
             ranked_from = ranked_source(case, candidate)
-            for probe in rec.probes(candidate):
-                _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from)
+            accumulated_from = accumulation_source(case, candidate)
             own_export = exports.get(export_of.get(candidate, ""), {})
+            for probe in rec.probes(candidate):
+                _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
+                             accumulated_from, own_export.get("unordered_outputs") or {})
             probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
-                                                                                    case.get("dropped_inputs"))},
+                                                                                    case.get("dropped_inputs")),
+                                           "export_warnings": own_export.get("warnings",
+                                                                             case.get("export_warnings"))},
                               candidate, reference)
     blame.assign(verdicts, rec, reference, context.oracle,
-                 {c: export_of[c] for c in export_of if c not in skipped})
+                 {c: export_of[c] for c in export_of if c not in skipped}, case)
     return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
             for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
 
 
 def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
                  tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
-                 stages: dict[tuple[str, str, str], str | None], ranked_from: str | None) -> None:
+                 stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
+                 accumulated_from: str | None = None, unordered: dict[str, int] | None = None) -> None:
     ref_failure = rec.failure(reference, probe)
     if ref_failure is not None:
+        stages[(candidate, probe, "*")] = ref_failure["stage"]
+        if probe in SYNTHETIC_PROBES:
+            found[(probe, "*")] = Verdict("invalid_probe", invalid_probe_evidence(probe, reference, ref_failure))
+            return
         found[(probe, "*")] = Verdict("runtime_error", f"the reference ({reference}) failed at "
                                       f"{ref_failure['stage']}: {ref_failure['message']}", blame=reference)
-        stages[(candidate, probe, "*")] = ref_failure["stage"]
         return
     failure = rec.failure(candidate, probe)
     if failure is not None and failure["rerun"] == 0:
@@ -117,24 +130,56 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         if cand is None:
             found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
             continue
-        rtol, atol = _tolerance(tolerances, output)
+        rtol, atol = output_tolerance(tolerances, output)
         ranked_row = rec.row(ranked_from, probe, output) if ranked_from else None
         ranked = None
         if ranked_row is not None:
             info = json.loads(ranked_row["message"])
             ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
+        accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
+        accumulated = None
+        if accumulated_row is not None:
+            accumulated = (rec.array(accumulated_from, probe, output), json.loads(accumulated_row["message"]))
         verdict = classify(
             ref, cand, rtol, atol,
             oracle=rec.array(context.oracle, probe, output) if context.oracle else None,
             reference_reruns=rec.reruns(reference, probe, output),
             candidate_reruns=rec.reruns(candidate, probe, output),
             ranked=ranked,
+            accumulation=accumulated,
+            unordered_axis=(unordered or {}).get(output),
             siblings={o: pair for o, pair in siblings.items()
                       if o != output and pair[1] is not None and pair[0] is not None},
         )
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict.evidence += " (compared on an even sample: the tensor exceeded the stored size)"
         found[(probe, output)] = verdict
+
+
+def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:
+    """Why a generated probe is not judged: the reference itself refused it."""
+    message = failure["message"] or "(no message)"
+    if probe == "shape":
+        return (f"not judged: the reference ({reference}) itself rejects the other sizes on the case's declared "
+                f"dynamic axes, so those axes are not dynamic in the model; nothing was frozen by the export. "
+                f"Eager says: {message}")
+    return (f"not judged: the generated {probe!r} probe breaks a precondition of the model (the reference "
+            f"{reference} itself fails on it), so no candidate is held to it. Eager says: {message}")
+
+
+def case_controls(case: dict[str, Any]) -> list[str]:
+    """The control backends the worker ran for this case (see ``controls``)."""
+    return [name for name, info in json.loads(case.get("controls") or "{}").items()
+            if info.get("kind") == "backend" and info.get("ran")]
+
+
+def accumulation_source(case: dict, candidate: str) -> str | None:
+    """The pseudo-backend whose rows hold Σ|x| behind ``candidate``'s accumulated outputs."""
+    from .accumulation import PSEUDO
+    from .candidates import case_export_name
+
+    name = case_export_name(case, candidate)
+    return f"{PSEUDO}:{name}" if name else None
 
 
 def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe: str, output: str,
@@ -185,7 +230,10 @@ class Outcome:
 def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> list[Outcome]:
     """Aggregate comparisons per case × candidate and hold them against the case's expectations."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    controls = {c["case"]: set(case_controls(c)) for c in cases}
     for c in comparisons:
+        if c["candidate"] in controls.get(c["case"], ()):
+            continue  # a control is evidence for blame, not a result
         grouped.setdefault((c["case"], c["candidate"]), []).append(c)
     expects = {c["case"]: json.loads(c["expect"]) if c.get("expect") else None for c in cases}
     result = []
@@ -265,7 +313,7 @@ def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
     return Verdict("runtime_error", f"{stage} failed: {row['message']}", blame=candidate)
 
 
-def _tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, float | None]:
+def output_tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, float | None]:
     per_output = (tolerances.get("per_output") or {}).get(output)
     if per_output:
         return float(per_output[0]), float(per_output[1])

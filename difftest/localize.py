@@ -377,10 +377,9 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     from .candidates import parse
     from .cases import build
     from .discover import find_definition
-    from .execute import _compose
     from .model_io import FlatModule, flatten_outputs, signature_of, to_feeds
     from .probes import ALL_PROBES, make_probes
-    from .transforms import TRANSFORMS
+    from .transforms import steps
 
     candidate = parse(candidate_spec)
     if not REGISTRY[candidate.backend].needs_onnx:
@@ -402,8 +401,7 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
         output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
     flat = FlatModule(built.module, signature, frozen)
     live_names = list(flat.live_names)
-    transform = _compose(built.onnx_transform, TRANSFORMS[candidate.get("transform")] if candidate.get("transform")
-                         else None)
+    transform = steps(built.onnx_transform, candidate.get("transform"))
     backend = make(candidate)
     reason = backend.unavailable_reason()
     if reason:
@@ -417,7 +415,7 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
                 "uses the TorchScript exporter. Localize it against another runtime on the same graph instead "
                 "(--reference ort-cpu), or with exporter=dynamo.")
             return
-        program, model = _dynamo_export(flat, example, signature, frozen, output_names, built, transform)
+        program, model = _dynamo_export(flat.for_export(), example, signature, frozen, output_names, built, transform)
         live = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in live_names]
         ref_values = torch_values(program.exported_program, live)
         ref_values.update({name: ref_values.get(fx, None) for name, fx in zip(output_names, _fx_outputs(program))
@@ -426,7 +424,7 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     else:
         from .export import export
 
-        exported = export(flat, tuple(t for n, t in zip(signature.names, example) if n not in frozen), output_names,
+        exported = export(flat.for_export(), tuple(t for n, t in zip(signature.names, example) if n not in frozen), output_names,
                           exporter=candidate.get("exporter") or built.exporter or "dynamo", opset=built.opset,
                           dynamic_axes=built.dynamic_axes, transform=transform)
         if not exported.ok:
@@ -512,8 +510,8 @@ def _dynamo_export(flat, example, signature, frozen, output_names, built, transf
             reset_dynamo()
             program = torch.onnx.export(flat, live_example, dynamo=True, verbose=False, **options)
     model = program.model_proto
-    if transform is not None:
-        model = transform(model)
+    for _, step in transform:
+        model = step(model)
     return program, model
 
 

@@ -66,30 +66,62 @@ class FlatModule(torch.nn.Module):
     them baked in, as ``functools.partial(model, mask=m)`` would.
     """
 
-    def __init__(self, module: Any, signature: Signature, frozen: dict[str, torch.Tensor] | None = None):
+    def __init__(self, module: Any, signature: Signature, frozen: dict[str, torch.Tensor] | None = None,
+                 copy_each_call: bool = True):
         super().__init__()
         self.inner = module
         self.signature = signature
         self.frozen = dict(frozen or {})
+        self.copy_each_call = copy_each_call
         self.live_names = [n for n in signature.names if n not in self.frozen]
+        # Mirror the wrapped model's mode without touching its submodules: the TorchScript exporter restores
+        # the mode of the module it is given, recursively, after exporting (see state_guard).
+        self.training = bool(getattr(module, "training", False))
 
     def rebind(self, module: Any) -> "FlatModule":
-        return FlatModule(module, self.signature, self.frozen)
+        return FlatModule(module, self.signature, self.frozen, self.copy_each_call)
 
-    def forward(self, *live: torch.Tensor):
+    def for_export(self) -> "FlatModule":
+        """A copy for an exporter: its constant arguments are copied once, now, outside the trace (copying inside
+        a trace meets fake tensors), and the exporter's writes into them touch nothing anyone else uses."""
+        import dataclasses
+
+        signature = dataclasses.replace(self.signature, arg_constants=[_fresh(c) for c in self.signature.arg_constants],
+                                        kw_constants={k: _fresh(v) for k, v in self.signature.kw_constants.items()})
+        return FlatModule(self.inner, signature, self.frozen, copy_each_call=False)
+
+    def call_inner(self, *live: torch.Tensor) -> Any:
+        """The wrapped model's own result for these flat inputs. Non-tensor arguments are deep-copied on every
+        call, so a container the model appends to (a cache) is the factory's on every stage."""
         values = dict(zip(self.live_names, live))
         for name, tensor in self.frozen.items():
             values[name] = tensor.to(live[0].device) if live else tensor
         sig = self.signature
+        fresh = _fresh if self.copy_each_call else (lambda value: value)
         args = [
-            sig.arg_constants[i] if slot is None else values[sig.names[slot]]
+            fresh(sig.arg_constants[i]) if slot is None else values[sig.names[slot]]
             for i, slot in enumerate(sig.arg_slots)
         ]
         kwargs = {
-            key: sig.kw_constants[key] if slot is None else values[sig.names[slot]]
+            key: fresh(sig.kw_constants[key]) if slot is None else values[sig.names[slot]]
             for key, slot in sig.kw_slots.items()
         }
-        return tuple(flatten_outputs(self.inner(*args, **kwargs))[1])
+        return self.inner(*args, **kwargs)
+
+    def forward(self, *live: torch.Tensor):
+        return tuple(flatten_outputs(self.call_inner(*live))[1])
+
+
+def _fresh(value: Any) -> Any:
+    """A private copy of a constant argument (plain Python values are returned as they are)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.dtype, torch.device)):
+        return value
+    import copy
+
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an object that cannot be copied is passed as it is (and the guard watches the model)
+        return value
 
 
 def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], list[torch.Tensor]]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .classify import Verdict, passes
 from .compare import format_value
+from .probes import describe
 from .recorded import Recorded
 
 Key = tuple[str, str]  # (probe, output); output "*" for a probe that failed as a whole
@@ -44,8 +45,14 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
 
 def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str,
                   reference: str) -> None:
-    """Wrong only on samples whose values differ from base, with an input the graph cannot see changing."""
+    """Wrong only on samples whose values differ from base, with an input the graph cannot see changing, or
+    after the exporter warned that its trace froze a data-dependent decision (control flow)."""
+    from .export import traced_warnings
+    from .probes import DISTRIBUTION_PROBES
+
     dropped = list(case.get("dropped_inputs") or [])
+    traced = traced_warnings(case.get("export_warnings") or [])
+    baked = "bake_kwargs" in (case.get("rewrites") or [])
     for (probe, output), verdict in list(verdicts.items()):
         if probe in ("base", "shape") or verdict.label not in WRONG_VALUES:
             continue
@@ -58,16 +65,23 @@ def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, A
             continue
         ref_change, cand_change = _change(ref_base, ref_probe), _change(cand_base, cand_probe)
         changed = [n for n in dropped if _input_changed(rec, n, probe)]
+        blame = "exporter"
         if changed:
             why = f"the exported graph dropped input(s) {', '.join(changed)}, so it cannot react to them"
+            if baked:
+                why += " (the case exports its tensor kwargs as constants: bake_kwargs=True)"
+                blame = "case:bake_kwargs"
+        elif traced and probe in ("alt", *DISTRIBUTION_PROBES):
+            why = (f"the exporter warned that its trace may not generalize ({traced[0]}); a data-dependent decision "
+                   "was frozen into the graph, which keeps the branch the traced inputs took")
         elif probe == "alt" and cand_change == 0.0 and ref_change:
             why = "the candidate's output did not change at all when the inputs did"
         else:
             continue
         verdicts[(probe, output)] = Verdict("frozen_input", (
-            f"{why}: agrees on the base sample ({base.label}); on the {probe} sample the reference output changed "
-            f"by up to {format_value(ref_change)} and the candidate's by {format_value(cand_change)}. "
-            f"{verdict.evidence}"), verdict.metrics, blame="exporter")
+            f"{why}: agrees on the base sample ({base.label}); on the {probe} sample ({describe(probe)}) the "
+            f"reference output changed by up to {format_value(ref_change)} and the candidate's by "
+            f"{format_value(cand_change)}. {verdict.evidence}"), verdict.metrics, blame=blame)
 
 
 def _input_changed(rec: Recorded, name: str, probe: str) -> bool:

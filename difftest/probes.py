@@ -6,9 +6,14 @@
 - ``ramp``: the ``ties`` sample plus a strictly increasing tiny ramp: no two values tie.
 - ``shape``: other sizes on the declared dynamic axes (axes sharing a name change together).
 - ``special``: NaN, ±Inf, 0 and huge values planted in floating inputs (opt-in per case).
+- ``negated``, ``scaled_up``, ``scaled_down``, ``shifted``: the floating inputs negated, ×10, ×0.1 and moved
+  by three standard deviations. Added when an exporter warned that its trace froze a data-dependent value
+  (a TorchScript ``TracerWarning``): ``alt`` draws from the base distribution and stays in the traced branch.
 
-Integer and boolean inputs keep their value set (a mask stays a mask, indices stay in range).
-Everything is seeded: the same case gives the same probes on every run.
+Integer and boolean inputs keep what a model may rely on: ``alt`` permutes their elements within each row, so
+the count of each value (the number of ``True`` in a mask, duplicates among indices) and the range stay; rows
+that are sorted stay sorted (whole rows are permuted instead). Everything is seeded: the same case gives the
+same probes on every run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import numpy as np
 
 ALL_PROBES = ("base", "alt", "ties", "ramp", "shape", "special")
 DEFAULT_PROBES = ("base", "alt", "ties", "ramp", "shape")
+DISTRIBUTION_PROBES = ("negated", "scaled_up", "scaled_down", "shifted")
+# Probes difftest generates (a failure of the reference on them says the probe broke the model's contract);
+# anything else is the case's own sample.
+SYNTHETIC_PROBES = frozenset(ALL_PROBES[1:] + DISTRIBUTION_PROBES)
 _FEW_VALUES = 16
 
 
@@ -47,6 +56,9 @@ def make_probes(
             probes["shape"] = reshaped
     if "special" in selected and has_float:
         probes["special"] = {name: _with_specials(a) for name, a in feeds.items()}
+    for name in DISTRIBUTION_PROBES:
+        if name in selected and has_float:
+            probes[name] = {key: _moved(a, name) for key, a in feeds.items()}
     for name, sample in (custom or {}).items():
         probes[name] = {**feeds, **{k: np.asarray(v) for k, v in sample.items()}}
     return probes
@@ -60,20 +72,63 @@ def _other_values(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if a.size == 0:
         return a.copy()
     values = np.unique(a.astype(np.float64) if str(a.dtype) == "bfloat16" else a)
-    if a.dtype == np.bool_ or len(values) <= _FEW_VALUES:
-        # Keep the value set (masks, labels, indices); with one value, any other choice could be invalid.
-        if len(values) == 1:
-            return a.copy() if a.dtype.kind != "f" else (a.astype(np.float64) * 0.5 + 0.25).astype(a.dtype)
-        drawn = rng.choice(values, size=a.shape)
-        if np.array_equal(drawn, a):
-            drawn = np.roll(a.reshape(-1), 1).reshape(a.shape)
-        return drawn.astype(a.dtype)
-    if _is_float(a):
-        wide = a.astype(np.float64)
-        std = float(wide.std()) or 1.0
-        return (rng.standard_normal(a.shape) * std + float(wide.mean())).astype(a.dtype)
-    low, high = int(values.min()), int(values.max())
-    return rng.integers(low, high + 1, size=a.shape).astype(a.dtype)
+    if len(values) == 1:
+        # With one value, any other integer could break the model's contract; a float moves.
+        return a.copy() if a.dtype.kind != "f" else (a.astype(np.float64) * 0.5 + 0.25).astype(a.dtype)
+    if not _is_float(a) or len(values) <= _FEW_VALUES:
+        return _permuted(a, rng)  # masks, labels, indices, counts: the same values elsewhere
+    wide = a.astype(np.float64)
+    std = float(wide.std()) or 1.0
+    return (rng.standard_normal(a.shape) * std + float(wide.mean())).astype(a.dtype)
+
+
+def _permuted(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same elements in other places: each row (last axis) shuffled on its own, so per-row counts hold; when
+    the rows are sorted (lengths, offsets, left-padded masks), the rows themselves are shuffled instead."""
+    if a.ndim == 0:
+        return a.copy()
+    rows = a.reshape(-1, a.shape[-1])
+    if _rows_sorted(rows):
+        if len(rows) < 2:
+            return a.copy()  # no other arrangement keeps a single sorted row what it is
+        order = rng.permutation(len(rows))
+        if np.array_equal(rows[order], rows):
+            order = np.roll(np.arange(len(rows)), 1)
+        return rows[order].reshape(a.shape).copy()
+    shuffled = rng.permuted(rows, axis=1)
+    if np.array_equal(shuffled, rows):
+        shuffled = np.roll(rows, 1, axis=1)
+    if np.array_equal(shuffled, rows) and len(rows) > 1:  # every row constant: move rows instead
+        shuffled = np.roll(rows, 1, axis=0)
+    return shuffled.reshape(a.shape).copy()
+
+
+def _rows_sorted(rows: np.ndarray) -> bool:
+    if rows.shape[-1] < 2:
+        return False
+    with np.errstate(invalid="ignore"):
+        steps = np.diff(rows.astype(np.float64), axis=-1)
+    varying = (steps != 0).any(axis=-1)
+    if not varying.any():
+        return False
+    return bool((steps >= 0).all() or (steps <= 0).all())
+
+
+def _moved(a: np.ndarray, how: str) -> np.ndarray:
+    """A floating input moved out of its base distribution (integers and booleans are left as they are)."""
+    if not _is_float(a) or a.size == 0:
+        return a.copy()
+    wide = a.astype(np.float64)
+    if how == "negated":
+        moved = -wide
+    elif how == "scaled_up":
+        moved = wide * 10
+    elif how == "scaled_down":
+        moved = wide * 0.1
+    else:
+        finite = wide[np.isfinite(wide)]
+        moved = wide + 3 * (float(finite.std()) if finite.size and finite.std() > 0 else 1.0)
+    return moved.astype(a.dtype)
 
 
 def _step(a: np.ndarray) -> float:
@@ -134,11 +189,18 @@ def _other_shapes(feeds: Mapping[str, np.ndarray], dynamic_axes: Mapping[str, Ma
 def _fill_like(a: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     if a.size == 0:
         return np.zeros(shape, dtype=a.dtype)
-    if _is_float(a):
+    values, counts = np.unique(a, return_counts=True)
+    if _is_float(a) and len(values) > _FEW_VALUES:
         wide = a.astype(np.float64)
         return (rng.standard_normal(shape) * (float(wide.std()) or 1.0) + float(wide.mean())).astype(a.dtype)
-    values = np.unique(a)
-    return rng.choice(values, size=shape).astype(a.dtype)
+    # Masks, labels and indices: the same values in the same proportions; sorted rows stay sorted.
+    drawn = rng.choice(values, size=shape, p=counts / counts.sum()).astype(a.dtype)
+    if a.ndim and _rows_sorted(a.reshape(-1, a.shape[-1])) and drawn.ndim:
+        ascending = bool((np.diff(a.reshape(-1, a.shape[-1]).astype(np.float64), axis=-1) >= 0).all())
+        drawn = np.sort(drawn, axis=-1)
+        if not ascending:
+            drawn = np.flip(drawn, axis=-1).copy()
+    return drawn
 
 
 def _with_specials(a: np.ndarray) -> np.ndarray:
@@ -161,6 +223,10 @@ def describe(probe: str) -> str:
         "ramp": "the tie-rich inputs plus a strictly increasing ramp (no ties)",
         "shape": "other sizes on the dynamic axes",
         "special": "NaN, ±Inf, 0 and huge values planted",
+        "negated": "the floating inputs negated (leaves a branch the trace froze)",
+        "scaled_up": "the floating inputs ×10 (leaves a branch the trace froze)",
+        "scaled_down": "the floating inputs ×0.1 (leaves a branch the trace froze)",
+        "shifted": "the floating inputs moved by three standard deviations (leaves a branch the trace froze)",
     }.get(probe, "a sample the case supplied")
 
 
@@ -177,4 +243,5 @@ def parse_probes(text: str | None) -> list[str]:
     return names
 
 
-__all__ = ["ALL_PROBES", "DEFAULT_PROBES", "make_probes", "parse_probes", "describe"]
+__all__ = ["ALL_PROBES", "DEFAULT_PROBES", "DISTRIBUTION_PROBES", "SYNTHETIC_PROBES", "make_probes", "parse_probes",
+           "describe"]

@@ -53,8 +53,9 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
     return (model.SerializeToString(), found) if found else None
 
 
-def evaluate(augmented: bytes, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the augmented graph on ORT CPU; output name -> ranked values."""
+def evaluate(augmented: bytes, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+             ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Run the augmented graph on ORT CPU; output name -> (ranked values, {op, axis, keepdims})."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -63,4 +64,5 @@ def evaluate(augmented: bytes, found: dict[str, dict[str, Any]], feeds: dict[str
     names = [info["name"] for info in found.values()]
     inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
     values = session.run(names, inputs)
-    return dict(zip(found, values))
+    return {output: (value, {k: found[output][k] for k in ("op", "axis", "keepdims")})
+            for output, value in zip(found, values)}

@@ -8,17 +8,9 @@ from typing import Any
 
 from .backends import REGISTRY, Subject
 from .cases import Case
-from .execute import (
-    RANKED,
-    Task,
-    _compose,
-    _record_export,
-    _record_ranked_values,
-    _run_backend,
-    _stage,
-)
+from .execute import Task, _stage, record_export, record_graph_evidence, run_backend
 from .execute_names import INPUTS
-from .export import ExportResult, describe_exception
+from .export import ExportResult
 from .tables import tensor_row
 
 REFERENCE = "recorded"
@@ -27,7 +19,7 @@ REFERENCE = "recorded"
 def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
     from . import onnx_tests
     from .candidates import export_name, parse
-    from .transforms import TRANSFORMS
+    from .transforms import steps
 
     row["stage"] = "load"
     _stage("load")
@@ -49,9 +41,8 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
 
     def model_for(key: tuple[str, str | None]) -> ExportResult:
         if key not in exports:
-            transform = _compose(built.onnx_transform, TRANSFORMS[key[1]] if key[1] else None)
-            exports[key] = _transformed(test.model, transform)
-            _record_export(row, key, exports[key], test.input_names, task)
+            exports[key] = _transformed(test.model, steps(built.onnx_transform, key[1]))
+            record_export(row, key, exports[key], test.input_names, task)
         return exports[key]
 
     for spec in task.backends:
@@ -69,28 +60,32 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
             continue
         run_subject = Subject(None, list(test.input_names), list(test.output_names), None,
                               onnx_bytes=model.onnx_bytes, graph_inputs=model.graph_inputs)
-        _run_backend(task, backend, run_subject, probes, tensors, task.reruns, name=candidate.name)
+        run_backend(task, backend, run_subject, probes, tensors, task.reruns, name=candidate.name)
     for key, model in exports.items():
         if model.ok:
-            _record_ranked_values(task, model.onnx_bytes, list(test.output_names), probes, tensors,
-                                  f"{RANKED}:{export_name(key)}")
+            record_graph_evidence(task, model.onnx_bytes, list(test.output_names), probes, tensors,
+                                  export_name(key))
 
 
-def _transformed(model_bytes: bytes, transform: Any) -> ExportResult:
+def _transformed(model_bytes: bytes, transform: list[tuple[str, Any]]) -> ExportResult:
     """The folder's model, after the case's and the candidate's transforms, described like an export."""
     import hashlib
     import time
 
     import onnx
 
+    from .export import apply_transform, unordered_outputs
+
     started = time.perf_counter()
     model = onnx.load_from_string(model_bytes)
-    if transform is not None:
-        try:
-            model = transform(model)
-        except Exception as exc:
-            return ExportResult("recorded", time.perf_counter() - started, error=describe_exception(exc),
-                                stage="onnx_transform")
+    invalidated_by = None
+    for stage, step in transform:
+        transformed = apply_transform(model, step)
+        if isinstance(transformed, str):
+            return ExportResult("recorded", time.perf_counter() - started, error=transformed, stage=stage)
+        model, problem = transformed
+        if problem and invalidated_by is None:
+            invalidated_by = [stage, problem]
     data = model.SerializeToString()
     initializers = {i.name for i in model.graph.initializer}
     return ExportResult(
@@ -99,4 +94,5 @@ def _transformed(model_bytes: bytes, transform: Any) -> ExportResult:
         node_count=len(model.graph.node),
         graph_inputs=[i.name for i in model.graph.input if i.name not in initializers],
         graph_outputs=[o.name for o in model.graph.output], digest=hashlib.sha256(data).hexdigest(),
+        invalidated_by=invalidated_by, unordered_outputs=unordered_outputs(model),
     )

@@ -44,6 +44,7 @@ class RunConfig:
     shard: str | None = None  # "K/N": run the K-th of N stable slices of the cases
     durations: str | None = None  # a previous run whose case durations balance the shards
     localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
+    control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
 
@@ -164,6 +165,7 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
         task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
                     artifacts_dir=str(artifacts), threads=threads, probes=list(config.probes), reruns=config.reruns,
                     cache_dir=str(cache_root) if cache_root else None, localize_budget=config.localize_budget,
+                    control_budget=config.control_budget,
                     reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
     cases_started = time.time()

@@ -43,6 +43,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
             "tolerances": pl.String,
             "warnings": strs, "log": pl.String, "localization": pl.String,
+            "state_changes": strs, "export_warnings": strs, "rewrites": strs, "controls": pl.String,
         },
         "tensors": {
             "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,

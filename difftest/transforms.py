@@ -51,3 +51,14 @@ if importlib.util.find_spec("onnxsim") is not None:
         if not ok:
             raise RuntimeError("onnxsim could not validate the simplified model")
         return simplified
+
+
+def steps(case_transform: Callable[[Any], Any] | None, name: str | None) -> list[tuple[str, Callable[[Any], Any]]]:
+    """The rewrites an export goes through, each with the stage a failure is charged to: the case's own
+    ``onnx_transform`` first, then the candidate's named transform (``transform:NAME``)."""
+    found: list[tuple[str, Callable[[Any], Any]]] = []
+    if case_transform is not None:
+        found.append(("onnx_transform", case_transform))
+    if name:
+        found.append((f"transform:{name}", TRANSFORMS[name]))
+    return found

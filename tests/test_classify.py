@@ -132,3 +132,49 @@ def test_argmax_ties_need_the_values():
     assert classify(np.array([1]), np.array([2]), ranked=ranked).label == "tie_break"
     assert classify(np.array([1]), np.array([0]), ranked=ranked).label == "mismatch"
     assert classify(np.array([1]), np.array([2])).label == "mismatch"  # without values, no benefit of the doubt
+
+
+def test_long_sum_within_the_summation_bound_is_numeric_and_says_so():
+    import json
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((2, 1 << 16)) + 1).astype(np.float32)
+    exact = np.cumsum(x.astype(np.float64), axis=-1)
+    sequential = np.cumsum(x, axis=-1, dtype=np.float32)  # float32 sequential: drifts far beyond rtol
+    eager = exact.astype(np.float32)
+    magnitude = np.cumsum(np.abs(x), axis=-1, dtype=np.float32)
+    meta = json.loads(json.dumps({"op": "CumSum", "n": 1 << 16, "axis": 1, "reverse": 0, "exclusive": 0}))
+    verdict = classify(eager, sequential, oracle=exact, accumulation=(magnitude, meta))
+    assert verdict.label == "numeric", verdict.evidence
+    assert "summation bound" in verdict.evidence and "n = 65536" in verdict.evidence
+
+
+def test_off_by_one_prefix_sum_is_beyond_the_bound():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 4096)) + 50).astype(np.float32)
+    exact = np.cumsum(x.astype(np.float64), axis=-1)
+    exclusive = np.concatenate([np.zeros((2, 1)), exact[:, :-1]], axis=-1).astype(np.float32)
+    magnitude = np.cumsum(np.abs(x), axis=-1)
+    meta = {"op": "CumSum", "n": 4096, "axis": 1, "reverse": 0, "exclusive": 0}
+    verdict = classify(exact.astype(np.float32), exclusive, oracle=exact, accumulation=(magnitude, meta))
+    assert verdict.label == "mismatch" and "exceed" in verdict.evidence and "summation bound" in verdict.evidence
+
+
+def test_unordered_topk_compares_rows_as_sets():
+    reference = np.array([[0.9, 0.5, 0.3], [2.0, 1.0, 0.0]], dtype=np.float32)
+    candidate = np.array([[0.3, 0.9, 0.5], [0.0, 2.0, 1.0]], dtype=np.float32)
+    assert classify(reference, candidate, unordered_axis=-1).label == "tie_break"
+    wrong = candidate.copy()
+    wrong[0, 0] = 0.4
+    assert classify(reference, wrong, unordered_axis=-1).label != "tie_break"
+
+
+def test_ill_conditioned_inputs_numeric_when_both_sides_are_about_as_far_from_float64():
+    rng = np.random.default_rng(2)
+    oracle = rng.standard_normal(256)
+    reference = (oracle + rng.standard_normal(256) * 1e-3).astype(np.float32)  # eager far from float64
+    candidate = (oracle + rng.standard_normal(256) * 1e-3).astype(np.float32)  # about as far
+    verdict = classify(reference, candidate, oracle=oracle)
+    assert verdict.label == "numeric" and "ill-conditioned" in verdict.evidence
+    far = (oracle + rng.standard_normal(256) * 1e-1).astype(np.float32)  # 100x farther: a finding
+    assert classify(reference, far, oracle=oracle).label == "mismatch"

@@ -153,3 +153,21 @@ def test_blame_eager_when_it_is_farther_from_the_oracle():
     tensors = [ok("torch", [1.5, 2.0]), ok("ort-cpu", [1.0, 2.0]), oracle]
     (row,) = judge(tensors, oracle="torch-fp64")
     assert row["label"] == "mismatch" and row["blame"] == "torch"
+
+
+def test_generated_probe_the_reference_rejects_is_not_judged(tmp_path, data_dir):
+    import polars as pl
+
+    from difftest.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(data_dir / "probe_contract_suite.py"), "--backends", "torch,ort-cpu", "--out",
+                 str(out)]) == 0
+    rows = pl.read_parquet(out / "comparisons.parquet").to_dicts()
+    shape = [r for r in rows if r["case"].endswith("declared_dynamic_but_fixed") and r["probe"] == "shape"]
+    assert shape and all(r["label"] == "invalid_probe" for r in shape)
+    assert "not dynamic in the model" in shape[0]["evidence"] and "expects 12 frames" in shape[0]["evidence"]
+    alt = [r for r in rows if r["case"].endswith("needs_positive_scale") and r["probe"] == "alt"]
+    assert alt and alt[0]["label"] == "invalid_probe" and "scale must be positive" in alt[0]["evidence"]
+    page = (out / "cases").glob("probe_contract_suite__declared_dynamic_but_fixed-*.html")
+    assert "Probes not judged" in next(page).read_text()

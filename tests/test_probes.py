@@ -66,3 +66,27 @@ def test_parse_probes():
     assert parse_probes(None) == list(ALL_PROBES)
     with pytest.raises(ValueError, match="unknown probe"):
         parse_probes("base,wobble")
+
+
+def test_alt_keeps_counts_per_row_and_sorted_rows():
+    from difftest.probes import make_probes
+
+    rng = np.random.default_rng(1)
+    mask = rng.random((4, 10)) > 0.7
+    lengths = np.sort(rng.integers(0, 50, size=(3, 6)), axis=1)  # sorted rows: offsets, lengths
+    left_padded = np.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=np.int64)
+    alt = make_probes({"mask": mask, "lengths": lengths, "pad": left_padded}, ["base", "alt"])["alt"]
+    assert np.array_equal(alt["mask"].sum(1), mask.sum(1)) and not np.array_equal(alt["mask"], mask)
+    assert (np.diff(alt["lengths"], axis=1) >= 0).all()
+    assert sorted(map(tuple, alt["lengths"])) == sorted(map(tuple, lengths))
+    assert (np.diff(alt["pad"], axis=1) >= 0).all() and alt["pad"].sum() == left_padded.sum()
+
+
+def test_distribution_probes_move_floats_and_keep_integers():
+    from difftest.probes import DISTRIBUTION_PROBES, make_probes
+
+    base = feeds()
+    probes = make_probes(base, ["base", *DISTRIBUTION_PROBES])
+    assert np.allclose(probes["negated"]["x"], -base["x"]) and np.allclose(probes["scaled_up"]["x"], 10 * base["x"])
+    assert np.allclose(probes["scaled_down"]["x"], 0.1 * base["x"]) and probes["shifted"]["x"].mean() > base["x"].mean()
+    assert all(np.array_equal(probes[p]["index"], base["index"]) for p in DISTRIBUTION_PROBES)

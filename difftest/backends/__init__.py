@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Backend, BackendUnavailable, Subject
+from .onnx_reference import OnnxReference
 from .onnxruntime import OrtCpu, OrtCuda
 from .torch_eager import TorchCuda, TorchEager, TorchFloat64
 
 REGISTRY: dict[str, type[Backend]] = {
-    cls.name: cls for cls in (TorchEager, OrtCpu, OrtCuda, TorchCuda, TorchFloat64)
+    cls.name: cls for cls in (TorchEager, OrtCpu, OrtCuda, TorchCuda, TorchFloat64, OnnxReference)
 }
 
 DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda")

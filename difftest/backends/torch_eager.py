@@ -21,7 +21,9 @@ class TorchEager(Backend):
     def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in session.input_names]
+        # A copy per run: a forward that writes into its inputs must not change the probe for the next backend.
+        tensors = [torch.from_numpy(np.array(feeds[n], copy=True, order="C")).to(self.device)
+                   for n in session.input_names]
         with torch.inference_mode():
             outputs = session.call(*tensors)
         return [to_numpy(t) for t in outputs]

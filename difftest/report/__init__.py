@@ -119,6 +119,8 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
             log=_log_tail(run_dir, case.get("log")),
             variants=findings, exports=json.loads(case.get("exports") or "{}"),
             localization=json.loads(case.get("localization") or "{}"),
+            traced=_traced_probes(case), invalid_probes=_invalid_probes(case_comparisons),
+            controls=_controls(case, case_comparisons),
             not_localized=_not_localized(row["cells"], json.loads(case.get("localization") or "{}")),
             command=_command(case, run), since=row["since"],
         ))
@@ -163,6 +165,41 @@ class _CaseTensors:
 
             return frame("tensors", [])
         return self.all[case_id]
+
+
+def _traced_probes(case: dict[str, Any]) -> list[str]:
+    from ..probes import DISTRIBUTION_PROBES
+
+    return [p for p in case.get("probes") or [] if p in DISTRIBUTION_PROBES]
+
+
+def _invalid_probes(comparisons: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(probe, eager's refusal) for each generated probe the reference could not run, once per probe."""
+    found: dict[str, str] = {}
+    for c in comparisons:
+        if c["label"] == "invalid_probe":
+            found.setdefault(c["probe"], c["evidence"])
+    return list(found.items())
+
+
+def _controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The controls the worker ran for this case, each with its worst verdict against the reference."""
+    recorded = json.loads(case.get("controls") or "{}")
+    rows = []
+    for name, info in recorded.items():
+        own = [c for c in comparisons if c["candidate"] == name]
+        worst = max(own, key=lambda c: severity(c["label"])) if own else None
+        if info.get("kind") == "fact":
+            outcome = (("agrees with eager" if info.get("agrees") else "differs from eager") + f" ({info.get('evidence')})"
+                       if info.get("ran") else f"not run: {info.get('reason')}")
+            rows.append({"name": "export without the case's onnx_transform", "for": info.get("candidate"),
+                         "because": "did the case's own rewrite make the gap?", "label": None, "outcome": outcome})
+            continue
+        outcome = (f"on probes {', '.join(info.get('probes') or [])}" if info.get("ran")
+                   else f"not run: {info.get('reason')}")
+        rows.append({"name": name, "for": info.get("for"), "because": info.get("because"),
+                     "label": worst["label"] if worst else None, "outcome": outcome})
+    return rows
 
 
 def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,0 +1,107 @@
+"""Blame follows from the candidates and controls that actually ran and from what produced the graph."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from difftest.cli import main
+from difftest.judge import RunContext, judge_case
+from difftest.tables import tensor_row
+
+
+@pytest.fixture(scope="module")
+def blame_run(tmp_path_factory, data_dir_module):
+    out = tmp_path_factory.mktemp("blame") / "run"
+    code = main(["run", str(data_dir_module / "blame_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out),
+                 "--jobs", "2"])
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def data_dir_module():
+    from pathlib import Path
+
+    return Path(__file__).parent / "data"
+
+
+def _rows(out, case):
+    comparisons = pl.read_parquet(out / "comparisons.parquet").filter(pl.col("case") == f"blame_suite::{case}")
+    return {(r["candidate"], r["probe"]): r for r in comparisons.to_dicts()}
+
+
+def test_run_passes_with_expected_findings(blame_run):
+    code, _ = blame_run
+    assert code == 0
+
+
+def test_runtime_bug_is_blamed_on_the_runtime_by_the_spec_reference(blame_run):
+    _, out = blame_run
+    row = _rows(out, "runtime_drops_nan")[("ort-cpu", "base")]
+    assert row["blame"] == "ort-cpu" and "onnx-ref" in row["evidence"] and "agrees with eager" in row["evidence"]
+
+
+def test_exporter_bug_is_blamed_on_the_graph_by_the_spec_reference(blame_run):
+    _, out = blame_run
+    row = _rows(out, "exporter_truncates_division")[("ort-cpu", "base")]
+    assert row["blame"] == "exporter" and "computes what ort-cpu computes" in row["evidence"]
+
+
+def test_the_cases_own_rewrite_is_blamed_not_the_exporter(blame_run):
+    _, out = blame_run
+    row = _rows(out, "rewritten_by_the_case")[("ort-cpu", "base")]
+    assert row["blame"] == "onnx_transform", row["evidence"]
+    assert "without the case's onnx_transform agrees" in row["evidence"]
+
+
+def test_controls_are_recorded_but_are_not_results(blame_run):
+    _, out = blame_run
+    case = pl.read_parquet(out / "cases.parquet").filter(pl.col("case") == "blame_suite::runtime_drops_nan").row(
+        0, named=True)
+    controls = json.loads(case["controls"])
+    assert controls["onnx-ref"]["ran"] and controls["ort-cpu[opt=disable]"]["ran"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["comparisons"] == 4  # one result per case x requested candidate: controls are not results
+
+
+TASK = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
+
+
+def _ok(backend, values, dtype=np.float32):
+    return tensor_row(TASK, backend, "base", output="output", index=0, array=np.asarray(values, dtype=dtype))
+
+
+def _case(**extra):
+    return {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": "{}", "expect": None,
+            "exporter": "dynamo", **extra}
+
+
+def test_a_present_control_is_never_asked_for():
+    tensors = [_ok("torch", [1, 2, 3]), _ok("ort-cpu", [1, 2, 4]), _ok("ort-cpu[opt=disable]", [1, 2, 4])]
+    context = RunContext("r", "torch", ["ort-cpu", "ort-cpu[opt=disable]"], {}, None)
+    rows = {r["candidate"]: r for r in judge_case(_case(), tensors, context)}
+    for name, row in rows.items():
+        assert row["blame"] == f"{name} or exporter"
+        assert "add an ort-cpu[opt=disable]" not in row["evidence"] and "opt=disable]" not in row["evidence"].split(
+            "would separate")[-1]
+    assert "other runtime settings" in rows["ort-cpu[opt=disable]"]["evidence"]
+
+
+def test_undefined_casts_blame_nobody():
+    exports = json.dumps({"dynamo": {"float_to_int_casts": ["node_Cast_3"], "dropped_inputs": []}})
+    tensors = [_ok("torch", [1, -2147483648], np.int32), _ok("ort-cpu", [1, 2147483647], np.int32)]
+    context = RunContext("r", "torch", ["ort-cpu"], {}, None)
+    (row,) = judge_case(_case(exports=exports), tensors, context)
+    assert row["label"] == "mismatch" and row["blame"] == "none (undefined behaviour)"
+    assert "node_Cast_3" in row["evidence"]
+
+
+def test_a_transform_that_makes_the_graph_invalid_is_blamed():
+    exports = json.dumps({"dynamo+fp16": {"invalidated_by": ["transform:fp16", "type mismatch in node X"]}})
+    failed = tensor_row(TASK, "ort-cpu[transform=fp16]", "*", status="error", stage="session", message="bad type")
+    context = RunContext("r", "torch", ["ort-cpu[transform=fp16]"], {}, None)
+    (row,) = judge_case(_case(exports=exports), [_ok("torch", [1.0]), failed], context)
+    assert row["label"] == "runtime_error" and row["blame"] == "transform:fp16"
+    assert "ONNX checker rejects it" in row["evidence"]
