@@ -307,9 +307,10 @@ def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
     if row["status"] == "skipped":
         return Verdict("skipped", row["message"] or "")
     stage = row["stage"] or "run"
-    if stage in ("export", "onnx_transform"):
-        blame = "exporter" if stage == "export" else "onnx_transform"
-        return Verdict("export_error", f"{stage} failed: {row['message']}", blame=blame)
+    if stage == "export":
+        return Verdict("export_error", f"export failed: {row['message']}", blame="exporter")
+    if stage == "onnx_transform" or stage.startswith("transform:"):
+        return Verdict("export_error", f"{stage} failed: {row['message']}", blame=stage)
     return Verdict("runtime_error", f"{stage} failed: {row['message']}", blame=candidate)
 
 

@@ -105,3 +105,11 @@ def test_a_transform_that_makes_the_graph_invalid_is_blamed():
     (row,) = judge_case(_case(exports=exports), [_ok("torch", [1.0]), failed], context)
     assert row["label"] == "runtime_error" and row["blame"] == "transform:fp16"
     assert "ONNX checker rejects it" in row["evidence"]
+
+
+def test_a_failing_named_transform_is_an_export_error_blamed_on_it():
+    failed = tensor_row(TASK, "ort-cpu[transform=fp16]", "*", status="error", stage="transform:fp16",
+                        message="the graph transform failed: ValueError: already float16")
+    context = RunContext("r", "torch", ["ort-cpu[transform=fp16]"], {}, None)
+    (row,) = judge_case(_case(), [_ok("torch", [1.0]), failed], context)
+    assert row["label"] == "export_error" and row["blame"] == "transform:fp16"
