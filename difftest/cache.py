@@ -120,9 +120,12 @@ class ExportCache:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    from .tables import removed_on_failure
+
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    with removed_on_failure(temporary):
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
 
 
 def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[str, Any]], options: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
 
 BACKENDS_HELP = ("comma-separated candidates, each a backend with optional settings: ort-cpu, "
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run PyTorch models through eager PyTorch and ONNX Runtime, classify every disagreement, "
         "and write tables and an HTML report.",
         epilog="exit codes: 0 nothing unexpected failed, 1 unexpected failing verdicts, 2 usage or "
-        "configuration error, 3 internal error",
+        "configuration error (a full disk too), 3 internal error, 130 stopped by SIGINT/SIGTERM (finished cases kept)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finish the run in --out: only the cases it has no result for are run")
     run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
                      help="address-space limit per worker process, in MiB")
+    run.add_argument("--isolate", choices=["worker", "case"], default="worker",
+                     help="worker: reuse a healthy worker for many cases, putting back the process state each case "
+                     "changes (default); case: a fresh worker process per case (slower, nothing shared)")
 
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"difftest: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR
+    except Interrupted as exc:
+        print(f"difftest: stopped by {exc.signal_name}; the finished cases are kept (finish with --resume)",
+              file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `difftest list | head`: the reader left, nothing went wrong
         import os
 
@@ -118,7 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
     except KeyboardInterrupt:
         print("difftest: interrupted; finished cases are kept in the run directory", file=sys.stderr)
-        return ExitCode.INTERNAL_ERROR
+        return ExitCode.INTERRUPTED
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            traceback.print_exc()
+            print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
+                  file=sys.stderr)
+            return ExitCode.INTERNAL_ERROR
+        print(f"difftest: error: the disk is full ({exc.filename or 'while writing'}): free some space, then "
+              "finish the run with --resume (the cases that finished are kept)", file=sys.stderr)
+        return ExitCode.USAGE_ERROR
     except Exception:
         traceback.print_exc()
         print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
@@ -162,6 +180,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
         durations=args.durations, localize_budget=args.localize_budget, control_budget=args.control_budget,
+        isolate=args.isolate,
     )
     result = run(config)
     print()

@@ -102,9 +102,17 @@ def collect(targets: list[str], keyword: str | None = None) -> list[tuple[CaseRe
     """All cases the targets name, in file then declaration order, filtered by ``-k``."""
     found: list[tuple[CaseRef, CaseDef]] = []
     seen: set[str] = set()
+    stems: dict[str, Path] = {}
     for target in targets:
         files, only = suite_files(target)
         for path in files:
+            resolved = path.resolve()
+            other = stems.setdefault(resolved.stem, resolved)
+            if other != resolved:
+                raise UsageError(
+                    f"two suite files share the name {resolved.stem!r}: {other} and {resolved}. Case ids are "
+                    f"'<file name>::<case>', so their cases would collide and one would replace the other; rename "
+                    "one of the files or run them separately")
             definitions = load_suite(path)
             if only is not None and only not in {d.name for d in definitions}:
                 raise UsageError(

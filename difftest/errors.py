@@ -10,3 +10,11 @@ class UsageError(Exception):
 
 class RunDataError(UsageError):
     """A run directory or one of its tables is missing or unreadable."""
+
+
+class Interrupted(Exception):
+    """The run was asked to stop (SIGINT or SIGTERM): what finished is kept (exit code 130)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name

@@ -8,3 +8,4 @@ class ExitCode(enum.IntEnum):
     FAILURES = 1  # at least one failing verdict the case did not expect
     USAGE_ERROR = 2  # bad target, unknown backend, suite that does not import, ...
     INTERNAL_ERROR = 3  # a bug in difftest itself
+    INTERRUPTED = 130  # stopped by SIGINT or SIGTERM; the finished cases are kept (resume with --resume)

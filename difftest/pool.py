@@ -5,6 +5,13 @@ Workers are reused while healthy. A worker that dies mid-case (segfault,
 abort, out-of-memory kill) is replaced and the case becomes a ``crash``
 result naming the signal and the stage it was in; a case that runs past the
 timeout is killed and becomes ``timeout``. Other cases are unaffected.
+
+Each worker leads its own process group, so killing it (on a timeout, or when
+the run stops) also kills whatever the case started; a worker whose parent dies
+kills its group and exits. Process-global state a case changes (default dtype,
+working directory, alarms, TF32 flags, ...) is put back after the case and
+recorded on it; what cannot be put back retires the worker (see
+``process_state``). ``isolate="case"`` gives every case a fresh worker.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ class Failure:
     seconds: float
 
 
-def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | None) -> None:
+def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | None,
+                 parent: int | None = None) -> None:
     """Worker loop: receive (task, log path), run it with stdout/stderr in the log, send the result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _guard_against_orphaning(parent)
     if memory_limit_mb:
         import resource
 
@@ -52,6 +61,8 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         warm_up()
     except Exception:  # a warm-up problem shows up again, attributed, in the first case that exports
         pass
+    from . import process_state
+
     first = True
     while True:
         message = conn.recv()
@@ -66,14 +77,60 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
 
             torch.set_num_threads(threads)
             first = False
-        with _redirected_output(log_path):
+        before = process_state.snapshot()
+        with _redirected_output(log_path, LOG_LIMIT_BYTES):
             try:
                 result = ("ok", execute.run_task(task))
             except MemoryError:
                 result = ("internal", "MemoryError: the case exceeded the worker's memory limit")
             except BaseException:  # a bug in difftest: report it, keep the worker honest
                 result = ("internal", traceback.format_exc())
+        restored = process_state.restore(before)
+        if result[0] == "ok":
+            notes = [f"the case changed process state: {c}; put back" for c in restored.changed]
+            notes += [f"the case changed process state that cannot be put back: {c}; its worker was retired"
+                      for c in restored.unrestorable]
+            result[1]["case"]["isolation"] = notes
+            result[1]["retire"] = bool(restored.unrestorable)
         conn.send(result)
+        if restored.unrestorable:
+            return  # the pool replaces a worker whose result says "retire"
+
+
+def _guard_against_orphaning(parent: int | None) -> None:
+    """Lead a process group, and take it down if the parent run dies (SIGKILL included)."""
+    try:
+        os.setpgrp()
+    except OSError:
+        pass
+    if parent is None:
+        return
+
+    def end_group(*_: object) -> None:
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+
+    signal.signal(signal.SIGTERM, end_group)
+    try:  # Linux: the kernel signals us when the parent goes
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        import time as clock
+
+        while True:
+            if os.getppid() != parent:
+                end_group()
+            clock.sleep(0.5)
+
+    import threading
+
+    threading.Thread(target=watch, name="difftest-parent-watch", daemon=True).start()
 
 
 def _discover(targets: list[str], keyword: str | None, backends: list[str]) -> tuple[str, Any]:
@@ -104,11 +161,16 @@ def _discover(targets: list[str], keyword: str | None, backends: list[str]) -> t
                   "unavailable": unavailable}
 
 
-class _redirected_output:
-    """Point file descriptors 1 and 2 at a log file, so native libraries' output is kept too."""
+LOG_LIMIT_BYTES = 8 * 2**20
 
-    def __init__(self, path: str | None):
+
+class _redirected_output:
+    """Point file descriptors 1 and 2 at a log file, so native libraries' output is kept too. A log past
+    ``limit`` bytes is cut to its first and last parts when the case ends, and says so."""
+
+    def __init__(self, path: str | None, limit: int | None = None):
         self.path = path
+        self.limit = limit
 
     def __enter__(self) -> None:
         if not self.path:
@@ -130,6 +192,27 @@ class _redirected_output:
         os.dup2(self.saved[1], 2)
         os.close(self.saved[0])
         os.close(self.saved[1])
+        if self.limit:
+            cap_log(self.path, self.limit)
+
+
+def cap_log(path: str, limit: int) -> None:
+    """Keep the first and last half of ``limit`` bytes of a log that grew past it, with a note between."""
+    try:
+        size = os.path.getsize(path)
+        if size <= limit:
+            return
+        half = limit // 2
+        with open(path, "rb") as handle:
+            head = handle.read(half)
+            handle.seek(size - half)
+            tail = handle.read()
+        note = (f"\n… [difftest cut {size - 2 * half} bytes from the middle of this log: it grew to {size} bytes, "
+                f"past the {limit // 2**20} MiB bound per case] …\n").encode()
+        with open(path, "wb") as handle:
+            handle.write(head + note + tail)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -140,23 +223,26 @@ class _Slot:
     started: float = 0.0
     stage: str | None = None
     used: bool = False
+    retire: bool = False  # the worker said its process state cannot be put back: replace it after this case
 
 
 class WorkerPool:
     """Run tasks on ``jobs`` worker processes; yields (task, result dict | Failure) as they finish."""
 
-    def __init__(self, jobs: int, timeout: float, threads: int | None = None, memory_limit_mb: int | None = None):
+    def __init__(self, jobs: int, timeout: float, threads: int | None = None, memory_limit_mb: int | None = None,
+                 isolate: str = "worker"):
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self.threads = threads
         self.memory_limit_mb = memory_limit_mb
+        self.isolate = isolate  # "worker": reuse healthy workers; "case": a fresh worker per case
         self.context = multiprocessing.get_context("spawn")
         self.slots: list[_Slot] = []
 
     def _start(self) -> _Slot:
         parent, child = self.context.Pipe()
         process = self.context.Process(
-            target=_worker_main, args=(child, self.threads, self.memory_limit_mb), daemon=True
+            target=_worker_main, args=(child, self.threads, self.memory_limit_mb, os.getpid()), daemon=True
         )
         process.start()
         child.close()
@@ -193,11 +279,15 @@ class WorkerPool:
                 raise UsageError(payload)
             return payload
 
-    def run(self, tasks: Iterable[tuple[Any, str | None]]) -> Iterator[tuple[Any, dict | Failure]]:
+    def run(self, tasks: Iterable[tuple[Any, str | None]], stop: Any = None) -> Iterator[tuple[Any, dict | Failure]]:
+        """Yield (task, result) as cases finish; ``stop()`` true ends the run between results (the workers, and
+        what their cases started, are killed)."""
         pending = list(tasks)
         pending.reverse()
         try:
             while pending or any(s.task is not None for s in self.slots):
+                if stop is not None and stop():
+                    return
                 while pending and len([s for s in self.slots if s.task is not None]) < self.jobs:
                     slot = next((s for s in self.slots if s.task is None), None)
                     if slot is None:
@@ -213,7 +303,8 @@ class WorkerPool:
     def _collect(self) -> Iterator[tuple[Any, dict | Failure]]:
         busy = [s for s in self.slots if s.task is not None]
         now = time.monotonic()
-        wait_for = max(0.0, min(s.started + self.timeout - now for s in busy)) if busy else 0.0
+        # At most a second at a time, so a stop request (SIGTERM) is noticed promptly.
+        wait_for = min(1.0, max(0.0, min(s.started + self.timeout - now for s in busy))) if busy else 0.0
         ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=wait_for + 0.05))
         for slot in busy:
             elapsed = time.monotonic() - slot.started
@@ -223,7 +314,7 @@ class WorkerPool:
                     continue
                 yield slot.task, outcome
                 slot.task = None
-                if isinstance(outcome, Failure) and outcome.kind == "crash":
+                if isinstance(outcome, Failure) and outcome.kind == "crash" or slot.retire or self.isolate == "case":
                     self._replace(slot)
             elif elapsed > self.timeout:
                 task, stage = slot.task, slot.stage
@@ -242,6 +333,7 @@ class WorkerPool:
                     slot.stage = payload
                     continue
                 if kind == "ok":
+                    slot.retire = bool(payload.pop("retire", False))
                     return payload
                 return Failure("internal", slot.stage, payload, elapsed)
         except (EOFError, OSError):
@@ -252,6 +344,11 @@ class WorkerPool:
         return Failure("crash", slot.stage, _death(slot.process.exitcode, slot.stage), elapsed)
 
     def _kill(self, slot: _Slot) -> None:
+        """Kill the worker and everything in its process group (processes the case started)."""
+        try:
+            os.killpg(slot.process.pid, signal.SIGKILL)
+        except (OSError, TypeError):
+            pass
         if slot.process.is_alive():
             slot.process.kill()
         slot.process.join(5)
@@ -260,7 +357,7 @@ class WorkerPool:
         self._kill(slot)
         slot.conn.close()
         fresh = self._start()
-        slot.process, slot.conn, slot.task, slot.stage = fresh.process, fresh.conn, None, None
+        slot.process, slot.conn, slot.task, slot.stage, slot.retire = fresh.process, fresh.conn, None, None, False
 
     def close(self) -> None:
         for slot in self.slots:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .probes import ALL_PROBES
 from .exitcodes import ExitCode
 
@@ -45,6 +45,7 @@ class RunConfig:
     durations: str | None = None  # a previous run whose case durations balance the shards
     localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
     control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
+    isolate: str = "worker"  # "worker": reuse healthy workers (state put back per case); "case": one per case
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
 
@@ -64,37 +65,102 @@ def default_jobs() -> int:
 
 
 def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
-    """Run the configured cases; the worker pool starts first so its imports overlap the suite discovery."""
+    """Run the configured cases; a worker starts first so its imports overlap the suite discovery."""
     from .candidates import parse_list
     from .pool import WorkerPool
 
     candidates = parse_list(",".join(config.backends))  # a bad spec is a usage error before anything starts
-    if config.jobs < 0:
-        raise UsageError("--jobs must be 0 (one per core) or a positive number")
+    validate(config)
+    config = absolute_paths(config)  # a case that changes directory cannot move the run's files
     jobs = config.jobs or default_jobs()
     threads = max(1, default_jobs() // jobs)
-    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb)
-    pool.start(jobs)
+    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb,
+                      isolate=config.isolate)
+    pool.start(1)
     try:
-        return _run(config, candidates, pool, jobs, threads, echo)
+        with _interruptible() as interrupted:
+            return _run(config, candidates, pool, jobs, threads, echo, interrupted)
     finally:
         pool.close()
 
 
-def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads: int,
-         echo: Callable[[str], None]) -> RunResult:
-    from . import backends as backend_table
-    from .execute import Task, slug
-    from .pool import Failure
-    from .tables import consolidate, part_keys, write_part, write_table
-
-    started = time.time()
+def validate(config: RunConfig) -> None:
+    """Usage errors for settings that cannot work, before anything starts."""
+    if config.jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or a positive number")
+    if not config.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout:g}")
+    if config.memory_limit_mb is not None and config.memory_limit_mb < 256:
+        raise UsageError(f"--memory-limit {config.memory_limit_mb}: give at least 256 MiB per worker (torch alone "
+                         "needs about that much)")
     if config.reruns < 0:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
         raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
+    if config.isolate not in ("worker", "case"):
+        raise UsageError(f"--isolate must be worker or case, got {config.isolate!r}")
+    for name in ("localize_budget", "control_budget"):
+        if getattr(config, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of seconds")
+    if config.expectations:
+        from . import waivers
+
+        path = Path(config.expectations)
+        if not path.is_file():
+            raise UsageError(f"--expectations {path}: no such file")
+        waivers.load(path)  # a malformed waiver is a usage error now, not a crash at the end of the run
+
+
+def absolute_paths(config: RunConfig) -> RunConfig:
+    def absolute(value: str | None) -> str | None:
+        return str(Path(value).absolute()) if value else value
+
+    return dataclasses.replace(
+        config, out=absolute(config.out), reports_root=absolute(config.reports_root), cache_dir=absolute(config.cache_dir),
+        expectations=absolute(config.expectations), baseline=absolute(config.baseline), durations=absolute(config.durations),
+        targets=[_absolute_target(t) for t in config.targets])
+
+
+def _absolute_target(target: str) -> str:
+    path, sep, name = target.partition("::")
+    return str(Path(path).absolute()) + sep + name
+
+
+class _interruptible:
+    """SIGTERM and SIGINT stop the run between results: the handler sets a flag the loop checks, the pool
+    kills the workers' process groups, and what finished is written out. A second signal stops at once."""
+
+    def __enter__(self) -> dict[str, str | None]:
+        import signal
+
+        self.flag: dict[str, str | None] = {"signal": None}
+        self.previous = {}
+
+        def handler(number: int, _frame: Any) -> None:
+            if self.flag["signal"] is not None:
+                raise Interrupted(signal.Signals(number).name)
+            self.flag["signal"] = signal.Signals(number).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (an API caller's): no handlers, Ctrl-C as usual
+                pass
+        return self.flag
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
+
+
+def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads: int,
+         echo: Callable[[str], None], interrupted: dict[str, str | None]) -> RunResult:
+    from . import backends as backend_table
     from .cases import CaseRef
 
+    started = time.time()
     reference = backend_table.REFERENCE
     oracle = backend_table.ORACLE if config.oracle else None
     requested = [reference] + [c.name for c in candidates if c.name not in (reference, backend_table.ORACLE)]
@@ -121,18 +187,46 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
                              "fewer cases?)")
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = _prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
+    plan = _Plan(run_dir, found, run_id, started, reference, oracle, requested, discovered["unavailable"])
+    with RunLock(run_dir):
+        return _run_locked(config, plan, pool, jobs, threads, echo, interrupted)
+
+
+@dataclass
+class _Plan:
+    """What discovery decided: where the run goes, which cases, which backends."""
+
+    run_dir: Path
+    found: list[Any]
+    run_id: str
+    started: float
+    reference: str
+    oracle: str | None
+    requested: list[str]
+    unavailable: dict[str, str | None]
+
+
+def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: int, echo: Callable[[str], None],
+                interrupted: dict[str, str | None]) -> RunResult:
+    from . import backends as backend_table
+    from .execute import Task
+    from .execute_names import slug
+    from .pool import Failure
+    from .tables import PartManifest, consolidate, part_keys, read_table, write_table
+
+    run_dir, found, run_id, started = plan.run_dir, plan.found, plan.run_id, plan.started
+    reference, oracle, requested = plan.reference, plan.oracle, plan.requested
     holds_run = (run_dir / "runs.parquet").exists() or (run_dir / "parts").exists()
     if holds_run and not config.resume:
         raise UsageError(f"{run_dir} already holds a run; pass --resume to finish it, or choose another --out")
     if config.resume:
         if not holds_run:
             raise UsageError(f"--resume: {run_dir} holds no run to resume")
-        from .tables import read_table
-
+        check_resumable(run_dir, config)
         run_id = read_table(run_dir, "runs")["run"][0]
     skipped = {}
     for name in requested + ([oracle] if oracle else []):
-        reason = discovered["unavailable"].get(backend_table.make(name).name)
+        reason = plan.unavailable.get(backend_table.make(name).name)
         if reason:
             skipped[name] = reason
     if reference in skipped:
@@ -156,7 +250,9 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
     artifacts = (run_dir / "onnx").resolve()
-    done = part_keys(run_dir, "cases")
+    manifest = PartManifest(run_dir)
+    done = part_keys(run_dir, "cases") & manifest.keys()
+    expected = {slug(ref.id): ref.id for ref, _ in found}
     tasks = []
     for ref, _ in found:
         key = slug(ref.id)
@@ -168,9 +264,10 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
                     control_budget=config.control_budget,
                     reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
+    pool.start(min(jobs, len(tasks)))
     cases_started = time.time()
     finished = 0
-    for task, result in pool.run(tasks):
+    for task, result in pool.run(tasks, stop=lambda: interrupted["signal"] is not None):
         finished += 1
         key = slug(task.ref.id)
         if isinstance(result, Failure):
@@ -183,12 +280,20 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
         else:
             case, tensors = result["case"], result["tensors"]
         case["log"] = f"logs/{key}.log"
-        write_part(run_dir, "tensors", key, tensors)
-        write_part(run_dir, "cases", key, [case])  # written last: its presence marks the case done
+        manifest.write(key, task.ref.id, case, tensors)  # the case row last: its presence marks the case done
         status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
         echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
+    if interrupted["signal"] is not None:
+        for table in ("cases", "tensors"):
+            consolidate(run_dir, table, manifest.keys() & set(expected))
+        echo(f"difftest: stopped by {interrupted['signal']} after {finished} of {len(tasks)} case(s); the finished "
+             f"ones are kept in {run_dir}: finish with `difftest run ... --out {run_dir} --resume`")
+        raise Interrupted(interrupted["signal"])
+    lost = manifest.verify(expected)
+    for key, case_id, reason in lost:
+        echo(f"  LOST {case_id}: {reason}")
     for table in ("cases", "tensors"):
-        consolidate(run_dir, table)
+        consolidate(run_dir, table, expected)
     run_row["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     run_row["seconds"] = time.time() - started
     run_row["phase_seconds"] = json.dumps({"cases": time.time() - cases_started})
@@ -196,6 +301,64 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
     result = finish(run_dir, rejudge=True, baseline=Path(config.baseline) if config.baseline else None)
     _link_latest(run_dir, Path(config.reports_root))
     return result
+
+
+RESUME_SETTINGS = ("targets", "backends", "keyword", "exporter", "probes", "reruns", "oracle", "shard")
+
+
+def check_resumable(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume a run that was asked to do something else, naming what differs."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise UsageError(f"--resume: {run_dir} holds no config.json, so difftest cannot tell what it was asked "
+                         "to run; start a new run in another --out")
+    stored = json.loads(path.read_text())
+    differs = []
+    for name in RESUME_SETTINGS:
+        before, now = stored.get(name), getattr(config, name)
+        if name == "targets":
+            before = [_absolute_target(t) for t in before or []]
+        if before != now:
+            differs.append(f"{name}: {before!r} then, {now!r} now")
+    if differs:
+        raise UsageError(f"--resume: {run_dir} was run with other settings ({'; '.join(differs)}); resume with the "
+                         "same settings, or start a new run in another --out")
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the whole run: a second run into it is a usage error naming the
+    process that holds it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise UsageError(f"{self.path.parent} is in use by another difftest run (pid {holder}); wait for it or "
+                             "choose another --out") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(str(os.getpid()))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        try:
+            self.handle.seek(0)
+            self.handle.truncate()
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        finally:
+            self.handle.close()
 
 
 def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -> RunResult:

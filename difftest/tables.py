@@ -9,6 +9,7 @@ pickles: tensors are stored as raw bytes with dtype and shape beside them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -44,6 +45,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "tolerances": pl.String,
             "warnings": strs, "log": pl.String, "localization": pl.String,
             "state_changes": strs, "export_warnings": strs, "rewrites": strs, "controls": pl.String,
+            "isolation": strs,
         },
         "tensors": {
             "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,
@@ -144,15 +146,113 @@ def _stats(values: np.ndarray, finite: np.ndarray) -> dict[str, Any]:
 
 
 def write_atomic(df: Any, path: Path) -> None:
-    """Write parquet through a temporary file and rename, so readers never see half a file."""
+    """Write parquet through a temporary file and rename, so readers never see half a file; a failed write
+    (a full disk) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(temporary)
-    os.replace(temporary, path)
+    with removed_on_failure(temporary):
+        df.write_parquet(temporary)
+        os.replace(temporary, path)
 
 
-def write_part(run_dir: Path, table: str, key: str, rows: list[dict[str, Any]]) -> None:
-    write_atomic(frame(table, rows), run_dir / "parts" / table / f"{key}.parquet")
+class removed_on_failure:
+    """Delete ``path`` if the block raises (the temporary file of an atomic write)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        if kind is not None:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def write_part(run_dir: Path, table: str, key: str, rows: list[dict[str, Any]]) -> Path:
+    path = run_dir / "parts" / table / f"{key}.parquet"
+    write_atomic(frame(table, rows), path)
+    return path
+
+
+class PartManifest:
+    """Which case wrote which part files, with their digests (``parts/manifest.jsonl``, appended by the parent).
+
+    A case runs in a worker that can reach the run directory: one that deletes or rewrites another case's part
+    files would make that case vanish from the tables. At the end of the run every expected case is checked
+    against the manifest; a missing or altered part is recorded as a lost result (a failing verdict naming what
+    happened), never silently dropped.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / "parts" / "manifest.jsonl"
+        self.entries: dict[str, dict[str, str]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["key"]] = entry
+                except (ValueError, KeyError):
+                    continue
+
+    def keys(self) -> set[str]:
+        return set(self.entries)
+
+    def write(self, key: str, case_id: str, case: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+        """The case's tensors part, then its cases part (its presence marks the case done), then the entry."""
+        tensors_path = write_part(self.run_dir, "tensors", key, tensors)
+        cases_path = write_part(self.run_dir, "cases", key, [case])
+        entry = {"key": key, "case": case_id, "tensors": _file_digest(tensors_path),
+                 "cases": _file_digest(cases_path)}
+        self.entries[key] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def verify(self, expected: dict[str, str]) -> list[tuple[str, str, str]]:
+        """Check every expected case's parts; replace what is missing or altered by a row saying so.
+        Returns (key, case id, what happened) for each lost case."""
+        lost = []
+        for key, case_id in expected.items():
+            entry = self.entries.get(key)
+            if entry is None:
+                reason = "no result was recorded for it"
+            else:
+                reason = self._problem(key, entry)
+            if reason is None:
+                continue
+            lost.append((key, case_id, reason))
+            row = {"case": case_id, "suite": case_id.split("::")[0], "name": case_id.split("::", 1)[-1],
+                   "status": "error", "stage": "harness",
+                   "message": f"the case's results were lost after it ran: {reason}. Another case may have deleted "
+                              "or rewritten files in the run directory; rerun this case"}
+            runs = self.run_dir / "runs.parquet"
+            if runs.exists():
+                row["run"] = read_table(self.run_dir, "runs")["run"][0]
+            write_part(self.run_dir, "tensors", key, [])
+            write_part(self.run_dir, "cases", key, [row])
+        return lost
+
+    def _problem(self, key: str, entry: dict[str, str]) -> str | None:
+        for table in ("tensors", "cases"):
+            path = self.run_dir / "parts" / table / f"{key}.parquet"
+            if not path.exists():
+                return f"its {table} part file {path.name} was deleted"
+            if _file_digest(path) != entry.get(table):
+                return f"its {table} part file {path.name} was altered (its digest no longer matches)"
+        return None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def part_keys(run_dir: Path, table: str) -> set[str]:
@@ -160,11 +260,16 @@ def part_keys(run_dir: Path, table: str) -> set[str]:
     return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
 
 
-def consolidate(run_dir: Path, table: str) -> None:
-    """Concatenate the table's parts into ``<table>.parquet``, streaming: memory stays near one part's size."""
+def consolidate(run_dir: Path, table: str, keys: Iterable[str] | None = None) -> None:
+    """Concatenate the table's parts into ``<table>.parquet``, streaming: memory stays near one part's size.
+    With ``keys``, only those cases' parts (files a case planted in the folder are not results)."""
     import polars as pl
 
-    parts = sorted((run_dir / "parts" / table).glob("*.parquet"))
+    folder = run_dir / "parts" / table
+    if keys is None:
+        parts = sorted(folder.glob("*.parquet"))
+    else:
+        parts = sorted(path for path in (folder / f"{key}.parquet" for key in keys) if path.exists())
     for part in parts:
         _check_readable(part)
     target = run_dir / f"{table}.parquet"
@@ -172,8 +277,9 @@ def consolidate(run_dir: Path, table: str) -> None:
         write_atomic(frame(table, []), target)
         return
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    pl.scan_parquet(parts).sink_parquet(temporary)
-    os.replace(temporary, target)
+    with removed_on_failure(temporary):
+        pl.scan_parquet(parts).sink_parquet(temporary)
+        os.replace(temporary, target)
 
 
 def case_part(run_dir: Path, table: str, key: str):
