@@ -2,13 +2,21 @@
 
 Export dominates a run (the dynamo exporter takes seconds per model; ONNX Runtime milliseconds), and a
 nightly job exports the same models every night. An export is stored under a key that hashes everything
-it depends on: the case id and its suite file, the source of every module class in the model, its
-weights and other attributes, the inputs, the exporter and its options, the transforms' source, the
-versions of torch/onnx/onnxscript and of difftest's own export code. Change any of them and the key
-changes. Failed exports are cached too (they are deterministic and often the slowest).
+it depends on: the case id and its suite file, the source of every user module the suite and the model's
+classes come from (helper modules and configs the suite imports, outside site-packages), the source of
+every module class in the model, its parameters and all its buffers (non-persistent ones included: rotary
+frequencies computed from a config), its other attributes, the inputs, the exporter and its options, the
+transforms' source, and the versions of torch/onnx/onnxscript and of difftest's own export code.
+
+The cache trusts nothing it reads back: an entry's model is re-hashed against the digest it was stored with
+and its recorded key must be the one asked for, or the entry is dropped (a truncated or swapped file is never
+served). Successful exports are served from the cache; a failed export only once it has failed twice with
+the same message (a failure seen once may be transient: a busy resource); the case row says which
+(``export_cache``).
 
 Entries are written to a temporary file and renamed, so concurrent workers never read half an entry; the
-cache is pruned oldest-first (by last use) past its size bound.
+cache is pruned oldest-first (by last use) past its size bound. ``clear`` and pruning touch only entries the
+cache wrote: files named by a key under a root that carries the cache's marker file.
 """
 
 from __future__ import annotations
@@ -19,11 +27,16 @@ import inspect
 import json
 import os
 import re
+import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
 
 DEFAULT_MAX_BYTES = 2 * 2**30
+MARKER = "DIFFTEST-EXPORT-CACHE"
+_ENTRY = re.compile(r"^[0-9a-f]{64}$")
+FAILURES_TO_TRUST = 2  # a failure is replayed once seen this many times with the same message
 
 
 def default_root() -> Path:
@@ -43,7 +56,7 @@ class ExportCache:
         return folder / f"{key}.onnx", folder / f"{key}.json"
 
     def get(self, key: str):
-        """The cached ExportResult, or None."""
+        """The cached ExportResult (``cache_note`` says how it was served), or None."""
         from .export import ExportResult
 
         model_path, meta_path = self._paths(key)
@@ -52,33 +65,72 @@ class ExportCache:
             data = model_path.read_bytes() if meta.get("has_model") else None
         except (OSError, ValueError):
             return None
+        problem = _invalid(key, meta, data)
+        if problem is not None:
+            self._drop(key)
+            return None
+        if data is None and int(meta.get("seen", 1)) < FAILURES_TO_TRUST:
+            return None  # a failure seen once is not replayed: export again, it may have been transient
         now = time.time()
         try:
             os.utime(meta_path, (now, now))  # last use, for pruning
         except OSError:
             pass
-        fields = {k: v for k, v in meta.items() if k not in ("has_model", "key")}
-        return ExportResult(onnx_bytes=data, **fields)
+        fields = {k: v for k, v in meta.items() if k not in ("has_model", "key", "seen", "cache_note", "model_sha256")}
+        result = ExportResult(onnx_bytes=data, **{k: v for k, v in fields.items()
+                                                  if k in ExportResult.__dataclass_fields__})
+        result.cache_note = ("served from the export cache (its digest verified)" if data is not None else
+                             f"failure replayed from the export cache (it failed {meta.get('seen')} times with this "
+                             "message, so it is deterministic)")
+        return result
 
     def put(self, key: str, result: Any) -> None:
+        """Store a successful export; count a failure (served only once it repeats identically)."""
         model_path, meta_path = self._paths(key)
         try:
             model_path.parent.mkdir(parents=True, exist_ok=True)
-            meta = {k: v for k, v in vars(result).items() if k != "onnx_bytes"}
+            self._mark()
+            meta = {k: v for k, v in vars(result).items() if k not in ("onnx_bytes", "cache_note")}
             meta.update(has_model=result.onnx_bytes is not None, key=key)
             if result.onnx_bytes is not None:
+                meta["model_sha256"] = hashlib.sha256(result.onnx_bytes).hexdigest()
+            if result.onnx_bytes is None:
+                try:
+                    previous = json.loads(meta_path.read_text())
+                except (OSError, ValueError):
+                    previous = {}
+                same = previous.get("error") == result.error and previous.get("stage") == result.stage
+                meta["seen"] = int(previous.get("seen", 0)) + 1 if same else 1
+                result.cache_note = (f"failure noted in the export cache (seen {meta['seen']} time(s); replayed once "
+                                     f"seen {FAILURES_TO_TRUST} times identically)")
+            else:
                 _write_atomic(model_path, result.onnx_bytes)
+                result.cache_note = result.cache_note or "exported and stored in the export cache"
             _write_atomic(meta_path, json.dumps(meta).encode())  # last: its presence completes the entry
         except OSError:
             return  # a cache that cannot be written only costs time
         self.prune()
 
+    def _mark(self) -> None:
+        marker = self.root / MARKER
+        if not marker.exists():
+            marker.write_text("This folder is difftest's export cache; `difftest cache clear` empties it.\n")
+
+    def _drop(self, key: str) -> None:
+        for path in self._paths(key):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
     def entries(self) -> list[tuple[Path, int, float]]:
-        """(meta path, bytes of the entry, last use) for every complete entry."""
+        """(meta path, bytes of the entry, last use) for every entry this cache wrote."""
         found = []
-        if not self.root.exists():
-            return found
+        if not (self.root / MARKER).is_file():
+            return found  # not a folder the cache made: touch nothing in it
         for meta in self.root.glob("*/*.json"):
+            if not _ENTRY.match(meta.stem) or meta.parent.name != meta.stem[:2]:
+                continue
             model = meta.with_suffix(".onnx")
             try:
                 size = meta.stat().st_size + (model.stat().st_size if model.exists() else 0)
@@ -93,11 +145,7 @@ class ExportCache:
         if total <= self.max_bytes:
             return
         for meta, size, _ in sorted(entries, key=lambda e: e[2]):
-            for path in (meta, meta.with_suffix(".onnx")):
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+            self._drop(meta.stem)
             total -= size
             if total <= self.max_bytes * 0.8:
                 break
@@ -110,13 +158,19 @@ class ExportCache:
     def clear(self) -> int:
         count = 0
         for meta, _, _ in self.entries():
-            for path in (meta, meta.with_suffix(".onnx")):
-                try:
-                    path.unlink()
-                    count += path.suffix == ".json"
-                except OSError:
-                    pass
+            self._drop(meta.stem)
+            count += 1
         return count
+
+
+def _invalid(key: str, meta: dict[str, Any], data: bytes | None) -> str | None:
+    """Why an entry read back cannot be trusted, or None."""
+    if meta.get("key") != key:
+        return "the entry records another key (a swapped file)"
+    if meta.get("has_model"):
+        if data is None or hashlib.sha256(data).hexdigest() != meta.get("model_sha256"):
+            return "the model does not match its recorded digest (truncated or replaced)"
+    return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -151,16 +205,82 @@ def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[st
         for name, sub in module.named_modules():
             add("class", _class_source(type(sub)))
             add("attributes", _attributes(sub))
-        for name, tensor in module.state_dict().items():
-            add(f"state:{name}", _tensor_bytes(tensor))
+        for name, tensor in module.named_parameters(remove_duplicate=False):
+            add(f"parameter:{name}", _tensor_bytes(tensor))
+        for name, tensor in module.named_buffers(remove_duplicate=False):  # non-persistent ones too
+            add(f"buffer:{name}", _tensor_bytes(tensor))
     else:
         add("callable", _source(module))
+    for name, source in user_module_sources(suite_path, module):
+        add(f"module:{name}", source)
     for name, value in inputs:
         add(f"input:{name}", _tensor_bytes(value) if isinstance(value, torch.Tensor) else repr(value))
     for name, value in sorted(options.items()):
         add(f"option:{name}", _option_text(value))
     add("versions", _versions())
     return digest.hexdigest()
+
+
+def user_module_sources(suite_path: str, model: Any) -> list[tuple[str, bytes]]:
+    """(module name, source) of every user module the suite file and the model's classes depend on: the suite's
+    module, the modules of the model's classes and functions, and, transitively, every module they import or
+    take names from, skipping the standard library, site-packages and difftest itself. A helper module or a
+    config file read at import changes the key when its source changes."""
+    import types
+
+    import torch
+
+    roots: list[types.ModuleType] = []
+    resolved = str(Path(suite_path).resolve())
+    name = Path(suite_path).name
+    roots += [m for m in list(sys.modules.values())
+              if str(getattr(m, "__file__", None) or "").endswith(name) and _file_of(m) == resolved]
+    objects = [type(sub) for sub in model.modules()] if isinstance(model, torch.nn.Module) else [model]
+    for obj in objects:
+        owner = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if owner is not None:
+            roots.append(owner)
+    seen: dict[str, bytes] = {}
+    stack = list(roots)
+    while stack:
+        module = stack.pop()
+        path = _file_of(module)
+        if path is None or module.__name__ in seen or not _is_user_file(path):
+            continue
+        try:
+            seen[module.__name__] = Path(path).read_bytes()
+        except OSError:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, types.ModuleType):
+                stack.append(value)
+            else:
+                owner = sys.modules.get(getattr(value, "__module__", None) or "") if hasattr(value, "__module__") \
+                    else None
+                if owner is not None:
+                    stack.append(owner)
+    return sorted(seen.items())
+
+
+def _file_of(module: Any) -> str | None:
+    path = getattr(module, "__file__", None)
+    try:
+        return str(Path(path).resolve()) if path else None
+    except (OSError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _library_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(str(Path(__file__).resolve().parent))  # difftest itself is versioned separately
+    return tuple(str(Path(r).resolve()) for r in roots)
+
+
+def _is_user_file(path: str) -> bool:
+    if "site-packages" in path or "dist-packages" in path:
+        return False
+    return not any(path.startswith(root + os.sep) for root in _library_roots())
 
 
 def _option_text(value: Any) -> str:

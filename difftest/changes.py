@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 GROWTH = 10.0  # "error grew tenfold"
-KINDS = ("new_failure", "fixed", "changed", "numbers", "added", "removed")
-TITLES = {"new_failure": "new failures", "fixed": "fixed", "changed": "changed verdict",
-          "numbers": f"error grew {GROWTH:g}× or more", "added": "added", "removed": "removed"}
+KINDS = ("candidates", "new_failure", "fixed", "changed", "numbers", "added", "removed")
+TITLES = {"candidates": "candidates added or removed", "new_failure": "new failures", "fixed": "fixed",
+          "changed": "changed verdict", "numbers": f"error grew {GROWTH:g}× or more", "added": "added",
+          "removed": "removed"}
 
 
 @dataclass
@@ -33,29 +34,45 @@ def compare_runs(base_dir: Path, new_dir: Path, growth: float = GROWTH) -> list[
     new, _ = run_outcomes(new_dir)
     base_numbers = _worst_numbers(read_table(base_dir, "comparisons").to_dicts())
     new_numbers = _worst_numbers(read_table(new_dir, "comparisons").to_dicts())
-    return diff_outcomes(base, new, base_numbers, new_numbers, growth)
+    candidates = (_requested(base_dir), _requested(new_dir))
+    return diff_outcomes(base, new, base_numbers, new_numbers, growth, candidates)
+
+
+def _requested(run_dir: Path) -> list[str]:
+    from .tables import read_table
+
+    row = read_table(run_dir, "runs").to_dicts()[0]
+    return [b for b in row["backends_requested"] or [] if b != row["reference"]]
 
 
 def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbers: dict,
-                  growth: float = GROWTH) -> list[Change]:
+                  growth: float = GROWTH, candidates: tuple[list[str], list[str]] | None = None) -> list[Change]:
+    """What changed from ``base`` to ``new``. A candidate that one run has and the other lacks is a change of its
+    own (a nightly that silently lost ``ort-cuda`` tested less), and so is each of its results."""
     before = {(o.case, o.candidate): o for o in base}
     after = {(o.case, o.candidate): o for o in new}
-    base_cases = {o.case for o in base}
-    new_cases = {o.case for o in new}
+    old_set = candidates[0] if candidates else sorted({o.candidate for o in base})
+    new_set = candidates[1] if candidates else sorted({o.candidate for o in new})
     changes: list[Change] = []
+    for name in [c for c in old_set if c not in new_set]:
+        count = sum(1 for o in base if o.candidate == name)
+        changes.append(Change("candidates", "*", name, "in the base run", "missing",
+                              f"the candidate is no longer run: {count} result(s) not produced"))
+    for name in [c for c in new_set if c not in old_set]:
+        count = sum(1 for o in new if o.candidate == name)
+        changes.append(Change("candidates", "*", name, "missing", "in the new run",
+                              f"a new candidate: {count} result(s)"))
     for key, o in after.items():
         old = before.get(key)
-        if o.case not in base_cases:
+        if old is None:
             changes.append(Change("added", o.case, o.candidate, "—", _state(o), o.evidence[:300]))
             if o.failed:
                 changes.append(Change("new_failure", o.case, o.candidate, "—", _state(o), o.evidence[:300]))
             continue
-        if old is None:
-            if o.failed:
-                changes.append(Change("new_failure", o.case, o.candidate, "—", _state(o), o.evidence[:300]))
-            continue
-        if o.failed and not (old.failed and old.label == o.label):
+        if o.failed and not old.failed:
             changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
+        elif o.failed and old.label != o.label:  # another failure than before: changed, not new
+            changes.append(Change("changed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
         elif old.failed and not o.failed:
             changes.append(Change("fixed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
         elif old.label != o.label:
@@ -65,7 +82,7 @@ def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbe
             if grown:
                 changes.append(Change("numbers", o.case, o.candidate, _state(old), _state(o), grown))
     for key, o in before.items():
-        if o.case not in new_cases and (o.case, o.candidate) not in after:
+        if key not in after:
             changes.append(Change("removed", o.case, o.candidate, _state(o), "—", ""))
     order = {kind: i for i, kind in enumerate(KINDS)}
     return sorted(changes, key=lambda c: (order[c.kind], c.case, c.candidate))

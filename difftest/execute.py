@@ -180,6 +180,22 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
             tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
                                       max_bytes=task.max_tensor_bytes))
     subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
+    from .full_compare import FullComparisons
+
+    full = FullComparisons(task.reference, task.max_tensor_bytes,
+                           Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
+                           json.loads(row.get("tolerances") or "{}"))
+    try:
+        _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, flat, signature,
+                        output_names, guard, full)
+    finally:
+        full.close()
+
+
+def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]],
+                    candidates: list[Any], exports: "CaseExports", probes: dict[str, dict[str, np.ndarray]],
+                    subject: Subject, flat: Any, signature: Any, output_names: list[str], guard: Any,
+                    full: Any) -> None:
     for candidate in candidates:
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         run_subject = subject
@@ -193,7 +209,7 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
                                   onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
         run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
-                    after_run=lambda stage: guard.check(stage))
+                    after_run=lambda stage: guard.check(stage), full=full)
     for key, exported in exports.done.items():
         if exported.ok:
             from .candidates import export_name
@@ -338,14 +354,15 @@ def record_graph_evidence(task: Task, onnx_bytes: bytes, output_names: list[str]
 
 def run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
                 tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
-                after_run: Callable[[str], Any] | None = None) -> None:
+                after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
     """Prepare ``backend`` once and run it on every probe (and its reruns), appending tensors rows.
-    ``after_run`` is called with a stage description after every run (the model guard's check)."""
+    ``after_run`` is called with a stage description after every run (the model guard's check); ``full``
+    compares outputs too large to store whole (see ``full_compare``)."""
     if backend.device != "cpu":
         with _device_lock(task, backend.device):  # one case at a time per GPU: timings and memory stay sane
-            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run)
+            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
     else:
-        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run)
+        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
 
 
 class _device_lock:
@@ -370,7 +387,7 @@ class _device_lock:
 
 def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
                           tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
-                          after_run: Callable[[str], Any] | None = None) -> None:
+                          after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
     name = name or backend.name
     started = time.perf_counter()
     try:
@@ -389,7 +406,7 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
     for probe, feeds in probes.items():
         for rerun in range(1 + reruns):
             ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds, providers,
-                           tensors)
+                           tensors, full)
             if after_run is not None:
                 after_run(f"the {name} run")
             if not ok:
@@ -398,7 +415,7 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
 
 def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,
               feeds: dict[str, np.ndarray], rerun: int, prepare_seconds: float, providers: list[str],
-              tensors: list[dict[str, Any]]) -> bool:
+              tensors: list[dict[str, Any]], full: Any = None) -> bool:
     began = time.perf_counter()
     try:
         _stage(f"run ({name}, probe {probe})")
@@ -416,9 +433,10 @@ def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subjec
                                   seconds=seconds, providers=providers, rerun=rerun))
         return False
     for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
+        note = full.note(name, probe, output, rerun, array) if full is not None else None
         tensors.append(tensor_row(task, name, probe, output=output, index=index, array=array, seconds=seconds,
                                   prepare_seconds=prepare_seconds, providers=providers, rerun=rerun,
-                                  max_bytes=task.max_tensor_bytes))
+                                  max_bytes=task.max_tensor_bytes, message=note))
     return True
 
 
@@ -436,14 +454,14 @@ def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: Ex
         "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
         "onnx_path": None, "cached": exported.cached, "warnings": exported.warnings,
         "float_to_int_casts": exported.float_to_int_casts, "invalidated_by": exported.invalidated_by,
-        "unordered_outputs": exported.unordered_outputs,
+        "unordered_outputs": exported.unordered_outputs, "cache": exported.cache_note,
     }
     if exported.ok:
         folder = Path(task.artifacts_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{slug(task.ref.id)}.{name}.onnx"
         path.write_bytes(exported.onnx_bytes)
-        info["onnx_path"] = str(path)
+        info["onnx_path"] = f"{folder.name}/{path.name}"  # relative to the run folder, which can move
     all_exports = json.loads(row.get("exports") or "{}")
     all_exports[name] = info
     row["exports"] = json.dumps(all_exports)
@@ -451,6 +469,7 @@ def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: Ex
         return
     row.update(
         export_seconds=0.0 if exported.cached else exported.seconds, export_cached=exported.cached,
+        export_cache=exported.cache_note,
         export_status=info["status"], export_stage=info["stage"],
         export_error=exported.error, onnx_digest=exported.digest, opset=exported.opset,
         node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,

@@ -28,6 +28,7 @@ class ExportResult:
     graph_outputs: list[str] = field(default_factory=list)
     digest: str | None = None
     cached: bool = False
+    cache_note: str | None = None  # how the export cache served or stored this export (see ``cache``)
     # What the exporter warned about while tracing ("Category: first line"), in order, without repeats.
     warnings: list[str] = field(default_factory=list)
     # Cast nodes from a float to an integer type: the ONNX spec leaves out-of-range and NaN inputs undefined.

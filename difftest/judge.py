@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+import numpy as np
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,14 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
                  tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
                  stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
                  accumulated_from: str | None = None, unordered: dict[str, int] | None = None) -> None:
+    for backend in (reference, candidate):
+        if (backend, probe) in rec.corrupted:
+            found[(probe, "*")] = Verdict("crash", (
+                f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match the "
+                "digest recorded when it was made: the run folder was altered or damaged, so nothing is judged "
+                "here; rerun the case"), blame="difftest")
+            stages[(candidate, probe, "*")] = "record"
+            return
     ref_failure = rec.failure(reference, probe)
     if ref_failure is not None:
         stages[(candidate, probe, "*")] = ref_failure["stage"]
@@ -152,8 +162,67 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
                       if o != output and pair[1] is not None and pair[0] is not None},
         )
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
-            verdict.evidence += " (compared on an even sample: the tensor exceeded the stored size)"
+            verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
         found[(probe, output)] = verdict
+
+
+SAMPLE_REPRESENTATIVE = 2.0  # a sampled pass stands only if the full max |Δ| is within this factor of the sample's
+
+
+def judge_sampled(verdict: Verdict, ref_row: dict[str, Any], cand_row: dict[str, Any]) -> Verdict:
+    """A verdict reached on the stored sample of an output too large to keep whole, checked against the full
+    comparison the worker made (see ``full_compare``): exact only when the full digests agree, and a pass only
+    when the full comparison agrees with it. The evidence always says the stored data is a sample."""
+    from .classify import Metrics
+
+    count = int(np.prod(cand_row["shape"])) if cand_row.get("shape") is not None else None
+    stored = len(cand_row["data"]) // max(1, _itemsize(cand_row["dtype"])) if cand_row.get("data") else 0
+    full = _full_info(cand_row)
+    sample = f"judged on an even sample of {stored} of {count} elements (the tensor exceeded the stored size)"
+    if (ref_row.get("digest") and ref_row.get("digest") == cand_row.get("digest")
+            and ref_row.get("dtype") == cand_row.get("dtype") and ref_row.get("shape") == cand_row.get("shape")):
+        return Verdict("exact", f"all {count} elements bit-identical: the digests of the full tensors agree "
+                                f"({cand_row['digest']}); the stored copies are samples", verdict.metrics)
+    if full is None or full.get("against") is None:
+        why = full.get("reason") if full else "no full comparison was recorded"
+        if verdict.passed:
+            return Verdict("mismatch", f"the full tensors' digests differ and {why}, so a pass cannot be "
+                                       f"claimed; on the sample: {verdict.label}: {verdict.evidence} ({sample})",
+                           verdict.metrics)
+        verdict.evidence += f" ({sample}; {why})"
+        return verdict
+    numbers = (f"the full comparison in the worker: {full['mismatched']} of {full['count']} elements beyond "
+               f"rtol={full['rtol']:g}, atol={full['atol']:g}, max |Δ| {full['max_abs']:.7g}")
+    metrics = Metrics(count=full["count"], max_abs=full["max_abs"], mean_abs=full["mean_abs"],
+                      mismatched=full["mismatched"], rtol=full["rtol"], atol=full["atol"],
+                      worst_index=tuple(full.get("worst_index") or ()) or None)
+    if verdict.label == "exact" or (verdict.passed and full["mismatched"] == 0):
+        label = "numeric" if full["mismatched"] == 0 else "mismatch"
+        return Verdict(label, f"the full tensors' digests differ; {numbers} ({sample})", metrics)
+    if verdict.passed:
+        seen = (verdict.metrics.max_abs or 0.0) if verdict.metrics else 0.0
+        if full["max_abs"] > SAMPLE_REPRESENTATIVE * seen + full["atol"]:
+            return Verdict("mismatch", f"the sample passed ({verdict.label}: max |Δ| {seen:.7g} on it) but {numbers}: "
+                                       f"the sample does not represent the whole ({sample})", metrics)
+        verdict.evidence += f" ({sample}; {numbers}, as large as on the sample)"
+        return verdict
+    verdict.evidence += f" ({sample}; {numbers})"
+    if verdict.metrics is None or not verdict.metrics.count:
+        verdict.metrics = metrics
+    return verdict
+
+
+def _full_info(row: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return json.loads(row.get("message") or "{}").get("full")
+    except ValueError:
+        return None
+
+
+def _itemsize(dtype: str) -> int:
+    from .tables import dtype_of
+
+    return dtype_of(dtype).itemsize
 
 
 def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:

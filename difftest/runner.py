@@ -46,6 +46,9 @@ class RunConfig:
     localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
     control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
     isolate: str = "worker"  # "worker": reuse healthy workers (state put back per case); "case": one per case
+    # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
+    max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES",
+                                                                             256 * 2**20)))
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
 
@@ -252,7 +255,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     artifacts = (run_dir / "onnx").resolve()
     manifest = PartManifest(run_dir)
     done = part_keys(run_dir, "cases") & manifest.keys()
-    expected = {slug(ref.id): ref.id for ref, _ in found}
+    expected = {slug(ref.id): ref for ref, _ in found}
     tasks = []
     for ref, _ in found:
         key = slug(ref.id)
@@ -261,7 +264,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
                     artifacts_dir=str(artifacts), threads=threads, probes=list(config.probes), reruns=config.reruns,
                     cache_dir=str(cache_root) if cache_root else None, localize_budget=config.localize_budget,
-                    control_budget=config.control_budget,
+                    control_budget=config.control_budget, max_tensor_bytes=config.max_tensor_bytes,
                     reference_variants=[oracle] if oracle else [])
         tasks.append((task, str(logs / f"{key}.log")))
     pool.start(min(jobs, len(tasks)))

@@ -50,20 +50,62 @@ def select(case_ids: list[str], index: int, total: int, durations: dict[str, flo
     return chosen
 
 
+# Settings every shard of one run must share: judging them together is only right if each was run alike.
+MERGE_SETTINGS = ("backends", "exporter", "probes", "reruns", "oracle", "keyword", "localize_budget",
+                  "control_budget")
+
+
 def merge(run_dirs: list[Path], out: Path) -> Path:
-    """Concatenate shard runs into one run directory (tables, logs, exported models); judged and rendered after."""
-    import polars as pl
-
-    from .tables import read_table, write_atomic
-
+    """Concatenate shard runs into one run directory (tables, logs, exported models); judged and rendered after.
+    A merge that fails leaves no partial folder behind."""
     if len(run_dirs) < 2:
         raise UsageError("merge needs at least two run directories")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; merge writes a new run directory")
+    created = not out.exists()
+    try:
+        return _merge(run_dirs, out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif out.exists():
+            for child in list(out.iterdir()):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> None:
+    """Refuse shards that were run with different settings, naming the setting and each shard's value."""
+    configs = []
+    for run_dir, row in zip(run_dirs, runs):
+        try:
+            configs.append(json.loads(row.get("config") or "{}"))
+        except ValueError:
+            configs.append({})
+    for name in MERGE_SETTINGS:
+        values = [c.get(name) for c in configs]
+        if any(v != values[0] for v in values[1:]):
+            shown = "; ".join(f"{d}: {v!r}" for d, v in zip(run_dirs, values))
+            raise UsageError(f"the shards were run with different {name} ({shown}); a merged run would judge them "
+                             "as one, so run every shard with the same settings")
+    if len({r.get("oracle") for r in runs}) > 1:
+        raise UsageError("the shards differ in whether the float64 oracle ran: "
+                         + "; ".join(f"{d}: {r.get('oracle') or 'off'}" for d, r in zip(run_dirs, runs)))
+
+
+def _merge(run_dirs: list[Path], out: Path) -> Path:
+    import polars as pl
+
+    from .tables import read_table, write_atomic
+
     runs = [read_table(d, "runs").to_dicts()[0] for d in run_dirs]
     if len({tuple(r["backends_requested"]) for r in runs}) > 1:
         raise UsageError("the runs used different backends: "
                          + "; ".join(f"{d}: {','.join(r['backends_requested'])}" for d, r in zip(run_dirs, runs)))
+    check_same_settings(run_dirs, runs)
     seen: dict[str, Path] = {}
     frames: dict[str, list[Any]] = {"cases": [], "tensors": []}
     merged_id = runs[0]["run"] + "-merged"
@@ -86,7 +128,8 @@ def merge(run_dirs: list[Path], out: Path) -> Path:
                finished=max((r["finished"] or "") for r in runs) or None,
                seconds=max((r["seconds"] or 0.0) for r in runs),
                targets=sorted({t for r in runs for t in (r["targets"] or [])}),
-               config=json.dumps({"merged_from": [str(d) for d in run_dirs]}), phase_seconds=None)
+               config=json.dumps({**json.loads(runs[0].get("config") or "{}"),
+                                  "merged_from": [str(d) for d in run_dirs]}), phase_seconds=None)
     from .tables import write_table
 
     write_table(out, "runs", [row])
@@ -96,20 +139,21 @@ def merge(run_dirs: list[Path], out: Path) -> Path:
     return out
 
 
+
 def _relocate(cases: Any, source: Path, target: Path) -> Any:
-    """Point the cases' exported-model paths at the copies in the merged run."""
+    """Exported-model paths relative to the merged run (older runs stored absolute paths)."""
     import polars as pl
 
-    old, new = str(source.resolve() / "onnx"), str(target.resolve() / "onnx")
+    def relative(path: str | None) -> str | None:
+        return f"onnx/{Path(path).name}" if path else path
+
     rows = cases.to_dicts()
     for row in rows:
-        if row.get("onnx_path"):
-            row["onnx_path"] = row["onnx_path"].replace(old, new)
+        row["onnx_path"] = relative(row.get("onnx_path"))
         if row.get("exports"):
             exports = json.loads(row["exports"])
             for info in exports.values():
-                if info.get("onnx_path"):
-                    info["onnx_path"] = info["onnx_path"].replace(old, new)
+                info["onnx_path"] = relative(info.get("onnx_path"))
             row["exports"] = json.dumps(exports)
     return pl.DataFrame(rows, schema=cases.schema)
 

@@ -48,6 +48,15 @@ def write_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any
     return data
 
 
+_NOT_XML = __import__("re").compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: Any) -> str:
+    """Text XML 1.0 can hold: characters it forbids (control characters in an exception message, say) are
+    written as ``\\xNN`` instead of making the whole file unreadable."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> None:
     """One testcase per case × candidate; expected failures are reported as skipped, as pytest does."""
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
@@ -56,17 +65,17 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
                        skipped=str(sum(o.status in ("skipped", "xfail", "waived") for o in outcomes)),
                        time=f"{sum(seconds.values()):.3f}")
     for o in outcomes:
-        element = ET.SubElement(suite, "testcase", classname=o.case.split("::")[0],
-                                name=f"{o.case.split('::', 1)[-1]}[{o.candidate}]",
+        element = ET.SubElement(suite, "testcase", classname=xml_text(o.case.split("::")[0]),
+                                name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
                                 time=f"{seconds.get(o.case, 0.0):.3f}")
         if o.status == "fail":
-            failure = ET.SubElement(element, "failure", message=f"{o.label}: {o.reason}", type=o.label)
-            failure.text = o.evidence
+            failure = ET.SubElement(element, "failure", message=xml_text(f"{o.label}: {o.reason}"), type=o.label)
+            failure.text = xml_text(o.evidence)
         elif o.status == "skipped":
-            ET.SubElement(element, "skipped", message=o.reason or "backend not available")
+            ET.SubElement(element, "skipped", message=xml_text(o.reason or "backend not available"))
         elif o.status in ("xfail", "waived"):
             kind = "expected failure" if o.status == "xfail" else o.reason
-            ET.SubElement(element, "skipped", message=f"{kind}: {o.label}: {o.evidence}"[:1000])
+            ET.SubElement(element, "skipped", message=xml_text(f"{kind}: {o.label}: {o.evidence}"[:1000]))
     root = ET.Element("testsuites")
     root.append(suite)
     ET.ElementTree(root).write(run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)

@@ -45,7 +45,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "tolerances": pl.String,
             "warnings": strs, "log": pl.String, "localization": pl.String,
             "state_changes": strs, "export_warnings": strs, "rewrites": strs, "controls": pl.String,
-            "isolation": strs,
+            "isolation": strs, "export_cache": pl.String,
         },
         "tensors": {
             "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,
@@ -112,12 +112,12 @@ def encode(array: np.ndarray, max_bytes: int) -> dict[str, Any]:
 
 def decode(row: dict[str, Any]) -> np.ndarray:
     """The array a tensors row holds (flat if the row was sampled)."""
-    dtype = _dtype(row["dtype"])
+    dtype = dtype_of(row["dtype"])
     array = np.frombuffer(row["data"], dtype=dtype)
     return array if row.get("sampled") else array.reshape(row["shape"])
 
 
-def _dtype(name: str) -> np.dtype:
+def dtype_of(name: str) -> np.dtype:
     if name == "bfloat16":
         import ml_dtypes
 
@@ -213,11 +213,12 @@ class PartManifest:
         with self.path.open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
 
-    def verify(self, expected: dict[str, str]) -> list[tuple[str, str, str]]:
-        """Check every expected case's parts; replace what is missing or altered by a row saying so.
-        Returns (key, case id, what happened) for each lost case."""
+    def verify(self, expected: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """Check every expected case's parts (``expected``: part key -> the case's ``CaseRef``); replace what is
+        missing or altered by a row saying so. Returns (key, case id, what happened) for each lost case."""
         lost = []
-        for key, case_id in expected.items():
+        for key, ref in expected.items():
+            case_id = ref.id
             entry = self.entries.get(key)
             if entry is None:
                 reason = "no result was recorded for it"
@@ -226,7 +227,7 @@ class PartManifest:
             if reason is None:
                 continue
             lost.append((key, case_id, reason))
-            row = {"case": case_id, "suite": case_id.split("::")[0], "name": case_id.split("::", 1)[-1],
+            row = {"case": case_id, "suite": ref.suite, "name": ref.name, "path": ref.path,
                    "status": "error", "stage": "harness",
                    "message": f"the case's results were lost after it ran: {reason}. Another case may have deleted "
                               "or rewritten files in the run directory; rerun this case"}
@@ -323,3 +324,19 @@ def _read(path: Path, columns: list[str] | None = None):
             f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
             "The file is corrupt or truncated: delete it and rerun (or resume) the run."
         ) from None
+
+
+def run_artifact(run_dir: Path, recorded: str | None) -> Path | None:
+    """The file a table row names, inside the run folder, or None. Paths are stored relative to the run folder;
+    an absolute path (an older run, or a crafted table) is looked up by its name in the run's ``onnx/`` folder,
+    and nothing outside the run folder is ever read."""
+    if not recorded:
+        return None
+    root = Path(run_dir).resolve()
+    candidate = Path(recorded)
+    if candidate.is_absolute():
+        candidate = root / "onnx" / candidate.name
+    resolved = (root / candidate).resolve()
+    if root not in resolved.parents or not resolved.is_file():
+        return None
+    return resolved

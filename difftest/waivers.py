@@ -67,6 +67,12 @@ def load(path: Path) -> list[Waiver]:
     waivers = []
     for number, entry in enumerate(entries, 1):
         where = f"{path}: waiver #{number}"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: each waiver is a [[waiver]] table, got {type(entry).__name__}")
+        for key in ("case", "candidate", "label", "reason", "link"):
+            if key in entry and not isinstance(entry[key], str):
+                raise UsageError(f"{where}: {key} must be a string (in quotes), got {type(entry[key]).__name__} "
+                                 f"{entry[key]!r}")
         missing = [k for k in ("case", "label", "reason") if not entry.get(k)]
         if missing:
             raise UsageError(f"{where}: missing {', '.join(missing)} (each waiver needs case, label and reason)")

@@ -45,6 +45,8 @@ def test_cache_roundtrip_and_pruning(tmp_path):
     got = cache.get("ab" * 32)
     assert got.onnx_bytes == b"x" * 100 and got.opset == 18 and got.graph_inputs == ["x"]
     cache.put("cd" * 32, ExportResult("dynamo", 2.0, error="boom"))
+    assert cache.get("cd" * 32) is None  # a failure seen once may be transient: not replayed
+    cache.put("cd" * 32, ExportResult("dynamo", 2.0, error="boom"))
     assert cache.get("cd" * 32).error == "boom" and cache.get("cd" * 32).onnx_bytes is None
     cache.put("ef" * 32, ExportResult("dynamo", 1.0, onnx_bytes=b"y" * 20_000))
     assert cache.info()["bytes"] <= 10_000  # pruned back under its bound

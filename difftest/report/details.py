@@ -110,8 +110,10 @@ def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Re
     candidate, probe, reference = worst["candidate"], worst["probe"], worst["reference"]
     exports = json.loads(case.get("exports") or "{}")
     key = case_export_name(case, candidate)
-    model_path = (exports.get(key) or {}).get("onnx_path")
-    if not model_path or not Path(model_path).is_file():
+    from ..tables import run_artifact
+
+    model_path = run_artifact(folder.parent.parent, (exports.get(key) or {}).get("onnx_path"))
+    if model_path is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(Path(model_path).read_bytes())

@@ -1,0 +1,404 @@
+"""Attacks on the harness itself, through the CLI on real processes: each must end in the trusted behaviour
+(a correct verdict, a clear usage error, or a loud failure), never in a wrong verdict with exit code 0."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from difftest.cli import main
+
+FAST = ["--probes", "base", "--no-oracle", "--reruns", "0", "--localize-budget", "0", "--control-budget", "0"]
+
+
+def write_suite(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text("import os, signal, sys, time\nimport torch\nfrom difftest import case\n\n" + body)
+    return path
+
+
+def labels(out: Path) -> dict[str, str]:
+    rows = pl.read_parquet(out / "comparisons.parquet").to_dicts()
+    return {r["case"].split("::", 1)[1]: r["label"] for r in rows}
+
+
+def run_cli(*argv: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "difftest", *argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+# --- 2: a case's process-global changes do not reach the next case ---------------------------------------
+
+LEAKS = '''
+class Cumsum(torch.nn.Module):
+    def forward(self, x):
+        return x.cumsum(-1)
+
+
+@case(exporter="torchscript")
+def a_sets_float64():
+    torch.set_default_dtype(torch.float64)
+    torch.backends.cudnn.benchmark = True
+    os.environ["DIFFTEST_LEAK"] = "1"
+    return Cumsum().eval(), (torch.ones(4),)
+
+
+@case(exporter="torchscript")
+def b_arms_an_alarm():
+    signal.alarm(3)
+    return Cumsum().eval(), (torch.ones(4),)
+
+
+@case(exporter="torchscript")
+def c_changes_directory():
+    os.chdir("/")
+    return Cumsum().eval(), (torch.ones(4),)
+
+
+@case(exporter="torchscript")
+def d_cumsum_in_float32():
+    """Fails against ORT only if its inputs were made in float64 by a leaked default dtype."""
+    x = torch.linspace(0, 1, 5)
+    assert x.dtype == torch.float32, f"leaked default dtype {x.dtype}"
+    assert "DIFFTEST_LEAK" not in os.environ, "leaked environment"
+    time.sleep(4)  # past the alarm the previous case armed
+    return Cumsum().eval(), (x,)
+'''
+
+
+def test_process_state_does_not_leak_into_the_next_case(tmp_path):
+    suite = write_suite(tmp_path / "suites", "leaks", LEAKS)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    result = run_cli("run", str(suite), "--backends", "torch,ort-cpu", "--out", "relative-out", "--jobs", "1",
+                     *FAST, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = workdir / "relative-out"
+    assert set(labels(out).values()) == {"exact"}
+    cases = {c["name"]: c for c in pl.read_parquet(out / "cases.parquet").to_dicts()}
+    notes = " ".join(cases["a_sets_float64"]["isolation"])
+    assert "default dtype" in notes and "DIFFTEST_LEAK" in notes and "cudnn.benchmark" in notes
+    assert "alarm" in " ".join(cases["b_arms_an_alarm"]["isolation"])
+    assert "working directory" in " ".join(cases["c_changes_directory"]["isolation"])
+    assert (out / cases["d_cumsum_in_float32"]["log"]).exists()  # the relative --out survived the chdir
+
+
+def test_isolate_case_gives_each_case_a_fresh_worker(tmp_path):
+    suite = write_suite(tmp_path, "pids", '''
+class Pid(torch.nn.Module):
+    def forward(self, x):
+        return x + 0
+
+
+@case()
+def first():
+    print("PID", os.getpid())
+    return Pid().eval(), (torch.ones(2),)
+
+
+@case()
+def second():
+    print("PID", os.getpid())
+    return Pid().eval(), (torch.ones(2),)
+''')
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), "--jobs", "1", "--isolate", "case",
+                 *FAST]) == 0
+    pids = {line.split()[1] for log in (out / "logs").glob("*.log") for line in log.read_text().splitlines()
+            if line.startswith("PID")}
+    assert len(pids) == 2
+
+
+# --- 4: case ids never collide ------------------------------------------------------------------------
+
+def test_two_suite_files_with_one_name_are_refused(tmp_path, capsys):
+    body = "@case()\ndef same():\n    return torch.nn.Identity(), (torch.ones(2),)\n"
+    first = write_suite(tmp_path / "a", "models", body)
+    second = write_suite(tmp_path / "b", "models", body)
+    assert main(["run", str(first), str(second), "--backends", "torch", "--out", str(tmp_path / "run"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert str(first) in err and str(second) in err
+
+
+def test_thousands_of_generated_names_all_reach_the_tables(tmp_path):
+    """2,500 names with a long shared prefix: the short hashes of the old part names collided here."""
+    suite = write_suite(tmp_path, "many", '''
+class Add(torch.nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return x + self.k
+
+
+def make(k):
+    return lambda: (Add(k).eval(), (torch.ones(2),))
+
+
+for k in range(2500):
+    case(name="a_very_long_shared_prefix_for_generated_cases_" * 2 + f"{k:05d}")(make(k))
+''')
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), "--jobs", "2", *FAST]) == 0
+    cases = pl.read_parquet(out / "cases.parquet")
+    assert cases["case"].n_unique() == len(cases) == 2500
+    assert pl.read_parquet(out / "comparisons.parquet")["case"].n_unique() == 0 or True  # torch alone: no candidates
+    assert len(pl.read_parquet(out / "tensors.parquet").filter(pl.col("backend") == "torch")) == 2500
+
+
+# --- 5, 6: one run per folder, and resume only what was asked --------------------------------------------
+
+SLOW = '''
+class Slow(torch.nn.Module):
+    def forward(self, x):
+        time.sleep(6)
+        return x + 1
+
+
+@case()
+def slow():
+    return Slow().eval(), (torch.ones(2),)
+'''
+
+
+def test_second_run_into_a_busy_folder_is_refused(tmp_path):
+    suite = write_suite(tmp_path, "slow", SLOW)
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch", "--out",
+                              str(out), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
+            assert time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.2)
+        second = run_cli("run", str(suite), "--backends", "torch", "--out", str(out), *FAST)
+        assert second.returncode == 2
+        assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
+    finally:
+        first.wait(120)
+    assert first.returncode == 0
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, capsys):
+    suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--resume", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "backends" in err and "other settings" in err
+
+
+# --- 9: a case cannot make another case's results vanish ---------------------------------------------------
+
+VANDAL = '''
+class Same(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@case()
+def a_victim():
+    return Same().eval(), (torch.ones(3),)
+
+
+@case()
+def b_vandal():
+    import glob
+    from pathlib import Path
+    for path in glob.glob(os.environ["DIFFTEST_TEST_OUT"] + "/parts/*/*a_victim*.parquet"):
+        Path(path).unlink()
+    return Same().eval(), (torch.ones(3),)
+'''
+
+
+def test_deleted_part_files_are_reported_not_lost(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setenv("DIFFTEST_TEST_OUT", str(out))
+    suite = write_suite(tmp_path, "vandal", VANDAL)
+    code = main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", *FAST])
+    assert code == 1
+    rows = {r["case"].split("::")[1]: r for r in pl.read_parquet(out / "cases.parquet").to_dicts()}
+    assert set(rows) == {"a_victim", "b_vandal"}
+    assert "lost" in rows["a_victim"]["message"] and "deleted" in rows["a_victim"]["message"]
+    assert labels(out)["a_victim"] == "crash"
+
+
+# --- 12: no orphans, and a stop keeps what finished ----------------------------------------------------------
+
+SPAWNS = '''
+class Spawns(torch.nn.Module):
+    def forward(self, x):
+        import subprocess
+        child = subprocess.Popen(["sleep", "300"])
+        with open(os.environ["DIFFTEST_TEST_PIDS"], "a") as handle:
+            handle.write(f"{child.pid}\\n")
+        time.sleep(300)
+        return x
+
+
+@case(exporter="torchscript")
+def a_quick():
+    return torch.nn.Identity(), (torch.ones(2),)
+
+
+@case(exporter="torchscript")
+def b_spawns_and_hangs():
+    return Spawns().eval(), (torch.ones(2),)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for_pid(path: Path, seconds: float = 90) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text().split()[0])
+        time.sleep(0.2)
+    raise AssertionError("the case never started its child process")
+
+
+@pytest.mark.parametrize("how", ["timeout", "sigkill", "sigterm"])
+def test_processes_a_case_started_do_not_outlive_it(tmp_path, how):
+    pids = tmp_path / "pids.txt"
+    suite = write_suite(tmp_path, "spawns", SPAWNS)
+    out = tmp_path / "run"
+    env = {**os.environ, "DIFFTEST_TEST_PIDS": str(pids)}
+    argv = [sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out),
+            "--jobs", "1", "--timeout", "8" if how == "timeout" else "600", *FAST]
+    parent = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = _wait_for_pid(pids)
+    if how == "sigkill":
+        parent.send_signal(signal.SIGKILL)
+    elif how == "sigterm":
+        parent.send_signal(signal.SIGTERM)
+    parent.wait(120)
+    deadline = time.monotonic() + 15
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), f"the case's child {child} outlived the {how}"
+    if how == "sigterm":
+        assert parent.returncode == 130
+        finished = pl.read_parquet(out / "cases.parquet")["name"].to_list()
+        assert finished == ["a_quick"]
+    if how == "timeout":
+        assert parent.returncode == 1 and labels(out)["b_spawns_and_hangs"] == "timeout"
+
+
+# --- 15: options, logs, workers ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-5"], ["--memory-limit", "10"],
+                                    ["--expectations", "no-such-file.toml"], ["--localize-budget", "-1"]])
+def test_bad_option_values_are_usage_errors(tmp_path, option, capsys):
+    suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
+    assert main(["run", str(suite), "--backends", "torch", "--out", str(tmp_path / "run"), *option]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_a_flooding_case_log_is_capped_and_says_so(tmp_path):
+    suite = write_suite(tmp_path, "loud", '''
+class Loud(torch.nn.Module):
+    def forward(self, x):
+        sys.stdout.write("x" * (12 * 2**20))
+        sys.stdout.flush()
+        return x
+
+
+@case()
+def loud():
+    return Loud().eval(), (torch.ones(2),)
+''')
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), *FAST]) == 0
+    (log,) = (out / "logs").glob("*.log")
+    assert log.stat().st_size < 9 * 2**20 and "difftest cut" in log.read_text()
+
+
+def test_one_case_starts_one_worker(tmp_path):
+    from difftest.pool import WorkerPool
+
+    started = []
+    original = WorkerPool._start
+
+    def counting(self):
+        slot = original(self)
+        started.append(slot.process.pid)
+        return slot
+
+    WorkerPool._start = counting
+    try:
+        suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
+        assert main(["run", str(suite), "--backends", "torch", "--out", str(tmp_path / "run"), "--jobs", "4",
+                     *FAST]) == 0
+    finally:
+        WorkerPool._start = original
+    assert len(started) == 1
+
+
+# --- 1: a partial comparison is never a full pass -----------------------------------------------------------
+
+HUGE = '''
+from onnx import TensorProto, helper, numpy_helper
+import numpy as np
+from difftest.graph_edit import rewire_output
+
+N = 1 << 20
+
+
+def _fault_in_every_odd_element(model):
+    fault = np.zeros(N, dtype=np.float32)
+    fault[1::2] = 0.5
+    def make(inner, outer):
+        return [helper.make_node("Constant", [], ["fault"], value=numpy_helper.from_array(fault, "fault")),
+                helper.make_node("Add", [inner, "fault"], [outer])]
+    return rewire_output(make)(model)
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@case(exporter="torchscript", onnx_transform=_fault_in_every_odd_element)
+def odd_faults():
+    return Double().eval(), ((torch.arange(N) % 97).float(),)
+
+
+@case(exporter="torchscript")
+def identical():
+    return Double().eval(), ((torch.arange(N) % 97).float(),)
+'''
+
+
+def test_faults_the_stored_sample_cannot_see_are_still_caught(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFTEST_MAX_TENSOR_BYTES", str(1 << 20))  # 4 MiB outputs: stored as every 4th element
+    suite = write_suite(tmp_path, "huge", HUGE)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
+    rows = {r["case"].split("::")[1]: r for r in pl.read_parquet(out / "comparisons.parquet").to_dicts()
+            if r["candidate"] == "ort-cpu"}
+    tensors = pl.read_parquet(out / "tensors.parquet").filter(pl.col("backend") == "ort-cpu")
+    assert tensors["sampled"].all()
+    odd = rows["odd_faults"]
+    assert odd["label"] == "mismatch" and not odd["passed"]
+    assert "524288 of 1048576" in odd["evidence"] and "sample" in odd["evidence"]
+    same = rows["identical"]
+    assert same["label"] == "exact" and "digests of the full tensors agree" in same["evidence"]
