@@ -226,20 +226,23 @@ def user_module_sources(suite_path: str, model: Any) -> list[tuple[str, bytes]]:
     module, the modules of the model's classes and functions, and, transitively, every module they import or
     take names from, skipping the standard library, site-packages and difftest itself. A helper module or a
     config file read at import changes the key when its source changes."""
-    import types
-
     import torch
 
+    objects = [type(sub) for sub in model.modules()] if isinstance(model, torch.nn.Module) else [model]
+    owners = tuple(sorted({getattr(obj, "__module__", None) or "" for obj in objects}))
+    return list(_user_module_sources(str(Path(suite_path).resolve()), owners))
+
+
+@functools.lru_cache(maxsize=256)
+def _user_module_sources(resolved: str, owners: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
+    """Cached per worker: the modules a worker has imported do not change their source during a run."""
+    import types
+
     roots: list[types.ModuleType] = []
-    resolved = str(Path(suite_path).resolve())
-    name = Path(suite_path).name
+    name = Path(resolved).name
     roots += [m for m in list(sys.modules.values())
               if str(getattr(m, "__file__", None) or "").endswith(name) and _file_of(m) == resolved]
-    objects = [type(sub) for sub in model.modules()] if isinstance(model, torch.nn.Module) else [model]
-    for obj in objects:
-        owner = sys.modules.get(getattr(obj, "__module__", None) or "")
-        if owner is not None:
-            roots.append(owner)
+    roots += [sys.modules[owner] for owner in owners if owner in sys.modules]
     seen: dict[str, bytes] = {}
     stack = list(roots)
     while stack:
@@ -259,7 +262,7 @@ def user_module_sources(suite_path: str, model: Any) -> list[tuple[str, bytes]]:
                     else None
                 if owner is not None:
                     stack.append(owner)
-    return sorted(seen.items())
+    return tuple(sorted(seen.items()))
 
 
 def _file_of(module: Any) -> str | None:
@@ -342,6 +345,7 @@ def _tensor_bytes(tensor: Any) -> bytes:
     return f"{tensor.dtype}{tuple(tensor.shape)}".encode() + hashlib.sha256(raw).digest()
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> str:
     from importlib import metadata
 

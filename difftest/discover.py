@@ -12,12 +12,16 @@ import importlib.util
 import sys
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from . import cases as case_module
 from .cases import CaseDef, CaseRef
 from .errors import UsageError
 
 _loaded: dict[tuple[str, float], list[CaseDef]] = {}
+# Folders of imported suite files, put on sys.path so a suite can import the modules beside it (helpers,
+# configs, other suites), as pytest does for test files. Not a change a case made (see ``process_state``).
+SUITE_FOLDERS: list[str] = []
 
 
 class SuiteLoadError(UsageError):
@@ -65,6 +69,11 @@ def load_suite(path: Path) -> list[CaseDef]:
         finally:
             case_module._collecting = previous
         return _loaded[key]
+    folder = str(path.parent)
+    if folder not in SUITE_FOLDERS:
+        SUITE_FOLDERS.append(folder)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     module_name = "difftest_suite_" + path.stem + "_" + hashlib.sha1(str(path).encode()).hexdigest()[:8]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -98,8 +107,10 @@ def load_suite(path: Path) -> list[CaseDef]:
     return collected
 
 
-def collect(targets: list[str], keyword: str | None = None) -> list[tuple[CaseRef, CaseDef]]:
-    """All cases the targets name, in file then declaration order, filtered by ``-k``."""
+def collect(targets: list[str], keyword: str | None = None,
+            progress: Callable[[int], None] | None = None) -> list[tuple[CaseRef, CaseDef]]:
+    """All cases the targets name, in file then declaration order, filtered by ``-k``. ``progress`` is told the
+    count found so far after each file (a run starts its other workers once there is work for them)."""
     found: list[tuple[CaseRef, CaseDef]] = []
     seen: set[str] = set()
     stems: dict[str, Path] = {}
@@ -129,6 +140,8 @@ def collect(targets: list[str], keyword: str | None = None) -> list[tuple[CaseRe
                     continue
                 seen.add(ref.id)
                 found.append((ref, definition))
+            if progress is not None:
+                progress(len(found))
     return found
 
 

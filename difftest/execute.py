@@ -209,12 +209,15 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
                                   onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
         run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
-                    after_run=lambda stage: guard.check(stage), full=full)
-    for key, exported in exports.done.items():
-        if exported.ok:
-            from .candidates import export_name
+                    after_run=guard.check if backend.runs_the_model else None, full=full)
+    from .candidates import export_name
 
-            record_graph_evidence(task, exported.onnx_bytes, output_names, probes, tensors, export_name(key))
+    differing = _differing_outputs(task, row, tensors, candidates)
+    for key, exported in exports.done.items():
+        name = export_name(key)
+        if exported.ok and differing.get(name):
+            wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
+            record_graph_evidence(task, exported.onnx_bytes, output_names, wanted, tensors, name)
     if task.control_budget > 0:
         from .controls import run_controls
 
@@ -225,6 +228,48 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
 
         localize_failures(task, built, candidates, tensors, row,
                           {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
+
+
+def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]],
+                       candidates: list[Any]) -> dict[str, set[str]]:
+    """Export name -> the probes on which a candidate running it differs from the reference beyond the case's
+    tolerance. Graph evidence (ranked values, summation magnitudes) is only worth evaluating there."""
+    from .candidates import export_name
+    from .classify import tolerance_for
+    from .compare import bit_identical
+    from .judge import output_tolerance
+    from .tables import decode
+
+    tolerances = json.loads(row.get("tolerances") or "{}")
+    reference = {(t["probe"], t["output"]): t for t in tensors
+                 if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
+    found: dict[str, set[str]] = {}
+    for candidate in candidates:
+        if not REGISTRY[candidate.backend].needs_onnx:
+            continue
+        name = export_name(candidate.export_key(row["exporter"]))
+        for t in tensors:
+            if t["backend"] != candidate.name or t["status"] != "ok" or t["rerun"] or not t["output"]:
+                continue
+            ref_row = reference.get((t["probe"], t["output"]))
+            if ref_row is None or t["probe"] in found.get(name, ()):
+                continue
+            if ref_row.get("digest") == t.get("digest") and ref_row["dtype"] == t["dtype"]:
+                continue
+            ref, cand = decode(ref_row), decode(t)
+            if ref.shape != cand.shape or ref.dtype != cand.dtype or ref.dtype.kind not in "fc":
+                found.setdefault(name, set()).add(t["probe"])
+                continue
+            if bit_identical(ref, cand):
+                continue
+            rtol, atol = tolerance_for(ref, *output_tolerance(tolerances, t["output"]))
+            with np.errstate(all="ignore"):
+                wide_ref, wide_cand = ref.astype(np.float64), cand.astype(np.float64)
+                beyond = np.abs(wide_ref - wide_cand) > atol + rtol * np.abs(wide_ref)
+                beyond &= ~(np.isnan(wide_ref) & np.isnan(wide_cand))
+            if beyond.any():
+                found.setdefault(name, set()).add(t["probe"])
+    return found
 
 
 def _export_order(candidates: list[Any], default_exporter: str) -> list[tuple[str, str | None]]:
@@ -478,10 +523,16 @@ def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: Ex
 
 
 def _seed() -> None:
+    """The same random state before every stage. (torch.manual_seed also queues a CUDA seeding, recording a
+    stack trace each time, when CUDA is not initialised yet: the CPU generator is seeded directly then, and the
+    CUDA ones when CUDA is up.)"""
     import random
 
     import torch
 
     random.seed(SEED)
     np.random.seed(SEED)
-    torch.manual_seed(SEED)
+    if torch.cuda.is_initialized():
+        torch.manual_seed(SEED)
+    else:
+        torch.default_generator.manual_seed(SEED)

@@ -96,11 +96,26 @@ def reset_dynamo() -> None:
 
 
 def warm_up() -> None:
-    """Import the runtimes now (in a fresh worker, while the parent discovers the suites). The exporter's
-    registry is left to the first export that needs it: a run whose exports all come from the cache never
-    pays for it."""
+    """Import the runtimes now (in a fresh worker, while the parent discovers the suites), and do the one-time
+    initialisation the exporters do on first use (sympy's warnings filter, inductor's cache folder variable),
+    so that it is not mistaken for state a case changed (see ``process_state``). The exporter's registry is
+    left to the first export that needs it: a run whose exports all come from the cache never pays for it."""
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
+
+    import getpass
+    import os
+    import tempfile
+
+    try:  # where torch's compiler keeps its files; torch sets it on first use otherwise (during some case)
+        user = re.sub(r"[\\/:*?\"<>|]", "_", getpass.getuser())
+    except Exception:
+        user = "user"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"torchinductor_{user}"))
+    try:
+        import torch.utils._sympy.functions  # noqa: F401  (sympy adds a warnings filter when imported)
+    except Exception:
+        pass
 
 
 def export(

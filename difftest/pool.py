@@ -55,13 +55,8 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         conn.send(("stage", stage))
 
     execute.stage_hook = report_stage
-    try:
-        from .export import warm_up
-
-        warm_up()
-    except Exception:  # a warm-up problem shows up again, attributed, in the first case that exports
-        pass
     from . import process_state
+    from .export import warm_up
 
     first = True
     while True:
@@ -69,13 +64,18 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         if message is None:
             return
         if message[0] == "discover":
-            conn.send(_discover(*message[1:]))
+            conn.send(_discover(*message[1:], progress=lambda count: conn.send(("found", count))))
             continue
         task, log_path = message
-        if first and threads:
-            import torch
+        if first:
+            try:  # before the first case's snapshot: the exporters' one-time set-up is not the case's doing
+                warm_up()
+            except Exception:  # a warm-up problem shows up again, attributed, in the first case that exports
+                pass
+            if threads:
+                import torch
 
-            torch.set_num_threads(threads)
+                torch.set_num_threads(threads)
             first = False
         before = process_state.snapshot()
         with _redirected_output(log_path, LOG_LIMIT_BYTES):
@@ -133,7 +133,8 @@ def _guard_against_orphaning(parent: int | None) -> None:
     threading.Thread(target=watch, name="difftest-parent-watch", daemon=True).start()
 
 
-def _discover(targets: list[str], keyword: str | None, backends: list[str]) -> tuple[str, Any]:
+def _discover(targets: list[str], keyword: str | None, backends: list[str],
+              progress: Any = None) -> tuple[str, Any]:
     """Import the suites and check the backends here, where torch is loaded anyway, so the parent never
     imports it. Returns ("ok", {"cases": [(path, name)], "problems": [...], "unavailable": {...}}) or
     ("usage", message)."""
@@ -143,7 +144,7 @@ def _discover(targets: list[str], keyword: str | None, backends: list[str]) -> t
     from .judge import validate_expect
 
     try:
-        found = collect(targets, keyword)
+        found = collect(targets, keyword, progress)
     except UsageError as exc:
         return "usage", str(exc)
     problems = []
@@ -274,6 +275,9 @@ class WorkerPool:
                 self._replace(slot)
                 raise UsageError(f"importing the suites killed the worker process ({death})") from None
             if kind == "stage":
+                continue
+            if kind == "found":  # there is work for more workers: start them while discovery goes on
+                self.start(payload)
                 continue
             if kind == "usage":
                 raise UsageError(payload)

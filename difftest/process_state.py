@@ -73,10 +73,9 @@ def _items() -> list[Item]:
         Item("environment variables", lambda: dict(os.environ), _set_environment, _environment_summary),
         Item("warnings filters", lambda: list(warnings.filters), _set_filters, lambda v: f"{len(v)} filters"),
         Item("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
-        Item("sys.path", lambda: list(sys.path), lambda v: sys.path.__setitem__(slice(None), v),
-             lambda v: f"{len(v)} entries"),
+        Item("sys.path", _path, _set_path, lambda v: f"{len(v)} entries"),
         Item("file creation mask", _umask, os.umask, oct),
-        Item("threads", lambda: threading.active_count(), None, str),
+        Item("threads", _threads, None, lambda v: ", ".join(v) or "none"),
     ]
     if hasattr(torch, "get_default_device"):
         items.append(Item("default device", lambda: str(torch.get_default_device()), torch.set_default_device))
@@ -109,7 +108,7 @@ def restore(saved: Snapshot) -> Restored:
         if item.name == "random state (random, numpy, torch)":
             item.write(before)  # every stage reseeds; putting it back is hygiene, not a finding
             continue
-        if item.name == "threads" and now <= before:
+        if item.name == "threads" and set(now) <= set(before):
             continue
         if item.name == "environment variables":
             change = f"{item.name}: {describe_environment_change(before, now)}"
@@ -232,6 +231,26 @@ def _set_filters(filters: list) -> None:
     mutated = getattr(warnings, "_filters_mutated", None)  # invalidates the module's cache of filter decisions
     if mutated is not None:
         mutated()
+
+
+def _threads() -> list[str]:
+    """Threads that keep the process alive (daemon threads, like tqdm's monitor, end with it: not counted)."""
+    return sorted(f"{t.name}" for t in threading.enumerate() if not t.daemon and t is not threading.main_thread())
+
+
+def _suite_folders() -> list[str]:
+    from .discover import SUITE_FOLDERS
+
+    return SUITE_FOLDERS
+
+
+def _path() -> list[str]:
+    """sys.path without the suite folders difftest itself adds (see ``discover``)."""
+    return [p for p in sys.path if p not in _suite_folders()]
+
+
+def _set_path(saved: list[str]) -> None:
+    sys.path[:] = [p for p in sys.path if p in _suite_folders()] + saved
 
 
 def _umask() -> int:

@@ -402,3 +402,267 @@ def test_faults_the_stored_sample_cannot_see_are_still_caught(tmp_path, monkeypa
     assert "524288 of 1048576" in odd["evidence"] and "sample" in odd["evidence"]
     same = rows["identical"]
     assert same["label"] == "exact" and "digests of the full tensors agree" in same["evidence"]
+
+
+# --- 3, 10: the export cache serves only what it can vouch for, and deletes only what it wrote ---------------
+
+CACHED = '''
+import helper_module
+
+
+class Scaled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("table", torch.tensor(helper_module.load_table()), persistent=False)
+
+    def forward(self, x):
+        return x * helper_module.FACTOR + self.table
+
+
+@case(exporter="torchscript")
+def first():
+    return Scaled().eval(), (torch.ones(3),)
+
+
+@case(exporter="torchscript")
+def second():
+    return Scaled().eval(), (torch.full((3,), 2.0),)
+'''
+
+HELPER = '''
+import json
+from pathlib import Path
+
+FACTOR = {factor}
+
+
+def load_table():
+    return json.loads((Path(__file__).parent / "table.json").read_text())
+'''
+
+
+def _cache_run(tmp_path, name, cache):
+    out = tmp_path / name
+    code = main(["run", str(tmp_path / "suite" / "cached.py"), "--backends", "torch,ort-cpu", "--out", str(out),
+                 "--cache-dir", str(cache), "--jobs", "1", *FAST])
+    return code, out
+
+
+def _setup_cached_suite(tmp_path, factor=2.0, table=(0.0, 0.0, 0.0)):
+    folder = tmp_path / "suite"
+    write_suite(folder, "cached", CACHED)
+    (folder / "helper_module.py").write_text(HELPER.format(factor=factor))
+    (folder / "table.json").write_text(json.dumps(list(table)))
+
+
+def test_swapped_and_truncated_cache_entries_are_not_served(tmp_path):
+    _setup_cached_suite(tmp_path)
+    cache = tmp_path / "cache"
+    code, cold = _cache_run(tmp_path, "cold", cache)
+    assert code == 0
+    models = sorted(cache.glob("*/*.onnx"))
+    assert len(models) == 2
+    a, b = models[0].read_bytes(), models[1].read_bytes()
+    models[0].write_bytes(b)  # swapped
+    models[1].write_bytes(a[: len(a) // 2])  # and truncated
+    code, warm = _cache_run(tmp_path, "warm", cache)
+    assert code == 0 and set(labels(warm).values()) == {"exact"}
+    digests = lambda out: {r["case"]: r["onnx_digest"] for r in pl.read_parquet(out / "cases.parquet").to_dicts()}
+    assert digests(warm) == digests(cold)
+
+
+def test_helper_module_and_file_built_buffers_are_in_the_cache_key(tmp_path):
+    cache = tmp_path / "cache"
+    _setup_cached_suite(tmp_path, factor=2.0)
+    assert _cache_run(tmp_path, "one", cache)[0] == 0
+    _setup_cached_suite(tmp_path, factor=3.0)  # only the helper module changes
+    code, two = _cache_run(tmp_path, "two", cache)
+    assert code == 0 and set(labels(two).values()) == {"exact"}
+    assert not any(pl.read_parquet(two / "cases.parquet")["export_cached"].to_list())
+    _setup_cached_suite(tmp_path, factor=3.0, table=(1.0, 2.0, 3.0))  # only the file behind a buffer changes
+    code, three = _cache_run(tmp_path, "three", cache)
+    assert code == 0 and set(labels(three).values()) == {"exact"}
+    assert not any(pl.read_parquet(three / "cases.parquet")["export_cached"].to_list())
+
+
+FLAKY = '''
+class Flaky(torch.nn.Module):
+    def forward(self, x):
+        if torch.jit.is_tracing() and os.path.exists(os.environ["DIFFTEST_TEST_BUSY"]):
+            raise RuntimeError("resource temporarily busy")
+        return x + 1
+
+
+@case(exporter="torchscript")
+def flaky():
+    return Flaky().eval(), (torch.ones(2),)
+'''
+
+
+def test_a_transient_export_failure_is_not_replayed(tmp_path, monkeypatch):
+    busy = tmp_path / "busy"
+    busy.write_text("")
+    monkeypatch.setenv("DIFFTEST_TEST_BUSY", str(busy))
+    suite = write_suite(tmp_path, "flaky", FLAKY)
+    cache = tmp_path / "cache"
+    args = ["run", str(suite), "--backends", "torch,ort-cpu", "--cache-dir", str(cache), *FAST]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 1
+    busy.unlink()
+    assert main([*args, "--out", str(tmp_path / "two")]) == 0
+    (row,) = pl.read_parquet(tmp_path / "two" / "cases.parquet").to_dicts()
+    assert row["export_status"] == "ok" and "stored" in row["export_cache"]
+
+
+def test_cache_clear_touches_only_its_own_entries(tmp_path, capsys):
+    user = tmp_path / "mine"
+    (user / "ab").mkdir(parents=True)
+    (user / "ab" / "notes.json").write_text("{}")
+    (user / "ab" / "notes.onnx").write_text("keep me")
+    assert main(["cache", "clear", "--cache-dir", str(user)]) == 0  # not a cache folder: nothing is removed
+    assert (user / "ab" / "notes.json").exists() and (user / "ab" / "notes.onnx").exists()
+    _setup_cached_suite(tmp_path)
+    assert main(["run", str(tmp_path / "suite" / "cached.py"), "--backends", "torch,ort-cpu", "--out",
+                 str(tmp_path / "run"), "--cache-dir", str(user), *FAST]) == 0
+    assert len(list(user.glob("*/*.onnx"))) == 3  # two exports beside the user's file
+    capsys.readouterr()
+    assert main(["cache", "clear", "--cache-dir", str(user)]) == 0
+    assert "removed 2" in capsys.readouterr().out
+    assert (user / "ab" / "notes.json").exists() and (user / "ab" / "notes.onnx").exists()
+
+
+# --- 7, 8: merge only like with like; compare sees candidates come and go -----------------------------------------
+
+TWO = '''
+@case(exporter="torchscript")
+def one():
+    return torch.nn.Identity(), (torch.ones(2),)
+
+
+@case(exporter="torchscript")
+def two():
+    return torch.nn.Identity(), (torch.ones(3),)
+'''
+
+
+def test_merge_refuses_shards_run_with_other_settings_and_leaves_nothing(tmp_path, capsys):
+    suite = write_suite(tmp_path, "two", TWO)
+    base = ["run", str(suite), "--backends", "torch,ort-cpu", "--probes", "base", "--reruns", "0",
+            "--localize-budget", "0"]
+    assert main([*base, "--out", str(tmp_path / "s1"), "--shard", "1/2"]) == 0
+    assert main([*base, "--out", str(tmp_path / "s2"), "--shard", "2/2", "--no-oracle"]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "merged"
+    assert main(["merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(merged)]) == 2
+    assert "oracle" in capsys.readouterr().err
+    assert not merged.exists()
+
+
+def test_compare_reports_a_candidate_that_disappeared(tmp_path, capsys):
+    suite = write_suite(tmp_path, "two", TWO)
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu,onnx-ref", "--out", str(tmp_path / "a"),
+                 *FAST]) == 0
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "b"), *FAST]) == 0
+    capsys.readouterr()
+    main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert "no changes" not in out and "onnx-ref" in out and "candidates added or removed: 1" in out
+    main(["compare", str(tmp_path / "b"), str(tmp_path / "a")])
+    assert "a new candidate" in capsys.readouterr().out
+
+
+# --- 11, 13, 14, 15: hostile run folders, waivers and messages ------------------------------------------------------
+
+def test_report_never_reads_outside_the_run_folder(tmp_path):
+    suite = write_suite(tmp_path, "wrong", '''
+from difftest.graph_edit import replace_op
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@case(exporter="torchscript", onnx_transform=replace_op("Mul", "Add"))
+def wrong():
+    return Double().eval(), (torch.ones(3),)
+''')
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    cases = pl.read_parquet(out / "cases.parquet")
+    exports = json.loads(cases["exports"][0])
+    for info in exports.values():
+        info["onnx_path"] = str(secret)
+    cases = cases.with_columns(pl.lit(json.dumps(exports)).alias("exports"), pl.lit(str(secret)).alias("onnx_path"))
+    cases.write_parquet(out / "cases.parquet")
+    for folder in ("repro", "parts"):
+        import shutil
+
+        shutil.rmtree(out / folder, ignore_errors=True)
+    assert main(["report", str(out)]) == 1
+    assert not any("TOP SECRET" in p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+
+
+def test_waiver_fields_of_the_wrong_type_are_a_usage_error_at_start(tmp_path, capsys):
+    suite = write_suite(tmp_path, "two", TWO)
+    waivers = tmp_path / "waivers.toml"
+    waivers.write_text('[[waiver]]\ncase = 5\nlabel = "mismatch"\nreason = "r"\n')
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"),
+                 "--expectations", str(waivers), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "waiver #1" in err and "case must be a string" in err
+    assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "parts").exists()
+
+
+def test_control_characters_in_messages_keep_junit_valid(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    suite = write_suite(tmp_path, "noisy", '''
+class Fails(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("bad \\x00 byte \\x1b[31m and \\x07 bell")
+
+
+@case(exporter="torchscript")
+def noisy():
+    return Fails().eval(), (torch.ones(2),)
+''')
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
+    ET.parse(out / "junit.xml")  # parses: the forbidden characters were escaped
+
+
+def test_tampered_tensor_data_is_caught_when_rejudged(tmp_path):
+    suite = write_suite(tmp_path, "two", TWO)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 0
+    import shutil
+
+    shutil.rmtree(out / "parts")
+    tensors = pl.read_parquet(out / "tensors.parquet").to_dicts()
+    for row in tensors:
+        if row["backend"] == "ort-cpu" and row["case"].endswith("::one") and row["data"]:
+            row["data"] = bytes([row["data"][0] ^ 0xFF]) + row["data"][1:]
+    pl.DataFrame(tensors, schema=pl.read_parquet_schema(out / "tensors.parquet")).write_parquet(out / "tensors.parquet")
+    assert main(["report", str(out), "--rejudge"]) == 1
+    assert labels(out)["one"] == "crash"
+
+
+def test_a_full_disk_is_said_plainly_and_leaves_no_temporary_files(tmp_path, monkeypatch, capsys):
+    import errno
+
+    suite = write_suite(tmp_path, "two", TWO)
+    original = pl.DataFrame.write_parquet
+
+    def full_disk(self, path, *args, **kwargs):
+        if "parts" in str(path):
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full_disk)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 2
+    assert "disk is full" in capsys.readouterr().err
+    assert not [p for p in out.rglob("*.tmp")]

@@ -38,6 +38,7 @@ class Backend:
     device: ClassVar[str] = "cpu"
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()  # candidate-spec keys this backend accepts (see ``candidates``)
+    runs_the_model: ClassVar[bool] = False  # calls the case's own module (not a graph, not a copy): guarded
 
     def __init__(self, threads: int | None = None, options: dict[str, str] | None = None):
         self.options = dict(options or {})

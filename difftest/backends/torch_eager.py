@@ -12,6 +12,7 @@ from .base import Backend, Subject
 class TorchEager(Backend):
     name = "torch"
     needs_onnx = False
+    runs_the_model = True
     device = "cpu"
     description = "PyTorch eager on CPU (the reference)"
 
@@ -32,6 +33,7 @@ class TorchEager(Backend):
 class TorchCuda(TorchEager):
     name = "torch-cuda"
     device = "cuda"
+    runs_the_model = False  # runs a copy moved to the GPU
     description = "PyTorch eager on CUDA"
     settings = ("tf32",)
 
@@ -73,6 +75,7 @@ class TorchFloat64(TorchEager):
     """The reference model in float64: the oracle that tells float noise from error."""
 
     name = "torch-fp64"
+    runs_the_model = False  # runs a float64 copy
     description = "PyTorch eager on CPU in float64 (the oracle)"
 
     def prepare(self, subject: Subject) -> Any:
