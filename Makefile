@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUITE ?= suites/
 SUITE_ARGS ?=
+# gpu-check uses the Python it is given (a GPU machine may have no network to build a venv with).
+GPU_PYTHON ?= python3
 
-.PHONY: suite test setup bench bench-classify bench-report clean-reports
+.PHONY: suite test setup bench bench-classify bench-report clean-reports gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +32,9 @@ bench-report: $(STAMP)
 
 bench-classify: $(STAMP)
 	$(BIN)/python bench/classify_bench.py
+
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean-reports:
 	rm -rf reports/2* reports/latest

@@ -23,7 +23,8 @@ import numpy as np
 
 ACCUMULATING = {"ReduceSum": (0,), "ReduceMean": (0,), "CumSum": (0,), "MatMul": (0, 1), "Gemm": (0, 1, 2),
                 "Conv": (0, 1, 2)}
-PASS_THROUGH = {"Identity", "Cast"}
+PASS_THROUGH = {"Identity", "Cast"}  # value-preserving (a float Cast only)
+RESHAPING = {"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"}  # move values, replayed on the magnitude
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 PSEUDO = "accumulation"
 
@@ -64,11 +65,19 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
         magnitude = f"{prefix}_magnitude"
         current = f"{prefix}_sum"
         added.append(helper.make_node(node.op_type, inputs, [current], domain=node.domain or None, **attributes))
-        for step, bias in enumerate(path):
-            abs_bias, summed = f"{prefix}_bias_abs{step}", f"{prefix}_bias{step}"
-            added.append(helper.make_node("Abs", [bias], [abs_bias]))
-            added.append(helper.make_node("Add", [current, abs_bias], [summed]))
-            current = summed
+        biases = 0
+        for step, (kind, item) in enumerate(path):
+            if kind == "bias":
+                abs_bias, summed = f"{prefix}_bias_abs{step}", f"{prefix}_bias{step}"
+                added.append(helper.make_node("Abs", [item], [abs_bias]))
+                added.append(helper.make_node("Add", [current, abs_bias], [summed]))
+                current, biases = summed, biases + 1
+            else:  # a reshaping node: the same on the magnitudes, so they line up with the output
+                moved = f"{prefix}_moved{step}"
+                copy = helper.make_node(item.op_type, [current, *item.input[1:]], [moved], domain=item.domain or None)
+                copy.attribute.extend(item.attribute)
+                added.append(copy)
+                current = moved
         added.append(helper.make_node("Identity", [current], [magnitude]))
         shapes = []
         for slot in data_slots:
@@ -79,7 +88,7 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
         new_outputs.append(helper.make_tensor_value_info(magnitude, types.get(node.output[0], onnx.TensorProto.FLOAT),
                                                          None))
         info: dict[str, Any] = {"op": node.op_type, "node": node.name or node.output[0], "magnitude": magnitude,
-                                "shapes": shapes, "slots": data_slots, "biases": len(path),
+                                "shapes": shapes, "slots": data_slots, "biases": biases,
                                 "attributes": {k: v for k, v in attributes.items() if isinstance(v, (int, float))}}
         if node.op_type in ("ReduceSum", "ReduceMean", "CumSum"):
             info["axes"] = _axes(node, attributes, constants)
@@ -106,26 +115,31 @@ def _elem_types(model: Any) -> dict[str, int]:
             if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
 
 
-def _trace_back(value: str, producers: dict[str, Any], constants: dict[str, Any]) -> tuple[list[str], Any]:
-    """From a graph output back through pass-through nodes and constant bias adds to an accumulating node:
-    (the bias values met, outermost last; the node), or ([], None)."""
-    biases: list[str] = []
+def _trace_back(value: str, producers: dict[str, Any], constants: dict[str, Any]) -> tuple[list[tuple[str, Any]], Any]:
+    """From a graph output back through value-preserving nodes, reshaping nodes and constant bias adds to an
+    accumulating node: (the steps to replay on the magnitude, innermost first: ("bias", value) or ("node",
+    node); the accumulating node), or ([], None)."""
+    steps: list[tuple[str, Any]] = []
     node = producers.get(value)
-    for _ in range(8):
+    for _ in range(12):
         if node is None:
             return [], None
         if node.op_type in ACCUMULATING:
-            return list(reversed(biases)), node
+            return list(reversed(steps)), node
         if node.op_type in PASS_THROUGH:
             if node.op_type == "Cast" and not _to_float(node):
                 return [], None
+            node = producers.get(node.input[0])
+            continue
+        if node.op_type in RESHAPING:
+            steps.append(("node", node))
             node = producers.get(node.input[0])
             continue
         if node.op_type == "Add" and len(node.input) == 2:
             constant = [i for i in node.input if i in constants]
             other = [i for i in node.input if i not in constants]
             if len(constant) == 1 and len(other) == 1:
-                biases.append(constant[0])
+                steps.append(("bias", constant[0]))
                 node = producers.get(other[0])
                 continue
         return [], None

@@ -56,10 +56,15 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
             if verdict.label not in VALUE_LABELS:
                 verdict.blame = verdict.blame or _stage_blame(candidate, verdict, context)
                 continue
-            tf32 = _tf32_control(candidate, key, verdicts)
+            tf32 = _tf32_control(candidate, key, verdicts, context)
             if tf32 is not None:
-                verdict.label, verdict.blame = "numeric", None
-                verdict.evidence += f" Counted as numeric: {tf32}."
+                verdict.label, verdict.blame = "numeric", "tf32"
+                verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
+                continue
+            fastpath = _fastpath_control(candidate, key, verdicts, context)
+            if fastpath is not None:
+                verdict.label, verdict.blame, reason = fastpath
+                verdict.evidence += f" Blame: {verdict.blame}: {reason}."
                 continue
             verdict.blame, reason = _value_blame(candidate, key, context)
             separator = " " if verdict.evidence.endswith(".") else ". "
@@ -104,7 +109,8 @@ def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str
     return found
 
 
-def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]]) -> str | None:
+def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
+                  context: "_Context | None" = None) -> str | None:
     from .candidates import parse
 
     if parse(candidate).get("tf32") == "0":
@@ -112,8 +118,66 @@ def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdic
     for name, value in _siblings(candidate, list(verdicts), "tf32"):
         other = verdicts[name].get(key)
         if value == "0" and other is not None and other.passed:
-            return f"the gap closes with TF32 off ({name}: {other.label}); TF32 matmul is reduced precision by design"
+            return (f"the gap closes with TF32 off ({name}: {other.label}); TF32 is reduced precision by design"
+                    + (_distances(context, key, {"with TF32": candidate, "without": name}) if context else ""))
     return None
+
+
+def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
+                      context: _Context) -> tuple[str, str, str] | None:
+    """(label, blame, reason) when the gap closes with nn.MultiheadAttention's inference fast path off (alone or
+    with TF32 off too). The fast path is what inference runs, so the difference is real: the label follows
+    from the numbers (numeric only if the fast path is no farther from float64 than eager on CPU, ×3)."""
+    from .candidates import parse
+
+    me = parse(candidate)
+    if "fastpath" not in _settings_of(me) or me.get("fastpath") == "0":
+        return None
+    for changes in ({"fastpath": "0"}, {"fastpath": "0", "tf32": "0"}):
+        name = _changed(me, changes)
+        other = verdicts.get(name, {}).get(key)
+        if other is None or not other.passed:
+            continue
+        distances = _rmse_to_oracle(context, key, (candidate, name, context.reference))
+        reason = (f"the gap closes with the attention fast path off ({name}: {other.label}); the fast path is what "
+                  "inference runs" + _distances(context, key, {"fast path": candidate, "without": name,
+                                                               "eager": context.reference}))
+        if distances and distances[0] <= EAGER_WORSE_FACTOR * distances[2]:
+            return "numeric", "attention fast path", reason + "; within 3× of eager's distance: float noise"
+        return "mismatch", "attention fast path", reason + "; farther from float64 than eager by more than 3×"
+    return None
+
+
+def _settings_of(candidate: Any) -> tuple[str, ...]:
+    from .backends import REGISTRY
+
+    return REGISTRY[candidate.backend].settings
+
+
+def _changed(candidate: Any, changes: dict[str, str]) -> str:
+    from .candidates import parse
+
+    settings = {**dict(candidate.settings), **changes}
+    return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+
+
+def _rmse_to_oracle(context: "_Context | None", key: Key, names: tuple[str, ...]) -> list[float] | None:
+    if context is None or not context.oracle:
+        return None
+    truth = context.rec.array(context.oracle, *key)
+    arrays = [context.rec.array(name, *key) for name in names]
+    if truth is None or any(a is None or a.shape != truth.shape for a in arrays):
+        return None
+    return [_rmse(a, truth) for a in arrays]
+
+
+def _distances(context: "_Context | None", key: Key, named: dict[str, str]) -> str:
+    """"; RMSE vs float64: with TF32 3.1e-04, without 2.2e-07" for the named backends that recorded the output."""
+    values = _rmse_to_oracle(context, key, tuple(named.values()))
+    if not values:
+        return ""
+    return "; RMSE vs the float64 oracle: " + ", ".join(f"{label} {value:.3g}" for label, value in
+                                                       zip(named, values))
 
 
 def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
@@ -144,12 +208,14 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
     ref = context.rec.array(context.reference, *key)
     if ref is None or ref.dtype.kind not in "iub":
         return None
-    export = context.exports.get(context.onnx_exports.get(candidate, ""), {})
+    # An eager candidate runs no graph: the case's own export says what the model computes.
+    export = context.exports.get(context.onnx_exports.get(candidate, context.case.get("exporter") or "dynamo"), {})
     casts = export.get("float_to_int_casts") or []
     if not casts:
         return None
-    return (f"the graph casts floats to integers ({', '.join(casts[:3])}); the ONNX specification (Cast) and C++ "
-            "leave out-of-range and NaN conversions undefined, so runtimes may legitimately differ there")
+    return (f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export); the ONNX "
+            "specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so runtimes and devices "
+            "may legitimately differ there")
 
 
 def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]:
@@ -165,11 +231,11 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0:
             return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
                                f"({cand_err:.3g})")
-    if candidate not in context.onnx_exports:
-        return candidate, "the reference and the oracle agree with each other, not with this backend"
     undefined = _undefined(candidate, key, context)
     if undefined is not None:
         return "none (undefined behaviour)", undefined
+    if candidate not in context.onnx_exports:
+        return candidate, "the reference and the oracle agree with each other, not with this backend"
     names = list(verdicts)
     me = parse(candidate)
     for name, value in _siblings(candidate, names, "opt"):

@@ -5,6 +5,7 @@
     ort-cpu[opt=disable]            ORT graph optimizations off (disable | basic | extended | all)
     ort-cpu[threads=1]              ORT intra-op threads
     ort-cuda[tf32=0]                TF32 off (ORT's use_tf32; torch.backends.*.allow_tf32 for torch-cuda)
+    torch-cuda[fastpath=0]          nn.MultiheadAttention's inference fast path off (torch.backends.mha)
     ort-cpu[transform=fp16]         a named post-export graph transform (see ``transforms``)
     ort-cpu[exporter=torchscript,opt=disable]   settings combine
 
@@ -20,12 +21,13 @@ from dataclasses import dataclass, field
 
 from .errors import UsageError
 
-KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32")
+KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32", "fastpath")
 EXPORT_KEYS = ("exporter", "transform")
 VALUES = {
     "exporter": ("dynamo", "torchscript"),
     "opt": ("disable", "basic", "extended", "all"),
     "tf32": ("0", "1"),
+    "fastpath": ("0", "1"),
 }
 _SPEC = re.compile(r"^(?P<backend>[a-z0-9][a-z0-9-]*)(?:\[(?P<settings>[^\[\]]*)\])?$")
 

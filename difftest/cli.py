@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finish the run in --out: only the cases it has no result for are run")
     run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
                      help="address-space limit per worker process, in MiB")
+    run.add_argument("--require", metavar="CANDIDATES", default="",
+                     help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
+                     "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason")
     run.add_argument("--isolate", choices=["worker", "case"], default="worker",
                      help="worker: reuse a healthy worker for many cases, putting back the process state each case "
                      "changes (default); case: a fresh worker process per case (slower, nothing shared)")
@@ -180,11 +183,17 @@ def _run(args: argparse.Namespace) -> ExitCode:
         probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
         use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
         durations=args.durations, localize_budget=args.localize_budget, control_budget=args.control_budget,
-        isolate=args.isolate,
+        isolate=args.isolate, require=[c.name for c in _parsed(args.require)] if args.require else [],
     )
     result = run(config)
     print()
     return _print_summary(result)
+
+
+def _parsed(text: str) -> list:
+    from .candidates import parse_list
+
+    return parse_list(text)
 
 
 def _print_summary(result) -> ExitCode:

@@ -7,7 +7,11 @@ parent uses later); for each ONNX candidate with a value failure (mismatch, layo
   that separates the graph from the runtime;
 - the same runtime with ORT's graph optimizations off (``<candidate>[opt=disable]``): does an optimization
   change the result?
-- when the case rewrites its export (``onnx_transform``): the same runtime on the export without the rewrite.
+- when the case rewrites its export (``onnx_transform``): the same runtime on the export without the rewrite;
+- for a CUDA candidate (ORT's CUDA provider, torch-cuda): the same with TF32 off (``[tf32=0]``): cuDNN and ORT's
+  CUDA provider use TF32 by default, and a gap that closes without it is reduced precision by design;
+- for torch-cuda running attention modules: the same with the inference fast path of nn.MultiheadAttention off
+  (``[fastpath=0]``, with and without TF32), since that fused path is what inference runs.
 
 Controls run only on the failing probes, within ``Task.control_budget`` seconds per case; what could not run
 is recorded with the reason. The case row's ``controls`` column holds, per control, whether it ran, for which
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 VALUE_FAILURES = {"mismatch", "layout", "nonfinite", "shape"}
 
@@ -39,9 +43,14 @@ def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, A
     return failing
 
 
-def run_controls(task: Any, built: Any, row: dict[str, Any], tensors: list[dict[str, Any]],
-                 probes: dict[str, dict[str, Any]], subject: Any, exports: Any, guard: Any) -> None:
-    from .backends import REGISTRY, Subject
+def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], probes: dict[str, dict[str, Any]],
+                 graph_for: Callable[[Any], Any], module: Any = None,
+                 without_rewrite: Callable[[Any], Any] | None = None) -> None:
+    """Run the controls for every candidate that fails on values. ``graph_for(candidate)`` gives the subject a
+    control of that candidate runs (the candidate's export; the eager model for eager candidates), or None;
+    ``module`` is the case's model (are there attention modules?); ``without_rewrite(candidate)`` exports without
+    the case's own onnx_transform (None when the case has none)."""
+    from .backends import REGISTRY
     from .candidates import Candidate, parse
     from .execute import _stage, run_backend
 
@@ -51,22 +60,18 @@ def run_controls(task: Any, built: Any, row: dict[str, Any], tensors: list[dict[
     present = set(task.backends)
     for name, failing_probes in failing.items():
         candidate = parse(name)
-        if not REGISTRY[candidate.backend].needs_onnx:
-            continue
         chosen = {p: feeds for p, feeds in probes.items() if p in failing_probes}
-        key = candidate.export_key(row["exporter"])
-        exported = exports.get(key)
-        if not exported.ok:
+        graph = graph_for(candidate)
+        if graph is None:
             continue
-        graph = Subject(subject.module, subject.input_names, subject.output_names, subject.call,
-                        onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
-        wanted = [{"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
-                   "because": f"the ONNX specification's opinion on the graph {name} ran"}]
-        if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
-            settings = dict(candidate.settings)
-            settings["opt"] = "disable"
-            wanted.append({"name": parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]"
-                                         ).name, "because": f"does an ORT graph optimization change {name}'s result?"})
+        wanted = _precision_controls(candidate, module)
+        on_graph = REGISTRY[candidate.backend].needs_onnx
+        if on_graph:
+            wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
+                              "because": f"the ONNX specification's opinion on the graph {name} ran"})
+            if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
+                wanted.append({"name": _with(candidate, opt="disable"),
+                               "because": f"does an ORT graph optimization change {name}'s result?"})
         for control in wanted:
             control_name = control["name"]
             if control_name in present or control_name in controls:
@@ -88,10 +93,45 @@ def run_controls(task: Any, built: Any, row: dict[str, Any], tensors: list[dict[
             controls[control_name] = {"kind": "backend", "ran": not skipped, "for": name,
                                       "because": control["because"], "probes": sorted(chosen),
                                       **({"reason": skipped[0]["message"]} if skipped else {})}
-        if built.onnx_transform is not None and "rewrite" not in controls and time.monotonic() < deadline:
-            controls["rewrite"] = _without_rewrite(task, candidate, key, chosen, exports, graph, row, tensors)
+        if on_graph and without_rewrite is not None and "rewrite" not in controls and time.monotonic() < deadline:
+            controls["rewrite"] = _without_rewrite(task, candidate, chosen, without_rewrite(candidate), graph, row,
+                                                   tensors)
     if controls:
         row["controls"] = json.dumps(controls)
+
+
+def _precision_controls(candidate: Any, module: Any) -> list[dict[str, str]]:
+    """TF32 off for a CUDA candidate; the attention fast path off (with and without TF32) for torch-cuda running
+    attention modules."""
+    from .backends import REGISTRY
+
+    settings = REGISTRY[candidate.backend].settings
+    wanted = []
+    if "tf32" in settings and candidate.get("tf32") != "0":
+        wanted.append({"name": _with(candidate, tf32="0"),
+                       "because": f"does the gap close with TF32 off? ({candidate.backend} uses TF32 by default)"})
+    if "fastpath" in settings and candidate.get("fastpath") != "0" and _has_attention(module):
+        wanted.append({"name": _with(candidate, fastpath="0"),
+                       "because": "does the gap close with nn.MultiheadAttention's inference fast path off?"})
+        if "tf32" in settings:
+            wanted.append({"name": _with(candidate, fastpath="0", tf32="0"),
+                           "because": "with both the attention fast path and TF32 off"})
+    return wanted
+
+
+def _has_attention(module: Any) -> bool:
+    import torch
+
+    kinds = (torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)
+    return isinstance(module, torch.nn.Module) and any(isinstance(m, kinds) for m in module.modules())
+
+
+def _with(candidate: Any, **changes: str) -> str:
+    """The candidate's spec with some settings changed (canonical order)."""
+    from .candidates import parse
+
+    settings = {**dict(candidate.settings), **changes}
+    return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
 
 
 def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
@@ -104,15 +144,14 @@ def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
     return parse(f"{base.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
 
 
-def _without_rewrite(task: Any, candidate: Any, key: tuple[str, str | None], probes: dict[str, Any], exports: Any,
-                     graph: Any, row: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, Any]:
+def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any, graph: Any, row: dict[str, Any],
+                     tensors: list[dict[str, Any]]) -> dict[str, Any]:
     """Run ``candidate`` on the export without the case's own onnx_transform: does the rewrite make the gap?"""
     from .backends import REGISTRY, Subject
     from .classify import classify
     from .judge import output_tolerance
     from .tables import decode
 
-    raw = exports.raw(key)
     if not raw.ok:
         return {"kind": "fact", "ran": False, "candidate": candidate.name,
                 "reason": f"the export without the rewrite failed: {(raw.error or '')[:300]}"}

@@ -71,11 +71,11 @@ def run_task(task: Task) -> dict[str, Any]:
         if definition.options.get("expect") is not None:
             row["expect"] = json.dumps(definition.options["expect"])
         built = build(definition)
+        _describe(row, built, task)
     except Exception as exc:
         row.update(status="error", stage="build", message=describe_exception(exc), traceback=traceback.format_exc())
         row["seconds"] = time.perf_counter() - started
         return {"case": row, "tensors": tensors}
-    _describe(row, built, task)
     try:
         if built.onnx_test is not None:
             from .recorded_case import run_recorded
@@ -115,6 +115,12 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     )
     row["rewrites"] = [name for name, present in (("onnx_transform", built.onnx_transform is not None),
                                                   ("bake_kwargs", bool(built.bake_kwargs))) if present]
+    if built.expect is not None:
+        from .judge import validate_expect
+
+        problem = validate_expect(built.expect)
+        if problem:
+            raise CaseDefinitionError(f"expect={built.expect!r}: {problem}")
     warnings = []
     if getattr(built.module, "training", False):
         warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
@@ -221,7 +227,19 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
     if task.control_budget > 0:
         from .controls import run_controls
 
-        run_controls(task, built, row, tensors, probes, subject, exports, guard)
+        def graph_for(candidate: Any) -> Subject | None:
+            if not REGISTRY[candidate.backend].needs_onnx:
+                return subject
+            exported = exports.get(candidate.export_key(row["exporter"]))
+            return Subject(subject.module, subject.input_names, subject.output_names, subject.call,
+                           onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs) if exported.ok else None
+
+        without_rewrite = None
+        if built.onnx_transform is not None:
+            def without_rewrite(candidate: Any) -> ExportResult:
+                return exports.raw(candidate.export_key(row["exporter"]))
+
+        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite)
     row["state_changes"] = guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
@@ -461,13 +479,17 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
 def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,
               feeds: dict[str, np.ndarray], rerun: int, prepare_seconds: float, providers: list[str],
               tensors: list[dict[str, Any]], full: Any = None) -> bool:
+    from .backends.torch_eager import ModelFault
+
     began = time.perf_counter()
     try:
         _stage(f"run ({name}, probe {probe})")
         _seed()
         outputs = backend.run(session, feeds)
     except Exception as exc:
-        tensors.append(tensor_row(task, name, probe, status="error", stage="run", message=describe_exception(exc),
+        stage = "model" if isinstance(exc, ModelFault) else "run"  # the model's doing, not the backend's
+        message = str(exc) if isinstance(exc, ModelFault) else describe_exception(exc)
+        tensors.append(tensor_row(task, name, probe, status="error", stage=stage, message=message,
                                   seconds=time.perf_counter() - began, providers=providers, rerun=rerun))
         return False
     seconds = time.perf_counter() - began

@@ -286,10 +286,11 @@ class Outcome:
     candidate: str
     label: str
     expected: list[str] | None
-    status: str  # "pass" | "fail" | "xfail" (declared by the case) | "waived" (by a waiver) | "skipped"
+    status: str  # "pass" | "fail" | "xfail" (declared) | "waived" (by a waiver) | "skipped" | "not_applicable"
     reason: str
     evidence: str
     probe: str | None
+    scope: str = ""  # which declaration the expectation came from, and why it applies (or not) to this candidate
 
     @property
     def failed(self) -> bool:
@@ -308,10 +309,12 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
     result = []
     for (case_id, candidate), rows in grouped.items():
         worst = max(rows, key=lambda r: severity(r["label"]))
-        expected = expected_labels(expects.get(case_id), candidate)
+        expected, scope = expectation_for(expects.get(case_id), candidate)
         label = worst["label"]
-        if label == "skipped":
-            status, reason = "skipped", "backend not available here"
+        if label == "skipped" and (worst["evidence"] or "").startswith(NOT_APPLICABLE):
+            status, reason = "not_applicable", worst["evidence"]
+        elif label == "skipped":
+            status, reason = "skipped", worst["evidence"] or "backend not available here"
         elif expected is None:
             status = "pass" if passes(label) else "fail"
             reason = "" if passes(label) else f"unexpected {label}"
@@ -322,8 +325,11 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
             status = "fail"
             reason = f"expected {' or '.join(expected)}, got {label}"
         result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
-                              worst["probe"]))
+                              worst["probe"], scope))
     return result
+
+
+NOT_APPLICABLE = "not applicable:"
 
 
 def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
@@ -338,16 +344,57 @@ def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
 
 
 def expected_labels(expect: Any, candidate: str) -> list[str] | None:
-    """The labels a case declared acceptable for ``candidate`` (None: no expectation)."""
+    """The labels a case declared acceptable for ``candidate`` (None: no expectation applies)."""
+    return expectation_for(expect, candidate)[0]
+
+
+def expectation_for(expect: Any, candidate: str) -> tuple[list[str] | None, str]:
+    """(labels, scope): what a case's ``expect`` says about ``candidate``, and why.
+
+    A label given for the whole case (``expect="tie_break"``, or the ``"*"`` key) describes what the exported graph
+    does: it applies to the candidates that run an export, not to eager candidates (``torch-cuda``), which are
+    expected to agree. A key naming the candidate (``"torch-cuda"``), or a pattern that matches it (``"ort-*"``),
+    applies as written; the most specific key wins."""
+    import fnmatch
+
     if expect is None:
-        return None
+        return None, ""
     if isinstance(expect, dict):
-        value = expect.get(candidate, expect.get("*"))
+        if candidate in expect:
+            return _labels(expect[candidate]), f"declared for {candidate}"
+        patterns = sorted((k for k in expect if k != "*" and any(ch in k for ch in "*?[")
+                           and fnmatch.fnmatchcase(candidate, k)), key=lambda k: (-len(k.replace("*", "")), k))
+        if patterns:
+            return _labels(expect[patterns[0]]), f"declared for {patterns[0]}"
+        if "*" not in expect:
+            return None, ""
+        value, declared = expect["*"], "declared for every candidate ('*')"
     else:
-        value = expect
+        value, declared = expect, "declared for the case"
+    if not _runs_export(candidate):
+        return None, (f"not applied: the case's expectation ({_text(value)}, {declared}) describes its exported graph, "
+                      f"and {candidate} runs no export, so it is expected to agree with the reference")
+    return _labels(value), f"{declared}; applies to {candidate}, which runs the exported graph"
+
+
+def _labels(value: Any) -> list[str] | None:
     if value is None:
         return None
     return [value] if isinstance(value, str) else list(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else " or ".join(value)
+
+
+def _runs_export(candidate: str) -> bool:
+    from .backends import REGISTRY
+    from .candidates import parse
+
+    try:
+        return REGISTRY[parse(candidate).backend].needs_onnx
+    except Exception:
+        return True
 
 
 def validate_expect(expect: Any) -> str | None:
@@ -380,6 +427,8 @@ def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
         return Verdict("export_error", f"export failed: {row['message']}", blame="exporter")
     if stage == "onnx_transform" or stage.startswith("transform:"):
         return Verdict("export_error", f"{stage} failed: {row['message']}", blame=stage)
+    if stage == "model":  # the model cannot run as asked on this backend (it mixes devices): a finding about it
+        return Verdict("runtime_error", row["message"] or "", blame="model")
     return Verdict("runtime_error", f"{stage} failed: {row['message']}", blame=candidate)
 
 

@@ -50,8 +50,8 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         if not backend.needs_onnx:
             tensors.append(tensor_row(task, candidate.name, "*", status="skipped", stage="session", message=(
-                "this case is an ONNX test folder: there is no PyTorch model to run; its reference is the "
-                "recorded outputs")))
+                "not applicable: this case is an ONNX test folder: there is no PyTorch model to run; its "
+                "reference is the recorded outputs")))
             continue
         model = model_for(("recorded", candidate.get("transform")))
         if not model.ok:
@@ -65,6 +65,15 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
         if model.ok:
             record_graph_evidence(task, model.onnx_bytes, list(test.output_names), probes, tensors,
                                   export_name(key))
+    if task.control_budget > 0:
+        from .controls import run_controls
+
+        def graph_for(candidate: Any) -> Subject | None:
+            model = model_for(("recorded", candidate.get("transform")))
+            return Subject(None, list(test.input_names), list(test.output_names), None, onnx_bytes=model.onnx_bytes,
+                           graph_inputs=model.graph_inputs) if model.ok else None
+
+        run_controls(task, row, tensors, probes, graph_for)
 
 
 def _transformed(model_bytes: bytes, transform: list[tuple[str, Any]]) -> ExportResult:

@@ -46,6 +46,7 @@ class RunConfig:
     localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
     control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
     isolate: str = "worker"  # "worker": reuse healthy workers (state put back per case); "case": one per case
+    require: list[str] = field(default_factory=list)  # candidates that must run here: skipping one is an error
     # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
     max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES",
                                                                              256 * 2**20)))
@@ -100,6 +101,12 @@ def validate(config: RunConfig) -> None:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
         raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
+    from .candidates import parse_list
+
+    names = [c.name for c in parse_list(",".join(config.backends))]
+    unknown = [name for name in config.require if name not in names]
+    if unknown:
+        raise UsageError(f"--require {','.join(unknown)}: not among --backends ({','.join(config.backends)})")
     if config.isolate not in ("worker", "case"):
         raise UsageError(f"--isolate must be worker or case, got {config.isolate!r}")
     for name in ("localize_budget", "control_budget"):
@@ -234,6 +241,9 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
             skipped[name] = reason
     if reference in skipped:
         raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
+    for name in config.require:
+        if name in skipped:
+            raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
     available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
     available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
     run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
@@ -303,6 +313,11 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     write_table(run_dir, "runs", [run_row])
     result = finish(run_dir, rejudge=True, baseline=Path(config.baseline) if config.baseline else None)
     _link_latest(run_dir, Path(config.reports_root))
+    missing = [o for o in result.outcomes if o.candidate in config.require and o.status == "skipped"]
+    if missing:
+        shown = "; ".join(f"{o.case}: {o.reason}" for o in missing[:5])
+        echo(f"difftest: required candidate(s) skipped in {len(missing)} case(s): {shown}")
+        result.exit_code = ExitCode.USAGE_ERROR
     return result
 
 

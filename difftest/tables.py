@@ -306,12 +306,34 @@ def write_table(run_dir: Path, table: str, rows: list[dict[str, Any]]) -> None:
 
 
 def read_table(run_dir: Path, table: str, without_data: bool = False):
+    """A table of a stored run, with every column of the current schema (a run made by an older difftest lacks
+    the newer ones: they read as null)."""
+    import polars as pl
+
     path = Path(run_dir) / f"{table}.parquet"
     if not path.exists():
         raise RunDataError(
             f"{path}: missing. Is {run_dir} a difftest run directory? (it needs runs, cases and tensors tables)"
         )
-    return _read(path, [c for c in schema(table) if c != "data"] if without_data else None)
+    present = set(_schema_of(path))
+    wanted = [c for c in schema(table) if not (without_data and c == "data")]
+    frame = _read(path, [c for c in wanted if c in present])
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        frame = frame.with_columns([pl.lit(None, dtype=schema(table)[c]).alias(c) for c in missing])
+    return frame.select(wanted)
+
+
+def _schema_of(path: Path) -> dict[str, Any]:
+    import polars as pl
+
+    try:
+        return dict(pl.read_parquet_schema(path))
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None
 
 
 def _read(path: Path, columns: list[str] | None = None):

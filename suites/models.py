@@ -707,12 +707,20 @@ class LSTMClassifier(nn.Module):
         return {"logits": self.fc(h[-1]), "sequence": sequence, "cell": c}
 
 
+TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+
+
 @case(tags=["model", "rnn"])
 def lstm():
     """Two-layer batch-first LSTM over a feature sequence, classifying from the last hidden state;
-    also returns every step's output and the final cell states; sequence length is dynamic."""
+    also returns every step's output and the final cell states; sequence length is dynamic.
+    Known: torch 2.11's dynamo exporter infers a static sequence length for nn.LSTM and refuses the dynamic axis
+    (a Dim.DYNAMIC conflict, seen on the GPU runner); torch 2.13 exports it. So the export error is declared for
+    torch older than 2.13 only."""
     torch.manual_seed(0)
-    return Case(LSTMClassifier().eval(), (randn(112, 2, 10, 16),), dynamic_axes={"x": {1: "sequence"}})
+    expect = {"ort-*": "export_error", "onnx-ref*": "export_error"} if TORCH_VERSION < (2, 13) else None
+    return Case(LSTMClassifier().eval(), (randn(112, 2, 10, 16),), dynamic_axes={"x": {1: "sequence"}},
+                expect=expect)
 
 
 class GRUTagger(nn.Module):

@@ -103,9 +103,11 @@ row("clamp_nan", lambda x: torch.clamp(x, -0.5, 0.5), (with_nans(4, 5, seed=10),
 row("clamp_min_only_nan", lambda x: torch.clamp(x, min=0.0), (with_nans(4, 5, seed=11),))
 row("maximum_nan", torch.maximum, (with_nans(4, 5, seed=12), randn(4, 5, seed=13)))
 row("minimum_nan", torch.minimum, (randn(4, 5, seed=14), with_nans(4, 5, seed=15)))
-row("max_reduce_nan", lambda x: x.amax(dim=1), (with_nans(4, 5, seed=16),), expect="nonfinite",
-    why="ONNX Runtime's ReduceMax does not always propagate NaN (a row with a NaN returns its finite maximum) "
-        "where torch.amax does: https://github.com/microsoft/onnxruntime/issues/10514")
+row("max_reduce_nan", lambda x: x.amax(dim=1), (with_nans(4, 5, seed=16),), expect={"ort-cpu*": "nonfinite"},
+    why="ONNX Runtime's CPU ReduceMax does not always propagate NaN (a row with a NaN returns its finite maximum) "
+        "where torch.amax does: https://github.com/microsoft/onnxruntime/issues/10514. Its CUDA provider "
+        "propagates NaN (seen on an H200, onnxruntime-gpu 1.31.1), and so does onnx.reference: the CPU kernel "
+        "is the odd one out.")
 row("relu_nan", torch.relu, (with_nans(4, 5, seed=17),))
 
 # --- softmax over rows of -inf, log-softmax, reductions ---------------------------------------------------
@@ -120,10 +122,12 @@ row("cumprod", lambda x: x.cumprod(-1), (1 + 0.01 * randn(3, 200, seed=22),), ex
     why="torch 2.13's dynamo exporter decomposes cumprod into prims.prod, for which it has no ONNX function "
         "(DispatchError: No ONNX function found for prims.prod).")
 row("sum_float16", lambda x: x.sum(-1), (randn(4, 2048, seed=23, dtype=torch.float16),))
-row("mean_large", lambda x: x.mean(), (randn(512, 512, seed=24) + 100,), expect="mismatch",
-    why="on the tie-rich probe (262,144 values near 100) ONNX Runtime's ReduceMean is off by ~1e-4 relative "
+row("mean_large", lambda x: x.mean(), (randn(512, 512, seed=24) + 100,),
+    why="on the tie-rich probe (262,144 values near 100) ONNX Runtime's CPU ReduceMean is off by ~1e-4 relative "
         "(0.0094 on 100.0008; eager's RMSE vs float64 is 2e-6): float32 sequential accumulation against "
-        "eager's pairwise summation. Base and ramp probes agree within noise.")
+        "eager's pairwise summation. That is within the summation bound γₙ·Σ|x| for n = 262,144, so it is "
+        "numeric, and the evidence reports the accuracy lost (thousands of times farther from float64 than "
+        "eager). ORT's CUDA provider (a tree reduction) is as accurate as eager.")
 row("var_unbiased", lambda x: x.var(dim=-1), (randn(8, 100, seed=25) * 1e2 + 1e4,))
 
 # --- normalisation and activations ------------------------------------------------------------------------
@@ -161,7 +165,12 @@ row("scatter_add_duplicates", lambda x, v: x.scatter_add(0, DUP_INDEX, v), (torc
 row("index_add_duplicates", lambda x, v: x.index_add(0, DUP_INDEX, v), (torch.zeros(5, 3), randn(6, 3, seed=38)))
 row("index_put_accumulate", lambda x, v: x.index_put((DUP_INDEX,), v, accumulate=True),
     (torch.zeros(5), randn(6, seed=39)))
-row("scatter_duplicates_last_wins", lambda x, v: x.scatter(0, DUP_INDEX, v), (torch.zeros(5), randn(6, seed=40)))
+row("scatter_duplicates_last_wins", lambda x, v: x.scatter(0, DUP_INDEX, v), (torch.zeros(5), randn(6, seed=40)),
+    expect={"*cuda*": ["exact", "mismatch", "nondeterministic"]},
+    why="with duplicate indices the write order decides the result: the ONNX specification (ScatterElements, "
+        "reduction none) and torch.Tensor.scatter_ both leave it undefined. The CPU kernels write in index order "
+        "(last wins); ORT's CUDA provider wrote another duplicate last on an H200. Any of these is legitimate "
+        "on CUDA.")
 row("index_put_unique", lambda x, v: x.index_put((torch.tensor([3, 1]),), v), (torch.zeros(5), randn(2, seed=41)))
 row("scatter_reduce_amax", lambda x, v: x.scatter_reduce(0, DUP_INDEX, v, reduce="amax"),
     (torch.zeros(5), randn(6, seed=42)))
@@ -190,14 +199,25 @@ row("matmul_broadcast", torch.matmul, (randn(2, 1, 3, 4, seed=58), randn(5, 4, 6
 row("matmul_vector", torch.matmul, (randn(3, 4, seed=60), randn(4, seed=61)))
 row("matmul_float16", torch.matmul, (randn(8, 64, seed=62, dtype=torch.float16), randn(64, 8, seed=63,
                                                                                         dtype=torch.float16)))
-row("matmul_int64", torch.matmul, (randint(-5, 5, 3, 4, seed=64), randint(-5, 5, 4, 2, seed=65)))
+row("matmul_int64", torch.matmul, (randint(-5, 5, 3, 4, seed=64), randint(-5, 5, 4, 2, seed=65)),
+    expect={"torch-cuda*": "runtime_error"},
+    why="PyTorch has no int64 matmul kernel on CUDA (NotImplementedError: \"addmm_cuda\" not implemented for "
+        "'Long'): a backend limitation, not a model error.")
 
 # --- casts, including out of range -------------------------------------------------------------------------
 OUT_OF_RANGE = torch.tensor([0.0, -1.5, 2.7, 3e9, -3e9, 1e20, 255.9, 256.0, -0.9])
-row("cast_float_to_int32_out_of_range", lambda x: x.to(torch.int32), (OUT_OF_RANGE,))
-row("cast_float_to_int64", lambda x: x.to(torch.int64), (OUT_OF_RANGE,))
-row("cast_float_to_uint8_out_of_range", lambda x: x.to(torch.uint8), (OUT_OF_RANGE,))
-row("cast_nan_to_int", lambda x: x.to(torch.int32), (torch.tensor([float("nan"), 1.0, float("inf")]),))
+UNDEFINED_CAST = {"*cuda*": ["exact", "mismatch"]}
+UNDEFINED_WHY = ("converting a float that does not fit the integer type (or NaN, or Inf) is undefined behaviour in "
+                 "C++ and in the ONNX specification (Cast); x86 CPUs give the 'integer indefinite' value, CUDA "
+                 "saturates (seen on an H200: 2147483647 where the CPU gives -2147483648). The CPU candidates agree "
+                 "exactly; on CUDA either is legitimate, and the verdict blames nobody.")
+row("cast_float_to_int32_out_of_range", lambda x: x.to(torch.int32), (OUT_OF_RANGE,), expect=UNDEFINED_CAST,
+    why=UNDEFINED_WHY)
+row("cast_float_to_int64", lambda x: x.to(torch.int64), (OUT_OF_RANGE,), expect=UNDEFINED_CAST, why=UNDEFINED_WHY)
+row("cast_float_to_uint8_out_of_range", lambda x: x.to(torch.uint8), (OUT_OF_RANGE,), expect=UNDEFINED_CAST,
+    why=UNDEFINED_WHY)
+row("cast_nan_to_int", lambda x: x.to(torch.int32), (torch.tensor([float("nan"), 1.0, float("inf")]),),
+    expect=UNDEFINED_CAST, why=UNDEFINED_WHY)
 row("cast_float_to_bool", lambda x: x.to(torch.bool), (torch.tensor([0.0, -0.0, 1e-30, float("nan"), -2.0]),))
 row("cast_int_to_float16_large", lambda x: x.to(torch.float16), (torch.tensor([70000, 2049, -65504, 1]),))
 row("cast_float32_to_float16_overflow", lambda x: x.half(), (torch.tensor([1e5, -7e4, 65504.0, 1e-8]),))

@@ -50,3 +50,14 @@ def test_ci_script_runs_the_readme_test_command():
     first_block = readme.split("```")[1]
     assert "make test" in script
     assert [line.split()[:2] for line in first_block.strip().splitlines()] == [["make", "suite"], ["make", "test"]]
+
+
+def test_nightly_pins_a_working_cuda_pair_and_requires_the_gpu_candidates():
+    nightly = YAML(typ="safe").load(ROOT / ".github" / "workflows" / "nightly-gpu.yml")
+    steps = "\n".join(step.get("run", "") for job in nightly["jobs"].values() for step in job["steps"])
+    assert "constraints-gpu.txt" in steps and "cu130" in nightly["env"]["TORCH_INDEX"]
+    assert '--require "$REQUIRE"' in steps and nightly["env"]["REQUIRE"] == "ort-cuda,torch-cuda"
+    assert "CUDAExecutionProvider" in steps  # the provider is checked to load before the run
+    pins = dict(line.split("==") for line in (ROOT / "constraints-gpu.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"] == "2.11.0" and pins["onnxruntime-gpu"] == "1.31.1"

@@ -30,12 +30,59 @@ class TorchEager(Backend):
         return [to_numpy(t) for t in outputs]
 
 
-class TorchCuda(TorchEager):
+class TorchOnDevice(TorchEager):
+    """PyTorch eager on another device, the way people run a model there: the module and every tensor the case
+    passes (arguments, keyword arguments, nested containers, tensors a module keeps outside its parameters and
+    buffers) moved to the device, and the forward run under it as the default device (tensors the forward
+    creates without ``device=`` land there too). A model that still mixes devices fails with a message naming the
+    op, recorded as a finding about the model (``ModelFault``)."""
+
+    name = "torch-device"
+    runs_the_model = False  # runs a copy moved to the device
+    device = "meta"
+
+    def prepare(self, subject: Subject) -> Any:
+        import copy
+        import dataclasses
+
+        placed = copy.copy(subject)
+        placed.module = place_module(copy.deepcopy(subject.module), self.device)
+        call = subject.call.rebind(placed.module)
+        constants = copy.deepcopy((call.signature.arg_constants, call.signature.kw_constants))
+        call.signature = dataclasses.replace(
+            call.signature, arg_constants=[to_device(c, self.device) for c in constants[0]],
+            kw_constants={k: to_device(v, self.device) for k, v in constants[1].items()})
+        call.frozen = {k: to_device(v, self.device) for k, v in call.frozen.items()}
+        placed.call = call
+        return placed
+
+    def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        try:
+            with torch.device(self.device), self.settings_applied():
+                return super().run(session, feeds)
+        except RuntimeError as exc:
+            op = mixed_devices(str(exc))
+            if op is None:
+                raise
+            raise ModelFault(
+                f"the model mixes devices{op}: {str(exc).splitlines()[0]}. Every tensor the case passes was moved to "
+                f"{self.device} and the forward ran with {self.device} as the default device, so a tensor the model "
+                "creates on an explicit device, or keeps where moving the module does not reach it, stayed behind"
+            ) from None
+
+    def settings_applied(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class TorchCuda(TorchOnDevice):
     name = "torch-cuda"
     device = "cuda"
-    runs_the_model = False  # runs a copy moved to the GPU
     description = "PyTorch eager on CUDA"
-    settings = ("tf32",)
+    settings = ("tf32", "fastpath")
 
     def unavailable_reason(self) -> str | None:
         import torch
@@ -45,30 +92,131 @@ class TorchCuda(TorchEager):
             return f"torch {torch.__version__} is {build}: torch.cuda.is_available() is False"
         return None
 
-    def prepare(self, subject: Subject) -> Any:
-        import copy
-
-        cuda_subject = copy.copy(subject)
-        cuda_subject.module = copy.deepcopy(subject.module).to("cuda")
-        cuda_subject.call = subject.call.rebind(cuda_subject.module)
-        return cuda_subject
-
-    def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        import torch
-
-        if "tf32" not in self.options:
-            return super().run(session, feeds)
-        flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.options["tf32"] == "1"
-        try:
-            return super().run(session, feeds)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    def settings_applied(self) -> Any:
+        return cuda_settings(self.options)
 
     def providers(self, session: Any) -> list[str]:
         import torch
 
         return [f"cuda:{torch.cuda.get_device_name(0)}"]
+
+
+class cuda_settings:
+    """Apply a candidate's precision settings around a run and put the globals back after it:
+    ``tf32`` (torch.backends.cuda.matmul / cudnn allow_tf32) and ``fastpath`` (the inference fast path of
+    nn.MultiheadAttention and nn.TransformerEncoder, torch.backends.mha)."""
+
+    def __init__(self, options: dict[str, str]):
+        self.options = options
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                      _fastpath_enabled())
+        if "tf32" in self.options:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.options["tf32"] == "1"
+        if "fastpath" in self.options:
+            _set_fastpath(self.options["fastpath"] == "1")
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, fastpath = self.saved
+        if fastpath is not None:
+            _set_fastpath(fastpath)
+
+
+def _fastpath_enabled() -> bool | None:
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    return mha.get_fastpath_enabled() if mha is not None and hasattr(mha, "get_fastpath_enabled") else None
+
+
+def _set_fastpath(enabled: bool) -> None:
+    import torch
+
+    mha = getattr(torch.backends, "mha", None)
+    if mha is not None and hasattr(mha, "set_fastpath_enabled"):
+        mha.set_fastpath_enabled(enabled)
+
+
+class ModelFault(RuntimeError):
+    """The model itself cannot run as asked (it mixes devices): a finding about the model, not the backend."""
+
+
+_DEVICE_ERRORS = ("to be on the same device", "found at least two devices", "on the same device, but got",
+                  "Expected all tensors to be on", "is not on the expected device")
+
+
+def mixed_devices(message: str) -> str | None:
+    """For a device-mismatch error: " in <op>" (or "" when the op is not named); None for other errors."""
+    import re
+
+    if not any(marker in message for marker in _DEVICE_ERRORS):
+        return None
+    found = re.search(r"in method (?:wrapper_\w+?__)?(\w+)", message) or re.search(r"argument \w+ in method (\w+)", message)
+    if found:
+        return f" in {found.group(1)}"
+    found = re.search(r"expected (\w+) and (\w+) to be on the same device", message)
+    return f" (between {found.group(1)} and {found.group(2)})" if found else ""
+
+
+def place_module(module: Any, device: str) -> Any:
+    """``module.to(device)`` plus the tensors its submodules keep as plain attributes or in containers."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        return to_device(module, device)
+    module.to(device)
+    for sub in module.modules():
+        for name, value in list(vars(sub).items()):
+            if name in ("_parameters", "_buffers", "_modules") or name.startswith("__"):
+                continue
+            moved = to_device(value, device)
+            if moved is not value:
+                object.__setattr__(sub, name, moved)
+    return module
+
+
+def to_device(value: Any, device: str, depth: int = 0) -> Any:
+    """``value`` with every tensor in it (containers, dataclasses and plain objects' attributes, in place) on
+    ``device``; ``value`` itself when it holds none. Give it copies: objects are changed in place."""
+    import types
+
+    import torch
+
+    if depth > 8:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, torch.nn.Module):
+        return place_module(value, device)
+    if isinstance(value, (list, tuple)):
+        items = [to_device(v, device, depth + 1) for v in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(*items) if isinstance(value, tuple) and hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        moved = {k: to_device(v, device, depth + 1) for k, v in value.items()}
+        if all(moved[k] is value[k] for k in value):
+            return value
+        try:
+            return type(value)(moved)
+        except TypeError:
+            return moved
+    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+                          str, bytes)) or not hasattr(value, "__dict__"):
+        return value
+    for name, item in list(vars(value).items()):  # a cache object, a dataclass: its tensors, in place
+        moved_item = to_device(item, device, depth + 1)
+        if moved_item is not item:
+            try:
+                object.__setattr__(value, name, moved_item)
+            except (AttributeError, TypeError):
+                continue
+    return value
 
 
 class TorchFloat64(TorchEager):

@@ -20,7 +20,7 @@ from ..tables import read_table
 from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
-STATUS_ORDER = {"fail": 0, "xfail": 1, "waived": 2, "skipped": 3, "pass": 4}
+STATUS_ORDER = {"fail": 0, "xfail": 1, "waived": 2, "skipped": 3, "pass": 4, "not_applicable": 5}
 PASSING = {label for label, (passes, _) in LABELS.items() if passes}
 LOG_TAIL_BYTES = 20_000
 
@@ -108,7 +108,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
             details = comparison_details(case, case_comparisons, rec, charts=charts)
             bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
-        cells = [o for o in row["cells"] if o is not None and o.status != "skipped"]
+        cells = [o for o in row["cells"] if o is not None and o.status not in ("skipped", "not_applicable")]
         findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},
                                     {"exporter": case.get("exporter") or "dynamo"})
         (run_dir / row["page"]).write_text(template.render(
