@@ -46,6 +46,11 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
     controls).
     """
     context = _Context(verdicts, rec, reference, oracle, onnx_exports, case or {})
+    # Controls are read as judged, before any blame relabels one (a TF32-accepted ort-cuda must not make its own
+    # opt=disable control look like the optimizer's fault).
+    judged = {c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame) for k, v in by_key.items()}
+              for c, by_key in verdicts.items()}
+    context.verdicts = judged
     for candidate, by_key in verdicts.items():
         for key, verdict in by_key.items():
             if verdict.label == "runtime_error" and verdict.blame == candidate and candidate in context.onnx_exports:
@@ -56,12 +61,12 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
             if verdict.label not in VALUE_LABELS:
                 verdict.blame = verdict.blame or _stage_blame(candidate, verdict, context)
                 continue
-            tf32 = _tf32_control(candidate, key, verdicts, context)
+            tf32 = _tf32_control(candidate, key, judged, context)
             if tf32 is not None:
                 verdict.label, verdict.blame = "numeric", "tf32"
                 verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
                 continue
-            fastpath = _fastpath_control(candidate, key, verdicts, context)
+            fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
                 verdict.label, verdict.blame, reason = fastpath
                 verdict.evidence += f" Blame: {verdict.blame}: {reason}."

@@ -48,6 +48,36 @@ def test_every_tensor_a_case_passes_lands_on_the_device():
     assert out.device.type == "meta" and tuple(out.shape) == (3, 4)
 
 
+INDEX = torch.tensor([0, 2, 2, 1])  # a constant the forward functions read from the module's globals
+
+
+class Op(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+class UsesGlobal(torch.nn.Module):
+    def forward(self, x):
+        return x.index_select(0, INDEX)
+
+
+def test_tensors_a_forward_reads_from_globals_and_closures_are_moved():
+    offset = torch.ones(2)
+    for module in (Op(lambda x, v: x.index_add(0, INDEX, v) + offset), UsesGlobal()):
+        args = (torch.zeros(3, 2), torch.ones(4, 2)) if isinstance(module, Op) else (torch.randn(3, 2),)
+        subject, feeds = _subject(module.eval(), args, None)
+        placed = TorchOnDevice().prepare(subject)
+        live = [torch.from_numpy(feeds[n]).to("meta") for n in placed.input_names]
+        with torch.device("meta"), torch.inference_mode():
+            (out,) = placed.call(*live)
+        assert out.device.type == "meta"
+    assert INDEX.device.type == "cpu" and UsesGlobal.forward.__globals__["INDEX"].device.type == "cpu"
+
+
 class MixesDevices(torch.nn.Module):
     def forward(self, x):
         return x + torch.ones(x.shape, device="cpu")  # an explicit device the harness cannot move

@@ -164,7 +164,10 @@ def mixed_devices(message: str) -> str | None:
 
 
 def place_module(module: Any, device: str) -> Any:
-    """``module.to(device)`` plus the tensors its submodules keep as plain attributes or in containers."""
+    """``module.to(device)`` plus the tensors its submodules keep as plain attributes or in containers, and the
+    tensors their functions read from module globals or closures (a constant index tensor a forward uses)."""
+    import types
+
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -177,12 +180,54 @@ def place_module(module: Any, device: str) -> Any:
             moved = to_device(value, device)
             if moved is not value:
                 object.__setattr__(sub, name, moved)
+        forward = getattr(type(sub), "forward", None)
+        if isinstance(forward, types.FunctionType) and not type(sub).__module__.startswith("torch."):
+            moved_forward = relocated_function(forward, device)
+            if moved_forward is not forward:  # on this copy only: the class (shared with the CPU runs) is untouched
+                object.__setattr__(sub, "forward", types.MethodType(moved_forward, sub))
     return module
+
+
+def relocated_function(fn: Any, device: str, depth: int = 0) -> Any:
+    """``fn``, or a copy of it whose global, closure and default tensors are on ``device``."""
+    import types
+
+    names = set(fn.__code__.co_names)
+    moved_globals = {name: to_device(fn.__globals__[name], device, depth + 1) for name in names
+                     if name in fn.__globals__ and not isinstance(fn.__globals__[name], (types.ModuleType, type))}
+    changed = {k: v for k, v in moved_globals.items() if v is not fn.__globals__[k]}
+    closure = fn.__closure__
+    if closure:
+        cells = []
+        for cell in closure:
+            try:
+                content = cell.cell_contents
+            except ValueError:
+                cells.append(cell)
+                continue
+            moved = to_device(content, device, depth + 1)
+            cells.append(cell if moved is content else types.CellType(moved))
+        new_closure = tuple(cells)
+        closure_changed = any(a is not b for a, b in zip(new_closure, closure))
+    else:
+        new_closure, closure_changed = closure, False
+    defaults = fn.__defaults__
+    new_defaults = tuple(to_device(d, device, depth + 1) for d in defaults) if defaults else defaults
+    defaults_changed = bool(defaults) and any(a is not b for a, b in zip(new_defaults, defaults))
+    if not (changed or closure_changed or defaults_changed):
+        return fn
+    copy = types.FunctionType(fn.__code__, {**fn.__globals__, **changed} if changed else fn.__globals__, fn.__name__,
+                              new_defaults, new_closure)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__dict__.update(fn.__dict__)
+    copy.__qualname__ = fn.__qualname__
+    return copy
 
 
 def to_device(value: Any, device: str, depth: int = 0) -> Any:
     """``value`` with every tensor in it (containers, dataclasses and plain objects' attributes, in place) on
     ``device``; ``value`` itself when it holds none. Give it copies: objects are changed in place."""
+    import functools
     import types
 
     import torch
@@ -206,8 +251,18 @@ def to_device(value: Any, device: str, depth: int = 0) -> Any:
             return type(value)(moved)
         except TypeError:
             return moved
-    if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
-                          str, bytes)) or not hasattr(value, "__dict__"):
+    if isinstance(value, types.FunctionType):
+        return relocated_function(value, device, depth)
+    if isinstance(value, functools.partial):
+        func = to_device(value.func, device, depth + 1)
+        args = tuple(to_device(a, device, depth + 1) for a in value.args)
+        keywords = {k: to_device(v, device, depth + 1) for k, v in value.keywords.items()}
+        if func is value.func and all(a is b for a, b in zip(args, value.args)) and all(
+                keywords[k] is value.keywords[k] for k in keywords):
+            return value
+        return functools.partial(func, *args, **keywords)
+    if isinstance(value, (type, types.ModuleType, types.MethodType, types.BuiltinFunctionType, str, bytes)) or \
+            not hasattr(value, "__dict__"):
         return value
     for name, item in list(vars(value).items()):  # a cache object, a dataclass: its tensors, in place
         moved_item = to_device(item, device, depth + 1)
