@@ -39,6 +39,9 @@ class Case:
     rtol: float | None = None
     atol: float | None = None
     tolerances: Mapping[str, tuple[float, float]] | None = None
+    # {output name: mask input name}: the output's positions where the mask is 0 (padding) are compared apart
+    # and reported, not judged: the case declares they do not matter.
+    output_masks: Mapping[str, str] | None = None
     # Expected verdicts: one label for every candidate, or {candidate: label}.
     expect: str | Mapping[str, str] | None = None
     # Applied to the exported onnx.ModelProto before any runtime sees it.
@@ -69,6 +72,7 @@ class CaseDef:
     factory: Callable[[], Any]
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    module: str | None = None  # the module whose code declared it (a suite importing another suite keeps its own)
 
     def __call__(self) -> Any:
         return self.factory()
@@ -112,13 +116,57 @@ def case(fn: Callable | None = None, /, *, name: str | None = None, **options: A
         )
     _check_exporter(options.get("exporter"))
 
+    import sys
+
+    declaring = sys._getframe(1).f_globals.get("__name__")  # the module whose code runs @case / case(...)
+
     def register(factory: Callable) -> CaseDef:
-        definition = CaseDef(factory=factory, name=name or factory.__name__, options=dict(options))
+        definition = CaseDef(factory=factory, name=name or factory.__name__, options=dict(options), module=declaring)
         if _collecting is not None:
             _collecting.append(definition)
         return definition
 
     return register(fn) if fn is not None else register
+
+
+class CaseSkipped(Exception):
+    """Raised by :func:`skip` or :func:`importorskip` in a factory: the case cannot run here, for a reason that
+    is no finding (an optional package is missing). Every candidate is recorded as skipped with the reason."""
+
+
+def skip(reason: str) -> None:
+    """Skip the case being built, saying why (call it in a factory)."""
+    raise CaseSkipped(reason)
+
+
+def importorskip(module: str, minversion: str | None = None) -> Any:
+    """Import ``module`` for a factory, or skip the case saying it is missing (or older than ``minversion``)."""
+    import importlib
+
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise CaseSkipped(f"{module} is not installed ({exc}); install it to run this case") from None
+    if minversion is not None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version(module)
+        except metadata.PackageNotFoundError:
+            version = getattr(imported, "__version__", "0")
+        if _version_tuple(version) < _version_tuple(minversion):
+            raise CaseSkipped(f"{module} {version} is older than {minversion}, which this case needs")
+    return imported
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 def build(definition: CaseDef) -> Case:

@@ -99,6 +99,8 @@ def load_suite(path: Path) -> list[CaseDef]:
         ) from None
     finally:
         case_module._collecting = previous
+    # A suite that imports another suite file runs that file's decorators too: those cases belong to that file.
+    collected = [d for d in collected if _declared_here(d, module_name, path)]
     names = [d.name for d in collected]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -134,7 +136,7 @@ def collect(targets: list[str], keyword: str | None = None,
                 if only is not None and definition.name != only:
                     continue
                 ref = CaseRef(str(path.resolve()), definition.name)
-                if keyword and keyword.lower() not in ref.id.lower():
+                if keyword and not matches_keyword(ref, keyword):
                     continue
                 if ref.id in seen:
                     continue
@@ -143,6 +145,29 @@ def collect(targets: list[str], keyword: str | None = None,
             if progress is not None:
                 progress(len(found))
     return found
+
+
+def _declared_here(definition: CaseDef, module_name: str, path: Path) -> bool:
+    """Was the case declared by this suite file (or by a library helper it called, like ``onnx_tests``), rather
+    than by another suite file it imported?"""
+    if definition.module in (None, module_name):
+        return True
+    module = sys.modules.get(definition.module)
+    origin = getattr(module, "__file__", None)
+    if not origin:
+        return True
+    origin_path = Path(origin).resolve()
+    library = Path(__file__).resolve().parent
+    if library in origin_path.parents or "site-packages" in origin_path.parts or "dist-packages" in origin_path.parts:
+        return True
+    return origin_path == path
+
+
+def matches_keyword(ref: CaseRef, keyword: str) -> bool:
+    """``-k``: a substring of the case's name (case-insensitive); with ``::`` in it, of the whole id
+    (``-k models::vit``). The file's name alone never selects: ``-k dyn`` in dyn.py means cases named *dyn*."""
+    target = ref.id if "::" in keyword else ref.name
+    return keyword.lower() in target.lower()
 
 
 def find_definition(ref: CaseRef) -> CaseDef:

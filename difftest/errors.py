@@ -18,3 +18,7 @@ class Interrupted(Exception):
     def __init__(self, signal_name: str):
         super().__init__(signal_name)
         self.signal_name = signal_name
+
+
+class OutputError(TypeError):
+    """A model output difftest cannot compare (it holds no tensors): a problem of the case's definition."""

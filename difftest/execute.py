@@ -19,8 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .backends import REGISTRY, BackendUnavailable, Subject
-from .cases import Case, CaseDefinitionError, CaseRef, build
+from .cases import Case, CaseDefinitionError, CaseRef, CaseSkipped, build
 from .execute_names import INPUTS, RANKED, slug
+from .errors import OutputError
 from .export import ExportResult, describe_exception, export, traced_warnings
 from .tables import tensor_row
 
@@ -72,8 +73,12 @@ def run_task(task: Task) -> dict[str, Any]:
             row["expect"] = json.dumps(definition.options["expect"])
         built = build(definition)
         _describe(row, built, task)
+    except CaseSkipped as exc:
+        row.update(status="skipped", stage="build", message=str(exc))
+        row["seconds"] = time.perf_counter() - started
+        return {"case": row, "tensors": tensors}
     except Exception as exc:
-        row.update(status="error", stage="build", message=describe_exception(exc), traceback=traceback.format_exc())
+        row.update(status="error", stage="build", message=describe_exception(exc), traceback=user_traceback(exc))
         row["seconds"] = time.perf_counter() - started
         return {"case": row, "tensors": tensors}
     try:
@@ -83,11 +88,26 @@ def run_task(task: Task) -> dict[str, Any]:
             run_recorded(task, built, row, tensors)
         else:
             _run(task, built, row, tensors)
+    except (CaseDefinitionError, OutputError) as exc:  # the case, as written, cannot be judged: not a verdict
+        row.update(status="error", stage="definition", message=describe_exception(exc),
+                   traceback=user_traceback(exc))
     except Exception as exc:
         row.update(status="error", stage=row.get("stage") or "harness", message=describe_exception(exc),
-                   traceback=traceback.format_exc())
+                   traceback=user_traceback(exc))
     row["seconds"] = time.perf_counter() - started
     return {"case": row, "tensors": tensors}
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback with difftest's own frames left out, the user's innermost frame last; all frames when none
+    is the user's (then the bug is difftest's, and its frames are what to report)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = str(Path(__file__).resolve().parent)
+    user = [f for f in frames if not str(Path(f.filename).resolve()).startswith(ours)]
+    if not user:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return ("Traceback (difftest's own frames left out):\n" + "".join(traceback.StackSummary.from_list(user).format())
+            + "".join(traceback.format_exception_only(type(exc), exc)))
 
 
 def case_row(task: Task) -> dict[str, Any]:
@@ -111,7 +131,8 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["reference"] = "recorded" if built.onnx_test else task.reference
     row["expect"] = json.dumps(built.expect) if built.expect is not None else None
     row["tolerances"] = json.dumps(
-        {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {})}
+        {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {}),
+         "output_masks": dict(built.output_masks or {})}
     )
     row["rewrites"] = [name for name, present in (("onnx_transform", built.onnx_transform is not None),
                                                   ("bake_kwargs", bool(built.bake_kwargs))) if present]

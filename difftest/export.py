@@ -163,7 +163,8 @@ def export(
                 torch.onnx.export(flat, example, buffer, **options)
                 model = onnx.load_from_string(buffer.getvalue())
     except Exception as exc:  # any exporter failure is a verdict, not a crash
-        return ExportResult(exporter, time.perf_counter() - started, error=describe_exception(exc),
+        return ExportResult(exporter, time.perf_counter() - started,
+                            error=in_user_terms(describe_exception(exc), list(flat.live_names)),
                             warnings=summarize_warnings(seen))
     exporter_warnings = summarize_warnings(seen)
     invalidated_by = None
@@ -301,6 +302,33 @@ def summarize_warnings(caught: list[Any], limit: int = 40) -> list[str]:
 def traced_warnings(warnings_seen: list[str]) -> list[str]:
     """The warnings that say a trace may not generalize (a data-dependent value was frozen into the graph)."""
     return [w for w in warnings_seen if w.split(":", 1)[0] in CONTROL_FLOW_WARNINGS]
+
+
+_LIVE = re.compile(r"(?:inputs|L|args)\[(?:'live'|\"live\"|0)\]\[(\d+)\]")
+_OUR_FRAME = re.compile(r"^\s*File \"[^\"]*[/\\]difftest[/\\][^\"]*\", line \d+, in .*$")
+
+
+def in_user_terms(text: str, names: list[str]) -> str:
+    """An exporter's message in the case's own names: ``inputs['live'][2]`` (difftest's adapter takes its
+    inputs as ``*live``) becomes ``input 'input_features'``, and the adapter's frames are left out of any
+    traceback the message quotes."""
+
+    def name(match: re.Match) -> str:
+        index = int(match.group(1))
+        return f"input {names[index]!r}" if index < len(names) else match.group(0)
+
+    lines = []
+    skip_code = False
+    for line in _LIVE.sub(name, text).splitlines():
+        if _OUR_FRAME.match(line):
+            skip_code = True
+            continue
+        if skip_code and line.startswith("    ") and not line.lstrip().startswith("File "):
+            skip_code = False
+            continue
+        skip_code = False
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def describe_exception(exc: BaseException, limit: int = 4000) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from pathlib import Path
 from typing import Any
 
-from . import blame, probe_rules
+from . import blame, masks, probe_rules
 from .classify import LABELS, Verdict, classify, passes, severity
 from .probes import SYNTHETIC_PROBES
 from .recorded import Recorded
@@ -146,6 +146,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         if ranked_row is not None:
             info = json.loads(ranked_row["message"])
             ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
+        masked = _declared_mask(rec, tolerances, probe, output, ref)
+        if masked is not None:
+            cand, ignored = _outside_mask(ref, cand, masked)
         accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
         accumulated = None
         if accumulated_row is not None:
@@ -163,6 +166,12 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         )
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
+        if masked is not None:
+            verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
+        elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
+            where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
+            if where:
+                verdict.evidence += f" {where}"
         found[(probe, output)] = verdict
 
 
@@ -223,6 +232,37 @@ def _itemsize(dtype: str) -> int:
     from .tables import dtype_of
 
     return dtype_of(dtype).itemsize
+
+
+def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output: str,
+                   reference: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(mask input name, its values) when the case declared this output's padding ignorable."""
+    name = (tolerances.get("output_masks") or {}).get(output)
+    if not name:
+        return None
+    values = rec.array("input", probe, name)
+    if values is None or masks.broadcast_mask(values, reference.shape) is None:
+        return None
+    return name, values
+
+
+def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray]
+                  ) -> tuple[np.ndarray, str]:
+    """The candidate with the reference's values where the mask is 0 (those positions are not judged), and a
+    sentence with what differs there."""
+    name, values = masked
+    keep = masks.broadcast_mask(values, reference.shape)
+    if candidate.shape != reference.shape or candidate.dtype != reference.dtype:
+        return candidate, f"(the output mask {name!r} was not applied: the candidate's shape or dtype differs)"
+    judged = np.where(keep, candidate, reference)
+    with np.errstate(all="ignore"):
+        diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    outside = ~keep
+    differs = outside & ~((reference == candidate) | (np.isnan(diff) & np.isnan(reference.astype(np.float64))))
+    largest = float(np.nanmax(np.where(outside, diff, 0.0))) if outside.any() else 0.0
+    return judged, (f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared "
+                    f"ignorable by the case and not judged: {int(differs.sum())} of them differ, by up to "
+                    f"{largest:.7g}.")
 
 
 def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:
@@ -410,8 +450,12 @@ def _case_failure(case: dict[str, Any], reference: str) -> Verdict:
     status, stage, message = case["status"], case["stage"], case["message"] or ""
     if status in CASE_FAILURE_LABELS:
         return Verdict(CASE_FAILURE_LABELS[status], message, blame=None)
+    if status == "skipped":
+        return Verdict("skipped", f"the case was skipped: {message}")
     if stage == "build":
         return Verdict("export_error", f"the case could not be built: {message}", blame="case")
+    if stage == "definition":
+        return Verdict("export_error", f"the case, as written, cannot be judged: {message}", blame="case")
     if stage == "load":
         return Verdict("export_error", f"the ONNX test folder could not be loaded: {message}", blame="case")
     if stage == "reference":

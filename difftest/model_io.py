@@ -1,10 +1,12 @@
 """One flat signature for every runtime: named tensor inputs in, named tensors out.
 
-A case's ``args`` and ``kwargs`` may mix tensors with Python values and its
-module may return nested tuples or dicts. Every backend (and the exporter)
-sees the same :class:`FlatModule`: tensor inputs in a fixed order with fixed
-names, non-tensor values held as constants, outputs flattened in order. ONNX
-graph inputs are then fed by name whatever names the exporter would have chosen.
+A case's ``args`` and ``kwargs`` may mix tensors with Python values, containers of tensors (tuples, lists,
+dicts, dataclasses, objects such as a transformers ``DynamicCache``), and its module may return any of those.
+Every backend (and the exporter) sees the same :class:`FlatModule`: tensor inputs in a fixed order with fixed
+names (a tensor inside a container is an input named after its path: ``cache_layers_0_keys``), the
+containers rebuilt around them on every call from a private copy, plain values held as constants, outputs
+flattened in order the same way. ONNX graph inputs are then fed by name whatever names the exporter would
+have chosen.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import OutputError
+
+
+Path = tuple  # steps into a container: ("item", index) | ("key", key) | ("attr", name)
+
 
 @dataclass
 class Signature:
@@ -28,23 +35,41 @@ class Signature:
     kw_slots: dict[str, int | None] = field(default_factory=dict)
     kw_constants: dict[str, Any] = field(default_factory=dict)
     baked: list[str] = field(default_factory=list)  # tensor kwargs exported as constants
+    # Constant arguments that hold tensors: where each tensor goes, as (path, index into names).
+    arg_holes: dict[int, list[tuple[Path, int]]] = field(default_factory=dict)
+    kw_holes: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
+    containers: dict[str, str] = field(default_factory=dict)  # input name -> the container type it lives in
 
 
 def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: bool = False) -> tuple[Signature, list[torch.Tensor]]:
-    """Name the tensor inputs after the forward signature and collect them in order."""
+    """Name the tensor inputs after the forward signature and collect them in order; tensors inside containers
+    are inputs too, named after their path."""
     params = _parameter_names(module)
     names: list[str] = []
     tensors: list[torch.Tensor] = []
     arg_slots: list[int | None] = []
+    signature = Signature(names=names, arg_slots=arg_slots, arg_constants=list(args))
+
+    def holes(base: str, value: Any) -> list[tuple[Path, int]]:
+        found = []
+        for path, tensor in tensor_leaves(value):
+            found.append((path, len(names)))
+            names.append(_unique(_safe(f"{base}_{path_text(path)}"), names))
+            tensors.append(tensor)
+            signature.containers[names[-1]] = type(value).__name__
+        return found
+
     for position, value in enumerate(args):
+        base = params[position] if position < len(params) else f"arg{position}"
         if isinstance(value, torch.Tensor):
-            base = params[position] if position < len(params) else f"arg{position}"
             arg_slots.append(len(names))
             names.append(_unique(_safe(base), names))
             tensors.append(value)
         else:
             arg_slots.append(None)
-    signature = Signature(names=names, arg_slots=arg_slots, arg_constants=list(args))
+            found = holes(base, value)
+            if found:
+                signature.arg_holes[position] = found
     for key, value in (kwargs or {}).items():
         if isinstance(value, torch.Tensor):
             signature.kw_slots[key] = len(names)
@@ -55,7 +80,70 @@ def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: boo
         else:
             signature.kw_slots[key] = None
             signature.kw_constants[key] = value
+            found = holes(key, value)
+            if found:
+                signature.kw_holes[key] = found
+                if bake_kwargs:
+                    signature.baked.extend(names[index] for _, index in found)
     return signature, tensors
+
+
+_OPAQUE = (str, bytes, bool, int, float, complex, type(None), torch.dtype, torch.device)
+
+
+def tensor_leaves(value: Any, limit: int = 8) -> list[tuple[Path, torch.Tensor]]:
+    """(path, tensor) for every tensor inside a container or object, in a stable order (insertion order)."""
+    import types
+
+    found: list[tuple[Path, torch.Tensor]] = []
+    seen: set[int] = set()
+
+    def visit(item: Any, path: Path) -> None:
+        if isinstance(item, torch.Tensor):
+            found.append((path, item))
+            return
+        if len(path) >= limit or isinstance(item, _OPAQUE) or id(item) in seen:
+            return
+        if isinstance(item, (torch.nn.Module, type, types.ModuleType, types.FunctionType, types.MethodType)):
+            return
+        seen.add(id(item))
+        if isinstance(item, (tuple, list)):
+            for i, sub in enumerate(item):
+                visit(sub, path + (("item", i),))
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                visit(sub, path + (("key", key),))
+        elif hasattr(item, "__dict__"):
+            for name, sub in vars(item).items():
+                if not name.startswith("__"):
+                    visit(sub, path + (("attr", name),))
+
+    visit(value, ())
+    return found
+
+
+def path_text(path: Path) -> str:
+    return "_".join(str(step[1]) for step in path) or "value"
+
+
+def put(root: Any, path: Path, value: Any) -> Any:
+    """``root`` with ``value`` at ``path`` (tuples rebuilt, lists, dicts and objects set in place)."""
+    if not path:
+        return value
+    (kind, step), rest = path[0], path[1:]
+    if kind == "item":
+        child = put(root[step], rest, value)
+        if isinstance(root, tuple):
+            items = list(root)
+            items[step] = child
+            return type(root)(*items) if hasattr(root, "_fields") else type(root)(items)
+        root[step] = child
+        return root
+    if kind == "key":
+        root[step] = put(root[step], rest, value)
+        return root
+    object.__setattr__(root, step, put(getattr(root, step), rest, value))
+    return root
 
 
 class FlatModule(torch.nn.Module):
@@ -98,12 +186,19 @@ class FlatModule(torch.nn.Module):
             values[name] = tensor.to(live[0].device) if live else tensor
         sig = self.signature
         fresh = _fresh if self.copy_each_call else (lambda value: value)
+
+        def filled(template: Any, holes: list[tuple[Path, int]] | None) -> Any:
+            value = fresh(template)
+            for path, index in holes or ():
+                value = put(value, path, values[sig.names[index]])
+            return value
+
         args = [
-            fresh(sig.arg_constants[i]) if slot is None else values[sig.names[slot]]
+            filled(sig.arg_constants[i], sig.arg_holes.get(i)) if slot is None else values[sig.names[slot]]
             for i, slot in enumerate(sig.arg_slots)
         ]
         kwargs = {
-            key: fresh(sig.kw_constants[key]) if slot is None else values[sig.names[slot]]
+            key: filled(sig.kw_constants[key], sig.kw_holes.get(key)) if slot is None else values[sig.names[slot]]
             for key, slot in sig.kw_slots.items()
         }
         return self.inner(*args, **kwargs)
@@ -125,7 +220,8 @@ def _fresh(value: Any) -> Any:
 
 
 def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], list[torch.Tensor]]:
-    """Flatten a module's result into (names, tensors); nested containers name their paths."""
+    """Flatten a module's result into (names, tensors); nested containers and objects that hold tensors (a
+    transformers ``ModelOutput`` or ``DynamicCache``) name their paths: ``output_cache_layers_0_keys``."""
     names: list[str] = []
     tensors: list[torch.Tensor] = []
 
@@ -145,7 +241,15 @@ def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], lis
             names.append(path)
             tensors.append(torch.tensor(value))
         else:
-            raise TypeError(f"output at {path!r} is a {type(value).__name__}; return tensors, tuples, lists or dicts")
+            leaves = tensor_leaves(value)
+            if not leaves:
+                raise OutputError(
+                    f"output at {path!r} is a {type(value).__name__} holding no tensors, which cannot be compared; "
+                    "return tensors, or containers and objects that hold them (drop this output in the factory, "
+                    "e.g. with a wrapper module)")
+            for leaf_path, tensor in leaves:
+                names.append(f"{path}_{_safe(path_text(leaf_path))}")
+                tensors.append(tensor)
 
     if isinstance(result, (tuple, list)) and len(result) == 1:
         result = result[0]

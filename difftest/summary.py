@@ -57,20 +57,52 @@ def xml_text(text: Any) -> str:
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
+def candidate_seconds(run_dir: Path) -> dict[tuple[str, str], float]:
+    """(case, candidate) -> the time that candidate took: its session build and its runs (so testcase times add up
+    to no more than the run's; the case's export is not charged to each candidate)."""
+    from .tables import read_table
+
+    try:
+        tensors = read_table(run_dir, "tensors", without_data=True).select(
+            "case", "backend", "probe", "rerun", "index", "output", "seconds", "prepare_seconds").to_dicts()
+    except Exception:
+        return {}
+    runs: dict[tuple[str, str], float] = {}
+    prepared: dict[tuple[str, str], float] = {}
+    for t in tensors:
+        key = (t["case"], t["backend"])
+        if t["seconds"] is not None and (t["output"] is None or t["index"] in (0, None)):
+            runs[key] = runs.get(key, 0.0) + t["seconds"]
+        if t["prepare_seconds"] is not None:
+            prepared[key] = t["prepare_seconds"]
+    return {key: runs.get(key, 0.0) + prepared.get(key, 0.0) for key in set(runs) | set(prepared)}
+
+
+def _wall_seconds(run_dir: Path, fallback: float) -> float:
+    from .tables import read_table
+
+    try:
+        value = read_table(run_dir, "runs").to_dicts()[0].get("seconds")
+    except Exception:
+        return fallback
+    return float(value) if value is not None else fallback
+
+
 def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> None:
     """One testcase per case × candidate; expected failures are reported as skipped, as pytest does."""
+    own = candidate_seconds(run_dir)
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
     applicable = [o for o in outcomes if o.status != "not_applicable"]
     suite = ET.Element("testsuite", name="difftest", tests=str(len(applicable)),
                        failures=str(sum(o.status == "fail" for o in outcomes)), errors="0",
                        skipped=str(sum(o.status in ("skipped", "xfail", "waived") for o in outcomes)),
-                       time=f"{sum(seconds.values()):.3f}")
+                       time=f"{_wall_seconds(run_dir, sum(seconds.values())):.3f}")
     for o in outcomes:
         if o.status == "not_applicable":
             continue  # no test: the candidate cannot run this kind of case at all (an ONNX file on eager torch)
         element = ET.SubElement(suite, "testcase", classname=xml_text(o.case.split("::")[0]),
                                 name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
-                                time=f"{seconds.get(o.case, 0.0):.3f}")
+                                time=f"{own.get((o.case, o.candidate), 0.0):.3f}")
         if o.status == "fail":
             failure = ET.SubElement(element, "failure", message=xml_text(f"{o.label}: {o.reason}"), type=o.label)
             failure.text = xml_text(o.evidence)
@@ -109,7 +141,9 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
     if failures:
         lines.append(f"{len(failures)} unexpected failure(s):")
         for o in failures[:20]:
-            lines.append(f"  FAIL {o.case} [{o.candidate}] {o.label}: {o.reason}")
+            first = (o.evidence or "").strip().splitlines()[0] if (o.evidence or "").strip() else ""
+            hint = f": {first[:160]}{'…' if len(first) > 160 else ''}" if first else ""
+            lines.append(f"  FAIL {o.case} [{o.candidate}] {o.label}: {o.reason}{hint}")
         if len(failures) > 20:
             lines.append(f"  … and {len(failures) - 20} more (see the report)")
     else:

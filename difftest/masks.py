@@ -1,0 +1,65 @@
+"""Where a discrepancy lives, relative to the case's mask inputs (attention masks, padding masks).
+
+A difference confined to padding positions (left padding in a batch of sequences: the logits of pad tokens)
+is often what a deployment engineer decides does not matter, and a real finding everywhere else. When a case
+has mask-like inputs (booleans, or integers that are all 0 and 1) whose shape lines up with an output's leading
+dimensions, the evidence says how many mismatching elements sit where the mask is 0. A case can also declare
+an output mask (``output_masks={"logits": "attention_mask"}``): those positions are then compared apart,
+reported, and not judged (see ``judge``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def is_mask(values: np.ndarray) -> bool:
+    if values.dtype == np.bool_:
+        return True
+    if values.dtype.kind not in "iuf" or values.size == 0:
+        return False
+    unique = np.unique(values)
+    return len(unique) <= 2 and set(unique.tolist()) <= {0, 1}
+
+
+def broadcast_mask(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The mask (True where it is 1) broadcast over an output's shape, when its shape is the output's leading
+    dimensions; None when it does not line up."""
+    if values.ndim == 0 or values.ndim > len(shape) or tuple(shape[: values.ndim]) != tuple(values.shape):
+        return None
+    keep = values.astype(bool).reshape(values.shape + (1,) * (len(shape) - values.ndim))
+    return np.broadcast_to(keep, shape)
+
+
+def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None,
+                         atol: float | None) -> str | None:
+    """A sentence relating the mismatching elements to the mask inputs they line up with, or None."""
+    from .classify import tolerance_for
+
+    if reference.shape != candidate.shape or reference.size == 0:
+        return None
+    r, a = tolerance_for(reference, rtol, atol)
+    with np.errstate(all="ignore"):
+        ref64, cand64 = reference.astype(np.float64), candidate.astype(np.float64)
+        bad = ~((np.abs(ref64 - cand64) <= a + r * np.abs(ref64)) | (np.isnan(ref64) & np.isnan(cand64)))
+    total = int(bad.sum())
+    if not total:
+        return None
+    sentences = []
+    for name in rec.outputs("input", probe):
+        values = rec.array("input", probe, name)
+        if values is None or not is_mask(values):
+            continue
+        keep = broadcast_mask(values, reference.shape)
+        if keep is None:
+            continue
+        at_zero = int((bad & ~keep).sum())
+        if at_zero == total:
+            sentences.append(f"all {total} mismatching elements are at positions where {name} is 0")
+        elif at_zero:
+            sentences.append(f"{at_zero} of the {total} mismatching elements are at positions where {name} is 0")
+        else:
+            sentences.append(f"none of the {total} mismatching elements is where {name} is 0")
+    return ("Where: " + "; ".join(sentences) + ".") if sentences else None
