@@ -48,7 +48,7 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
     context = _Context(verdicts, rec, reference, oracle, onnx_exports, case or {})
     # Controls are read as judged, before any blame relabels one (a TF32-accepted ort-cuda must not make its own
     # opt=disable control look like the optimizer's fault).
-    judged = {c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame) for k, v in by_key.items()}
+    judged = {c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame, rule=v.rule) for k, v in by_key.items()}
               for c, by_key in verdicts.items()}
     context.verdicts = judged
     for candidate, by_key in verdicts.items():
@@ -63,17 +63,18 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                 continue
             tf32 = _tf32_control(candidate, key, judged, context)
             if tf32 is not None:
-                verdict.label, verdict.blame = "numeric", "tf32"
+                verdict.label, verdict.blame, verdict.rule = "numeric", "tf32", "tf32"
                 verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
                 continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
                 verdict.label, verdict.blame, reason = fastpath
+                verdict.rule = "attention fast path" if verdict.label == "numeric" else None
                 verdict.evidence += f" Blame: {verdict.blame}: {reason}."
                 continue
             verdict.blame, reason = _value_blame(candidate, key, context)
             separator = " " if verdict.evidence.endswith(".") else ". "
-            verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}."
+            verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}.{_untested_tf32(candidate, judged)}"
 
 
 class _Context:
@@ -128,6 +129,21 @@ def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdic
     return None
 
 
+def _untested_tf32(candidate: str, verdicts: dict[str, dict[Key, Verdict]]) -> str:
+    """A note for a CUDA candidate whose run had no TF32-off twin (a run from before the automatic controls, or
+    one whose control budget ran out): the likeliest benign cause is then neither confirmed nor ruled out."""
+    from .backends import REGISTRY
+    from .candidates import parse
+
+    me = parse(candidate)
+    backend = REGISTRY.get(me.backend)
+    if backend is None or "tf32" not in getattr(backend, "settings", ()) or me.get("tf32") == "0" \
+            or any(value == "0" for _, value in _siblings(candidate, list(verdicts), "tf32")):
+        return ""
+    return (f" TF32 is not ruled out: no {_changed(me, {'tf32': '0'})} control ran in this run ({me.backend} uses "
+            "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)")
+
+
 def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
                       context: _Context) -> tuple[str, str, str] | None:
     """(label, blame, reason) when the gap closes with nn.MultiheadAttention's inference fast path off (alone or
@@ -160,10 +176,9 @@ def _settings_of(candidate: Any) -> tuple[str, ...]:
 
 
 def _changed(candidate: Any, changes: dict[str, str]) -> str:
-    from .candidates import parse
+    from .candidates import with_settings
 
-    settings = {**dict(candidate.settings), **changes}
-    return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+    return with_settings(candidate, **changes)
 
 
 def _rmse_to_oracle(context: "_Context | None", key: Key, names: tuple[str, ...]) -> list[float] | None:

@@ -332,9 +332,26 @@ def _attributes(module: Any) -> str:
         if isinstance(value, torch.Tensor):
             text = repr(_tensor_bytes(value))
         else:
-            text = _source(value) if callable(value) else repr(value)
+            text = _source(value) if callable(value) else _stable_repr(value)
         parts.append(f"{name}={_ADDRESS.sub('', text)}")
     return ";".join(parts)
+
+
+def _stable_repr(value: Any, depth: int = 0) -> str:
+    """``repr`` with sets in sorted order: a set of strings is printed in hash order, which changes with
+    PYTHONHASHSEED from one process to the next (transformers models keep ``_no_split_modules`` sets), and a
+    key that changes per process would re-export every case on every warm run."""
+    if depth > 4:
+        return repr(value)
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_stable_repr(v, depth + 1) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(sorted(f"{_stable_repr(k, depth + 1)}: {_stable_repr(v, depth + 1)}"
+                                      for k, v in value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_stable_repr(v, depth + 1) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return repr(value)
 
 
 def _tensor_bytes(tensor: Any) -> bytes:

@@ -57,6 +57,12 @@ class Candidate:
         return self.name
 
 
+def with_settings(candidate: Candidate, **changes: str) -> str:
+    """The candidate's name with some settings changed or added, in canonical order."""
+    settings = {**dict(candidate.settings), **changes}
+    return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+
+
 def export_name(key: tuple[str, str | None]) -> str:
     exporter, transform = key
     return exporter + (f"+{transform}" if transform else "")

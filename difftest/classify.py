@@ -65,6 +65,9 @@ class Verdict:
     metrics: Metrics | None = None
     blame: str | None = None
     notes: list[str] = field(default_factory=list)
+    # For a passing verdict beyond the fixed tolerance, the rule that accepted it: "float64 oracle", "noise floor",
+    # "summation bound", "ill-conditioned", "tf32", "attention fast path" (None: within tolerance, or a failure).
+    rule: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -124,7 +127,8 @@ def exact_rule(pair: Pair) -> Verdict | None:
         return None
     zero = Metrics(count=int(pair.reference.size), max_abs=0.0, mean_abs=0.0, max_rel=0.0, rtol=pair.rtol,
                    atol=pair.atol, ulp_max=0.0 if is_float(pair.reference) else None,
-                   ulp_p50=0.0 if is_float(pair.reference) else None, ulp_p99=0.0 if is_float(pair.reference) else None)
+                   ulp_p50=0.0 if is_float(pair.reference) else None, ulp_p99=0.0 if is_float(pair.reference) else None,
+                   tolerance_ratio=0.0)
     return Verdict("exact", f"all {pair.reference.size} elements bit-identical ({pair.reference.dtype})", zero)
 
 
@@ -311,17 +315,18 @@ def oracle_rule(pair: Pair) -> Verdict | None:
                 f"the inputs are ill-conditioned for {pair.reference.dtype}: eager itself is RMSE {ref_err:.3g} from "
                 f"the float64 oracle ({ref_err / magnitude / eps:.3g} machine epsilons of the output's RMS "
                 f"{magnitude:.3g}) and the candidate about as far ({cand_err:.3g}, within {ORACLE_MULTIPLIER:g}× either "
-                "way)"), m)
+                "way)"), m, rule="ill-conditioned")
         return None
     bound = ORACLE_MULTIPLIER * ref_err + tol / 10
     if cand_err <= bound:
         return Verdict("numeric", beyond + (
             f"RMSE vs float64 oracle {cand_err:.3g} <= {ORACLE_MULTIPLIER:g} × reference's {ref_err:.3g} + "
-            f"{tol / 10:.3g}"), m)
+            f"{tol / 10:.3g}"), m, rule="float64 oracle")
     if magnitude > 0 and cand_err <= NOISE_FLOOR_EPS * eps * magnitude:
         return Verdict("numeric", beyond + (
             f"RMSE vs float64 oracle {cand_err:.3g} is {cand_err / magnitude / eps:.3g} machine epsilons of the "
-            f"output's RMS {magnitude:.3g} (<= {NOISE_FLOOR_EPS}; the reference's own RMSE is {ref_err:.3g})"), m)
+            f"output's RMS {magnitude:.3g} (<= {NOISE_FLOOR_EPS}; the reference's own RMSE is {ref_err:.3g})"), m,
+            rule="noise floor")
     return None
 
 
@@ -429,7 +434,7 @@ def accumulation_rule(pair: Pair) -> Verdict | None:
         elif cand_err > 0 and ref_err > cand_err:
             text += (f"; the reference is {ref_err / cand_err:.3g}× farther from float64 than the candidate "
                      f"(RMSE {ref_err:.3g} vs {cand_err:.3g})")
-    return Verdict("numeric", text, m)
+    return Verdict("numeric", text, m, rule="summation bound")
 
 
 # Order matters: benign explanations are tried before "layout", and "mismatch" decides the rest.

@@ -58,6 +58,7 @@ class Metrics:
     inf_mismatch: int = 0
     rtol: float = 0.0
     atol: float = 0.0
+    tolerance_ratio: float | None = None  # max over elements of |Δ| / (atol + rtol·|reference|): > 1 fails
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,7 +97,7 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
     work = np.float32 if reference.dtype == candidate.dtype == np.float32 else np.float64
     ref_flat, cand_flat = _flat(reference), _flat(candidate)
     complex_input = ref_flat.dtype.kind == "c" or cand_flat.dtype.kind == "c"
-    max_abs, total, n_finite, max_rel, beyond, worst = 0.0, 0.0, 0, 0.0, 0, 0
+    max_abs, total, n_finite, max_rel, beyond, worst, ratio = 0.0, 0.0, 0, 0.0, 0, 0, 0.0
     for start in range(0, count, CHUNK):
         r = _as(ref_flat[start:start + CHUNK], work, complex_input)
         c = _as(cand_flat[start:start + CHUNK], work, complex_input)
@@ -113,7 +114,12 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
             n_finite += r.size
         diff = np.abs(r - c)
         magnitude = np.abs(r)
-        beyond += int(np.count_nonzero(diff > atol + rtol * magnitude))
+        allowed = atol + rtol * magnitude
+        beyond += int(np.count_nonzero(diff > allowed))
+        if diff.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+            ratio = max(ratio, float(ratios.max()))
         position = int(np.argmax(diff))
         if diff[position] > max_abs or start == 0:
             max_abs, worst = float(diff[position]), start + position
@@ -129,6 +135,7 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
     result.max_abs = max_abs
     result.mean_abs = total / n_finite if n_finite else 0.0
     result.max_rel = max_rel
+    result.tolerance_ratio = ratio
     _ulp_stats(result, ref_flat, cand_flat)
     return result
 

@@ -127,11 +127,9 @@ def _has_attention(module: Any) -> bool:
 
 
 def _with(candidate: Any, **changes: str) -> str:
-    """The candidate's spec with some settings changed (canonical order)."""
-    from .candidates import parse
+    from .candidates import with_settings
 
-    settings = {**dict(candidate.settings), **changes}
-    return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+    return with_settings(candidate, **changes)
 
 
 def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:

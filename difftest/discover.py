@@ -53,6 +53,23 @@ def suite_files(target: str) -> tuple[list[Path], str | None]:
     return [path], name or None
 
 
+def _shadowed_module(path: Path) -> str | None:
+    """Where the module that a suite file named like it would hide lives (None when no other module has its
+    name): ``transformers.py`` in a suite folder hides the transformers package."""
+    import importlib.machinery
+
+    if path.stem in sys.builtin_module_names:
+        return "built into Python"
+    others = [entry for entry in sys.path if entry and Path(entry).resolve() != path.parent]
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(path.stem, others)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin in (None, str(path)):
+        return None
+    return spec.origin
+
+
 def load_suite(path: Path) -> list[CaseDef]:
     """Import a suite file and return its case definitions (cached per mtime)."""
     path = path.resolve()
@@ -70,6 +87,13 @@ def load_suite(path: Path) -> list[CaseDef]:
             case_module._collecting = previous
         return _loaded[key]
     folder = str(path.parent)
+    shadowed = _shadowed_module(path)
+    if shadowed:
+        raise SuiteLoadError(
+            f"{path}: this suite has the name of the installed module {path.stem!r} ({shadowed}). difftest puts a "
+            f"suite's folder first on sys.path (so suites can import their neighbours), so `import {path.stem}` "
+            f"would find this file instead, in every case of the run. Rename the file (e.g. "
+            f"{path.with_name('zoo_' + path.name).name}).")
     if folder not in SUITE_FOLDERS:
         SUITE_FOLDERS.append(folder)
     if folder not in sys.path:

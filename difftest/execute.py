@@ -190,9 +190,16 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     row["stage"] = "reference"
     _stage("reference")
     with torch.inference_mode():
-        output_names, _ = flatten_outputs(flat.call_inner(*_clones(example)))
+        output_names, output_values = flatten_outputs(flat.call_inner(*_clones(example)))
     guard.check("the reference's first forward")
     row["outputs"] = output_names
+    if built.output_masks:
+        from .masks import declaration_problem
+
+        problem = declaration_problem(dict(built.output_masks), base_feeds,
+                                      {n: tuple(v.shape) for n, v in zip(output_names, output_values)})
+        if problem:
+            raise CaseDefinitionError(problem)
     row["stage"] = None
 
     candidates = [parse(spec) for spec in task.backends]
@@ -484,7 +491,7 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
         return
     except Exception as exc:
         tensors.append(tensor_row(task, name, "*", status="error", stage="session", message=describe_exception(exc),
-                                  seconds=time.perf_counter() - started))
+                                  seconds=time.perf_counter() - started, traceback=user_traceback(exc)))
         return
     prepare_seconds = time.perf_counter() - started
     for probe, feeds in probes.items():
@@ -511,7 +518,8 @@ def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subjec
         stage = "model" if isinstance(exc, ModelFault) else "run"  # the model's doing, not the backend's
         message = str(exc) if isinstance(exc, ModelFault) else describe_exception(exc)
         tensors.append(tensor_row(task, name, probe, status="error", stage=stage, message=message,
-                                  seconds=time.perf_counter() - began, providers=providers, rerun=rerun))
+                                  seconds=time.perf_counter() - began, providers=providers, rerun=rerun,
+                                  traceback=user_traceback(exc)))
         return False
     seconds = time.perf_counter() - began
     if len(outputs) != len(subject.output_names):

@@ -7,14 +7,15 @@ be re-judged by a newer classifier without running a model.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pathlib import Path
 from typing import Any
 
 from . import blame, masks, probe_rules
-from .classify import LABELS, Verdict, classify, passes, severity
+from .classify import LABELS, Verdict, classify, passes, severity, tolerance_for
+from .compare import format_value
 from .probes import SYNTHETIC_PROBES
 from .recorded import Recorded
 from .tables import read_table
@@ -148,7 +149,7 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
         masked = _declared_mask(rec, tolerances, probe, output, ref)
         if masked is not None:
-            cand, ignored = _outside_mask(ref, cand, masked)
+            cand, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
         accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
         accumulated = None
         if accumulated_row is not None:
@@ -167,6 +168,7 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
         if masked is not None:
+            _count_judged_only(verdict, ref.size, int(masks.broadcast_mask(masked[1], ref.shape).sum()))
             verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
         elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
             where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
@@ -246,8 +248,30 @@ def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output
     return name, values
 
 
-def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray]
-                  ) -> tuple[np.ndarray, str]:
+def _count_judged_only(verdict: Verdict, total: int, judged: int) -> None:
+    """Counts in a masked verdict's evidence and metrics are of the judged positions: the ignored ones were given
+    the reference's values, and counting them would say "all 1200 elements within" when 900 were judged."""
+    import re
+
+    def share(match: re.Match) -> str:
+        count = int(match.group(1))
+        return f"{count} of {judged} judged elements ({100 * count / max(judged, 1):.3g}%)"
+
+    text = verdict.evidence.replace(f"all {total} elements", f"all {judged} judged elements")
+    text = re.sub(rf"(\d+) of {total} elements \([\d.e+-]+%\)", share, text)
+    verdict.evidence = re.sub(rf"(\d+) of {total} elements\b", rf"\1 of {judged} judged elements", text)
+    m = verdict.metrics
+    if m is not None and m.count == total and judged:
+        m.count = judged
+        if m.mean_abs is not None:  # the ignored positions contributed zeros
+            mean = m.mean_abs * total / judged
+            verdict.evidence = verdict.evidence.replace(f"mean |Δ| {format_value(m.mean_abs)}",
+                                                        f"mean |Δ| {format_value(mean)}")
+            m.mean_abs = mean
+
+
+def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray],
+                  rtol: float | None, atol: float | None) -> tuple[np.ndarray, str]:
     """The candidate with the reference's values where the mask is 0 (those positions are not judged), and a
     sentence with what differs there."""
     name, values = masked
@@ -258,11 +282,13 @@ def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[st
     with np.errstate(all="ignore"):
         diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     outside = ~keep
-    differs = outside & ~((reference == candidate) | (np.isnan(diff) & np.isnan(reference.astype(np.float64))))
+    within = np.isclose(candidate.astype(np.float64), reference.astype(np.float64), rtol=rtol or 0.0, atol=atol or 0.0,
+                        equal_nan=True) if reference.dtype.kind in "fc" else reference == candidate
+    beyond = outside & ~within
     largest = float(np.nanmax(np.where(outside, diff, 0.0))) if outside.any() else 0.0
     return judged, (f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared "
-                    f"ignorable by the case and not judged: {int(differs.sum())} of them differ, by up to "
-                    f"{largest:.7g}.")
+                    f"ignorable by the case and not judged: {int(beyond.sum())} of them beyond the tolerance, "
+                    f"largest |Δ| there {largest:.7g}.")
 
 
 def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:
@@ -315,6 +341,8 @@ def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe
         "evidence": verdict.evidence,
         "blame": verdict.blame,
         "stage": stage,
+        "accepted_by": verdict.rule,
+        "tolerance_ratio": m.tolerance_ratio if m else None,
     }
 
 
@@ -331,6 +359,8 @@ class Outcome:
     evidence: str
     probe: str | None
     scope: str = ""  # which declaration the expectation came from, and why it applies (or not) to this candidate
+    blame: str | None = None
+    accepted_by: list[str] = field(default_factory=list)  # rules that accepted numeric differences beyond tolerance
 
     @property
     def failed(self) -> bool:
@@ -346,12 +376,13 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
             continue  # a control is evidence for blame, not a result
         grouped.setdefault((c["case"], c["candidate"]), []).append(c)
     expects = {c["case"]: json.loads(c["expect"]) if c.get("expect") else None for c in cases}
+    exporters = {c["case"]: c.get("exporter") for c in cases}
     result = []
     for (case_id, candidate), rows in grouped.items():
         worst = max(rows, key=lambda r: severity(r["label"]))
-        expected, scope = expectation_for(expects.get(case_id), candidate)
+        expected, scope = expectation_for(expects.get(case_id), candidate, exporters.get(case_id))
         label = worst["label"]
-        if label == "skipped" and (worst["evidence"] or "").startswith(NOT_APPLICABLE):
+        if label == "skipped" and _not_applicable(worst["evidence"]):
             status, reason = "not_applicable", worst["evidence"]
         elif label == "skipped":
             status, reason = "skipped", worst["evidence"] or "backend not available here"
@@ -364,12 +395,19 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
         else:
             status = "fail"
             reason = f"expected {' or '.join(expected)}, got {label}"
+        rules = sorted({r["accepted_by"] for r in rows if r.get("accepted_by") and r["label"] == "numeric"})
         result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
-                              worst["probe"], scope))
+                              worst["probe"], scope, worst.get("blame"), rules))
     return result
 
 
 NOT_APPLICABLE = "not applicable:"
+# How runs recorded before the "not applicable:" prefix said it (their reports are re-judged from the tables).
+_LEGACY_NOT_APPLICABLE = ("this case is an ONNX test folder: there is no PyTorch model to run",)
+
+
+def _not_applicable(evidence: str | None) -> bool:
+    return (evidence or "").startswith((NOT_APPLICABLE, *_LEGACY_NOT_APPLICABLE))
 
 
 def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
@@ -388,22 +426,29 @@ def expected_labels(expect: Any, candidate: str) -> list[str] | None:
     return expectation_for(expect, candidate)[0]
 
 
-def expectation_for(expect: Any, candidate: str) -> tuple[list[str] | None, str]:
+def expectation_for(expect: Any, candidate: str, exporter: str | None = None) -> tuple[list[str] | None, str]:
     """(labels, scope): what a case's ``expect`` says about ``candidate``, and why.
 
     A label given for the whole case (``expect="tie_break"``, or the ``"*"`` key) describes what the exported graph
     does: it applies to the candidates that run an export, not to eager candidates (``torch-cuda``), which are
     expected to agree. A key naming the candidate (``"torch-cuda"``), or a pattern that matches it (``"ort-*"``),
-    applies as written; the most specific key wins."""
+    applies as written; the most specific key wins. ``exporter`` is the one the case's plain candidates ran (the
+    case's, or the run's ``--exporter``): a key that names it (``"ort-cpu[exporter=torchscript]"``) applies to
+    plain ``ort-cpu`` in a run where ``ort-cpu`` ran that exporter."""
     import fnmatch
 
     if expect is None:
         return None, ""
     if isinstance(expect, dict):
-        if candidate in expect:
-            return _labels(expect[candidate]), f"declared for {candidate}"
-        patterns = sorted((k for k in expect if k != "*" and any(ch in k for ch in "*?[")
-                           and fnmatch.fnmatchcase(candidate, k)), key=lambda k: (-len(k.replace("*", "")), k))
+        names = _names_of(candidate, exporter)
+        for name in names:
+            if name in expect:
+                return _labels(expect[name]), f"declared for {name}" + (
+                    f" (the exporter {candidate} ran)" if name != candidate else "")
+        # Brackets in a key are a candidate's settings (``ort-*[tf32=0]``), not a glob character class.
+        patterns = sorted((k for k in expect if k != "*" and any(ch in k for ch in "*?")
+                           and any(fnmatch.fnmatchcase(name, _literal_brackets(k)) for name in names)),
+                          key=lambda k: (-len(k.replace("*", "")), k))
         if patterns:
             return _labels(expect[patterns[0]]), f"declared for {patterns[0]}"
         if "*" not in expect:
@@ -415,6 +460,28 @@ def expectation_for(expect: Any, candidate: str) -> tuple[list[str] | None, str]
         return None, (f"not applied: the case's expectation ({_text(value)}, {declared}) describes its exported graph, "
                       f"and {candidate} runs no export, so it is expected to agree with the reference")
     return _labels(value), f"{declared}; applies to {candidate}, which runs the exported graph"
+
+
+def _literal_brackets(pattern: str) -> str:
+    import re
+
+    return re.sub(r"[\[\]]", lambda m: f"[{m.group()}]", pattern)
+
+
+def _names_of(candidate: str, exporter: str | None) -> list[str]:
+    """The candidate's name, and for one that runs an export without naming its exporter, the name with the
+    exporter it ran (``ort-cpu`` in a torchscript run is also ``ort-cpu[exporter=torchscript]``)."""
+    from .candidates import parse, with_settings
+
+    if not exporter or exporter == "recorded" or not _runs_export(candidate):
+        return [candidate]
+    try:
+        parsed = parse(candidate)
+    except Exception:
+        return [candidate]
+    if parsed.get("exporter"):
+        return [candidate]
+    return [candidate, with_settings(parsed, exporter=exporter)]
 
 
 def _labels(value: Any) -> list[str] | None:

@@ -159,7 +159,43 @@ def _discover(targets: list[str], keyword: str | None, backends: list[str],
         if backend.name not in unavailable:
             unavailable[backend.name] = backend.unavailable_reason()
     return "ok", {"cases": [(ref.path, ref.name) for ref, _ in found], "problems": problems,
-                  "unavailable": unavailable}
+                  "unavailable": unavailable, "environment": environment_facts()}
+
+
+def environment_facts() -> dict[str, Any]:
+    """What the runtimes are, read where they are imported: the onnxruntime actually imported (and whether both
+    ORT distributions are installed), its providers in priority order, and the CUDA and cuDNN torch and ORT were
+    built with."""
+    from importlib import metadata
+
+    facts: dict[str, Any] = {}
+    try:
+        import onnxruntime
+
+        facts["onnxruntime"] = f"{onnxruntime.__version__} ({os.path.dirname(onnxruntime.__file__)})"
+        facts["ort_providers"] = list(onnxruntime.get_available_providers())
+        build = getattr(onnxruntime, "get_build_info", None)
+        facts["ort_build"] = build() if build else None
+    except Exception as exc:
+        facts["onnxruntime"] = f"not importable: {exc}"
+    installed = []
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            installed.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    facts["ort_distributions"] = installed
+    try:
+        import torch
+
+        facts["torch_cuda"] = torch.version.cuda
+        facts["torch_cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:
+        pass
+    facts["variables"] = {k: v for k, v in sorted(os.environ.items())
+                          if k.startswith(("CUDA_", "ORT_", "OMP_", "MKL_", "TORCH_", "DIFFTEST_", "NVIDIA_"))
+                          and "TOKEN" not in k and "KEY" not in k}
+    return facts
 
 
 LOG_LIMIT_BYTES = 8 * 2**20

@@ -197,7 +197,8 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
                              "fewer cases?)")
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = _prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
-    plan = _Plan(run_dir, found, run_id, started, reference, oracle, requested, discovered["unavailable"])
+    plan = _Plan(run_dir, found, run_id, started, reference, oracle, requested, discovered["unavailable"],
+                 discovered.get("environment") or {})
     with RunLock(run_dir):
         return _run_locked(config, plan, pool, jobs, threads, echo, interrupted)
 
@@ -214,6 +215,7 @@ class _Plan:
     oracle: str | None
     requested: list[str]
     unavailable: dict[str, str | None]
+    environment: dict[str, Any] = field(default_factory=dict)
 
 
 def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: int, echo: Callable[[str], None],
@@ -248,6 +250,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
     run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
     run_row["oracle"] = oracle
+    run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     _save_waivers(run_dir, config)
     write_table(run_dir, "runs", [run_row])
@@ -517,13 +520,40 @@ def _torch_cuda_version() -> str:
     return "none" if value == "None" else value
 
 
-def _git_commit() -> str | None:
+def repositories(targets: list[str]) -> dict[str, dict[str, Any]]:
+    """Commit and dirty state of difftest's own checkout and of each repository the suites live in."""
+    places = {"difftest": Path(__file__).resolve().parent}
+    for target in targets:
+        path = Path(target.partition("::")[0])
+        places.setdefault(f"suites ({path})", path if path.is_dir() else path.parent)
+    found: dict[str, dict[str, Any]] = {}
+    seen_roots: dict[str, str] = {}
+    for label, folder in places.items():
+        root = _git(folder, "rev-parse", "--show-toplevel")
+        entry: dict[str, Any] = {"root": None, "commit": None, "dirty": None, "same_as": None}
+        found[label] = entry
+        if root is None:
+            continue
+        if root in seen_roots:
+            entry["same_as"] = seen_roots[root]
+            continue
+        seen_roots[root] = label
+        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+        entry.update(root=root, commit=_git(folder, "rev-parse", "--verify", "-q", "HEAD"),
+                     dirty=bool(status) if status is not None else None)
+    return found
+
+
+def _git(folder: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    return _git(Path(__file__).resolve().parent, "rev-parse", "--verify", "-q", "HEAD") or None
 
 
 def _gpu() -> str | None:

@@ -89,7 +89,12 @@ def _wall_seconds(run_dir: Path, fallback: float) -> float:
 
 
 def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any]) -> None:
-    """One testcase per case × candidate; expected failures are reported as skipped, as pytest does."""
+    """One testcase per case × candidate; expected failures are reported as skipped, as pytest does.
+
+    Each carries properties (as pytest's ``record_property`` writes them): ``url``, its evidence in the report
+    relative to the run folder; ``expectation``, the declaration that applied; ``blame`` for a failure."""
+    from .report.triage import evidence_link
+
     own = candidate_seconds(run_dir)
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
     applicable = [o for o in outcomes if o.status != "not_applicable"]
@@ -103,6 +108,12 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
         element = ET.SubElement(suite, "testcase", classname=xml_text(o.case.split("::")[0]),
                                 name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
                                 time=f"{own.get((o.case, o.candidate), 0.0):.3f}")
+        properties = ET.SubElement(element, "properties")
+        ET.SubElement(properties, "property", name="url", value=xml_text(evidence_link(o.case, o.candidate)))
+        if o.scope:
+            ET.SubElement(properties, "property", name="expectation", value=xml_text(o.scope))
+        if o.blame and o.status == "fail":
+            ET.SubElement(properties, "property", name="blame", value=xml_text(o.blame))
         if o.status == "fail":
             failure = ET.SubElement(element, "failure", message=xml_text(f"{o.label}: {o.reason}"), type=o.label)
             failure.text = xml_text(o.evidence)
@@ -139,6 +150,9 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
             lines.append(f"stale waiver (matches no failure; remove it?): {w.describe()}")
     failures = [o for o in outcomes if o.failed]
     if failures:
+        from .report.triage import group_failures, headline
+
+        lines.append(f"in short: {headline(group_failures(outcomes, None))}")
         lines.append(f"{len(failures)} unexpected failure(s):")
         for o in failures[:20]:
             first = (o.evidence or "").strip().splitlines()[0] if (o.evidence or "").strip() else ""

@@ -31,7 +31,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
             "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
             "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
-            "config": pl.String, "phase_seconds": pl.String, "shard": pl.String,
+            "config": pl.String, "phase_seconds": pl.String, "shard": pl.String, "environment": pl.String,
         },
         "cases": {
             "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
@@ -53,7 +53,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "message": pl.String, "dtype": pl.String, "shape": pl.List(pl.Int64), "data": pl.Binary,
             "sampled": pl.Boolean, "digest": pl.String, "min": pl.Float64, "max": pl.Float64,
             "mean": pl.Float64, "nan_count": pl.Int64, "inf_count": pl.Int64, "seconds": pl.Float64,
-            "prepare_seconds": pl.Float64, "providers": strs,
+            "prepare_seconds": pl.Float64, "providers": strs, "traceback": pl.String,
         },
         "comparisons": {
             "run": pl.String, "case": pl.String, "probe": pl.String, "output": pl.String,
@@ -61,7 +61,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "max_abs": pl.Float64, "mean_abs": pl.Float64, "max_rel": pl.Float64, "mismatched": pl.Int64,
             "count": pl.Int64, "ulp_max": pl.Float64, "ulp_p50": pl.Float64, "ulp_p99": pl.Float64,
             "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
-            "blame": pl.String, "stage": pl.String,
+            "blame": pl.String, "stage": pl.String, "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
         },
     }
 
@@ -83,11 +83,12 @@ def frame(table: str, rows: Iterable[dict[str, Any]]):
 def tensor_row(task: Any, backend: str, probe: str, *, output: str | None = None, index: int | None = None,
                array: np.ndarray | None = None, status: str = "ok", stage: str | None = None,
                message: str | None = None, seconds: float | None = None, prepare_seconds: float | None = None,
-               providers: list[str] | None = None, rerun: int = 0, max_bytes: int = 256 * 2**20) -> dict[str, Any]:
+               providers: list[str] | None = None, rerun: int = 0, max_bytes: int = 256 * 2**20,
+               traceback: str | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run": task.run_id, "case": task.ref.id, "probe": probe, "backend": backend, "rerun": rerun,
         "output": output, "index": index, "status": status, "stage": stage, "message": message,
-        "seconds": seconds, "prepare_seconds": prepare_seconds, "providers": providers,
+        "seconds": seconds, "prepare_seconds": prepare_seconds, "providers": providers, "traceback": traceback,
     }
     if array is not None:
         row.update(encode(array, max_bytes))

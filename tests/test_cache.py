@@ -37,6 +37,31 @@ def test_key_changes_with_everything_the_export_depends_on():
     assert key(linear) != before  # weights
 
 
+KEY_IN_A_FRESH_PROCESS = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_cache import Scale, key
+module = Scale(2.0)
+module._no_split_modules = {{"BertLayer", "BertEmbeddings", "BertPooler", "BertSelfOutput"}}
+module.options = {{"heads": frozenset({{"q", "k", "v", "o"}}), "layers": ["a", "b"]}}
+print(key(module))
+"""
+
+
+def test_key_is_the_same_in_every_process(tmp_path):
+    """Sets print in hash order, which changes with PYTHONHASHSEED: a key built from their repr would change from
+    one process to the next, and a warm run would re-export every transformers model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = KEY_IN_A_FRESH_PROCESS.format(tests=str(Path(__file__).parent))
+    keys = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in (1, 2, 3)}
+    assert len(keys) == 1
+
+
 def test_cache_roundtrip_and_pruning(tmp_path):
     from difftest.export import ExportResult
 

@@ -69,3 +69,15 @@ def test_syntax_error_names_file_and_line(data_dir):
 def test_import_error_names_file_and_module(data_dir):
     with pytest.raises(SuiteLoadError, match=r"import_error_suite.py:2: .*no_such_module_for_difftest"):
         collect([str(data_dir / "import_error_suite.py")])
+
+
+def test_a_suite_named_like_an_installed_package_is_refused(tmp_path):
+    """A suite's folder goes first on sys.path: ``polars.py`` there would be what every ``import polars`` finds."""
+    suite = tmp_path / "polars.py"
+    suite.write_text("import torch\nfrom difftest import case\n\n@case()\ndef one():\n"
+                     "    return torch.nn.Identity(), (torch.ones(2),)\n")
+    with pytest.raises(SuiteLoadError, match=r"polars.py: this suite has the name of the installed module 'polars'"):
+        collect([str(suite)])
+    fine = tmp_path / "polars_suite.py"
+    fine.write_text(suite.read_text())
+    assert [r.id for r, _ in collect([str(fine)])] == ["polars_suite::one"]

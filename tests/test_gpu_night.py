@@ -33,6 +33,22 @@ def test_named_and_pattern_keys_apply_as_written_most_specific_first():
     assert expectation_for({"torch-cuda": "mismatch", "*": "layout"}, "torch-cuda")[0] == ["mismatch"]
 
 
+def test_a_key_naming_an_exporter_follows_the_exporter_a_plain_candidate_ran():
+    """``--exporter torchscript`` makes plain ``ort-cpu`` run TorchScript's graph: the case's key for that exporter
+    is what applies to it, not the ``"*"`` written for the default exporter."""
+    expect = {"*": "export_error", "ort-cpu[exporter=torchscript]": ["exact", "numeric"]}
+    labels, scope = expectation_for(expect, "ort-cpu", "torchscript")
+    assert labels == ["exact", "numeric"] and "the exporter ort-cpu ran" in scope
+    assert expectation_for(expect, "ort-cpu", "dynamo")[0] == ["export_error"]
+    assert expectation_for(expect, "ort-cpu[exporter=torchscript]", "dynamo")[0] == ["exact", "numeric"]
+    assert expectation_for({"ort-*[exporter=torchscript]": "layout"}, "ort-cuda", "torchscript")[0] == ["layout"]
+    cases = [{"case": "s::c", "expect": json.dumps(expect), "exporter": "torchscript"}]
+    comparisons = [{"case": "s::c", "candidate": "ort-cpu", "label": "numeric", "passed": True, "evidence": "e",
+                    "probe": "base"}]
+    (result,) = outcomes(cases, comparisons)
+    assert result.status == "pass"
+
+
 def test_outcomes_say_which_candidate_an_expectation_applied_to():
     cases = [{"case": "s::c", "expect": json.dumps("layout")}]
     comparisons = [{"case": "s::c", "candidate": c, "label": label, "passed": label == "exact", "evidence": "e",

@@ -72,7 +72,20 @@ def test_a_difference_confined_to_padding_says_so(run):
     assert "all 8 mismatching elements are at positions where mask is 0" in rows["padding_only_difference"]["evidence"]
     declared = rows["padding_declared_ignorable"]
     assert declared["passed"] and "declared ignorable by the case and not judged" in declared["evidence"]
-    assert "8 of them differ" in declared["evidence"]
+    assert "8 of them beyond the tolerance" in declared["evidence"]
+    # counts are of the 32 judged positions, not of all 40 (the 8 ignored ones hold the reference's values)
+    assert "all 32 judged elements" in declared["evidence"] and "all 40" not in declared["evidence"]
+
+
+def test_an_output_mask_that_matches_nothing_is_a_case_definition_error(run):
+    _, out = run
+    rows = _rows(out)
+    wrong_name = rows["mask_names_no_output"]
+    assert wrong_name["blame"] == "case" and "output_masks names output 'logits'" in wrong_name["evidence"]
+    assert "'output'" in wrong_name["evidence"]
+    misaligned = rows["mask_does_not_line_up"]
+    assert misaligned["blame"] == "case" and "does not line up with the output's shape [5, 2, 4]" in \
+        misaligned["evidence"]
 
 
 def test_a_missing_optional_package_skips_with_the_reason(run):

@@ -9,6 +9,7 @@ nothing is loaded from the network.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from .details import DETAIL_LABELS, comparison_details, write_repro
 
 STATUS_ORDER = {"fail": 0, "xfail": 1, "waived": 2, "skipped": 3, "pass": 4, "not_applicable": 5}
 PASSING = {label for label, (passes, _) in LABELS.items() if passes}
-LOG_TAIL_BYTES = 20_000
 
 
 def environment():
@@ -37,6 +37,7 @@ def environment():
     )
     env.filters["num"] = _num
     env.filters["seconds"] = lambda v: "—" if v is None else f"{v:.2f} s"
+    env.tests["timestamp"] = lambda v: bool(re.fullmatch(r"\d{8}-\d{6}", str(v)))
     return env
 
 
@@ -45,7 +46,9 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     """Write index.html, one page per case and repro bundles for failures; returns the index path."""
     from ..execute_names import slug
     from ..judge import run_outcomes
+    from . import case_view, index_view, triage
     from .history import trend
+    from .logs import warnings_digest
 
     run = read_table(run_dir, "runs").to_dicts()[0]
     cases = read_table(run_dir, "cases").to_dicts()
@@ -53,33 +56,49 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
     env = environment()
-    run_view = _run_view(run, tensors)
+
+    page_of = triage.case_page
+
+    run_view = index_view.run_view(run, tensors)
     run_view["phases"] = phases if phases is not None else json.loads(run.get("phase_seconds") or "{}")
-    slowest = _slowest(cases, tensors)
     candidates = [b for b in run["backends_requested"] if b != run["reference"]]
     by_case: dict[str, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         by_case[o.case][o.candidate] = o
-    history = trend(run_dir, outcomes)
+    worst_ratio: dict[str, float] = {}
+    for c in comparisons:
+        if c.get("tolerance_ratio") is not None:
+            worst_ratio[c["case"]] = max(worst_ratio.get(c["case"], 0.0), c["tolerance_ratio"])
+    history = trend(run_dir, outcomes, worst_ratio)
     rows = []
     for case in cases:
         cells = [by_case[case["case"]].get(c) for c in candidates]
         statuses = [cell.status for cell in cells if cell is not None]
         worst = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
         since = {c: history["since"].get((case["case"], c)) for c in candidates} if history else {}
-        rows.append({"case": case, "page": f"cases/{slug(case['case'])}.html", "cells": cells, "status": worst,
-                     "since": since})
+        spark = index_view.sparkline(history["series"].get(case["case"], [])) if history else None
+        rows.append({"case": case, "page": page_of(case["case"]), "cells": cells, "status": worst,
+                     "since": since, "spark": spark})
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
-    label_counts = sorted(Counter(o.label for o in outcomes).items(), key=lambda kv: (severity(kv[0]) * -1, kv[0]))
+    groups = triage.group_failures(outcomes, new_failures)
+    patterns = triage.common_patterns(groups)
+    failing_pages = []
+    for group in groups:
+        if page_of(group.case) not in failing_pages:
+            failing_pages.append(page_of(group.case))
+    # skipped and not-applicable results have their status card; a label card would count them twice
+    label_counts = sorted(Counter(o.label for o in outcomes if o.status not in ("not_applicable", "skipped")).items(),
+                          key=lambda kv: (severity(kv[0]) * -1, kv[0]))
     status_counts = Counter(o.status for o in outcomes)
     index = run_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        failures=[o for o in outcomes if o.failed and (new_failures is None or (o.case, o.candidate) in new_failures)],
-        known_failures=[o for o in outcomes if o.failed and new_failures is not None
-                        and (o.case, o.candidate) not in new_failures],
-        has_baseline=new_failures is not None, labels=list(LABELS), history=history, slowest=slowest,
-        waivers=waiver_report,
+        groups=groups, headline=triage.headline(groups), patterns=patterns, patterned=[g for p in patterns for g in p.groups], anchor=triage.candidate_anchor, page_of=page_of,
+        has_baseline=new_failures is not None, labels=list(LABELS), history=history,
+        slowest=index_view.slowest(cases, tensors, page_of), waivers=waiver_report,
+        numeric=index_view.numeric_breakdown(outcomes), class_flips=triage.class_flips(comparisons),
+        strip=index_view.error_strip(comparisons, candidates, [r["case"]["case"] for r in rows]),
+        warnings=warnings_digest(run_dir, cases),
         tags=sorted({t for c in cases for t in (c["tags"] or [])}),
         suites=sorted({c["suite"] for c in cases}),
     ))
@@ -102,42 +121,54 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
         case_comparisons = sorted(comparisons_by_case[case["case"]],
                                   key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99),
                                                  c["output"]))
+        outcomes_here = [o for o in row["cells"] if o is not None]
         details, repro = [], None
         if case["case"] in looked_at:
             rec = Recorded(case_tensors(case["case"]).to_dicts())
-            details = comparison_details(case, case_comparisons, rec, charts=charts)
-            bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]))
+            identical = case_view.identical_outputs(tensors_by_case[case["case"]], candidates)
+            details = comparison_details(case, case_comparisons, rec, charts=charts, identical=identical)
+            bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]),
+                                 unexpected={o.candidate for o in outcomes_here if o.status == "fail"})
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
-        cells = [o for o in row["cells"] if o is not None and o.status not in ("skipped", "not_applicable")]
+        cells = [o for o in outcomes_here if o.status not in ("skipped", "not_applicable")]
         findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},
                                     {"exporter": case.get("exporter") or "dynamo"})
+        localization = json.loads(case.get("localization") or "{}")
+        failing_localized, informative = case_view.split_localization(localization, outcomes_here)
+        position = failing_pages.index(row["page"]) if row["page"] in failing_pages else None
+        case_tensor_rows = sorted(tensors_by_case[case["case"]],
+                                  key=lambda t: (order.get(t["probe"], 99), t["output"] or "", t["backend"],
+                                                 t["rerun"] or 0))
         (run_dir / row["page"]).write_text(template.render(
-            run=run_view, case=case, outcomes=[o for o in row["cells"] if o is not None],
-            comparisons=case_comparisons, details=details, repro=repro,
-            tensors=sorted(tensors_by_case[case["case"]], key=lambda t: (order.get(t["probe"], 99), t["output"] or "",
-                                                                        t["backend"], t["rerun"] or 0)),
-            log=_log_tail(run_dir, case.get("log")),
+            run=run_view, case=case, outcomes=outcomes_here, anchor=triage.candidate_anchor,
+            passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes_here),
+            comparisons=case_comparisons, details=details, repro=repro, tensors=case_tensor_rows,
+            failures=[t for t in case_tensor_rows if t["status"] == "error"],
+            identical=case_view.identical_outputs(case_tensor_rows, candidates),
+            pseudo=case_view.pseudo_backend, log=case_view.log_tail(run_dir, case.get("log")),
             variants=findings, exports=json.loads(case.get("exports") or "{}"),
-            localization=json.loads(case.get("localization") or "{}"),
-            traced=_traced_probes(case), invalid_probes=_invalid_probes(case_comparisons),
-            controls=_controls(case, case_comparisons),
-            not_localized=_not_localized(row["cells"], json.loads(case.get("localization") or "{}")),
-            command=_command(case, run), since=row["since"],
+            localization=failing_localized, informative_localization=informative,
+            traced=case_view.traced_probes(case), invalid_probes=case_view.invalid_probes(case_comparisons),
+            controls=case_view.controls(case, case_comparisons),
+            not_localized=case_view.not_localized(outcomes_here, localization),
+            reproduce=case_view.reproduce(case, run, outcomes_here), since=row["since"],
+            previous=f"../{failing_pages[position - 1]}" if position else None,
+            next=f"../{failing_pages[position + 1]}" if position is not None and position + 1 < len(failing_pages)
+            else None, first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",
+            relative=lambda path: _relative_link(run_dir, path),
         ))
     return index
 
 
-def _run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, Any]:
-    providers: dict[str, set[str]] = defaultdict(set)
-    for t in tensors:
-        for p in t.get("providers") or []:
-            providers[t["backend"]].add(p)
-    return {
-        **run,
-        "versions": json.loads(run["versions"] or "{}"),
-        "skipped": json.loads(run["backends_skipped"] or "{}"),
-        "providers": {k: sorted(v) for k, v in sorted(providers.items())},
-    }
+def _relative_link(run_dir: Path, recorded: str | None) -> str | None:
+    """A link from a case page to an artefact of the run (a model, a bundle), or None when it is not inside the
+    run folder (an older run's absolute path that no longer resolves there)."""
+    from ..tables import run_artifact
+
+    found = run_artifact(run_dir, recorded)
+    if found is None:
+        return None
+    return "../" + found.relative_to(run_dir.resolve()).as_posix()
 
 
 class _CaseTensors:
@@ -165,105 +196,6 @@ class _CaseTensors:
 
             return frame("tensors", [])
         return self.all[case_id]
-
-
-def _traced_probes(case: dict[str, Any]) -> list[str]:
-    from ..probes import DISTRIBUTION_PROBES
-
-    return [p for p in case.get("probes") or [] if p in DISTRIBUTION_PROBES]
-
-
-def _invalid_probes(comparisons: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(probe, eager's refusal) for each generated probe the reference could not run, once per probe."""
-    found: dict[str, str] = {}
-    for c in comparisons:
-        if c["label"] == "invalid_probe":
-            found.setdefault(c["probe"], c["evidence"])
-    return list(found.items())
-
-
-def _controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The controls the worker ran for this case, each with its worst verdict against the reference."""
-    recorded = json.loads(case.get("controls") or "{}")
-    rows = []
-    for name, info in recorded.items():
-        own = [c for c in comparisons if c["candidate"] == name]
-        worst = max(own, key=lambda c: severity(c["label"])) if own else None
-        if info.get("kind") == "fact":
-            outcome = (("agrees with eager" if info.get("agrees") else "differs from eager") + f" ({info.get('evidence')})"
-                       if info.get("ran") else f"not run: {info.get('reason')}")
-            rows.append({"name": "export without the case's onnx_transform", "for": info.get("candidate"),
-                         "because": "did the case's own rewrite make the gap?", "label": None, "outcome": outcome})
-            continue
-        outcome = (f"on probes {', '.join(info.get('probes') or [])}" if info.get("ran")
-                   else f"not run: {info.get('reason')}")
-        rows.append({"name": name, "for": info.get("for"), "because": info.get("because"),
-                     "label": worst["label"] if worst else None, "outcome": outcome})
-    return rows
-
-
-def _not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:
-    """Why a failing candidate has no localization, for every one that has none."""
-    reasons = {
-        "export_error": "the export failed: there is no graph to search",
-        "runtime_error": "the runtime failed: there are no values to compare",
-        "crash": "the worker died: there are no values to compare",
-        "timeout": "the case timed out: there are no values to compare",
-        "frozen_input": "a graph-level finding: the evidence names the input the graph ignores",
-        "shape_specialized": "a graph-level finding: the evidence names the shapes where it breaks",
-    }
-    found = []
-    for o in cells:
-        if o is None or o.status not in ("fail", "xfail", "waived") or o.candidate in localized:
-            continue
-        reason = reasons.get(o.label)
-        if reason is None:
-            reason = ("it fails only on the " + str(o.probe) + " probe; localization runs on base"
-                      if o.probe not in ("base", "*") else
-                      "localization was off for this run (--localize-budget 0) or the candidate runs no ONNX graph")
-        found.append((o.candidate, reason))
-    return found
-
-
-def _slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], limit: int = 10) -> list[dict[str, Any]]:
-    """The slowest cases with their time split: export, session builds, runs (all backends, probes, reruns)."""
-    from ..execute_names import slug
-
-    run_time: dict[str, float] = defaultdict(float)
-    session_time: dict[tuple[str, str], float] = {}
-    for t in tensors:
-        if t["output"] is not None and t["index"] == 0 and t["seconds"] is not None:
-            run_time[t["case"]] += t["seconds"]
-        if t["prepare_seconds"] is not None:
-            session_time[(t["case"], t["backend"])] = t["prepare_seconds"]
-    sessions: dict[str, float] = defaultdict(float)
-    for (case_id, _), seconds in session_time.items():
-        sessions[case_id] += seconds
-    ranked = sorted(cases, key=lambda c: -(c.get("seconds") or 0))[:limit]
-    return [{"case": c["case"], "page": f"cases/{slug(c['case'])}.html", "total": c.get("seconds"),
-             "export": c.get("export_seconds"), "cached": c.get("export_cached"), "sessions": sessions[c["case"]],
-             "runs": run_time[c["case"]]} for c in ranked]
-
-
-def _log_tail(run_dir: Path, log: str | None) -> str | None:
-    if not log:
-        return None
-    path = (run_dir / log).resolve()
-    if not path.is_file() or run_dir.resolve() not in path.parents:
-        return None
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        size = handle.tell()
-        handle.seek(max(0, size - LOG_TAIL_BYTES))
-        text = handle.read().decode("utf-8", errors="replace")
-    return ("… (earlier output cut)\n" if size > LOG_TAIL_BYTES else "") + text if text.strip() else None
-
-
-def _command(case: dict[str, Any], run: dict[str, Any]) -> str:
-    import shlex
-
-    backends = ",".join(run["backends_requested"])
-    return f"difftest run {shlex.quote(case['path'] + '::' + case['name'])} --backends {shlex.quote(backends)}"
 
 
 def _num(value: Any) -> str:

@@ -21,6 +21,7 @@ MAX_POINTS = 800
 GRID = 32
 BINS = 30
 SIZE = {"width": 240, "height": 170}
+MIN_ELEMENTS = 16  # below this the table of worst elements says everything a chart could
 
 
 def copy_assets(run_dir: Path) -> None:
@@ -33,9 +34,14 @@ def copy_assets(run_dir: Path) -> None:
 
 
 def comparison_charts(reference: np.ndarray, candidate: np.ndarray, title: str) -> dict[str, dict[str, Any]]:
-    """{"histogram": spec, "scatter": spec, "heatmap": spec?} for a same-shape numeric pair; {} otherwise."""
-    if reference.shape != candidate.shape or reference.size == 0 or reference.dtype.kind not in "biuf" \
-            or candidate.dtype.kind not in "biuf":
+    """{"histogram": spec, "scatter": spec, "heatmap": spec?} for a same-shape float pair; {} otherwise.
+
+    Integer outputs are indices, classes or counts: a scatter or an error map of them says nothing (an
+    index that moved by 40 is not "more wrong" than one that moved by 1), so they get the tables only,
+    as do outputs too small to need a picture.
+    """
+    if reference.shape != candidate.shape or reference.size < MIN_ELEMENTS or reference.dtype.kind != "f" \
+            or candidate.dtype.kind != "f":
         return {}
     with np.errstate(all="ignore"):
         ref = reference.astype(np.float64)
@@ -56,17 +62,28 @@ def _round(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(f"{v:.4g}") for v in values.tolist()]
 
 
+def _round_down(values: np.ndarray) -> list[float]:
+    """Four significant digits, never above the value (4 digits move it by at most 5e-4 relative)."""
+    return [float(f"{v * (1 - 1e-3):.4g}") for v in values.tolist()]
+
+
+def _round_up(values: np.ndarray) -> list[float]:
+    return [float(f"{v * (1 + 1e-3):.4g}") for v in values.tolist()]
+
+
 def _histogram(diff: np.ndarray, title: str) -> dict[str, Any]:
     finite = diff[np.isfinite(diff)]
     positive = finite[finite > 0]
     zeros = int((finite == 0).sum())
     rows = []
     if positive.size:
-        low, high = np.log10(positive.min()), np.log10(positive.max())
-        edges = np.logspace(low, high if high > low else low + 1, BINS + 1)
+        # Edges a hair outside [min, max], so rounding for the spec can never push the smallest or largest
+        # error out of every bin (all-equal errors used to give an empty chart).
+        low, high = np.log10(positive.min()) - 0.01, np.log10(positive.max()) + 0.01
+        edges = np.logspace(low, max(high, low + 1), BINS + 1)
         counts, edges = np.histogram(positive, bins=edges)
-        rows = [{"from": a, "to": b, "count": int(n)} for a, b, n in zip(_round(edges[:-1]), _round(edges[1:]), counts)
-                if n]
+        rows = [{"from": a, "to": b, "count": int(n)}
+                for a, b, n in zip(_round_down(edges[:-1]), _round_up(edges[1:]), counts) if n]
     return _spec(
         f"{title}: |reference − candidate| ({zeros} exact)", data={"values": rows}, mark={"type": "rect",
                                                                                          "color": "#cf222e"},
@@ -84,14 +101,22 @@ def _scatter(ref: np.ndarray, cand: np.ndarray, title: str) -> dict[str, Any]:
     points = [{"r": a, "c": b} for a, b in zip(_round(r[keep]), _round(c[keep]))]
     low = float(min(r[keep].min(), c[keep].min())) if keep.any() else 0.0
     high = float(max(r[keep].max(), c[keep].max())) if keep.any() else 1.0
-    return _spec(f"{title}: candidate against reference", layer=[
+    if high <= low:
+        low, high = low - 1.0, high + 1.0
+    # Both axes on one domain and the chart square: y = x is the diagonal, and a deviation reads as a distance.
+    domain = {"domain": [low, high], "nice": False, "zero": False}
+    side = min(SIZE["width"], SIZE["height"])
+    spec = _spec(f"{title}: candidate against reference", layer=[
         {"data": {"values": [{"r": low, "c": low}, {"r": high, "c": high}]}, "mark": {"type": "line",
                                                                                      "color": "#8c959f"},
-         "encoding": {"x": {"field": "r", "type": "quantitative"}, "y": {"field": "c", "type": "quantitative"}}},
+         "encoding": {"x": {"field": "r", "type": "quantitative", "scale": domain},
+                      "y": {"field": "c", "type": "quantitative", "scale": domain}}},
         {"data": {"values": points}, "mark": {"type": "point", "filled": True, "size": 12, "opacity": 0.6},
-         "encoding": {"x": {"field": "r", "type": "quantitative", "title": "reference"},
-                      "y": {"field": "c", "type": "quantitative", "title": "candidate"}}},
+         "encoding": {"x": {"field": "r", "type": "quantitative", "title": "reference", "scale": domain},
+                      "y": {"field": "c", "type": "quantitative", "title": "candidate", "scale": domain}}},
     ])
+    spec.update(width=side, height=side)
+    return spec
 
 
 def _plane(diff: np.ndarray) -> np.ndarray | None:

@@ -23,14 +23,17 @@ DETAIL_LABELS = {label for label in LABELS if label not in ("exact", "skipped", 
 
 
 def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded,
-                       charts: bool = True) -> list[dict]:
-    """One entry per (candidate, output) worth a closer look: charts and the worst elements."""
+                       charts: bool = True, identical: list[list[str]] | None = None) -> list[dict]:
+    """One entry per (candidate, output) worth a closer look: charts and the worst elements.
+
+    ``identical`` lists groups of candidates with bit-identical outputs: one entry serves its group."""
     from ..classify import severity
     from .charts import comparison_charts
 
+    same_as = {member: group[0] for group in identical or [] for member in group[1:]}
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for c in sorted(comparisons, key=lambda c: -severity(c["label"])):
-        if c["label"] in DETAIL_LABELS and c["output"] != "*":
+        if c["label"] in DETAIL_LABELS and c["output"] != "*" and c["candidate"] not in same_as:
             chosen.setdefault((c["candidate"], c["output"]), c)
     details = []
     for (candidate, output), c in list(chosen.items())[:MAX_DETAILED]:
@@ -38,12 +41,78 @@ def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], 
         cand = rec.array(candidate, c["probe"], output)
         if ref is None or cand is None:
             continue
+        ranked = _ranked(rec, case, candidate, c["probe"], output)
+        orderings = two_orderings(ref, cand, ranked) if c["label"] in ORDERING_LABELS or _reordered(c) else None
         details.append({
             "comparison": c,
-            "charts": comparison_charts(ref, cand, output) if charts else {},
-            "worst": worst_elements(ref, cand, _ranked(rec, case, candidate, c["probe"], output)),
+            "same": [m for m, first in same_as.items() if first == candidate],
+            "orderings": orderings,
+            "charts": comparison_charts(ref, cand, output) if charts and not orderings else {},
+            "worst": worst_elements(ref, cand, ranked),
         })
     return details
+
+
+ORDERING_LABELS = {"tie_break"}
+ORDERING_ROWS = 8
+ORDERING_WIDTH = 16
+
+
+def _reordered(comparison: dict[str, Any]) -> bool:
+    """A layout verdict that found the same rows in another order (NMS-style sets) is drawn as two orderings."""
+    return comparison["label"] == "layout" and "reordered" in (comparison.get("evidence") or "")
+
+
+def two_orderings(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarray | None = None,
+                  rows: int = ORDERING_ROWS, width: int = ORDERING_WIDTH) -> dict[str, Any] | None:
+    """The slices (along the last axis) where the two orders differ, side by side.
+
+    A tie or an unordered set is not an error map: what a reader needs is the two sequences next to each
+    other (and, for index outputs, the values the indices point at) to see that they hold the same things.
+    """
+    if reference.shape != candidate.shape or reference.size == 0:
+        return None
+    ref = reference.reshape(-1, reference.shape[-1]) if reference.ndim else reference.reshape(1, 1)
+    cand = candidate.reshape(ref.shape)
+    differs = np.flatnonzero(np.any(_differ(ref, cand), axis=1))
+    if differs.size == 0:
+        return None
+    lead = reference.shape[:-1]
+    out = []
+    for row in differs[:rows]:
+        where = np.flatnonzero(_differ(ref[row], cand[row]))
+        start = max(0, min(int(where[0]) - 2, ref.shape[1] - width))
+        stop = min(ref.shape[1], start + width)
+        index = [int(i) for i in np.unravel_index(int(row), lead)] if lead else []
+        entry = {"index": f"{index + [f'{start}:{stop}']}".replace("'", ""),
+                 "reference": _sequence(ref[row, start:stop], start > 0, stop < ref.shape[1]),
+                 "candidate": _sequence(cand[row, start:stop], start > 0, stop < ref.shape[1])}
+        if ranked is not None and reference.dtype.kind in "iu" and lead == ranked.shape[:-1]:
+            values = ranked.reshape(-1, ranked.shape[-1])[row]
+            picked = [_pick(values, i) for i in (ref[row, start:stop], cand[row, start:stop])]
+            entry["reference"] += f"  → values {_sequence(picked[0], start > 0, stop < ref.shape[1])}"
+            entry["candidate"] += f"  → values {_sequence(picked[1], start > 0, stop < ref.shape[1])}"
+        out.append(entry)
+    note = f"{differs.size} of {ref.shape[0]} slices differ"
+    if differs.size > rows:
+        note += f", first {rows} shown"
+    return {"note": note, "rows": out}
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        return ~((a == b) | (np.isnan(a.astype(np.float64)) & np.isnan(b.astype(np.float64))))
+    return a != b
+
+
+def _pick(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    safe = np.clip(indices.astype(np.int64), -values.size, values.size - 1)
+    return values[safe]
+
+
+def _sequence(values: np.ndarray, head: bool, tail: bool) -> str:
+    text = " ".join(format_value(v.item()) for v in values)
+    return ("… " if head else "") + text + (" …" if tail else "")
 
 
 def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, output: str) -> np.ndarray | None:
@@ -91,35 +160,50 @@ def _tied_values(ranked: np.ndarray, index: tuple[int, ...], ref_pick: int, cand
         return ""
 
 
-def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded, folder: Path) -> Path | None:
-    """A bundle in the standard ONNX test format for the case's worst failing comparison.
+def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded, folder: Path,
+                unexpected: set[str] | None = None) -> Path | None:
+    """Bundles in the standard ONNX test format for the case's failing comparisons, unexpected ones first.
 
-    ``model.onnx`` is the graph the failing candidate ran, ``test_data_set_0`` holds its inputs and the
-    reference's outputs (the expected values), and ``outputs/<backend>/`` every backend's outputs, so
+    ``folder`` gets the worst failure of the candidates in ``unexpected`` (of any failing candidate when none
+    is); every other unexpected failure that ran a different graph gets ``folder/variants/<candidate>/``.
+    In each, ``model.onnx`` is the graph the failing candidate ran, ``test_data_set_0`` holds its inputs and
+    the reference's outputs (the expected values), and ``outputs/<backend>/`` every backend's outputs, so
     onnxruntime's own test runner can replay it and the folder can be attached to an upstream issue.
     """
-    from onnx import numpy_helper
-
     from ..candidates import case_export_name
     from ..classify import severity
 
     failing = [c for c in comparisons if not c["passed"] and c["probe"] != "*"]
-    if not failing:
+    chosen = [c for c in failing if c["candidate"] in (unexpected or set())] or failing
+    if not chosen:
         return None
-    worst = max(failing, key=lambda c: severity(c["label"]))
-    candidate, probe, reference = worst["candidate"], worst["probe"], worst["reference"]
     exports = json.loads(case.get("exports") or "{}")
-    key = case_export_name(case, candidate)
+    worst_per_graph: dict[str, dict[str, Any]] = {}
+    for c in sorted(chosen, key=lambda c: -severity(c["label"])):
+        worst_per_graph.setdefault(case_export_name(case, c["candidate"]), c)
+    written = None
+    for key, worst in worst_per_graph.items():
+        target = folder if written is None else folder / "variants" / _safe(worst["candidate"])
+        if _write_bundle(case, worst, exports.get(key) or {}, rec, target, folder.parent.parent) and written is None:
+            written = folder
+    return written
+
+
+def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str, Any], rec: Recorded,
+                  folder: Path, run_dir: Path) -> bool:
+    from onnx import numpy_helper
+
     from ..tables import run_artifact
 
-    model_path = run_artifact(folder.parent.parent, (exports.get(key) or {}).get("onnx_path"))
+    candidate, probe, reference = worst["candidate"], worst["probe"], worst["reference"]
+    model_path = run_artifact(run_dir, export.get("onnx_path"))
     if model_path is None:
-        return None
+        return False
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(Path(model_path).read_bytes())
     data_set = folder / "test_data_set_0"
     data_set.mkdir(exist_ok=True)
-    graph_inputs = (exports.get(key) or {}).get("graph_inputs") or rec.outputs("input", probe)
+    graph_inputs = export.get("graph_inputs") or rec.outputs("input", probe)
     for i, name in enumerate(graph_inputs):
         array = rec.array("input", probe, name)
         if array is not None:
@@ -145,7 +229,7 @@ def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Re
         "test_data_set_0/ holds the inputs and the reference's outputs (the expected values);\n"
         "outputs/<backend>/ holds what each backend computed on the same inputs.\n"
         "Replay: onnx_test_runner <this folder>   (or load model.onnx with onnxruntime and feed the inputs)\n")
-    return folder
+    return True
 
 
 def _safe(name: str) -> str:

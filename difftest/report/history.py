@@ -24,9 +24,10 @@ def earlier_runs(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)][-MAX_RUNS:]
 
 
-def trend(run_dir: Path, current: list[Any]) -> dict[str, Any] | None:
-    """Verdict counts per run (earlier runs, then this one) and, per case × candidate, the run since which its
-    current label has held. None when there is no earlier run."""
+def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = None) -> dict[str, Any] | None:
+    """Verdict counts per run (earlier runs, then this one), per case × candidate the run since which its
+    current label has held, and per case its worst max-error ÷ tolerance in each run (a sparkline). Runs are
+    named by their folder (``current`` is this run's). None when there is no earlier run."""
     from ..judge import outcomes
     from ..tables import read_table
 
@@ -34,14 +35,18 @@ def trend(run_dir: Path, current: list[Any]) -> dict[str, Any] | None:
     if not runs:
         return None
     history: list[tuple[str, dict[tuple[str, str], str]]] = []
+    per_case: list[dict[str, float]] = []
     for path in runs:
         try:
             cases = read_table(path, "cases").to_dicts()
-            results = outcomes(cases, read_table(path, "comparisons").to_dicts())
+            comparisons = read_table(path, "comparisons").to_dicts()
+            results = outcomes(cases, comparisons)
         except Exception:
             continue  # a damaged old run must not break today's report
         history.append((path.name, {(o.case, o.candidate): o.label for o in results}))
+        per_case.append(_worst_ratio(comparisons))
     history.append((run_dir.name, {(o.case, o.candidate): o.label for o in current}))
+    per_case.append(ratios or {})
     counts = [(name, dict(Counter(labels.values()).most_common())) for name, labels in history]
     since: dict[tuple[str, str], str] = {}
     for key, label in history[-1][1].items():
@@ -51,7 +56,19 @@ def trend(run_dir: Path, current: list[Any]) -> dict[str, Any] | None:
                 break
             first = name
         since[key] = first
-    return {"counts": counts, "since": since, "labels": sorted({l for _, c in counts for l in c})}
+    cases = {case for run in per_case for case in run}
+    series = {case: [run.get(case) for run in per_case] for case in cases}
+    return {"counts": counts, "since": since, "labels": sorted({l for _, c in counts for l in c}),
+            "current": run_dir.name, "series": series}
+
+
+def _worst_ratio(comparisons: list[dict[str, Any]]) -> dict[str, float]:
+    worst: dict[str, float] = {}
+    for c in comparisons:
+        ratio = c.get("tolerance_ratio")
+        if ratio is not None:
+            worst[c["case"]] = max(worst.get(c["case"], 0.0), ratio)
+    return worst
 
 
 def _identity(path: Path) -> tuple[str | None, tuple[str, ...]]:

@@ -109,6 +109,20 @@ def padding_declared_ignorable():
     return Case(Scores().eval(), _left_padded(), output_masks={"output": "mask"})
 
 
+@case(exporter="torchscript", probes=["base"], expect="export_error")
+def mask_names_no_output():
+    """An output mask under the name the model's docs use, not the flattened one: a definition error, not a pass
+    that silently judged the padding."""
+    return Case(Scores().eval(), _left_padded(), output_masks={"logits": "mask"})
+
+
+@case(exporter="torchscript", probes=["base"], expect="export_error")
+def mask_does_not_line_up():
+    """A mask whose shape is not the output's leading dimensions."""
+    x, mask = _left_padded()
+    return Case(Scores().eval(), (x.transpose(0, 1).contiguous(), mask), output_masks={"output": "mask"})
+
+
 @case()
 def needs_an_optional_package():
     """Skipped, with the reason, where the package is missing."""
