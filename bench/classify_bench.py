@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rejudge", metavar="DIR", help="re-judge a stored corpus run instead of running it")
     args = parser.parse_args(argv)
 
-    from difftest.judge import outcomes
+    from difftest.judge.expectations import outcomes
     from difftest.runner import RunConfig, finish, run
-    from difftest.tables import read_table
+    from difftest.record.tables import read_table
 
     if args.rejudge:
         run_dir = Path(args.rejudge)

@@ -12,15 +12,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 from difftest import Case, case
-from difftest.graph_edit import (
-    edit_constant_input,
-    nodes_of,
-    replace_op,
-    rewire_output,
-    scale_constant_input,
-    set_attribute,
-    swap_pad_begin_end,
-)
+from difftest.suite.graph_edit import edit_constant_input, nodes_of, replace_op, rewire_output, scale_constant_input, set_attribute, swap_pad_begin_end
 
 AGREE = ["exact", "numeric"]
 TS = "torchscript"
@@ -324,7 +316,7 @@ def slice_end_off_by_one():
     """A slice's end moved by one: one row short."""
     def make(model):
         node = nodes_of(model, "Slice")[0]
-        from difftest.graph_edit import constant, set_constant
+        from difftest.suite.graph_edit import constant, set_constant
         ends = constant(model, node.input[2])
         set_constant(model, node.input[2], (ends - 1).astype(ends.dtype))
         return model

@@ -21,7 +21,7 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
-    from difftest.classify import classify
+    from difftest.judge.classify import classify
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=64)

@@ -40,7 +40,7 @@ class Fault:
 
 
 def swap_pads(model, node):
-    from difftest.graph_edit import constant, fold_input, set_constant, swap_pad_begin_end
+    from difftest.suite.graph_edit import constant, fold_input, set_constant, swap_pad_begin_end
 
     name = fold_input(model, node, 1)
     pads = constant(model, name)
@@ -54,7 +54,7 @@ def swap_pads(model, node):
 def resize_mode(model, node):
     from onnx import helper
 
-    from difftest.graph_edit import set_attribute
+    from difftest.suite.graph_edit import set_attribute
 
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     current = attrs.get("coordinate_transformation_mode", b"half_pixel")
@@ -64,7 +64,7 @@ def resize_mode(model, node):
 
 
 def epsilon(model, node):
-    from difftest.graph_edit import set_attribute
+    from difftest.suite.graph_edit import set_attribute
 
     set_attribute(node, "epsilon", 0.5)
     return [node.name]
@@ -73,10 +73,10 @@ def epsilon(model, node):
 def transpose(model, node):
     from onnx import helper
 
-    from difftest.graph_edit import set_attribute
+    from difftest.suite.graph_edit import set_attribute
 
     perm = list(helper.get_attribute_value(next(a for a in node.attribute if a.name == "perm")))
-    from difftest.localize import value_types
+    from difftest.localize.divergence import value_types
 
     types = value_types(model)
     source = types.get(node.input[0])
@@ -95,7 +95,7 @@ def transpose(model, node):
 def cast_fp16(model, node):
     from onnx import TensorProto, helper
 
-    from difftest.localize import value_types
+    from difftest.localize.divergence import value_types
 
     value = node.output[0]
     kind = value_types(model).get(value)
@@ -129,9 +129,9 @@ KINDS = [
 def run(suites: list[str], per_kind: int, echo=print) -> list[dict[str, Any]]:
     import torch
 
-    from difftest.cases import build
-    from difftest.discover import collect
-    from difftest.localize import localize
+    from difftest.suite.cases import build
+    from difftest.suite.discover import collect
+    from difftest.localize.divergence import localize
 
     results = []
     for ref, definition in collect(suites):

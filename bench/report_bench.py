@@ -20,7 +20,7 @@ from pathlib import Path
 def scaled_copy(source: Path, target: Path, cases: int) -> None:
     import polars as pl
 
-    from difftest.tables import read_table, write_atomic
+    from difftest.record.tables import read_table, write_atomic
 
     tables = {name: read_table(source, name) for name in ("runs", "cases", "tensors", "comparisons")}
     originals = tables["cases"]["case"].to_list()

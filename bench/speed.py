@@ -67,9 +67,9 @@ def hand_loop() -> None:
     import onnxruntime as ort
     import torch
 
-    from difftest.cases import build
-    from difftest.discover import find_definition
-    from difftest.cases import CaseRef
+    from difftest.suite.cases import build
+    from difftest.suite.discover import find_definition
+    from difftest.suite.cases import CaseRef
 
     warnings.simplefilter("ignore")
     for target in CASES:
@@ -104,8 +104,8 @@ def verify_loop() -> None:
     import torch
     from torch.onnx.verification import verify_onnx_program
 
-    from difftest.cases import CaseRef, build
-    from difftest.discover import find_definition
+    from difftest.suite.cases import CaseRef, build
+    from difftest.suite.discover import find_definition
 
     warnings.simplefilter("ignore")
     for target in CASES:

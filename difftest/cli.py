@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> ExitCode:
     if args.command == "list":
-        from .discover import collect
+        from .suite.discover import collect
 
         for ref, _ in collect(args.targets or ["suites"], args.keyword):
             print(ref.id)
@@ -168,30 +168,31 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
-    from .candidates import split_specs
-    from .probes import parse_probes
-    from .runner import RunConfig, run
+    """``difftest run``: the options as :func:`difftest.run` takes them, progress printed as it goes."""
+    from .api import run
+    from .backends.candidates import split_specs
+    from .suite.probes import parse_probes
 
-    backends = split_specs(args.backends)
     try:
         probes = parse_probes(args.probes)
     except ValueError as exc:
         raise UsageError(f"--probes: {exc}") from None
-    config = RunConfig(
-        targets=args.targets or ["suites"], backends=backends, out=args.out, keyword=args.keyword, jobs=args.jobs,
-        exporter=args.exporter, timeout=args.timeout, memory_limit_mb=args.memory_limit_mb, resume=args.resume,
-        probes=probes, reruns=args.reruns, oracle=not args.no_oracle, cache_dir=args.cache_dir,
-        use_cache=not args.no_cache, expectations=args.expectations, baseline=args.baseline, shard=args.shard,
-        durations=args.durations, localize_budget=args.localize_budget, control_budget=args.control_budget,
-        isolate=args.isolate, require=[c.name for c in _parsed(args.require)] if args.require else [],
+    result = run(
+        args.targets or ["suites"], echo=print, backends=split_specs(args.backends), out=args.out,
+        keyword=args.keyword, jobs=args.jobs, exporter=args.exporter, timeout=args.timeout,
+        memory_limit_mb=args.memory_limit_mb, resume=args.resume, probes=probes, reruns=args.reruns,
+        oracle=not args.no_oracle, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        expectations=args.expectations, baseline=args.baseline, shard=args.shard, durations=args.durations,
+        localize_budget=args.localize_budget, control_budget=args.control_budget, isolate=args.isolate,
+        require=[c.name for c in _parsed(args.require)] if args.require else [],
     )
-    result = run(config)
     print()
-    return _print_summary(result)
+    print(result.summary())
+    return result.exit_code
 
 
 def _parsed(text: str) -> list:
-    from .candidates import parse_list
+    from .backends.candidates import parse_list
 
     return parse_list(text)
 
@@ -200,8 +201,8 @@ def _print_summary(result) -> ExitCode:
     """The one-screen summary of a finished (or merged) run; returns its exit code."""
     import json
 
-    from .summary import format_summary
-    from .tables import read_table
+    from .record.tables import read_table
+    from .report.summary import format_summary
 
     cases = read_table(result.run_dir, "cases").to_dicts()
     run_row = read_table(result.run_dir, "runs").to_dicts()[0]
@@ -213,9 +214,9 @@ def _print_summary(result) -> ExitCode:
 def _localize(args: argparse.Namespace) -> ExitCode:
     import logging
 
-    from .candidates import parse
-    from .discover import collect
-    from .localize import localize
+    from .backends.candidates import parse
+    from .localize.divergence import localize
+    from .suite.discover import collect
 
     if "::" not in args.target:
         raise UsageError(f"localize needs one case, FILE::CASE (got {args.target!r})")
@@ -252,16 +253,16 @@ def format_localization(result) -> str:
 
 
 def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:
+    from .nightly.shards import check_run_dir, merge
     from .runner import finish
-    from .shards import check_run_dir, merge
 
     merged = merge([check_run_dir(d) for d in run_dirs], out)
     return _print_summary(finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None))
 
 
 def _compare(base: Path, new: Path, out: Path | None, growth: float) -> ExitCode:
-    from .changes import as_table, compare_runs, new_failures, write
     from .errors import RunDataError
+    from .nightly.changes import as_table, compare_runs, new_failures, write
 
     for folder in (base, new):
         if not folder.is_dir():
@@ -274,7 +275,7 @@ def _compare(base: Path, new: Path, out: Path | None, growth: float) -> ExitCode
 
 
 def _cache(action: str, folder: str | None) -> ExitCode:
-    from .cache import ExportCache
+    from .export.cache import ExportCache
 
     cache = ExportCache(folder)
     if action == "clear":

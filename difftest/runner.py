@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import Interrupted, UsageError
-from .probes import ALL_PROBES
 from .exitcodes import ExitCode
+from .suite.probes import ALL_PROBES
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -70,8 +70,8 @@ def default_jobs() -> int:
 
 def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     """Run the configured cases; a worker starts first so its imports overlap the suite discovery."""
-    from .candidates import parse_list
-    from .pool import WorkerPool
+    from .backends.candidates import parse_list
+    from .worker.pool import WorkerPool
 
     candidates = parse_list(",".join(config.backends))  # a bad spec is a usage error before anything starts
     validate(config)
@@ -101,7 +101,7 @@ def validate(config: RunConfig) -> None:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
         raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
-    from .candidates import parse_list
+    from .backends.candidates import parse_list
 
     names = [c.name for c in parse_list(",".join(config.backends))]
     unknown = [name for name in config.require if name not in names]
@@ -113,7 +113,7 @@ def validate(config: RunConfig) -> None:
         if getattr(config, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of seconds")
     if config.expectations:
-        from . import waivers
+        from .judge import waivers
 
         path = Path(config.expectations)
         if not path.is_file():
@@ -168,7 +168,7 @@ class _interruptible:
 def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads: int,
          echo: Callable[[str], None], interrupted: dict[str, str | None]) -> RunResult:
     from . import backends as backend_table
-    from .cases import CaseRef
+    from .suite.cases import CaseRef
 
     started = time.time()
     reference = backend_table.REFERENCE
@@ -184,7 +184,7 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
     if config.baseline and not (Path(config.baseline) / "comparisons.parquet").exists():
         raise UsageError(f"--baseline {config.baseline}: not a finished difftest run (no comparisons.parquet)")
     if config.shard:
-        from .shards import durations_from, parse_shard, select
+        from .nightly.shards import durations_from, parse_shard, select
 
         index, total = parse_shard(config.shard)
         durations_dir = Path(config.durations) if config.durations else None
@@ -196,7 +196,7 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
             raise UsageError(f"--shard {config.shard}: this shard holds no case (only {total} shards for "
                              "fewer cases?)")
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = _prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
+    run_dir = prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
     plan = _Plan(run_dir, found, run_id, started, reference, oracle, requested, discovered["unavailable"],
                  discovered.get("environment") or {})
     with RunLock(run_dir):
@@ -221,10 +221,11 @@ class _Plan:
 def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: int, echo: Callable[[str], None],
                 interrupted: dict[str, str | None]) -> RunResult:
     from . import backends as backend_table
-    from .execute import Task
-    from .execute_names import slug
-    from .pool import Failure
-    from .tables import PartManifest, consolidate, part_keys, read_table, write_table
+    from .backends.candidates import make as make_backend
+    from .record.names import slug
+    from .record.tables import PartManifest, consolidate, part_keys, read_table, write_table
+    from .worker.pool import Failure
+    from .worker.task import Task
 
     run_dir, found, run_id, started = plan.run_dir, plan.found, plan.run_id, plan.started
     reference, oracle, requested = plan.reference, plan.oracle, plan.requested
@@ -238,7 +239,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         run_id = read_table(run_dir, "runs")["run"][0]
     skipped = {}
     for name in requested + ([oracle] if oracle else []):
-        reason = plan.unavailable.get(backend_table.make(name).name)
+        reason = plan.unavailable.get(make_backend(name).name)
         if reason:
             skipped[name] = reason
     if reference in skipped:
@@ -248,7 +249,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
             raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
     available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
     available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
-    run_row = _run_row(run_id, config, requested, available, skipped, reference, started)
+    run_row = runs_row(run_id, config, requested, available, skipped, reference, started)
     run_row["oracle"] = oracle
     run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
@@ -260,7 +261,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         echo(f"  skipped backend {name}: {reason}")
     cache_root = None
     if config.use_cache:
-        from .cache import default_root
+        from .export.cache import default_root
 
         cache_root = Path(config.cache_dir) if config.cache_dir else default_root()
     logs = run_dir / "logs"
@@ -287,7 +288,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         finished += 1
         key = slug(task.ref.id)
         if isinstance(result, Failure):
-            from .execute import case_row
+            from .worker.execute import case_row
 
             case = case_row(task)
             case.update(status=result.kind if result.kind != "internal" else "error", stage=result.stage,
@@ -388,10 +389,11 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     With a baseline (given now, or remembered in ``baseline.txt`` from the run), failures are split into new
     and known, compare.md/html are written, and only new failures make the exit code 1.
     """
-    from .judge import judge_run, run_outcomes
+    from .judge.expectations import run_outcomes
+    from .judge.verdicts import judge_run
+    from .record.tables import read_table, write_table
     from .report import render
-    from .summary import exit_code_for, write_junit, write_summary
-    from .tables import read_table, write_table
+    from .report.summary import exit_code_for, write_junit, write_summary
 
     started = time.time()
     phases = {}
@@ -417,7 +419,7 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
 
 def _baseline_changes(run_dir: Path, baseline: Path | None) -> set[tuple[str, str]] | None:
     """(case, candidate) of the failures that are new against the baseline; None without a baseline."""
-    from .changes import compare_runs, new_failures, write
+    from .nightly.changes import compare_runs, new_failures, write
 
     remembered = run_dir / "baseline.txt"
     if baseline is None and remembered.exists():
@@ -433,7 +435,7 @@ def _baseline_changes(run_dir: Path, baseline: Path | None) -> set[tuple[str, st
 
 
 def _save_waivers(run_dir: Path, config: RunConfig) -> None:
-    from . import waivers
+    from .judge import waivers
 
     path = Path(config.expectations) if config.expectations else waivers.DEFAULT_PATH
     if config.expectations and not path.exists():
@@ -441,7 +443,7 @@ def _save_waivers(run_dir: Path, config: RunConfig) -> None:
     waivers.save(run_dir, waivers.load(path) if path.exists() else [], str(path) if path.exists() else None)
 
 
-def _prepare_dir(path: Path) -> Path:
+def prepare_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -467,7 +469,7 @@ def _link_latest(run_dir: Path, root: Path) -> None:
         pass
 
 
-def _run_row(run_id: str, config: RunConfig, requested: list[str], available: list[str], skipped: dict[str, str],
+def runs_row(run_id: str, config: RunConfig, requested: list[str], available: list[str], skipped: dict[str, str],
              reference: str, started: float) -> dict[str, Any]:
     return {
         "run": run_id,

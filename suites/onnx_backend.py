@@ -11,7 +11,7 @@ Each becomes a case whose reference is the recorded outputs, run through the ONN
 import importlib.util
 from pathlib import Path
 
-from difftest.onnx_tests import case_defs, opset_of
+from difftest.suite.onnx_tests import case_defs, opset_of
 
 _spec = importlib.util.find_spec("onnx")
 DATA = Path(_spec.origin).parent / "backend" / "test" / "data" if _spec and _spec.origin else None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from difftest import Case, case
-from difftest.graph_edit import edit_constant_input, nodes_of, set_attribute, swap_pad_begin_end
+from difftest.suite.graph_edit import edit_constant_input, nodes_of, set_attribute, swap_pad_begin_end
 
 WINDOWS = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
 

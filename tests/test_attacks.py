@@ -333,7 +333,7 @@ def loud():
 
 
 def test_one_case_starts_one_worker(tmp_path):
-    from difftest.pool import WorkerPool
+    from difftest.worker.pool import WorkerPool
 
     started = []
     original = WorkerPool._start
@@ -358,7 +358,7 @@ def test_one_case_starts_one_worker(tmp_path):
 HUGE = '''
 from onnx import TensorProto, helper, numpy_helper
 import numpy as np
-from difftest.graph_edit import rewire_output
+from difftest.suite.graph_edit import rewire_output
 
 N = 1 << 20
 
@@ -574,7 +574,7 @@ def test_compare_reports_a_candidate_that_disappeared(tmp_path, capsys):
 
 def test_report_never_reads_outside_the_run_folder(tmp_path):
     suite = write_suite(tmp_path, "wrong", '''
-from difftest.graph_edit import replace_op
+from difftest.suite.graph_edit import replace_op
 
 
 class Double(torch.nn.Module):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from difftest.backends import REGISTRY, Subject, make
-from difftest.export import export
-from difftest.model_io import FlatModule, signature_of, to_feeds
+from difftest.backends import REGISTRY, Subject
+from difftest.backends.candidates import make
+from difftest.export.exporter import export
+from difftest.suite.model_io import FlatModule, signature_of, to_feeds
 
 
 class Small(torch.nn.Module):

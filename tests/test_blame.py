@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from difftest.cli import main
-from difftest.judge import RunContext, judge_case
-from difftest.tables import tensor_row
+from difftest.judge.verdicts import RunContext, judge_case
+from difftest.record.tables import tensor_row
 
 
 @pytest.fixture(scope="module")

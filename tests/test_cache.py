@@ -3,7 +3,7 @@ import json
 import polars as pl
 import torch
 
-from difftest.cache import ExportCache, export_key
+from difftest.export.cache import ExportCache, export_key
 from difftest.cli import main
 
 
@@ -63,7 +63,7 @@ def test_key_is_the_same_in_every_process(tmp_path):
 
 
 def test_cache_roundtrip_and_pruning(tmp_path):
-    from difftest.export import ExportResult
+    from difftest.export.exporter import ExportResult
 
     cache = ExportCache(tmp_path, max_bytes=10_000)
     cache.put("ab" * 32, ExportResult("dynamo", 1.5, onnx_bytes=b"x" * 100, opset=18, graph_inputs=["x"]))

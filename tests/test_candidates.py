@@ -3,7 +3,7 @@ import json
 import polars as pl
 import pytest
 
-from difftest.candidates import Candidate, parse, parse_list, split_specs, variant_findings
+from difftest.backends.candidates import Candidate, parse, parse_list, split_specs, variant_findings
 from difftest.cli import main
 from difftest.errors import UsageError
 

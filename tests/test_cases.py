@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from difftest import Case, case
-from difftest.cases import CaseDefinitionError, build
-from difftest.discover import SuiteLoadError, collect
+from difftest.suite.cases import CaseDefinitionError, build
+from difftest.suite.discover import SuiteLoadError, collect
 from difftest.errors import UsageError
 
 

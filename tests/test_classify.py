@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from difftest.classify import LABELS, classify
-from difftest.compare import default_tolerance, ulp_distance
+from difftest.judge.classify import LABELS, classify
+from difftest.judge.compare import default_tolerance, ulp_distance
 
 
 def f32(values):
@@ -125,7 +125,7 @@ def test_nonfinite_says_whether_oracle_is_finite():
 
 
 def test_argmax_ties_need_the_values():
-    from difftest.ties import RankedValues
+    from difftest.judge.ties import RankedValues
 
     values = f32([[1.0, 3.0, 3.0]])
     ranked = RankedValues(values, "ArgMax", 1, False)

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from difftest.cli import main
-from difftest.tables import schema
+from difftest.record.tables import schema
 
 
 def test_unexpected_failure_exits_1(tiny_run):

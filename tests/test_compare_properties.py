@@ -5,9 +5,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from difftest.classify import LABELS, classify
-from difftest.compare import metrics, ulp_distance
-from difftest.layout import find_transform
+from difftest.judge.classify import LABELS, classify
+from difftest.judge.compare import metrics, ulp_distance
+from difftest.judge.layout import find_transform
 
 DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_])
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)

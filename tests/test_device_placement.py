@@ -7,7 +7,7 @@ import torch
 
 from difftest.backends import Subject
 from difftest.backends.torch_eager import ModelFault, TorchOnDevice, mixed_devices
-from difftest.model_io import FlatModule, signature_of, to_feeds
+from difftest.suite.model_io import FlatModule, signature_of, to_feeds
 
 
 class Everywhere(torch.nn.Module):
@@ -100,7 +100,7 @@ def test_device_errors_name_the_op():
 
 
 def test_the_real_gpu_runs_the_whole_model():
-    from difftest.backends import make
+    from difftest.backends.candidates import make
 
     backend = make("torch-cuda")
     reason = backend.unavailable_reason()

@@ -5,13 +5,13 @@ import sys
 
 import torch
 
-from difftest.export import export, reuse_torchlib_registry
-from difftest.model_io import FlatModule, signature_of
+from difftest.export.exporter import export, reuse_torchlib_registry
+from difftest.suite.model_io import FlatModule, signature_of
 
 SCRIPT = """
 import sys, torch
-from difftest.export import export
-from difftest.model_io import FlatModule, signature_of
+from difftest.export.exporter import export
+from difftest.suite.model_io import FlatModule, signature_of
 sys.path.insert(0, {tests!r})
 from test_export import Model
 torch.manual_seed(0)
@@ -43,11 +43,11 @@ def _exported() -> bytes:
 def test_shared_registry_gives_the_same_model_as_a_fresh_exporter(monkeypatch):
     from pathlib import Path
 
-    import difftest.export as export_module
+    import difftest.export.exporter as export_module
 
     monkeypatch.setattr(export_module, "reuse_torchlib_registry", lambda: False)  # the child exports the stock way
     stock = subprocess.run(
-        [sys.executable, "-c", "import difftest.export as e; e.reuse_torchlib_registry = lambda: False\n"
+        [sys.executable, "-c", "import difftest.export.exporter as e; e.reuse_torchlib_registry = lambda: False\n"
          + SCRIPT.format(tests=str(Path(__file__).parent))],
         capture_output=True, check=True).stdout
     monkeypatch.undo()

@@ -10,7 +10,7 @@ import torch
 from difftest.backends import REGISTRY
 from difftest.backends.onnxruntime import OrtCpu
 from difftest.cli import main
-from difftest.judge import expectation_for, outcomes
+from difftest.judge.expectations import expectation_for, outcomes
 
 
 # --- expectations describe the exported graph, not every candidate ---------------------------------------------
@@ -93,9 +93,10 @@ class Mlp(torch.nn.Module):
 def test_a_gap_that_closes_without_tf32_is_numeric_blamed_on_tf32(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from difftest.cases import CaseRef
-    from difftest.execute import Task, run_task
-    from difftest.judge import RunContext, judge_case
+    from difftest.suite.cases import CaseRef
+    from difftest.worker.execute import run_task
+    from difftest.worker.task import Task
+    from difftest.judge.verdicts import RunContext, judge_case
 
     monkeypatch.setitem(REGISTRY, Tf32StandIn.name, Tf32StandIn)
     suite = tmp_path / "tf32_suite.py"
@@ -121,7 +122,7 @@ def test_a_gap_that_closes_without_tf32_is_numeric_blamed_on_tf32(tmp_path, monk
 # --- a candidate that must run, and cannot, is a configuration error --------------------------------------------
 
 def test_require_makes_a_missing_gpu_candidate_an_error(tmp_path, data_dir, capsys):
-    from difftest.backends import make
+    from difftest.backends.candidates import make
 
     if make("ort-cuda").unavailable_reason() is None:
         pytest.skip("a CUDA provider is present: the error path is not reachable here")

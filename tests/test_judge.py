@@ -3,8 +3,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from difftest.judge import RunContext, judge_case, outcomes
-from difftest.tables import tensor_row
+from difftest.judge.expectations import outcomes
+from difftest.judge.verdicts import RunContext, judge_case
+from difftest.record.tables import tensor_row
 
 TASK = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
 
@@ -64,7 +65,7 @@ def test_per_output_tolerance_is_used():
 
 
 def comparison(label, candidate="ort-cpu", probe="base"):
-    from difftest.classify import passes
+    from difftest.judge.classify import passes
 
     return {"case": "s::c", "candidate": candidate, "label": label, "passed": passes(label), "evidence": "e",
             "probe": probe}

@@ -1,6 +1,6 @@
 import numpy as np
 
-from difftest.layout import find_transform, same_multiset
+from difftest.judge.layout import find_transform, same_multiset
 
 
 def ref():
@@ -31,7 +31,7 @@ def test_other_values_are_not_layout():
     assert find_transform(r, other, 0, 0) is None
 
 
-from difftest.layout import find_layout  # noqa: E402
+from difftest.judge.layout import find_layout
 
 
 def test_channels_last_memory_flattened_is_named():

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from difftest import Case
-from difftest.cases import CaseRef
+from difftest.suite.cases import CaseRef
 from difftest.cli import main
-from difftest.localize import diverges, localize
+from difftest.localize.divergence import diverges, localize
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

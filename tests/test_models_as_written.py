@@ -144,6 +144,6 @@ def test_exporter_errors_speak_the_cases_names(tmp_path, capsys):
     (case,) = pl.read_parquet(out / "cases.parquet").to_dicts()
     assert case["export_status"] == "error"
     assert "'live'" not in case["export_error"] and "input_features" in case["export_error"]
-    assert "difftest/model_io.py" not in case["export_error"]
+    assert "difftest/suite/model_io.py" not in case["export_error"] and "model_io.py" not in case["export_error"]
     fail_line = next(line for line in printed.splitlines() if "FAIL" in line)
     assert "export_error" in fail_line and "export failed" in fail_line  # the evidence's first line is shown

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from difftest.cli import main
-from difftest.shards import select
+from difftest.nightly.shards import select
 
 DATA = Path(__file__).parent / "data"
 FAST = ["--backends", "torch,ort-cpu", "--probes", "base,alt", "--no-oracle", "--reruns", "0"]
@@ -14,7 +14,7 @@ FAST = ["--backends", "torch,ort-cpu", "--probes", "base,alt", "--no-oracle", "-
 SUITE = '''
 import torch
 from difftest import case
-from difftest.graph_edit import replace_op
+from difftest.suite.graph_edit import replace_op
 
 
 class Double(torch.nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from difftest.cli import main
-from difftest.onnx_tests import OnnxTestError, load
+from difftest.suite.onnx_tests import OnnxTestError, load
 
 
 def add_model(weight: np.ndarray) -> onnx.ModelProto:
@@ -114,7 +114,7 @@ def test_hostile_folder_in_a_run_is_a_verdict(tmp_path):
 
 
 def test_onnx_package_suite_declares_its_folders():
-    from difftest.discover import collect
+    from difftest.suite.discover import collect
 
     ids = [ref.id for ref, _ in collect([str(Path(__file__).parents[1] / "suites" / "onnx_backend.py")])]
     assert len(ids) > 100 and "onnx_backend::light_resnet50" in ids

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from difftest.probes import ALL_PROBES, make_probes, parse_probes
+from difftest.suite.probes import ALL_PROBES, make_probes, parse_probes
 
 
 def feeds():
@@ -69,7 +69,7 @@ def test_parse_probes():
 
 
 def test_alt_keeps_counts_per_row_and_sorted_rows():
-    from difftest.probes import make_probes
+    from difftest.suite.probes import make_probes
 
     rng = np.random.default_rng(1)
     mask = rng.random((4, 10)) > 0.7
@@ -83,7 +83,7 @@ def test_alt_keeps_counts_per_row_and_sorted_rows():
 
 
 def test_distribution_probes_move_floats_and_keep_integers():
-    from difftest.probes import DISTRIBUTION_PROBES, make_probes
+    from difftest.suite.probes import DISTRIBUTION_PROBES, make_probes
 
     base = feeds()
     probes = make_probes(base, ["base", *DISTRIBUTION_PROBES])

@@ -2,9 +2,9 @@
 
 import torch
 
-from difftest.export import export
-from difftest.model_io import FlatModule, signature_of
-from difftest.state_guard import ModelGuard
+from difftest.export.exporter import export
+from difftest.suite.model_io import FlatModule, signature_of
+from difftest.worker.state_guard import ModelGuard
 
 
 class BatchNormNet(torch.nn.Module):

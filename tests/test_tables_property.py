@@ -9,8 +9,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from difftest.execute_names import slug
-from difftest.tables import PartManifest, consolidate, tensor_row
+from difftest.record.names import slug
+from difftest.record.tables import PartManifest, consolidate, tensor_row
 
 NAME = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
                max_size=30)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from difftest.ties import RankedValues, gathered_ties, index_ties
+from difftest.judge.ties import RankedValues, gathered_ties, index_ties
 
 VALUES = np.array([[1.0, 3.0, 3.0], [5.0, 4.0, 0.0]], dtype=np.float32)
 

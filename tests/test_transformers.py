@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from difftest.cli import main  # noqa: E402
+from difftest.cli import main
 
 CASE = "hf_gpt2_cache_suite::gpt2_decode_step"
 CACHE = [f"cache_layers_{i}_{kv}" for i in range(2) for kv in ("keys", "values")]

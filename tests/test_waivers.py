@@ -6,7 +6,7 @@ import pytest
 
 from difftest.cli import main
 from difftest.errors import UsageError
-from difftest.waivers import Waiver, apply, load
+from difftest.judge.waivers import Waiver, apply, load
 
 
 def write(tmp_path, text):

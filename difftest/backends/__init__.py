@@ -1,8 +1,11 @@
-"""Backends registered by name; one table, no if/elif chain."""
+"""The runtimes a case runs on, registered by name in one table (no if/elif chain): PyTorch eager on CPU and CUDA and
+in float64 (the oracle), ONNX Runtime's CPU and CUDA providers, and the ONNX reference evaluator; and the candidate
+specs that pick one with its settings (``candidates``: ``ort-cuda[tf32=0]``).
+
+May import: record, suite, export.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from .base import Backend, BackendUnavailable, Subject
 from .onnx_reference import OnnxReference
@@ -18,12 +21,4 @@ REFERENCE = "torch"
 ORACLE = "torch-fp64"
 
 
-def make(spec: Any, threads: int | None = None) -> Backend:
-    """A backend from a name, a candidate spec string (``ort-cpu[opt=disable]``) or a Candidate."""
-    from ..candidates import Candidate, parse
-
-    candidate = spec if isinstance(spec, Candidate) else parse(str(spec))
-    return REGISTRY[candidate.backend](threads=threads, options=dict(candidate.settings))
-
-
-__all__ = ["Backend", "BackendUnavailable", "Subject", "REGISTRY", "DEFAULT_BACKENDS", "REFERENCE", "ORACLE", "make"]
+__all__ = ["Backend", "BackendUnavailable", "Subject", "REGISTRY", "DEFAULT_BACKENDS", "REFERENCE", "ORACLE"]

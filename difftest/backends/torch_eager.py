@@ -22,6 +22,8 @@ class TorchEager(Backend):
     def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
+        from ..suite.model_io import to_numpy
+
         # A copy per run: a forward that writes into its inputs must not change the probe for the next backend.
         tensors = [torch.from_numpy(np.array(feeds[n], copy=True, order="C")).to(self.device)
                    for n in session.input_names]
@@ -300,15 +302,3 @@ class TorchFloat64(TorchEager):
             return super().run(session, wide)
         finally:
             torch.set_default_dtype(previous)
-
-
-def to_numpy(tensor: Any) -> np.ndarray:
-    """A detached CPU numpy copy; bfloat16 goes through ml_dtypes so no value changes."""
-    import torch
-
-    tensor = tensor.detach().to("cpu")
-    if tensor.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.resolve_conj().resolve_neg().numpy().copy()

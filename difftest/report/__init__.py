@@ -1,9 +1,13 @@
-"""HTML report: jinja2 templates (autoescaped) fed with plain data from the tables.
+"""The report stage: what people read. The HTML report (this module renders it: jinja2 templates, autoescaped,
+fed with plain data from the tables), its views (``triage``, ``index_view``, ``case_view``, ``details``,
+``charts``, ``history``, ``logs``), and the run's summary for terminals and CI (``summary``: the console block,
+``summary.json``, JUnit XML, the exit code).
 
-No HTML is built in Python; every string reaches the page through a template
-and is escaped there. The report is self-contained: an inline stylesheet and
-small inline scripts, plus a local copy of Vega in ``assets/`` for the charts;
-nothing is loaded from the network.
+No HTML is built in Python; every string reaches the page through a template and is escaped there. The report is
+self-contained: an inline stylesheet and small inline scripts, plus a local copy of Vega in ``assets/`` for the
+charts; nothing is loaded from the network.
+
+May import: record, suite, export, backends, judge.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..candidates import variant_findings
-from ..classify import LABELS, severity
-from ..recorded import Recorded
-from ..tables import read_table
+from ..backends.candidates import variant_findings
+from ..judge.classify import LABELS, severity
+from ..record.recorded import Recorded
+from ..record.tables import read_table
 from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
@@ -44,8 +48,8 @@ def environment():
 def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,
            new_failures: set[tuple[str, str]] | None = None) -> Path:
     """Write index.html, one page per case and repro bundles for failures; returns the index path."""
-    from ..execute_names import slug
-    from ..judge import run_outcomes
+    from ..judge.expectations import run_outcomes
+    from ..record.names import slug
     from . import case_view, index_view, triage
     from .history import trend
     from .logs import warnings_digest
@@ -163,7 +167,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
 def _relative_link(run_dir: Path, recorded: str | None) -> str | None:
     """A link from a case page to an artefact of the run (a model, a bundle), or None when it is not inside the
     run folder (an older run's absolute path that no longer resolves there)."""
-    from ..tables import run_artifact
+    from ..record.tables import run_artifact
 
     found = run_artifact(run_dir, recorded)
     if found is None:
@@ -181,8 +185,8 @@ class _CaseTensors:
     def __call__(self, case_id: str):
         import polars as pl
 
-        from ..execute_names import slug
-        from ..tables import case_part
+        from ..record.names import slug
+        from ..record.tables import case_part
 
         part = case_part(self.run_dir, "tensors", slug(case_id))
         if part is not None:
@@ -192,7 +196,7 @@ class _CaseTensors:
                 pl.col("case").is_in(list(self.wanted))).collect()
             self.all = {key[0]: group for key, group in frame.partition_by("case", as_dict=True).items()}
         if case_id not in self.all:
-            from ..tables import frame
+            from ..record.tables import frame
 
             return frame("tensors", [])
         return self.all[case_id]

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..classify import severity
+from ..judge.classify import severity
 
 LOG_TAIL_BYTES = 20_000
 PSEUDO_BACKENDS = {"input": "the probe's inputs", "ranked": "the values an index output ranked, from the graph",
@@ -17,7 +17,7 @@ PSEUDO_BACKENDS = {"input": "the probe's inputs", "ranked": "the values an index
 
 
 def traced_probes(case: dict[str, Any]) -> list[str]:
-    from ..probes import DISTRIBUTION_PROBES
+    from ..suite.probes import DISTRIBUTION_PROBES
 
     return [p for p in case.get("probes") or [] if p in DISTRIBUTION_PROBES]
 
@@ -81,7 +81,7 @@ def identical_outputs(tensors: list[dict[str, Any]], names: list[str]) -> list[l
 def not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str, str]]:
     """Why a failing candidate has no localization, for every one that has none."""
     from ..backends import REGISTRY
-    from ..candidates import parse
+    from ..backends.candidates import parse
 
     reasons = {
         "export_error": "the export failed: there is no graph to search",

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..classify import LABELS
-from ..compare import format_value
-from ..recorded import Recorded
+from ..judge.classify import LABELS
+from ..judge.compare import format_value
+from ..record.recorded import Recorded
 
 MAX_DETAILED = 6
 WORST_ROWS = 10
@@ -27,7 +27,7 @@ def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], 
     """One entry per (candidate, output) worth a closer look: charts and the worst elements.
 
     ``identical`` lists groups of candidates with bit-identical outputs: one entry serves its group."""
-    from ..classify import severity
+    from ..judge.classify import severity
     from .charts import comparison_charts
 
     same_as = {member: group[0] for group in identical or [] for member in group[1:]}
@@ -116,7 +116,7 @@ def _sequence(values: np.ndarray, head: bool, tail: bool) -> str:
 
 
 def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, output: str) -> np.ndarray | None:
-    from ..candidates import ranked_source
+    from ..backends.candidates import ranked_source
 
     source = ranked_source(case, candidate)
     return rec.array(source, probe, output) if source else None
@@ -170,8 +170,8 @@ def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Re
     the reference's outputs (the expected values), and ``outputs/<backend>/`` every backend's outputs, so
     onnxruntime's own test runner can replay it and the folder can be attached to an upstream issue.
     """
-    from ..candidates import case_export_name
-    from ..classify import severity
+    from ..backends.candidates import case_export_name
+    from ..judge.classify import severity
 
     failing = [c for c in comparisons if not c["passed"] and c["probe"] != "*"]
     chosen = [c for c in failing if c["candidate"] in (unexpected or set())] or failing
@@ -193,7 +193,7 @@ def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str,
                   folder: Path, run_dir: Path) -> bool:
     from onnx import numpy_helper
 
-    from ..tables import run_artifact
+    from ..record.tables import run_artifact
 
     candidate, probe, reference = worst["candidate"], worst["probe"], worst["reference"]
     model_path = run_artifact(run_dir, export.get("onnx_path"))

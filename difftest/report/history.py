@@ -28,8 +28,8 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
     """Verdict counts per run (earlier runs, then this one), per case × candidate the run since which its
     current label has held, and per case its worst max-error ÷ tolerance in each run (a sparkline). Runs are
     named by their folder (``current`` is this run's). None when there is no earlier run."""
-    from ..judge import outcomes
-    from ..tables import read_table
+    from ..judge.expectations import outcomes
+    from ..record.tables import read_table
 
     runs = earlier_runs(run_dir)
     if not runs:
@@ -73,7 +73,7 @@ def _worst_ratio(comparisons: list[dict[str, Any]]) -> dict[str, float]:
 
 def _identity(path: Path) -> tuple[str | None, tuple[str, ...]]:
     """(start time, suite targets by file name) of a stored run; runs of other suites are not its history."""
-    from ..tables import read_table
+    from ..record.tables import read_table
 
     try:
         row = read_table(path, "runs").to_dicts()[0]

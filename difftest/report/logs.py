@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..export import _ANSI
+from ..export.exporter import ANSI
 
 HEAD_BYTES = 64 * 1024
 _NOISE = [
@@ -34,7 +34,7 @@ def warnings_digest(run_dir: Path, cases: list[dict[str, Any]], limit: int = 12)
             continue
         with path.open("rb") as handle:
             text = handle.read(HEAD_BYTES).decode("utf-8", errors="replace")
-        for line in _ANSI.sub("", text).splitlines():
+        for line in ANSI.sub("", text).splitlines():
             if not _WARNING.search(line):
                 continue
             for pattern, replacement in _NOISE:

@@ -50,7 +50,7 @@ def candidate_anchor(candidate: str) -> str:
 
 def case_page(case_id: str) -> str:
     """A case's page, relative to the run folder."""
-    from ..execute_names import slug
+    from ..record.names import slug
 
     return f"cases/{slug(case_id)}.html"
 
@@ -98,7 +98,7 @@ def _signature(outcome: Any) -> str:
 
 def group_failures(outcomes: list[Any], new_failures: set[tuple[str, str]] | None) -> list[Group]:
     """The failing outcomes as groups, in the order a reader should see them (new first, then by case)."""
-    from ..classify import passes
+    from ..judge.classify import passes
 
     groups: dict[tuple[str, str, str, str], Group] = {}
     for o in outcomes:

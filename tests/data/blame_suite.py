@@ -4,7 +4,7 @@ import torch
 from onnx import TensorProto, helper
 
 from difftest import case
-from difftest.graph_edit import nodes_of, rewire_output
+from difftest.suite.graph_edit import nodes_of, rewire_output
 
 
 class Fn(torch.nn.Module):

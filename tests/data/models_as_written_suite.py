@@ -4,7 +4,7 @@ import torch
 from onnx import TensorProto, helper
 
 from difftest import Case, case, importorskip
-from difftest.graph_edit import rewire_output
+from difftest.suite.graph_edit import rewire_output
 
 
 class Layer:

@@ -3,7 +3,7 @@
 import torch
 
 from difftest import case
-from difftest.graph_edit import nodes_of
+from difftest.suite.graph_edit import nodes_of
 
 
 class Double(torch.nn.Module):

@@ -1,0 +1,441 @@
+"""The Python API: :func:`check` one model in this process, :func:`run` suites in workers (the CLI's ``run`` is a
+thin layer over it), and :class:`Session`, a run folder that several checks write into (the pytest plugin's).
+
+    import difftest
+
+    result = difftest.check(model, (x,), backends=["ort-cpu"])
+    print(result)                 # one block per candidate: verdict, blame, the evidence per output
+    result.verdicts               # polars DataFrame: one row per candidate × probe × output
+    result.raise_for_failures()   # AssertionError whose message is the evidence
+    result.report("report/")      # the same HTML a run writes
+
+``check`` runs in the calling process (no worker pool): it has no timeout, and a model that crashes the
+process takes the caller with it. For isolation, timeouts and many models, declare cases in a suite file and
+use :func:`run` (or ``difftest run``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import UsageError
+from .exitcodes import ExitCode
+
+DEFAULT_CANDIDATES = ("ort-cpu", "ort-cuda")
+PASSING = ("pass", "xfail", "waived", "skipped", "not_applicable")
+EVIDENCE_LINES = 4  # per candidate in the text form; the DataFrame and the report hold every one
+
+
+class Result:
+    """What difftest found for one model (``check``) or one run (``run``): outcomes per case × candidate, the
+    verdicts behind them, and the run folder they were recorded in."""
+
+    def __init__(self, run_dir: Path, outcomes: list[Any], comparisons: list[dict[str, Any]] | None = None,
+                 title: str = "difftest"):
+        self.run_dir = Path(run_dir)
+        self.outcomes = outcomes
+        self._comparisons = comparisons
+        self.title = title
+        self._session: Session | None = None  # keeps a check's temporary run folder alive as long as its result
+
+    @property
+    def verdicts(self) -> Any:
+        """Every comparison as a polars DataFrame: one row per case × candidate × probe × output, with the
+        label, whether it passed, the error metrics, the tolerance, the evidence and the blame."""
+        from .record.tables import frame, read_table
+
+        if self._comparisons is None:
+            return read_table(self.run_dir, "comparisons")
+        return frame("comparisons", self._comparisons)
+
+    @property
+    def passed(self) -> bool:
+        """No unexpected failure (expected failures, waived ones, skips and non-applicable candidates pass)."""
+        return all(o.status in PASSING for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[Any]:
+        return [o for o in self.outcomes if o.status not in PASSING]
+
+    def raise_for_failures(self) -> "Result":
+        """Raise an ``AssertionError`` whose message is the evidence when anything failed unexpectedly."""
+        if not self.passed:
+            raise AssertionError(str(self))
+        return self
+
+    def __str__(self) -> str:
+        comparisons = self._comparisons if self._comparisons is not None else self.verdicts.to_dicts()
+        by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for c in comparisons:
+            by_key.setdefault((c["case"], c["candidate"]), []).append(c)
+        failed = self.failures
+        verdict = "PASS" if not failed else f"FAIL ({len(failed)} of {len(self.outcomes)} results unexpected)"
+        lines = [f"{self.title}: {verdict}"]
+        for case_id in dict.fromkeys(o.case for o in self.outcomes):
+            here = [o for o in self.outcomes if o.case == case_id]
+            if len({o.case for o in self.outcomes}) > 1:
+                if all(o.status in PASSING for o in here):
+                    continue  # a suite's text form lists what needs reading; the report lists everything
+                lines.append(f"{case_id}")
+            width = max(len(o.candidate) for o in here)
+            for o in here:
+                lines.extend(candidate_evidence(o, by_key.get((o.case, o.candidate), []), width))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<difftest {type(self).__name__} {'passed' if self.passed else 'failed'}: {self.run_dir}>"
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the HTML report (and JUnit, summary.json) for these results; returns the index page.
+
+        Without ``path`` it goes into the run folder (give one for a ``check`` that ran in a temporary folder:
+        that folder is removed with the result)."""
+        from .record.tables import consolidate
+        from .runner import finish
+
+        target = Path(path) if path is not None else self.run_dir
+        if target.resolve() != self.run_dir.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(self.run_dir, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+        if (target / "parts").is_dir():  # a session's cases are parts until the session is reported
+            for table in ("cases", "tensors"):
+                consolidate(target, table)
+        finish(target, rejudge=not (target / "comparisons.parquet").exists())
+        return target / "index.html"
+
+
+class Run(Result):
+    """A finished run of suites (``run``): its exit code says what the CLI would exit with."""
+
+    def __init__(self, result: Any):
+        super().__init__(result.run_dir, result.outcomes, title=f"difftest run {Path(result.run_dir).name}")
+        self.exit_code: ExitCode = result.exit_code
+        self.seconds: float = result.seconds
+        self.waivers = result.waivers
+        self.new_failures = result.new_failures
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def summary(self) -> str:
+        """The one-screen summary the CLI prints at the end of a run."""
+        from .record.tables import read_table
+        from .report.summary import format_summary
+
+        cases = read_table(self.run_dir, "cases").to_dicts()
+        row = read_table(self.run_dir, "runs").to_dicts()[0]
+        return format_summary(self.run_dir, cases, self.outcomes, json.loads(row["backends_skipped"] or "{}"),
+                              row["seconds"], self.waivers)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: int) -> list[str]:
+    """Polygraphy-style: the candidate's verdict on one line, then the evidence of each output that needs reading
+    (every failing one; for a pass, the worst)."""
+    from .judge.classify import severity
+
+    status = {"pass": "ok", "fail": "FAIL", "xfail": "expected", "waived": "waived", "skipped": "skipped",
+              "not_applicable": "n/a"}[outcome.status]
+    head = f"  {outcome.candidate:<{width}}  {outcome.label:<12} {status}"
+    if outcome.blame and outcome.status == "fail":
+        head += f"  [blame: {outcome.blame}]"
+    if outcome.status in ("skipped", "not_applicable"):
+        return [f"{head}: {outcome.evidence}"]
+    if outcome.status == "xfail":
+        head += f" ({outcome.scope or outcome.reason})"
+    lines = [head]
+    failing = [c for c in comparisons if not c["passed"]]
+    shown = failing or sorted(comparisons, key=lambda c: -severity(c["label"]))[:1]
+    for c in shown[:EVIDENCE_LINES]:
+        where = "every output" if c["output"] == "*" else f"{c['output']!r}"
+        probe = "" if c["probe"] == "*" else f" on probe {c['probe']}"
+        lines.append(f"      {where}{probe}: {c['label']}: {c['evidence']}")
+    if len(shown) > EVIDENCE_LINES:
+        lines.append(f"      … and {len(shown) - EVIDENCE_LINES} more (result.verdicts has them all)")
+    return lines
+
+
+class Session:
+    """A run folder that checks write into, one case each: what ``check`` uses for one model, and what the pytest
+    plugin keeps for a whole test session (one report for all of it).
+
+    ``out`` None: a temporary folder, removed when the session and the results that use it are gone."""
+
+    def __init__(self, out: str | Path | None = None, *, backends: Sequence[str] | str | None = None,
+                 probes: Sequence[str] | str | None = None, exporter: str | None = None, oracle: bool = True,
+                 reruns: int = 1, localize_budget: float = 0.0, control_budget: float = 60.0,
+                 cache: bool = True, cache_dir: str | None = None, capture_output: bool = True):
+        from . import backends as backend_table
+        from .backends.candidates import parse_list, split_specs
+        from .runner import RunConfig, validate
+
+        specs = split_specs(backends) if isinstance(backends, str) else list(backends or DEFAULT_CANDIDATES)
+        self.candidates = [c.name for c in parse_list(",".join(specs))]  # a bad spec is a usage error now
+        self.reference = backend_table.REFERENCE
+        self.oracle = backend_table.ORACLE if oracle else None
+        self.config = RunConfig(targets=[], backends=[self.reference, *self.candidates], exporter=exporter,
+                                probes=_probes(probes), reruns=reruns, oracle=oracle, localize_budget=localize_budget,
+                                control_budget=control_budget, use_cache=cache, cache_dir=cache_dir)
+        validate(self.config)
+        self._temporary = None if out is not None else tempfile.TemporaryDirectory(prefix="difftest-")
+        self.run_dir = Path(out) if out is not None else Path(self._temporary.name)
+        from .runner import prepare_dir
+
+        prepare_dir(self.run_dir)
+        if (self.run_dir / "runs.parquet").exists() or (self.run_dir / "parts").exists():
+            raise UsageError(f"{self.run_dir} already holds a run; choose another folder")
+        self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.started = time.time()
+        self.capture_output = capture_output
+        self._unavailable: dict[str, str | None] = {}
+        self._ids: set[str] = set()
+        self._targets: list[str] = []
+        from .record.tables import PartManifest
+
+        self._manifest = PartManifest(self.run_dir)
+        self._environment: tuple[list[str], dict[str, Any]] | None = None  # (targets, facts)
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    def check(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *, name: str | None = None,
+              source: str | None = None, **case_options: Any) -> Result:
+        """Run one model as a case of this session; see :func:`check`. ``source``: the file the case is named
+        after (default: the file that defines the model's class)."""
+        from .suite.cases import CASE_OPTIONS, CaseDef, CaseRef, build
+
+        unknown = sorted(set(case_options) - set(CASE_OPTIONS))
+        if unknown:
+            raise TypeError(f"check() got unknown option(s) {', '.join(unknown)}; the case options are "
+                            f"{', '.join(CASE_OPTIONS)}")
+        args = args if isinstance(args, tuple) else (args,)
+        name = name or type(module).__name__
+        from .suite.cases import Case
+
+        definition = CaseDef(factory=lambda: Case(module, args, kwargs, **case_options), name=name)
+        try:
+            built = build(definition)
+        except ValueError as exc:  # CaseDefinitionError and a bad exporter name: the caller's own mistake
+            raise TypeError(f"check(): {exc}") from None
+        return self._run(CaseRef(source or _source_of(module), self._unique(name)), built)
+
+    def run_definition(self, definition: Any, ref: Any) -> Result:
+        """Run a declared ``@case`` factory (the pytest plugin's collected items) as a case of this session."""
+        from .suite.cases import CaseSkipped, build
+        from .worker.task import seed
+
+        seed()
+        try:
+            built = build(definition)
+        except CaseSkipped as exc:
+            return self._record_unbuilt(ref, definition, "skipped", str(exc))
+        except Exception as exc:
+            from .export.exporter import describe_exception
+
+            return self._record_unbuilt(ref, definition, "error", describe_exception(exc))
+        return self._run(ref, built, definition)
+
+    def _run(self, ref: Any, built: Any, definition: Any = None) -> Result:
+        from .worker.execute import run_built
+        from .worker.pool import redirected_output
+        from .worker.task import seed
+
+        task = self._task(ref)
+        log = self.run_dir / "logs" / f"{_slug(ref.id)}.log"
+        log.parent.mkdir(exist_ok=True)
+        seed()
+        with redirected_output(str(log) if self.capture_output else None):
+            produced = run_built(task, built)
+        case, tensors = produced["case"], produced["tensors"]
+        if definition is not None:
+            case["tags"] = sorted(set(case.get("tags") or []) | set(definition.tags))
+        case["log"] = f"logs/{log.name}" if self.capture_output else None
+        return self._record(ref, case, tensors)
+
+    def _record_unbuilt(self, ref: Any, definition: Any, status: str, message: str) -> Result:
+        from .worker.execute import case_row
+
+        case = case_row(self._task(ref))
+        case.update(status=status, stage="build", message=message, tags=list(definition.tags),
+                    description=definition.doc, seconds=0.0)
+        return self._record(ref, case, [])
+
+    def _record(self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]]) -> Result:
+        from .judge.expectations import outcomes
+        from .judge.verdicts import RunContext, judge_case
+
+        self._manifest.write(_slug(ref.id), ref.id, case, tensors)
+        if ref.path not in self._targets:
+            self._targets.append(ref.path)
+        self._write_runs_row()
+        context = RunContext(run=self.run_id, reference=self.reference, oracle=self.oracle,
+                             candidates=self.candidates, skipped=self._skipped())
+        comparisons = judge_case(case, tensors, context)
+        return Result(self.run_dir, outcomes([case], comparisons), comparisons, title=f"difftest check {ref.id}")
+
+    def _task(self, ref: Any) -> Any:
+        from .worker.task import Task
+
+        cache_root = None
+        if self.config.use_cache:
+            from .export.cache import default_root
+
+            cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_root()
+        return Task(ref=ref, run_id=self.run_id, backends=self._available(), reference=self.reference,
+                    exporter=self.config.exporter, artifacts_dir=str((self.run_dir / "onnx").resolve()),
+                    probes=list(self.config.probes), reruns=self.config.reruns,
+                    cache_dir=str(cache_root) if cache_root else None, localize_budget=self.config.localize_budget,
+                    control_budget=self.config.control_budget, max_tensor_bytes=self.config.max_tensor_bytes,
+                    reference_variants=[self.oracle] if self.oracle and self.oracle in self._available() else [])
+
+    def _available(self) -> list[str]:
+        from .backends.candidates import make
+
+        for name in [self.reference, *([self.oracle] if self.oracle else []), *self.candidates]:
+            if name not in self._unavailable:
+                self._unavailable[name] = make(name).unavailable_reason()
+        if self._unavailable[self.reference]:
+            raise UsageError(f"the reference backend {self.reference!r} is not available: "
+                             f"{self._unavailable[self.reference]}")
+        return [n for n in [self.reference, *([self.oracle] if self.oracle else []), *self.candidates]
+                if not self._unavailable[n]]
+
+    def _skipped(self) -> dict[str, str]:
+        self._available()
+        return {name: reason for name, reason in self._unavailable.items() if reason}
+
+    def _unique(self, name: str) -> str:
+        """Case names are ids within a run: a second check of the same class gets a numbered name."""
+        candidate, n = name, 1
+        while f"{candidate}" in self._ids:
+            n += 1
+            candidate = f"{name}_{n}"
+        self._ids.add(candidate)
+        return candidate
+
+    def _write_runs_row(self) -> None:
+        from .record.tables import write_table
+        from .runner import repositories, runs_row
+        from .worker.pool import environment_facts
+
+        config = dataclasses.replace(self.config, targets=list(self._targets), out=str(self.run_dir))
+        row = runs_row(self.run_id, config, [self.reference, *self.candidates], self._available(), self._skipped(),
+                       self.reference, self.started)
+        if self._environment is None or self._environment[0] != self._targets:
+            self._environment = (list(self._targets),
+                                 {**environment_facts(), "repositories": repositories(self._targets)})
+        row.update(oracle=self.oracle, seconds=time.time() - self.started,
+                   finished=dt.datetime.now().isoformat(timespec="seconds"), environment=json.dumps(self._environment[1]))
+        write_table(self.run_dir, "runs", [row])
+
+    # -- the whole session -------------------------------------------------------------------------------------
+
+    def finish(self) -> Run:
+        """Every case of the session judged together, and the report, JUnit and summary written."""
+        from .record.tables import consolidate
+        from .runner import finish
+
+        keys = self._manifest.keys()
+        if not keys:
+            raise UsageError(f"{self.run_dir}: no case ran in this session, so there is nothing to report")
+        for table in ("cases", "tensors"):
+            consolidate(self.run_dir, table, keys)
+        self._write_runs_row()
+        return Run(finish(self.run_dir, rejudge=True))
+
+    def cleanup(self) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+
+def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
+          backends: Sequence[str] | str | None = None, probes: Sequence[str] | str | None = None,
+          exporter: str | None = None, expect: Any = None, out: str | Path | None = None, name: str | None = None,
+          oracle: bool = True, localize_budget: float = 0.0, control_budget: float = 60.0, cache: bool = True,
+          **case_options: Any) -> Result:
+    """Export ``module`` called as ``module(*args, **kwargs)``, run it on the candidates and on PyTorch eager (the
+    reference), and classify every difference; in this process, without workers.
+
+    ``backends``: candidate specs (default ``ort-cpu`` and ``ort-cuda``, which is recorded as skipped where there
+    is no CUDA provider), e.g. ``["ort-cpu", "ort-cpu[opt=disable]", "onnx-ref"]``. ``probes``: which inputs to
+    run (default all that apply: the given ones, other values, ties, other sizes on ``dynamic_axes`` …).
+    ``expect``: the verdict the case expects (``"tie_break"``, or ``{"ort-cuda": "numeric"}``), as in ``@case``.
+    ``out``: keep the run folder there (default: a temporary one, removed with the result). Any other keyword is
+    a case option (``dynamic_axes``, ``rtol``, ``atol``, ``tolerances``, ``output_masks``, ``onnx_transform``,
+    ``bake_kwargs``, ``opset``, ``samples``, ``tags``, ``description``).
+    """
+    session = Session(out, backends=backends, probes=probes, exporter=exporter, oracle=oracle,
+                      localize_budget=localize_budget, control_budget=control_budget, cache=cache)
+    result = session.check(module, args, kwargs, name=name, expect=expect, **case_options)
+    result._session = session
+    return result
+
+
+def run(targets: Sequence[str] | str = ("suites",), *, echo: Callable[[str], None] | None = None,
+        **options: Any) -> Run:
+    """Run suites as ``difftest run`` does (worker processes, timeouts, the whole pipeline to the report) and
+    return the finished run. ``options`` are the run's settings by name: ``backends``, ``out``, ``keyword``,
+    ``jobs``, ``exporter``, ``timeout``, ``probes``, ``baseline``, ``expectations`` … (see ``RunConfig``);
+    ``echo`` receives the progress lines (default: none)."""
+    from .backends.candidates import split_specs
+    from .runner import RunConfig
+    from .runner import run as run_config
+
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"run() got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if isinstance(options.get("backends"), str):
+        options["backends"] = split_specs(options["backends"])
+    if "probes" in options:
+        options["probes"] = _probes(options["probes"])
+    config = RunConfig(targets=[targets] if isinstance(targets, str) else list(targets), **options)
+    return Run(run_config(config, echo or (lambda line: None)))
+
+
+def _probes(probes: Sequence[str] | str | None) -> list[str]:
+    from .suite.probes import ALL_PROBES, parse_probes
+
+    if probes is None:
+        return list(ALL_PROBES)
+    try:
+        return parse_probes(probes if isinstance(probes, str) else ",".join(probes))
+    except ValueError as exc:
+        raise UsageError(f"probes: {exc}") from None
+
+
+def _source_of(module: Any) -> str:
+    """The file a check's case is named after (``test_models::ResNet``), whose code its export cache key follows:
+    the file that defines the model's class, or for a library's class (``torch.nn.Sequential``) the caller's."""
+    import inspect
+    import sys
+
+    try:
+        defined = inspect.getsourcefile(type(module))
+    except (TypeError, OSError):
+        defined = None
+    library = type(module).__module__.split(".")[0] in ("torch", "functools", "builtins") or (
+        defined is not None and "site-packages" in defined)
+    if defined and not library:
+        return str(Path(defined).resolve())
+    ours = str(Path(__file__).resolve().parent)
+    frame = sys._getframe(1)
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(ours):
+        frame = frame.f_back
+    caller = frame.f_code.co_filename if frame is not None else "check.py"
+    return str(Path(caller).resolve()) if not caller.startswith("<") else str(Path("check.py").resolve())
+
+
+def _slug(case_id: str) -> str:
+    from .record.names import slug
+
+    return slug(case_id)

@@ -1,0 +1,9 @@
+"""The export stage: from a PyTorch model to an ONNX graph.
+
+- ``exporter``: the dynamo and TorchScript exporters behind one call, with what they warned, the graph's facts
+  (inputs kept, opset, casts, unordered outputs) and the user's own names in their errors;
+- ``transforms``: named graph transforms usable as a candidate setting (``ort-cpu[transform=onnxslim]``);
+- ``cache``: exports kept across runs, keyed on everything an export depends on and verified when read.
+
+May import: record, suite.
+"""

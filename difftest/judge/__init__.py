@@ -1,0 +1,14 @@
+"""The judge stage: where the verdict is decided. Pure functions of the recorded tables; the worker calls the same
+code to decide which failing candidates deserve controls, so nothing here imports the worker.
+
+- ``compare``: the numbers behind a verdict (errors, ULPs, tolerances by dtype);
+- ``classify``: one output of one probe to a label with its evidence, rule by rule (``layout``, ``ties``,
+  ``accumulation`` and ``masks`` hold the rules that need more than two arrays; ``ranked`` and ``accumulation``
+  also define the evidence the worker extracts from a graph for them);
+- ``probe_rules``: verdicts that need several probes (a frozen input, a shape-specialized graph);
+- ``blame``: which runtime, exporter or rewrite is at fault, from the controls and the other candidates;
+- ``verdicts``: a case's recorded tensors to comparison rows; ``expectations``: comparisons held against what the
+  case declared, as outcomes; ``waivers``: accepted known failures.
+
+May import: record, suite, export, backends.
+"""

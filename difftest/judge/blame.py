@@ -1,0 +1,343 @@
+"""Say who deviates: one execution provider, the graph (and whoever produced it), or PyTorch eager itself.
+
+Works per (probe, output) across every candidate and control of a case, with the float64 oracle as the
+arbiter of numbers. Each blame comes with the reason, appended to the evidence, so it can be checked against
+the recorded numbers. The rules, in order:
+
+1. eager is much farther from the float64 oracle than the candidate: ``torch``;
+2. an eager candidate (torch-cuda) that the reference and the oracle disagree with: that backend;
+3. the same graph with ORT's optimizations at another level agrees: ``ort-optimizer``;
+4. the other exporter's graph agrees: ``exporter:<name>``;
+5. ``onnx-ref`` (the ONNX specification's reference implementation) ran the same graph: if it agrees with
+   eager, the runtime is at fault; if it computes what the candidate computes, the graph is;
+6. another ONNX runtime on the same graph agrees with eager: the candidate; agrees with the candidate: the graph;
+7. with one runtime alone: ``<candidate> or <graph>``, saying which controls would separate them (never one
+   that already ran).
+
+"The graph" names what produced it: the exporter, a candidate's named transform (``transform:fp16``), or the
+case's own ``onnx_transform`` (when the same candidate on the untransformed export agrees with eager, the
+rewrite alone is blamed). Where the ONNX specification leaves the behaviour undefined (an integer output
+computed through a float-to-integer Cast), nobody is blamed and the evidence says why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..record.recorded import Recorded
+from .classify import Verdict, tolerance_for
+
+Key = tuple[str, str]
+VALUE_LABELS = {"mismatch", "layout", "nonfinite", "shape", "nondeterministic"}
+EAGER_WORSE_FACTOR = 3.0
+SPEC_REFERENCE = "onnx-ref"
+
+
+def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str, oracle: str | None,
+           onnx_exports: dict[str, str], case: dict[str, Any] | None = None) -> None:
+    """Fill ``blame`` for failing verdicts, in place.
+
+    ``verdicts`` maps candidate -> (probe, output) -> verdict; ``onnx_exports`` maps each ONNX candidate to the
+    name of the export it ran, so candidates on the same graph can be held against each other and variant
+    settings (opt, tf32, exporter) serve as controls. ``case`` is the case's row (its rewrites, exports and
+    controls).
+    """
+    context = _Context(verdicts, rec, reference, oracle, onnx_exports, case or {})
+    # Controls are read as judged, before any blame relabels one (a TF32-accepted ort-cuda must not make its own
+    # opt=disable control look like the optimizer's fault).
+    judged = {c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame, rule=v.rule) for k, v in by_key.items()}
+              for c, by_key in verdicts.items()}
+    context.verdicts = judged
+    for candidate, by_key in verdicts.items():
+        for key, verdict in by_key.items():
+            if verdict.label == "runtime_error" and verdict.blame == candidate and candidate in context.onnx_exports:
+                verdict.blame = _stage_blame(candidate, verdict, context)
+                continue
+            if verdict.passed or verdict.blame is not None and verdict.label not in VALUE_LABELS:
+                continue
+            if verdict.label not in VALUE_LABELS:
+                verdict.blame = verdict.blame or _stage_blame(candidate, verdict, context)
+                continue
+            tf32 = _tf32_control(candidate, key, judged, context)
+            if tf32 is not None:
+                verdict.label, verdict.blame, verdict.rule = "numeric", "tf32", "tf32"
+                verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
+                continue
+            fastpath = _fastpath_control(candidate, key, judged, context)
+            if fastpath is not None:
+                verdict.label, verdict.blame, reason = fastpath
+                verdict.rule = "attention fast path" if verdict.label == "numeric" else None
+                verdict.evidence += f" Blame: {verdict.blame}: {reason}."
+                continue
+            verdict.blame, reason = _value_blame(candidate, key, context)
+            separator = " " if verdict.evidence.endswith(".") else ". "
+            verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}.{_untested_tf32(candidate, judged)}"
+
+
+class _Context:
+    def __init__(self, verdicts, rec, reference, oracle, onnx_exports, case):
+        self.verdicts, self.rec, self.reference, self.oracle = verdicts, rec, reference, oracle
+        self.onnx_exports, self.case = onnx_exports, case
+        self.exports = json.loads(case.get("exports") or "{}")
+        self.controls = json.loads(case.get("controls") or "{}")
+        self.rewrites = list(case.get("rewrites") or [])
+
+
+def _stage_blame(candidate: str, verdict: Verdict, context: _Context) -> str:
+    """A stage failure without a blame of its own: the runtime, unless a rewrite made the graph it refused
+    invalid (the ONNX checker accepted the graph before the rewrite and rejects it after)."""
+    if verdict.label == "runtime_error" and candidate in context.onnx_exports:
+        export = context.exports.get(context.onnx_exports[candidate], {})
+        invalidated = export.get("invalidated_by")
+        if invalidated:
+            stage, problem = invalidated
+            verdict.evidence += (f" The graph was valid before the {stage} rewrite and the ONNX checker rejects it "
+                                 f"after: {problem[:400]}. Blame: {stage}.")
+            return stage
+    return candidate
+
+
+def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str | None]]:
+    """Candidates that differ from ``candidate`` only in setting ``key``: (name, their value)."""
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    found = []
+    for name in names:
+        if name == candidate:
+            continue
+        other = parse(name)
+        if other.backend == me.backend and other.without(key) == me.without(key):
+            found.append((name, other.get(key)))
+    return found
+
+
+def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
+                  context: "_Context | None" = None) -> str | None:
+    from ..backends.candidates import parse
+
+    if parse(candidate).get("tf32") == "0":
+        return None
+    for name, value in _siblings(candidate, list(verdicts), "tf32"):
+        other = verdicts[name].get(key)
+        if value == "0" and other is not None and other.passed:
+            return (f"the gap closes with TF32 off ({name}: {other.label}); TF32 is reduced precision by design"
+                    + (_distances(context, key, {"with TF32": candidate, "without": name}) if context else ""))
+    return None
+
+
+def _untested_tf32(candidate: str, verdicts: dict[str, dict[Key, Verdict]]) -> str:
+    """A note for a CUDA candidate whose run had no TF32-off twin (a run from before the automatic controls, or
+    one whose control budget ran out): the likeliest benign cause is then neither confirmed nor ruled out."""
+    from ..backends import REGISTRY
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    backend = REGISTRY.get(me.backend)
+    if backend is None or "tf32" not in getattr(backend, "settings", ()) or me.get("tf32") == "0" \
+            or any(value == "0" for _, value in _siblings(candidate, list(verdicts), "tf32")):
+        return ""
+    return (f" TF32 is not ruled out: no {_changed(me, {'tf32': '0'})} control ran in this run ({me.backend} uses "
+            "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)")
+
+
+def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
+                      context: _Context) -> tuple[str, str, str] | None:
+    """(label, blame, reason) when the gap closes with nn.MultiheadAttention's inference fast path off (alone or
+    with TF32 off too). The fast path is what inference runs, so the difference is real: the label follows
+    from the numbers (numeric only if the fast path is no farther from float64 than eager on CPU, ×3)."""
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    if "fastpath" not in _settings_of(me) or me.get("fastpath") == "0":
+        return None
+    for changes in ({"fastpath": "0"}, {"fastpath": "0", "tf32": "0"}):
+        name = _changed(me, changes)
+        other = verdicts.get(name, {}).get(key)
+        if other is None or not other.passed:
+            continue
+        distances = _rmse_to_oracle(context, key, (candidate, name, context.reference))
+        reason = (f"the gap closes with the attention fast path off ({name}: {other.label}); the fast path is what "
+                  "inference runs" + _distances(context, key, {"fast path": candidate, "without": name,
+                                                               "eager": context.reference}))
+        if distances and distances[0] <= EAGER_WORSE_FACTOR * distances[2]:
+            return "numeric", "attention fast path", reason + "; within 3× of eager's distance: float noise"
+        return "mismatch", "attention fast path", reason + "; farther from float64 than eager by more than 3×"
+    return None
+
+
+def _settings_of(candidate: Any) -> tuple[str, ...]:
+    from ..backends import REGISTRY
+
+    return REGISTRY[candidate.backend].settings
+
+
+def _changed(candidate: Any, changes: dict[str, str]) -> str:
+    from ..backends.candidates import with_settings
+
+    return with_settings(candidate, **changes)
+
+
+def _rmse_to_oracle(context: "_Context | None", key: Key, names: tuple[str, ...]) -> list[float] | None:
+    if context is None or not context.oracle:
+        return None
+    truth = context.rec.array(context.oracle, *key)
+    arrays = [context.rec.array(name, *key) for name in names]
+    if truth is None or any(a is None or a.shape != truth.shape for a in arrays):
+        return None
+    return [_rmse(a, truth) for a in arrays]
+
+
+def _distances(context: "_Context | None", key: Key, named: dict[str, str]) -> str:
+    """"; RMSE vs float64: with TF32 3.1e-04, without 2.2e-07" for the named backends that recorded the output."""
+    values = _rmse_to_oracle(context, key, tuple(named.values()))
+    if not values:
+        return ""
+    return "; RMSE vs the float64 oracle: " + ", ".join(f"{label} {value:.3g}" for label, value in
+                                                       zip(named, values))
+
+
+def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
+    """Who produced the graph ``candidate`` ran: (blame name, how it is known)."""
+    from ..backends.candidates import parse
+
+    transform = parse(candidate).get("transform")
+    export = context.onnx_exports.get(candidate, "")
+    exporter = export.split("+")[0] if export else "exporter"
+    if transform:
+        return f"transform:{transform}", f"the {transform} transform rewrote the {exporter} exporter's graph"
+    if "onnx_transform" in context.rewrites:
+        raw = context.controls.get("rewrite", {})
+        if raw.get("ran"):
+            if raw.get("agrees"):
+                return "onnx_transform", (f"{raw.get('candidate')} on the export without the case's onnx_transform "
+                                          f"agrees with eager ({raw.get('evidence', '')}): the case's rewrite changed "
+                                          "the graph")
+            return "exporter", (f"{raw.get('candidate')} on the export without the case's onnx_transform already "
+                                f"differs from eager: the {exporter} exporter's graph")
+        return "onnx_transform or exporter", ("the case's onnx_transform rewrote the exported graph; the rewrite and "
+                                              "the exporter are not told apart")
+    return "exporter", f"the {exporter} exporter produced it"
+
+
+def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
+    """Why the ONNX specification does not define this output, or None."""
+    ref = context.rec.array(context.reference, *key)
+    if ref is None or ref.dtype.kind not in "iub":
+        return None
+    # An eager candidate runs no graph: the case's own export says what the model computes.
+    export = context.exports.get(context.onnx_exports.get(candidate, context.case.get("exporter") or "dynamo"), {})
+    casts = export.get("float_to_int_casts") or []
+    if not casts:
+        return None
+    return (f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export); the ONNX "
+            "specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so runtimes and devices "
+            "may legitimately differ there")
+
+
+def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]:
+    from ..backends.candidates import parse
+
+    probe, output = key
+    rec, reference, verdicts = context.rec, context.reference, context.verdicts
+    ref = rec.array(reference, probe, output)
+    cand = rec.array(candidate, probe, output)
+    truth = rec.array(context.oracle, probe, output) if context.oracle else None
+    if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
+        ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
+        if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0:
+            return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
+                               f"({cand_err:.3g})")
+    undefined = _undefined(candidate, key, context)
+    if undefined is not None:
+        return "none (undefined behaviour)", undefined
+    if candidate not in context.onnx_exports:
+        return candidate, "the reference and the oracle agree with each other, not with this backend"
+    names = list(verdicts)
+    me = parse(candidate)
+    for name, value in _siblings(candidate, names, "opt"):
+        other = verdicts[name].get(key)
+        if other is not None and other.passed and value != me.get("opt"):
+            return "ort-optimizer", (f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees "
+                                     "with eager: an ORT graph optimization changes the result")
+    for name, value in _siblings(candidate, names, "exporter"):
+        other = verdicts[name].get(key)
+        if other is not None and other.passed:
+            mine = context.onnx_exports[candidate].split("+")[0]
+            return f"exporter:{mine}", f"the {value or 'default'} exporter's graph ({name}) agrees with eager"
+    author, how = graph_author(candidate, context)
+    spec = _spec_opinion(candidate, key, context)
+    if spec is not None and spec[0] == "eager":
+        return candidate, f"{spec[1]}: the runtime, not the graph, computes something else"
+    if spec is not None and spec[0] == "candidate":
+        return author, f"{spec[1]}: the graph itself differs from eager ({how})"
+    same_graph = [c for c in context.onnx_exports if c != candidate
+                  and context.onnx_exports[c] == context.onnx_exports[candidate] and key in verdicts.get(c, {})]
+    other_runtimes = [c for c in same_graph if parse(c).backend != me.backend and parse(c).backend != SPEC_REFERENCE]
+    passing = [c for c in other_runtimes if verdicts[c][key].passed]
+    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed
+                and _agree(rec, candidate, c, probe, output)]
+    if passing:
+        return candidate, f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
+    if agreeing:
+        return author, (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
+                        f"but not with eager ({how})")
+    if other_runtimes:
+        return candidate, "the ONNX runtimes disagree with each other as well as with eager"
+    same_runtime = [c for c in same_graph if parse(c).backend == me.backend and not verdicts[c][key].passed
+                    and _agree(rec, candidate, c, probe, output)]
+    present = ", ".join(same_runtime)
+    suggestions = [s for s in ("onnx-ref", "ort-cuda" if me.backend == "ort-cpu" else "ort-cpu")
+                   if not any(parse(n).backend == s for n in names)]
+    why = "only one ONNX runtime ran this graph, so the graph and the runtime cannot be told apart"
+    if present:
+        why = (f"{candidate} gives the same result with other runtime settings ({present}), so no single "
+               "optimization explains it; " + why)
+    if spec is not None:
+        why += f" ({spec[1]})"
+    if suggestions:
+        why += f" (a run with {' or '.join(suggestions)} would separate them)"
+    return f"{candidate} or {author}", why
+
+
+def _spec_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str] | None:
+    """What the ONNX reference implementation says about the graph ``candidate`` ran: ("eager" | "candidate" |
+    "neither", the sentence), or None when it did not run on this graph and probe."""
+    from ..backends.candidates import parse
+
+    probe, output = key
+    for name, verdicts in context.verdicts.items():
+        if name == candidate or parse(name).backend != SPEC_REFERENCE:
+            continue
+        if context.onnx_exports.get(name) != context.onnx_exports.get(candidate):
+            continue
+        theirs = verdicts.get(key)
+        if theirs is None:
+            continue
+        if theirs.passed:
+            return "eager", (f"{name} (the ONNX specification's reference implementation, run on the same graph) "
+                             f"agrees with eager ({theirs.label})")
+        if _agree(context.rec, candidate, name, probe, output):
+            return "candidate", (f"{name} (the ONNX specification's reference implementation, run on the same "
+                                 f"graph) computes what {candidate} computes")
+        return "neither", f"{name} disagrees with both eager and {candidate}"
+    return None
+
+
+def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:
+    x, y = rec.array(a, probe, output), rec.array(b, probe, output)
+    if x is None or y is None or x.shape != y.shape:
+        return False
+    rtol, atol = tolerance_for(x)
+    with np.errstate(all="ignore"):
+        return bool(np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=max(rtol, 1e-4),
+                                atol=max(atol, 1e-5), equal_nan=True))
+
+
+def _rmse(values: np.ndarray, truth: np.ndarray) -> float:
+    v, t = values.astype(np.float64), truth.astype(np.float64)
+    mask = np.isfinite(v) & np.isfinite(t)
+    return float(np.sqrt(np.mean((v[mask] - t[mask]) ** 2))) if mask.any() else 0.0

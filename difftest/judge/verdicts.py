@@ -1,0 +1,384 @@
+"""From the recorded tables to comparisons: every case × probe × output × candidate classified and blamed.
+
+Reads only the ``runs``, ``cases`` and ``tensors`` tables, so an old run can be re-judged by a newer classifier
+without running a model. What the verdicts mean for the run (held against the cases' expectations) is
+``expectations``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..record.recorded import Recorded
+from ..record.tables import read_table
+from ..suite.probes import SYNTHETIC_PROBES
+from . import blame, masks, probe_rules
+from .classify import Verdict, classify, tolerance_for
+from .compare import format_value
+from .ties import RankedValues
+
+CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
+
+
+def judge_run(run_dir: Path) -> list[dict[str, Any]]:
+    """Comparison rows for every case × probe × output × candidate of a stored run."""
+    import polars as pl
+
+    from ..record.names import slug
+    from ..record.tables import case_part
+
+    runs = read_table(run_dir, "runs").to_dicts()[0]
+    cases = read_table(run_dir, "cases")
+    tensors = None  # the whole table, read only for runs without per-case parts (merged runs)
+    context = RunContext(
+        run=runs["run"], reference=runs["reference"], oracle=runs.get("oracle"),
+        candidates=[b for b in runs["backends_requested"] if b != runs["reference"]],
+        skipped=json.loads(runs["backends_skipped"] or "{}"),
+    )
+    rows: list[dict[str, Any]] = []
+    for case in cases.to_dicts():
+        part = case_part(run_dir, "tensors", slug(case["case"]))  # one case in memory at a time
+        if part is None:
+            tensors = read_table(run_dir, "tensors") if tensors is None else tensors
+            part = tensors.filter(pl.col("case") == case["case"])
+        rows.extend(judge_case(case, part.to_dicts(), context))
+    return rows
+
+
+@dataclass
+class RunContext:
+    run: str
+    reference: str
+    candidates: list[str]
+    skipped: dict[str, str]
+    oracle: str | None = None
+
+
+def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: RunContext) -> list[dict[str, Any]]:
+    """Classify every candidate's outputs of one case against the reference, then across probes, then blame."""
+    from ..backends.candidates import case_export_name, ranked_source
+
+    reference = case.get("reference") or context.reference  # "recorded" for ONNX test folders
+    base = {"run": context.run, "case": case["case"], "reference": reference}
+    skipped = context.skipped
+    if case["status"] != "ok":
+        failure = _case_failure(case, reference)
+        return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
+                               None if c in skipped else case["stage"]) for c in context.candidates]
+    # Controls the worker ran for failing candidates are judged like candidates (blame reads them) but never
+    # count as results of their own (see ``outcomes``).
+    controls = [c for c in case_controls(case) if c not in context.candidates]
+    candidates = list(context.candidates) + controls
+    rec = Recorded(tensors)
+    tolerances = json.loads(case.get("tolerances") or "{}")
+    exports = json.loads(case.get("exports") or "{}")
+    export_of = {c: name for c in candidates if (name := case_export_name(case, c))}
+    verdicts: dict[str, dict[tuple[str, str], Verdict]] = {}
+    stages: dict[tuple[str, str, str], str | None] = {}
+    for candidate in candidates:
+        found: dict[tuple[str, str], Verdict] = {}
+        verdicts[candidate] = found
+        whole = rec.failure(candidate)
+        if candidate in skipped:
+            found[("*", "*")] = Verdict("skipped", skipped[candidate])
+        elif whole is not None:
+            found[("*", "*")] = _stage_verdict(whole, candidate)
+            stages[(candidate, "*", "*")] = whole["stage"]
+        elif not rec.has(candidate):
+            found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
+        else:
+            ranked_from = ranked_source(case, candidate)
+            accumulated_from = accumulation_source(case, candidate)
+            own_export = exports.get(export_of.get(candidate, ""), {})
+            for probe in rec.probes(candidate):
+                _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
+                             accumulated_from, own_export.get("unordered_outputs") or {})
+            probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
+                                                                                    case.get("dropped_inputs")),
+                                           "export_warnings": own_export.get("warnings",
+                                                                             case.get("export_warnings"))},
+                              candidate, reference)
+    blame.assign(verdicts, rec, reference, context.oracle,
+                 {c: export_of[c] for c in export_of if c not in skipped}, case)
+    return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
+            for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
+
+
+def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
+                 tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
+                 stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
+                 accumulated_from: str | None = None, unordered: dict[str, int] | None = None) -> None:
+    for backend in (reference, candidate):
+        if (backend, probe) in rec.corrupted:
+            found[(probe, "*")] = Verdict("crash", (
+                f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match the "
+                "digest recorded when it was made: the run folder was altered or damaged, so nothing is judged "
+                "here; rerun the case"), blame="difftest")
+            stages[(candidate, probe, "*")] = "record"
+            return
+    ref_failure = rec.failure(reference, probe)
+    if ref_failure is not None:
+        stages[(candidate, probe, "*")] = ref_failure["stage"]
+        if probe in SYNTHETIC_PROBES:
+            found[(probe, "*")] = Verdict("invalid_probe", invalid_probe_evidence(probe, reference, ref_failure))
+            return
+        found[(probe, "*")] = Verdict("runtime_error", f"the reference ({reference}) failed at "
+                                      f"{ref_failure['stage']}: {ref_failure['message']}", blame=reference)
+        return
+    failure = rec.failure(candidate, probe)
+    if failure is not None and failure["rerun"] == 0:
+        found[(probe, "*")] = _stage_verdict(failure, candidate)
+        stages[(candidate, probe, "*")] = failure["stage"]
+        return
+    outputs = rec.outputs(reference, probe)
+    siblings = {o: (rec.array(reference, probe, o), rec.array(candidate, probe, o)) for o in outputs}
+    for output in outputs:
+        ref, cand = siblings[output]
+        if cand is None:
+            found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
+            continue
+        rtol, atol = output_tolerance(tolerances, output)
+        ranked_row = rec.row(ranked_from, probe, output) if ranked_from else None
+        ranked = None
+        if ranked_row is not None:
+            info = json.loads(ranked_row["message"])
+            ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
+        masked = _declared_mask(rec, tolerances, probe, output, ref)
+        if masked is not None:
+            cand, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
+        accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
+        accumulated = None
+        if accumulated_row is not None:
+            accumulated = (rec.array(accumulated_from, probe, output), json.loads(accumulated_row["message"]))
+        verdict = classify(
+            ref, cand, rtol, atol,
+            oracle=rec.array(context.oracle, probe, output) if context.oracle else None,
+            reference_reruns=rec.reruns(reference, probe, output),
+            candidate_reruns=rec.reruns(candidate, probe, output),
+            ranked=ranked,
+            accumulation=accumulated,
+            unordered_axis=(unordered or {}).get(output),
+            siblings={o: pair for o, pair in siblings.items()
+                      if o != output and pair[1] is not None and pair[0] is not None},
+        )
+        if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
+            verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
+        if masked is not None:
+            _count_judged_only(verdict, ref.size, int(masks.broadcast_mask(masked[1], ref.shape).sum()))
+            verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
+        elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
+            where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
+            if where:
+                verdict.evidence += f" {where}"
+        found[(probe, output)] = verdict
+
+
+SAMPLE_REPRESENTATIVE = 2.0  # a sampled pass stands only if the full max |Δ| is within this factor of the sample's
+
+
+def judge_sampled(verdict: Verdict, ref_row: dict[str, Any], cand_row: dict[str, Any]) -> Verdict:
+    """A verdict reached on the stored sample of an output too large to keep whole, checked against the full
+    comparison the worker made (see ``full_compare``): exact only when the full digests agree, and a pass only
+    when the full comparison agrees with it. The evidence always says the stored data is a sample."""
+    from .classify import Metrics
+
+    count = int(np.prod(cand_row["shape"])) if cand_row.get("shape") is not None else None
+    stored = len(cand_row["data"]) // max(1, _itemsize(cand_row["dtype"])) if cand_row.get("data") else 0
+    full = _full_info(cand_row)
+    sample = f"judged on an even sample of {stored} of {count} elements (the tensor exceeded the stored size)"
+    if (ref_row.get("digest") and ref_row.get("digest") == cand_row.get("digest")
+            and ref_row.get("dtype") == cand_row.get("dtype") and ref_row.get("shape") == cand_row.get("shape")):
+        return Verdict("exact", f"all {count} elements bit-identical: the digests of the full tensors agree "
+                                f"({cand_row['digest']}); the stored copies are samples", verdict.metrics)
+    if full is None or full.get("against") is None:
+        why = full.get("reason") if full else "no full comparison was recorded"
+        if verdict.passed:
+            return Verdict("mismatch", f"the full tensors' digests differ and {why}, so a pass cannot be "
+                                       f"claimed; on the sample: {verdict.label}: {verdict.evidence} ({sample})",
+                           verdict.metrics)
+        verdict.evidence += f" ({sample}; {why})"
+        return verdict
+    numbers = (f"the full comparison in the worker: {full['mismatched']} of {full['count']} elements beyond "
+               f"rtol={full['rtol']:g}, atol={full['atol']:g}, max |Δ| {full['max_abs']:.7g}")
+    metrics = Metrics(count=full["count"], max_abs=full["max_abs"], mean_abs=full["mean_abs"],
+                      mismatched=full["mismatched"], rtol=full["rtol"], atol=full["atol"],
+                      worst_index=tuple(full.get("worst_index") or ()) or None)
+    if verdict.label == "exact" or (verdict.passed and full["mismatched"] == 0):
+        label = "numeric" if full["mismatched"] == 0 else "mismatch"
+        return Verdict(label, f"the full tensors' digests differ; {numbers} ({sample})", metrics)
+    if verdict.passed:
+        seen = (verdict.metrics.max_abs or 0.0) if verdict.metrics else 0.0
+        if full["max_abs"] > SAMPLE_REPRESENTATIVE * seen + full["atol"]:
+            return Verdict("mismatch", f"the sample passed ({verdict.label}: max |Δ| {seen:.7g} on it) but {numbers}: "
+                                       f"the sample does not represent the whole ({sample})", metrics)
+        verdict.evidence += f" ({sample}; {numbers}, as large as on the sample)"
+        return verdict
+    verdict.evidence += f" ({sample}; {numbers})"
+    if verdict.metrics is None or not verdict.metrics.count:
+        verdict.metrics = metrics
+    return verdict
+
+
+def _full_info(row: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return json.loads(row.get("message") or "{}").get("full")
+    except ValueError:
+        return None
+
+
+def _itemsize(dtype: str) -> int:
+    from ..record.tables import dtype_of
+
+    return dtype_of(dtype).itemsize
+
+
+def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output: str,
+                   reference: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(mask input name, its values) when the case declared this output's padding ignorable."""
+    name = (tolerances.get("output_masks") or {}).get(output)
+    if not name:
+        return None
+    values = rec.array("input", probe, name)
+    if values is None or masks.broadcast_mask(values, reference.shape) is None:
+        return None
+    return name, values
+
+
+def _count_judged_only(verdict: Verdict, total: int, judged: int) -> None:
+    """Counts in a masked verdict's evidence and metrics are of the judged positions: the ignored ones were given
+    the reference's values, and counting them would say "all 1200 elements within" when 900 were judged."""
+    import re
+
+    def share(match: re.Match) -> str:
+        count = int(match.group(1))
+        return f"{count} of {judged} judged elements ({100 * count / max(judged, 1):.3g}%)"
+
+    text = verdict.evidence.replace(f"all {total} elements", f"all {judged} judged elements")
+    text = re.sub(rf"(\d+) of {total} elements \([\d.e+-]+%\)", share, text)
+    verdict.evidence = re.sub(rf"(\d+) of {total} elements\b", rf"\1 of {judged} judged elements", text)
+    m = verdict.metrics
+    if m is not None and m.count == total and judged:
+        m.count = judged
+        if m.mean_abs is not None:  # the ignored positions contributed zeros
+            mean = m.mean_abs * total / judged
+            verdict.evidence = verdict.evidence.replace(f"mean |Δ| {format_value(m.mean_abs)}",
+                                                        f"mean |Δ| {format_value(mean)}")
+            m.mean_abs = mean
+
+
+def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray],
+                  rtol: float | None, atol: float | None) -> tuple[np.ndarray, str]:
+    """The candidate with the reference's values where the mask is 0 (those positions are not judged), and a
+    sentence with what differs there."""
+    name, values = masked
+    keep = masks.broadcast_mask(values, reference.shape)
+    if candidate.shape != reference.shape or candidate.dtype != reference.dtype:
+        return candidate, f"(the output mask {name!r} was not applied: the candidate's shape or dtype differs)"
+    judged = np.where(keep, candidate, reference)
+    with np.errstate(all="ignore"):
+        diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    outside = ~keep
+    within = np.isclose(candidate.astype(np.float64), reference.astype(np.float64), rtol=rtol or 0.0, atol=atol or 0.0,
+                        equal_nan=True) if reference.dtype.kind in "fc" else reference == candidate
+    beyond = outside & ~within
+    largest = float(np.nanmax(np.where(outside, diff, 0.0))) if outside.any() else 0.0
+    return judged, (f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared "
+                    f"ignorable by the case and not judged: {int(beyond.sum())} of them beyond the tolerance, "
+                    f"largest |Δ| there {largest:.7g}.")
+
+
+def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:
+    """Why a generated probe is not judged: the reference itself refused it."""
+    message = failure["message"] or "(no message)"
+    if probe == "shape":
+        return (f"not judged: the reference ({reference}) itself rejects the other sizes on the case's declared "
+                f"dynamic axes, so those axes are not dynamic in the model; nothing was frozen by the export. "
+                f"Eager says: {message}")
+    return (f"not judged: the generated {probe!r} probe breaks a precondition of the model (the reference "
+            f"{reference} itself fails on it), so no candidate is held to it. Eager says: {message}")
+
+
+def case_controls(case: dict[str, Any]) -> list[str]:
+    """The control backends the worker ran for this case (see ``controls``)."""
+    return [name for name, info in json.loads(case.get("controls") or "{}").items()
+            if info.get("kind") == "backend" and info.get("ran")]
+
+
+def accumulation_source(case: dict, candidate: str) -> str | None:
+    """The pseudo-backend whose rows hold Σ|x| behind ``candidate``'s accumulated outputs."""
+    from ..backends.candidates import case_export_name
+    from .accumulation import PSEUDO
+
+    name = case_export_name(case, candidate)
+    return f"{PSEUDO}:{name}" if name else None
+
+
+def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe: str, output: str,
+                   stage: str | None) -> dict[str, Any]:
+    m = verdict.metrics
+    return {
+        **base,
+        "probe": probe,
+        "output": output,
+        "candidate": candidate,
+        "label": verdict.label,
+        "passed": verdict.passed,
+        "max_abs": m.max_abs if m else None,
+        "mean_abs": m.mean_abs if m else None,
+        "max_rel": m.max_rel if m else None,
+        "mismatched": m.mismatched if m else None,
+        "count": m.count if m else None,
+        "ulp_max": m.ulp_max if m else None,
+        "ulp_p50": m.ulp_p50 if m else None,
+        "ulp_p99": m.ulp_p99 if m else None,
+        "rtol": m.rtol if m else None,
+        "atol": m.atol if m else None,
+        "worst_index": list(m.worst_index) if m and m.worst_index is not None else None,
+        "evidence": verdict.evidence,
+        "blame": verdict.blame,
+        "stage": stage,
+        "accepted_by": verdict.rule,
+        "tolerance_ratio": m.tolerance_ratio if m else None,
+    }
+
+
+def _case_failure(case: dict[str, Any], reference: str) -> Verdict:
+    status, stage, message = case["status"], case["stage"], case["message"] or ""
+    if status in CASE_FAILURE_LABELS:
+        return Verdict(CASE_FAILURE_LABELS[status], message, blame=None)
+    if status == "skipped":
+        return Verdict("skipped", f"the case was skipped: {message}")
+    if stage == "build":
+        return Verdict("export_error", f"the case could not be built: {message}", blame="case")
+    if stage == "definition":
+        return Verdict("export_error", f"the case, as written, cannot be judged: {message}", blame="case")
+    if stage == "load":
+        return Verdict("export_error", f"the ONNX test folder could not be loaded: {message}", blame="case")
+    if stage == "reference":
+        return Verdict("runtime_error", f"the reference ({reference}) failed: {message}", blame=reference)
+    return Verdict("crash", f"difftest failed at {stage or 'an unknown stage'}: {message}", blame="difftest")
+
+
+def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
+    if row["status"] == "skipped":
+        return Verdict("skipped", row["message"] or "")
+    stage = row["stage"] or "run"
+    if stage == "export":
+        return Verdict("export_error", f"export failed: {row['message']}", blame="exporter")
+    if stage == "onnx_transform" or stage.startswith("transform:"):
+        return Verdict("export_error", f"{stage} failed: {row['message']}", blame=stage)
+    if stage == "model":  # the model cannot run as asked on this backend (it mixes devices): a finding about it
+        return Verdict("runtime_error", row["message"] or "", blame="model")
+    return Verdict("runtime_error", f"{stage} failed: {row['message']}", blame=candidate)
+
+
+def output_tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, float | None]:
+    per_output = (tolerances.get("per_output") or {}).get(output)
+    if per_output:
+        return float(per_output[0]), float(per_output[1])
+    return tolerances.get("rtol"), tolerances.get("atol")

@@ -1,0 +1,144 @@
+"""Waivers: known discrepancies accepted for a while, with a reason, a link and an expiry date.
+
+    # suites/expectations.toml
+    [[waiver]]
+    case = "ops::max_reduce_nan"          # a case id; * and ? glob
+    candidate = "ort-*"                   # optional, default "*"
+    label = "nonfinite"                   # the verdict being waived
+    reason = "ORT ReduceMax does not propagate NaN"
+    link = "https://github.com/microsoft/onnxruntime/issues/10514"
+    expires = 2027-03-01                  # optional; after it the waiver no longer applies and fails the run
+
+A failing outcome matched by a live waiver becomes ``waived`` (known, not failing). An expired waiver
+fails the run even when nothing matches it, so it is renewed or removed on purpose. A waiver that matches
+no failing outcome is reported as stale: the discrepancy is gone, and the waiver should go too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+DEFAULT_PATH = Path("suites") / "expectations.toml"
+
+
+@dataclass
+class Waiver:
+    case: str
+    label: str
+    reason: str
+    candidate: str = "*"
+    link: str | None = None
+    expires: str | None = None  # ISO date
+
+    def expired(self, today: dt.date) -> bool:
+        return self.expires is not None and dt.date.fromisoformat(self.expires) < today
+
+    def matches(self, case: str, candidate: str, label: str) -> bool:
+        return (fnmatch.fnmatchcase(case, self.case) and fnmatch.fnmatchcase(candidate, self.candidate)
+                and label == self.label)
+
+    def describe(self) -> str:
+        scope = f"{self.case} [{self.candidate}] {self.label}"
+        return scope + (f" (expires {self.expires})" if self.expires else "")
+
+
+def load(path: Path) -> list[Waiver]:
+    """Read and validate a waiver file; a clear UsageError names the file and the entry at fault."""
+    from .classify import LABELS
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the expectations file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    entries = data.get("waiver", [])
+    unknown_top = sorted(set(data) - {"waiver"})
+    if unknown_top or not isinstance(entries, list):
+        raise UsageError(f"{path}: expected only [[waiver]] tables, found {', '.join(unknown_top) or 'waiver ='}")
+    waivers = []
+    for number, entry in enumerate(entries, 1):
+        where = f"{path}: waiver #{number}"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: each waiver is a [[waiver]] table, got {type(entry).__name__}")
+        for key in ("case", "candidate", "label", "reason", "link"):
+            if key in entry and not isinstance(entry[key], str):
+                raise UsageError(f"{where}: {key} must be a string (in quotes), got {type(entry[key]).__name__} "
+                                 f"{entry[key]!r}")
+        missing = [k for k in ("case", "label", "reason") if not entry.get(k)]
+        if missing:
+            raise UsageError(f"{where}: missing {', '.join(missing)} (each waiver needs case, label and reason)")
+        unknown = sorted(set(entry) - {"case", "candidate", "label", "reason", "link", "expires"})
+        if unknown:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        if entry["label"] not in LABELS:
+            raise UsageError(f"{where}: unknown label {entry['label']!r} (known: {', '.join(LABELS)})")
+        expires = entry.get("expires")
+        if expires is not None:
+            if isinstance(expires, dt.datetime):
+                expires = expires.date()
+            if isinstance(expires, str):
+                try:
+                    expires = dt.date.fromisoformat(expires)
+                except ValueError:
+                    raise UsageError(f"{where}: expires must be a date like 2027-03-01, got {expires!r}") from None
+            if not isinstance(expires, dt.date):
+                raise UsageError(f"{where}: expires must be a date like 2027-03-01")
+            expires = expires.isoformat()
+        waivers.append(Waiver(case=entry["case"], label=entry["label"], reason=entry["reason"],
+                              candidate=entry.get("candidate", "*"), link=entry.get("link"), expires=expires))
+    return waivers
+
+
+def save(run_dir: Path, waivers: list[Waiver], source: str | None) -> None:
+    """Keep the waivers a run was judged with beside its tables, so a re-render judges the same way."""
+    (run_dir / "waivers.json").write_text(json.dumps({"source": source, "waivers": [asdict(w) for w in waivers]},
+                                                     indent=2) + "\n")
+
+
+def stored(run_dir: Path) -> list[Waiver]:
+    path = run_dir / "waivers.json"
+    if not path.exists():
+        return []
+    return [Waiver(**w) for w in json.loads(path.read_text())["waivers"]]
+
+
+@dataclass
+class WaiverReport:
+    used: list[tuple[Waiver, int]]
+    stale: list[Waiver]
+    expired: list[Waiver]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"used": [{**asdict(w), "matched": n} for w, n in self.used], "stale": [asdict(w) for w in self.stale],
+                "expired": [asdict(w) for w in self.expired]}
+
+
+def apply(outcomes: list[Any], waivers: list[Waiver], today: dt.date | None = None) -> WaiverReport:
+    """Mark failing outcomes covered by a live waiver as ``waived`` (in place) and report on the waivers."""
+    today = today or dt.date.today()
+    counts = {id(w): 0 for w in waivers}
+    expired = [w for w in waivers if w.expired(today)]
+    for o in outcomes:
+        if o.status != "fail":
+            continue
+        for w in waivers:
+            if w.matches(o.case, o.candidate, o.label):
+                counts[id(w)] += 1
+                if w.expired(today):
+                    o.reason += f"; the waiver for it expired on {w.expires}"
+                    continue
+                o.status = "waived"
+                o.reason = f"waived: {w.reason}" + (f" ({w.link})" if w.link else "")
+                break
+    used = [(w, counts[id(w)]) for w in waivers if counts[id(w)] and not w.expired(today)]
+    stale = [w for w in waivers if not counts[id(w)] and not w.expired(today)]
+    return WaiverReport(used, stale, expired)

@@ -1,0 +1,162 @@
+"""What changed between two stored runs: new failures, fixes, changed verdicts, numbers that moved a lot,
+cases added or removed. ``difftest compare BASE NEW`` and ``difftest run --baseline BASE`` use it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+GROWTH = 10.0  # "error grew tenfold"
+KINDS = ("candidates", "new_failure", "fixed", "changed", "numbers", "added", "removed")
+TITLES = {"candidates": "candidates added or removed", "new_failure": "new failures", "fixed": "fixed",
+          "changed": "changed verdict", "numbers": f"error grew {GROWTH:g}× or more", "added": "added",
+          "removed": "removed"}
+
+
+@dataclass
+class Change:
+    kind: str
+    case: str
+    candidate: str
+    before: str  # "label (status)" or "—"
+    after: str
+    detail: str
+
+
+def compare_runs(base_dir: Path, new_dir: Path, growth: float = GROWTH) -> list[Change]:
+    from ..judge.expectations import run_outcomes
+    from ..record.tables import read_table
+
+    base, _ = run_outcomes(base_dir)
+    new, _ = run_outcomes(new_dir)
+    base_numbers = _worst_numbers(read_table(base_dir, "comparisons").to_dicts())
+    new_numbers = _worst_numbers(read_table(new_dir, "comparisons").to_dicts())
+    candidates = (_requested(base_dir), _requested(new_dir))
+    return diff_outcomes(base, new, base_numbers, new_numbers, growth, candidates)
+
+
+def _requested(run_dir: Path) -> list[str]:
+    from ..record.tables import read_table
+
+    row = read_table(run_dir, "runs").to_dicts()[0]
+    return [b for b in row["backends_requested"] or [] if b != row["reference"]]
+
+
+def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbers: dict,
+                  growth: float = GROWTH, candidates: tuple[list[str], list[str]] | None = None) -> list[Change]:
+    """What changed from ``base`` to ``new``. A candidate that one run has and the other lacks is a change of its
+    own (a nightly that silently lost ``ort-cuda`` tested less), and so is each of its results."""
+    before = {(o.case, o.candidate): o for o in base}
+    after = {(o.case, o.candidate): o for o in new}
+    old_set = candidates[0] if candidates else sorted({o.candidate for o in base})
+    new_set = candidates[1] if candidates else sorted({o.candidate for o in new})
+    changes: list[Change] = []
+    for name in [c for c in old_set if c not in new_set]:
+        count = sum(1 for o in base if o.candidate == name)
+        changes.append(Change("candidates", "*", name, "in the base run", "missing",
+                              f"the candidate is no longer run: {count} result(s) not produced"))
+    for name in [c for c in new_set if c not in old_set]:
+        count = sum(1 for o in new if o.candidate == name)
+        changes.append(Change("candidates", "*", name, "missing", "in the new run",
+                              f"a new candidate: {count} result(s)"))
+    for key, o in after.items():
+        old = before.get(key)
+        if old is None:
+            changes.append(Change("added", o.case, o.candidate, "—", _state(o), o.evidence[:300]))
+            if o.failed:
+                changes.append(Change("new_failure", o.case, o.candidate, "—", _state(o), o.evidence[:300]))
+            continue
+        if o.failed and not old.failed:
+            changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
+        elif o.failed and old.label != o.label:  # another failure than before: changed, not new
+            changes.append(Change("changed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
+        elif old.failed and not o.failed:
+            changes.append(Change("fixed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
+        elif old.label != o.label:
+            changes.append(Change("changed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
+        else:
+            grown = _growth(base_numbers.get(key), new_numbers.get(key), growth)
+            if grown:
+                changes.append(Change("numbers", o.case, o.candidate, _state(old), _state(o), grown))
+    for key, o in before.items():
+        if key not in after:
+            changes.append(Change("removed", o.case, o.candidate, _state(o), "—", ""))
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    return sorted(changes, key=lambda c: (order[c.kind], c.case, c.candidate))
+
+
+def new_failures(changes: list[Change]) -> list[Change]:
+    return [c for c in changes if c.kind == "new_failure"]
+
+
+def _state(o: Any) -> str:
+    return f"{o.label} ({o.status})"
+
+
+def _worst_numbers(comparisons: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, str]]:
+    """(case, candidate) -> (largest max_abs over its comparisons, where)."""
+    worst: dict[tuple[str, str], tuple[float, str]] = {}
+    for c in comparisons:
+        value = c.get("max_abs")
+        if value is None:
+            continue
+        key = (c["case"], c["candidate"])
+        if key not in worst or value > worst[key][0]:
+            worst[key] = (value, f"{c['probe']}/{c['output']}")
+    return worst
+
+
+def _growth(old: tuple[float, str] | None, new: tuple[float, str] | None, factor: float) -> str | None:
+    if old is None or new is None:
+        return None
+    floor = 1e-12
+    if new[0] >= factor * max(old[0], floor) and new[0] > 1e-9:
+        return f"max |Δ| {old[0]:.3g} → {new[0]:.3g} ({new[1]}), ×{new[0] / max(old[0], floor):.3g}"
+    return None
+
+
+def as_table(changes: list[Change]) -> str:
+    if not changes:
+        return "no changes"
+    counts = Counter(c.kind for c in changes)
+    lines = [", ".join(f"{TITLES[k]}: {counts[k]}" for k in KINDS if counts[k])]
+    width = max(len(f"{c.case} [{c.candidate}]") for c in changes)
+    for c in changes:
+        lines.append(f"{c.kind:<12} {f'{c.case} [{c.candidate}]':<{width}}  {c.before:>24} → {c.after:<24} {c.detail[:120]}")
+    return "\n".join(lines)
+
+
+def as_markdown(changes: list[Change], base: str, new: str) -> str:
+    counts = Counter(c.kind for c in changes)
+    lines = [f"## difftest: {new} against {base}", ""]
+    lines.append(", ".join(f"**{TITLES[k]}**: {counts[k]}" for k in KINDS if counts[k]) or "No changes.")
+    for kind in KINDS:
+        rows = [c for c in changes if c.kind == kind]
+        if not rows:
+            continue
+        lines += ["", f"### {TITLES[kind].capitalize()} ({len(rows)})", "", "| case | candidate | before | after | detail |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| `{_md(c.case)}` | {_md(c.candidate)} | {_md(c.before)} | {_md(c.after)} | {_md(c.detail[:200])} |"
+                  for c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write(changes: list[Change], base_dir: Path, new_dir: Path, out_dir: Path) -> tuple[Path, Path]:
+    """compare.md and compare.html in ``out_dir``."""
+    from ..report import environment
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = out_dir / "compare.md"
+    markdown.write_text(as_markdown(changes, base_dir.name, new_dir.name))
+    html = out_dir / "compare.html"
+    html.write_text(environment().get_template("compare.html").render(
+        base=str(base_dir), new=str(new_dir), kinds=KINDS, titles=TITLES,
+        changes=[asdict(c) for c in changes], counts=Counter(c.kind for c in changes)))
+    return markdown, html

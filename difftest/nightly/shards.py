@@ -1,0 +1,164 @@
+"""Split a suite over machines (``--shard K/N``) and merge the shard runs back into one run.
+
+The split is stable across runs and machines: cases are ordered by (expected duration, id) and dealt,
+longest first, to the shard with the least work so far. Durations come from a previous run when one is
+given (``--durations DIR``), otherwise every case counts the same (a round robin over the sorted ids).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunDataError, UsageError
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, total = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: write K/N, e.g. --shard 2/4") from None
+    if not 1 <= index <= total:
+        raise UsageError(f"--shard {text!r}: K must be between 1 and N")
+    return index, total
+
+
+def durations_from(run_dir: Path | None) -> dict[str, float]:
+    if run_dir is None:
+        return {}
+    from ..record.tables import read_table
+
+    return {row["case"]: row["seconds"] or 0.0 for row in read_table(run_dir, "cases").to_dicts()}
+
+
+def select(case_ids: list[str], index: int, total: int, durations: dict[str, float] | None = None) -> set[str]:
+    """The case ids of shard ``index`` (1-based) of ``total``."""
+    durations = durations or {}
+    known = [durations[c] for c in case_ids if c in durations]
+    default = statistics.median(known) if known else 1.0
+    weight = {c: durations.get(c, default) for c in case_ids}
+    loads = [0.0] * total
+    chosen: set[str] = set()
+    for case_id in sorted(case_ids, key=lambda c: (-weight[c], c)):
+        target = min(range(total), key=lambda i: (loads[i], i))
+        loads[target] += weight[case_id] or 1e-9
+        if target == index - 1:
+            chosen.add(case_id)
+    return chosen
+
+
+# Settings every shard of one run must share: judging them together is only right if each was run alike.
+MERGE_SETTINGS = ("backends", "exporter", "probes", "reruns", "oracle", "keyword", "localize_budget",
+                  "control_budget")
+
+
+def merge(run_dirs: list[Path], out: Path) -> Path:
+    """Concatenate shard runs into one run directory (tables, logs, exported models); judged and rendered after.
+    A merge that fails leaves no partial folder behind."""
+    if len(run_dirs) < 2:
+        raise UsageError("merge needs at least two run directories")
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; merge writes a new run directory")
+    created = not out.exists()
+    try:
+        return _merge(run_dirs, out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif out.exists():
+            for child in list(out.iterdir()):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> None:
+    """Refuse shards that were run with different settings, naming the setting and each shard's value."""
+    configs = []
+    for run_dir, row in zip(run_dirs, runs):
+        try:
+            configs.append(json.loads(row.get("config") or "{}"))
+        except ValueError:
+            configs.append({})
+    for name in MERGE_SETTINGS:
+        values = [c.get(name) for c in configs]
+        if any(v != values[0] for v in values[1:]):
+            shown = "; ".join(f"{d}: {v!r}" for d, v in zip(run_dirs, values))
+            raise UsageError(f"the shards were run with different {name} ({shown}); a merged run would judge them "
+                             "as one, so run every shard with the same settings")
+    if len({r.get("oracle") for r in runs}) > 1:
+        raise UsageError("the shards differ in whether the float64 oracle ran: "
+                         + "; ".join(f"{d}: {r.get('oracle') or 'off'}" for d, r in zip(run_dirs, runs)))
+
+
+def _merge(run_dirs: list[Path], out: Path) -> Path:
+    import polars as pl
+
+    from ..record.tables import read_table, write_atomic
+
+    runs = [read_table(d, "runs").to_dicts()[0] for d in run_dirs]
+    if len({tuple(r["backends_requested"]) for r in runs}) > 1:
+        raise UsageError("the runs used different backends: "
+                         + "; ".join(f"{d}: {','.join(r['backends_requested'])}" for d, r in zip(run_dirs, runs)))
+    check_same_settings(run_dirs, runs)
+    seen: dict[str, Path] = {}
+    frames: dict[str, list[Any]] = {"cases": [], "tensors": []}
+    merged_id = runs[0]["run"] + "-merged"
+    out.mkdir(parents=True, exist_ok=True)
+    for run_dir in run_dirs:
+        cases = read_table(run_dir, "cases")
+        for case_id in cases["case"].to_list():
+            if case_id in seen:
+                raise UsageError(f"case {case_id} is in both {seen[case_id]} and {run_dir}: shards must not overlap")
+            seen[case_id] = run_dir
+        for folder in ("logs", "onnx"):
+            if (run_dir / folder).is_dir():
+                shutil.copytree(run_dir / folder, out / folder, dirs_exist_ok=True)
+        frames["cases"].append(_relocate(cases, run_dir, out).with_columns(pl.lit(merged_id).alias("run")))
+        frames["tensors"].append(read_table(run_dir, "tensors").with_columns(pl.lit(merged_id).alias("run")))
+    for table, parts in frames.items():
+        write_atomic(pl.concat(parts, how="vertical"), out / f"{table}.parquet")
+    row = dict(runs[0])
+    row.update(run=merged_id, started=min(r["started"] for r in runs),
+               finished=max((r["finished"] or "") for r in runs) or None,
+               seconds=max((r["seconds"] or 0.0) for r in runs),
+               targets=sorted({t for r in runs for t in (r["targets"] or [])}),
+               config=json.dumps({**json.loads(runs[0].get("config") or "{}"),
+                                  "merged_from": [str(d) for d in run_dirs]}), phase_seconds=None)
+    from ..record.tables import write_table
+
+    write_table(out, "runs", [row])
+    for name in ("waivers.json", "config.json"):
+        if (run_dirs[0] / name).exists():
+            shutil.copyfile(run_dirs[0] / name, out / name)
+    return out
+
+
+
+def _relocate(cases: Any, source: Path, target: Path) -> Any:
+    """Exported-model paths relative to the merged run (older runs stored absolute paths)."""
+    import polars as pl
+
+    def relative(path: str | None) -> str | None:
+        return f"onnx/{Path(path).name}" if path else path
+
+    rows = cases.to_dicts()
+    for row in rows:
+        row["onnx_path"] = relative(row.get("onnx_path"))
+        if row.get("exports"):
+            exports = json.loads(row["exports"])
+            for info in exports.values():
+                info["onnx_path"] = relative(info.get("onnx_path"))
+            row["exports"] = json.dumps(exports)
+    return pl.DataFrame(rows, schema=cases.schema)
+
+
+def check_run_dir(path: Path) -> Path:
+    if not (path / "cases.parquet").exists():
+        raise RunDataError(f"{path}: not a finished difftest run (no cases.parquet)")
+    return path

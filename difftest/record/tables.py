@@ -1,0 +1,365 @@
+"""The run's tables: schemas, row builders, per-case parts and the parquet files.
+
+Rows are appended per case as small parquet "parts" written atomically
+(temporary file + rename), so a killed run keeps every case it finished.
+At the end the parts are concatenated into ``<table>.parquet``. Nothing here
+pickles: tensors are stored as raw bytes with dtype and shape beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import RunDataError
+
+TABLES = ("runs", "cases", "tensors", "comparisons")
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    import polars as pl
+
+    strs = pl.List(pl.String)
+    return {
+        "runs": {
+            "run": pl.String, "started": pl.String, "finished": pl.String, "seconds": pl.Float64,
+            "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
+            "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
+            "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
+            "config": pl.String, "phase_seconds": pl.String, "shard": pl.String, "environment": pl.String,
+        },
+        "cases": {
+            "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
+            "tags": strs, "description": pl.String, "exporter": pl.String, "reference": pl.String,
+            "status": pl.String,
+            "stage": pl.String, "message": pl.String, "traceback": pl.String, "seconds": pl.Float64,
+            "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
+            "export_seconds": pl.Float64, "export_cached": pl.Boolean, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
+            "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
+            "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
+            "tolerances": pl.String,
+            "warnings": strs, "log": pl.String, "localization": pl.String,
+            "state_changes": strs, "export_warnings": strs, "rewrites": strs, "controls": pl.String,
+            "isolation": strs, "export_cache": pl.String,
+        },
+        "tensors": {
+            "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,
+            "output": pl.String, "index": pl.Int64, "status": pl.String, "stage": pl.String,
+            "message": pl.String, "dtype": pl.String, "shape": pl.List(pl.Int64), "data": pl.Binary,
+            "sampled": pl.Boolean, "digest": pl.String, "min": pl.Float64, "max": pl.Float64,
+            "mean": pl.Float64, "nan_count": pl.Int64, "inf_count": pl.Int64, "seconds": pl.Float64,
+            "prepare_seconds": pl.Float64, "providers": strs, "traceback": pl.String,
+        },
+        "comparisons": {
+            "run": pl.String, "case": pl.String, "probe": pl.String, "output": pl.String,
+            "reference": pl.String, "candidate": pl.String, "label": pl.String, "passed": pl.Boolean,
+            "max_abs": pl.Float64, "mean_abs": pl.Float64, "max_rel": pl.Float64, "mismatched": pl.Int64,
+            "count": pl.Int64, "ulp_max": pl.Float64, "ulp_p50": pl.Float64, "ulp_p99": pl.Float64,
+            "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
+            "blame": pl.String, "stage": pl.String, "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
+        },
+    }
+
+
+def schema(table: str) -> dict[str, Any]:
+    return _schemas()[table]
+
+
+def frame(table: str, rows: Iterable[dict[str, Any]]):
+    """A DataFrame with exactly the table's columns and types (missing keys are null)."""
+    import polars as pl
+
+    columns = schema(table)
+    rows = list(rows)
+    data = {name: [row.get(name) for row in rows] for name in columns}
+    return pl.DataFrame(data, schema=columns)
+
+
+def tensor_row(task: Any, backend: str, probe: str, *, output: str | None = None, index: int | None = None,
+               array: np.ndarray | None = None, status: str = "ok", stage: str | None = None,
+               message: str | None = None, seconds: float | None = None, prepare_seconds: float | None = None,
+               providers: list[str] | None = None, rerun: int = 0, max_bytes: int = 256 * 2**20,
+               traceback: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "run": task.run_id, "case": task.ref.id, "probe": probe, "backend": backend, "rerun": rerun,
+        "output": output, "index": index, "status": status, "stage": stage, "message": message,
+        "seconds": seconds, "prepare_seconds": prepare_seconds, "providers": providers, "traceback": traceback,
+    }
+    if array is not None:
+        row.update(encode(array, max_bytes))
+    return row
+
+
+def encode(array: np.ndarray, max_bytes: int) -> dict[str, Any]:
+    """Raw bytes plus what is needed to read them back; huge arrays keep an even sample."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
+    stats = summary_stats(array)
+    sampled = array.nbytes > max_bytes
+    stored = array
+    if sampled:
+        step = int(np.ceil(array.nbytes / max_bytes))
+        stored = array.reshape(-1)[::step].copy()
+    return {
+        "dtype": str(array.dtype), "shape": list(array.shape), "data": stored.tobytes(), "sampled": sampled,
+        "digest": digest, **stats,
+    }
+
+
+def decode(row: dict[str, Any]) -> np.ndarray:
+    """The array a tensors row holds (flat if the row was sampled)."""
+    dtype = dtype_of(row["dtype"])
+    array = np.frombuffer(row["data"], dtype=dtype)
+    return array if row.get("sampled") else array.reshape(row["shape"])
+
+
+def dtype_of(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def summary_stats(array: np.ndarray) -> dict[str, Any]:
+    if array.size == 0 or array.dtype.kind not in "biuf" and str(array.dtype) != "bfloat16":
+        return {"min": None, "max": None, "mean": None, "nan_count": 0, "inf_count": 0}
+    values = array.astype(np.float64)
+    finite = np.isfinite(values)
+    with np.errstate(all="ignore"):
+        return _stats(values, finite)
+
+
+def _stats(values: np.ndarray, finite: np.ndarray) -> dict[str, Any]:
+    good = values[finite]
+    return {
+        "min": float(good.min()) if good.size else None,
+        "max": float(good.max()) if good.size else None,
+        "mean": float(good.mean()) if good.size else None,
+        "nan_count": int(np.isnan(values).sum()),
+        "inf_count": int(np.isinf(values).sum()),
+    }
+
+
+def write_atomic(df: Any, path: Path) -> None:
+    """Write parquet through a temporary file and rename, so readers never see half a file; a failed write
+    (a full disk) leaves no temporary file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with removed_on_failure(temporary):
+        df.write_parquet(temporary)
+        os.replace(temporary, path)
+
+
+class removed_on_failure:
+    """Delete ``path`` if the block raises (the temporary file of an atomic write)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        if kind is not None:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def write_part(run_dir: Path, table: str, key: str, rows: list[dict[str, Any]]) -> Path:
+    path = run_dir / "parts" / table / f"{key}.parquet"
+    write_atomic(frame(table, rows), path)
+    return path
+
+
+class PartManifest:
+    """Which case wrote which part files, with their digests (``parts/manifest.jsonl``, appended by the parent).
+
+    A case runs in a worker that can reach the run directory: one that deletes or rewrites another case's part
+    files would make that case vanish from the tables. At the end of the run every expected case is checked
+    against the manifest; a missing or altered part is recorded as a lost result (a failing verdict naming what
+    happened), never silently dropped.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / "parts" / "manifest.jsonl"
+        self.entries: dict[str, dict[str, str]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["key"]] = entry
+                except (ValueError, KeyError):
+                    continue
+
+    def keys(self) -> set[str]:
+        return set(self.entries)
+
+    def write(self, key: str, case_id: str, case: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+        """The case's tensors part, then its cases part (its presence marks the case done), then the entry."""
+        tensors_path = write_part(self.run_dir, "tensors", key, tensors)
+        cases_path = write_part(self.run_dir, "cases", key, [case])
+        entry = {"key": key, "case": case_id, "tensors": _file_digest(tensors_path),
+                 "cases": _file_digest(cases_path)}
+        self.entries[key] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def verify(self, expected: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """Check every expected case's parts (``expected``: part key -> the case's ``CaseRef``); replace what is
+        missing or altered by a row saying so. Returns (key, case id, what happened) for each lost case."""
+        lost = []
+        for key, ref in expected.items():
+            case_id = ref.id
+            entry = self.entries.get(key)
+            if entry is None:
+                reason = "no result was recorded for it"
+            else:
+                reason = self._problem(key, entry)
+            if reason is None:
+                continue
+            lost.append((key, case_id, reason))
+            row = {"case": case_id, "suite": ref.suite, "name": ref.name, "path": ref.path,
+                   "status": "error", "stage": "harness",
+                   "message": f"the case's results were lost after it ran: {reason}. Another case may have deleted "
+                              "or rewritten files in the run directory; rerun this case"}
+            runs = self.run_dir / "runs.parquet"
+            if runs.exists():
+                row["run"] = read_table(self.run_dir, "runs")["run"][0]
+            write_part(self.run_dir, "tensors", key, [])
+            write_part(self.run_dir, "cases", key, [row])
+        return lost
+
+    def _problem(self, key: str, entry: dict[str, str]) -> str | None:
+        for table in ("tensors", "cases"):
+            path = self.run_dir / "parts" / table / f"{key}.parquet"
+            if not path.exists():
+                return f"its {table} part file {path.name} was deleted"
+            if _file_digest(path) != entry.get(table):
+                return f"its {table} part file {path.name} was altered (its digest no longer matches)"
+        return None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def part_keys(run_dir: Path, table: str) -> set[str]:
+    folder = run_dir / "parts" / table
+    return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
+
+
+def consolidate(run_dir: Path, table: str, keys: Iterable[str] | None = None) -> None:
+    """Concatenate the table's parts into ``<table>.parquet``, streaming: memory stays near one part's size.
+    With ``keys``, only those cases' parts (files a case planted in the folder are not results)."""
+    import polars as pl
+
+    folder = run_dir / "parts" / table
+    if keys is None:
+        parts = sorted(folder.glob("*.parquet"))
+    else:
+        parts = sorted(path for path in (folder / f"{key}.parquet" for key in keys) if path.exists())
+    for part in parts:
+        _check_readable(part)
+    target = run_dir / f"{table}.parquet"
+    if not parts:
+        write_atomic(frame(table, []), target)
+        return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with removed_on_failure(temporary):
+        pl.scan_parquet(parts).sink_parquet(temporary)
+        os.replace(temporary, target)
+
+
+def case_part(run_dir: Path, table: str, key: str):
+    """One case's rows of a table from its part file, or None when the run keeps no parts (a merged run)."""
+    path = run_dir / "parts" / table / f"{key}.parquet"
+    return _read(path) if path.exists() else None
+
+
+def _check_readable(path: Path) -> None:
+    import polars as pl
+
+    try:
+        pl.read_parquet_schema(path)
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None
+
+
+def write_table(run_dir: Path, table: str, rows: list[dict[str, Any]]) -> None:
+    write_atomic(frame(table, rows), run_dir / f"{table}.parquet")
+
+
+def read_table(run_dir: Path, table: str, without_data: bool = False):
+    """A table of a stored run, with every column of the current schema (a run made by an older difftest lacks
+    the newer ones: they read as null)."""
+    import polars as pl
+
+    path = Path(run_dir) / f"{table}.parquet"
+    if not path.exists():
+        raise RunDataError(
+            f"{path}: missing. Is {run_dir} a difftest run directory? (it needs runs, cases and tensors tables)"
+        )
+    present = set(_schema_of(path))
+    wanted = [c for c in schema(table) if not (without_data and c == "data")]
+    frame = _read(path, [c for c in wanted if c in present])
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        frame = frame.with_columns([pl.lit(None, dtype=schema(table)[c]).alias(c) for c in missing])
+    return frame.select(wanted)
+
+
+def _schema_of(path: Path) -> dict[str, Any]:
+    import polars as pl
+
+    try:
+        return dict(pl.read_parquet_schema(path))
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None
+
+
+def _read(path: Path, columns: list[str] | None = None):
+    import polars as pl
+
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except Exception as exc:
+        raise RunDataError(
+            f"{path}: cannot be read as a parquet table ({type(exc).__name__}: {exc}). "
+            "The file is corrupt or truncated: delete it and rerun (or resume) the run."
+        ) from None
+
+
+def run_artifact(run_dir: Path, recorded: str | None) -> Path | None:
+    """The file a table row names, inside the run folder, or None. Paths are stored relative to the run folder;
+    an absolute path (an older run, or a crafted table) is looked up by its name in the run's ``onnx/`` folder,
+    and nothing outside the run folder is ever read."""
+    if not recorded:
+        return None
+    root = Path(run_dir).resolve()
+    candidate = Path(recorded)
+    if candidate.is_absolute():
+        candidate = root / "onnx" / candidate.name
+    resolved = (root / candidate).resolve()
+    if root not in resolved.parents or not resolved.is_file():
+        return None
+    return resolved

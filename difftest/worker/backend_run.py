@@ -1,0 +1,179 @@
+"""Run one backend on every probe of a case and record what it returned; record an export and the evidence its graph
+gives about its outputs (ranked values, summation magnitudes). Shared by the case runner, the controls and
+recorded ONNX test cases."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backends import BackendUnavailable, Subject
+from ..export.exporter import ExportResult, describe_exception
+from ..record.names import RANKED, slug
+from ..record.tables import tensor_row
+from .task import Task, enter_stage, seed, user_traceback
+
+
+def run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
+                tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
+                after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
+    """Prepare ``backend`` once and run it on every probe (and its reruns), appending tensors rows.
+    ``after_run`` is called with a stage description after every run (the model guard's check); ``full``
+    compares outputs too large to store whole (see ``full_compare``)."""
+    if backend.device != "cpu":
+        with _device_lock(task, backend.device):  # one case at a time per GPU: timings and memory stay sane
+            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
+    else:
+        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
+
+
+class _device_lock:
+    """An exclusive lock on a file per device, held across workers of one run."""
+
+    def __init__(self, task: Task, device: str):
+        self.path = Path(task.artifacts_dir).parent / "locks" / f"{device}.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
+                          tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
+                          after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
+    name = name or backend.name
+    started = time.perf_counter()
+    try:
+        enter_stage(f"session build ({name})")
+        seed()
+        session = backend.prepare(subject)
+        providers = list(backend.providers(session))
+    except BackendUnavailable as exc:
+        tensors.append(tensor_row(task, name, "*", status="skipped", stage="session", message=str(exc)))
+        return
+    except Exception as exc:
+        tensors.append(tensor_row(task, name, "*", status="error", stage="session", message=describe_exception(exc),
+                                  seconds=time.perf_counter() - started, traceback=user_traceback(exc)))
+        return
+    prepare_seconds = time.perf_counter() - started
+    for probe, feeds in probes.items():
+        for rerun in range(1 + reruns):
+            ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds, providers,
+                           tensors, full)
+            if after_run is not None:
+                after_run(f"the {name} run")
+            if not ok:
+                break
+
+
+def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,
+              feeds: dict[str, np.ndarray], rerun: int, prepare_seconds: float, providers: list[str],
+              tensors: list[dict[str, Any]], full: Any = None) -> bool:
+    from ..backends.torch_eager import ModelFault
+
+    began = time.perf_counter()
+    try:
+        enter_stage(f"run ({name}, probe {probe})")
+        seed()
+        outputs = backend.run(session, feeds)
+    except Exception as exc:
+        stage = "model" if isinstance(exc, ModelFault) else "run"  # the model's doing, not the backend's
+        message = str(exc) if isinstance(exc, ModelFault) else describe_exception(exc)
+        tensors.append(tensor_row(task, name, probe, status="error", stage=stage, message=message,
+                                  seconds=time.perf_counter() - began, providers=providers, rerun=rerun,
+                                  traceback=user_traceback(exc)))
+        return False
+    seconds = time.perf_counter() - began
+    if len(outputs) != len(subject.output_names):
+        message = (f"{len(outputs)} outputs, reference has {len(subject.output_names)} "
+                   f"({', '.join(subject.output_names)})")
+        tensors.append(tensor_row(task, name, probe, status="error", stage="outputs", message=message,
+                                  seconds=seconds, providers=providers, rerun=rerun))
+        return False
+    for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
+        note = full.note(name, probe, output, rerun, array) if full is not None else None
+        tensors.append(tensor_row(task, name, probe, output=output, index=index, array=array, seconds=seconds,
+                                  prepare_seconds=prepare_seconds, providers=providers, rerun=rerun,
+                                  max_bytes=task.max_tensor_bytes, message=note))
+    return True
+
+
+def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: ExportResult,
+                  input_names: list[str], task: Task) -> None:
+    """Every export goes into ``exports`` (JSON by export name); the case's own one also into the columns."""
+    from ..backends.candidates import export_name
+
+    name = export_name(key)
+    dropped = [n for n in input_names if exported.ok and n not in exported.graph_inputs]
+    info: dict[str, Any] = {
+        "exporter": key[0], "transform": key[1], "status": "ok" if exported.ok else "error",
+        "stage": None if exported.ok else exported.stage, "error": exported.error, "seconds": exported.seconds,
+        "digest": exported.digest, "opset": exported.opset, "node_count": exported.node_count,
+        "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
+        "onnx_path": None, "cached": exported.cached, "warnings": exported.warnings,
+        "float_to_int_casts": exported.float_to_int_casts, "invalidated_by": exported.invalidated_by,
+        "unordered_outputs": exported.unordered_outputs, "cache": exported.cache_note,
+    }
+    if exported.ok:
+        folder = Path(task.artifacts_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{slug(task.ref.id)}.{name}.onnx"
+        path.write_bytes(exported.onnx_bytes)
+        info["onnx_path"] = f"{folder.name}/{path.name}"  # relative to the run folder, which can move
+    all_exports = json.loads(row.get("exports") or "{}")
+    all_exports[name] = info
+    row["exports"] = json.dumps(all_exports)
+    if "export_status" in row:
+        return
+    row.update(
+        export_seconds=0.0 if exported.cached else exported.seconds, export_cached=exported.cached,
+        export_cache=exported.cache_note,
+        export_status=info["status"], export_stage=info["stage"],
+        export_error=exported.error, onnx_digest=exported.digest, opset=exported.opset,
+        node_count=exported.node_count, graph_inputs=exported.graph_inputs, graph_outputs=exported.graph_outputs,
+        dropped_inputs=dropped, onnx_path=info["onnx_path"],
+    )
+
+
+def record_graph_evidence(task: Task, onnx_bytes: bytes, output_names: list[str],
+                          probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]],
+                          export: str) -> None:
+    """What the graph says about its outputs, evaluated on every probe: the values an index output ranked
+    (``ranked``), and the magnitudes behind an accumulated output (``accumulation``). Each is the graph with
+    extra outputs, run on ORT CPU; its rows go under the pseudo-backend ``<kind>:<export>``."""
+    from ..judge import accumulation, ranked
+
+    for kind, module in ((RANKED, ranked), (accumulation.PSEUDO, accumulation)):
+        pseudo_backend = f"{kind}:{export}"
+        try:
+            augmented = module.augment(onnx_bytes, output_names)
+        except Exception as exc:
+            tensors.append(tensor_row(task, pseudo_backend, "*", status="error", stage=kind,
+                                      message=describe_exception(exc)))
+            continue
+        if augmented is None:
+            continue
+        model, found = augmented
+        for probe, feeds in probes.items():
+            try:
+                values = module.evaluate(model, found, feeds)
+            except Exception as exc:
+                tensors.append(tensor_row(task, pseudo_backend, probe, status="error", stage=kind,
+                                          message=describe_exception(exc)))
+                continue
+            for output, (array, info) in values.items():
+                tensors.append(tensor_row(task, pseudo_backend, probe, output=output, array=array,
+                                          message=json.dumps(info), max_bytes=task.max_tensor_bytes))

@@ -1,0 +1,178 @@
+"""Automatic controls: extra runs for a candidate that fails, so blame rests on evidence, not on a guess.
+
+Runs inside the worker, after every candidate has run. The case is judged on the spot (the same judge the
+parent uses later); for each ONNX candidate with a value failure (mismatch, layout, nonfinite, shape):
+
+- ``onnx-ref`` on the same graph: the ONNX specification's reference implementation (numpy), a third opinion
+  that separates the graph from the runtime;
+- the same runtime with ORT's graph optimizations off (``<candidate>[opt=disable]``): does an optimization
+  change the result?
+- when the case rewrites its export (``onnx_transform``): the same runtime on the export without the rewrite;
+- for a CUDA candidate (ORT's CUDA provider, torch-cuda): the same with TF32 off (``[tf32=0]``): cuDNN and ORT's
+  CUDA provider use TF32 by default, and a gap that closes without it is reduced precision by design;
+- for torch-cuda running attention modules: the same with the inference fast path of nn.MultiheadAttention off
+  (``[fastpath=0]``, with and without TF32), since that fused path is what inference runs.
+
+Controls run only on the failing probes, within ``Task.control_budget`` seconds per case; what could not run
+is recorded with the reason. The case row's ``controls`` column holds, per control, whether it ran, for which
+candidate and why; control backends' outputs are ordinary tensors rows, judged like candidates (blame reads
+them) but never counted as results of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+VALUE_FAILURES = {"mismatch", "layout", "nonfinite", "shape"}
+
+
+def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Candidate -> probes on which it has a value failure, by the same judge the parent runs."""
+    from ..judge.verdicts import RunContext, judge_case
+
+    variants = set(task.reference_variants or ())
+    context = RunContext(run=task.run_id, reference=task.reference,
+                         candidates=[b for b in task.backends if b != task.reference and b not in variants],
+                         skipped={}, oracle=next(iter(variants), None))
+    failing: dict[str, set[str]] = {}
+    for comparison in judge_case({**row, "status": "ok", "controls": None}, tensors, context):
+        if comparison["label"] in VALUE_FAILURES and comparison["probe"] != "*":
+            failing.setdefault(comparison["candidate"], set()).add(comparison["probe"])
+    return failing
+
+
+def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], probes: dict[str, dict[str, Any]],
+                 graph_for: Callable[[Any], Any], module: Any = None,
+                 without_rewrite: Callable[[Any], Any] | None = None) -> None:
+    """Run the controls for every candidate that fails on values. ``graph_for(candidate)`` gives the subject a
+    control of that candidate runs (the candidate's export; the eager model for eager candidates), or None;
+    ``module`` is the case's model (are there attention modules?); ``without_rewrite(candidate)`` exports without
+    the case's own onnx_transform (None when the case has none)."""
+    from ..backends import REGISTRY
+    from ..backends.candidates import Candidate, parse
+    from .backend_run import run_backend
+    from .task import enter_stage
+
+    deadline = time.monotonic() + task.control_budget
+    failing = failing_candidates(task, row, tensors)
+    controls: dict[str, dict[str, Any]] = {}
+    present = set(task.backends)
+    for name, failing_probes in failing.items():
+        candidate = parse(name)
+        chosen = {p: feeds for p, feeds in probes.items() if p in failing_probes}
+        graph = graph_for(candidate)
+        if graph is None:
+            continue
+        wanted = _precision_controls(candidate, module)
+        on_graph = REGISTRY[candidate.backend].needs_onnx
+        if on_graph:
+            wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
+                              "because": f"the ONNX specification's opinion on the graph {name} ran"})
+            if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
+                wanted.append({"name": _with(candidate, opt="disable"),
+                               "because": f"does an ORT graph optimization change {name}'s result?"})
+        for control in wanted:
+            control_name = control["name"]
+            if control_name in present or control_name in controls:
+                continue
+            if time.monotonic() > deadline:
+                controls[control_name] = {"kind": "backend", "ran": False, "for": name,
+                                          "reason": "the case's control budget was spent"}
+                continue
+            spec = parse(control_name)
+            backend = REGISTRY[spec.backend](threads=task.threads, options=dict(spec.settings))
+            reason = backend.unavailable_reason()
+            if reason:
+                controls[control_name] = {"kind": "backend", "ran": False, "for": name, "reason": reason}
+                continue
+            enter_stage(f"control ({control_name})")
+            before = len(tensors)
+            run_backend(task, backend, graph, chosen, tensors, 0, name=control_name)
+            skipped = [t for t in tensors[before:] if t["status"] == "skipped"]
+            controls[control_name] = {"kind": "backend", "ran": not skipped, "for": name,
+                                      "because": control["because"], "probes": sorted(chosen),
+                                      **({"reason": skipped[0]["message"]} if skipped else {})}
+        if on_graph and without_rewrite is not None and "rewrite" not in controls and time.monotonic() < deadline:
+            controls["rewrite"] = _without_rewrite(task, candidate, chosen, without_rewrite(candidate), graph, row,
+                                                   tensors)
+    if controls:
+        row["controls"] = json.dumps(controls)
+
+
+def _precision_controls(candidate: Any, module: Any) -> list[dict[str, str]]:
+    """TF32 off for a CUDA candidate; the attention fast path off (with and without TF32) for torch-cuda running
+    attention modules."""
+    from ..backends import REGISTRY
+
+    settings = REGISTRY[candidate.backend].settings
+    wanted = []
+    if "tf32" in settings and candidate.get("tf32") != "0":
+        wanted.append({"name": _with(candidate, tf32="0"),
+                       "because": f"does the gap close with TF32 off? ({candidate.backend} uses TF32 by default)"})
+    if "fastpath" in settings and candidate.get("fastpath") != "0" and _has_attention(module):
+        wanted.append({"name": _with(candidate, fastpath="0"),
+                       "because": "does the gap close with nn.MultiheadAttention's inference fast path off?"})
+        if "tf32" in settings:
+            wanted.append({"name": _with(candidate, fastpath="0", tf32="0"),
+                           "because": "with both the attention fast path and TF32 off"})
+    return wanted
+
+
+def _has_attention(module: Any) -> bool:
+    import torch
+
+    kinds = (torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)
+    return isinstance(module, torch.nn.Module) and any(isinstance(m, kinds) for m in module.modules())
+
+
+def _with(candidate: Any, **changes: str) -> str:
+    from ..backends.candidates import with_settings
+
+    return with_settings(candidate, **changes)
+
+
+def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
+    """``base`` with the candidate's settings among ``keys`` (so it runs the same export)."""
+    from ..backends.candidates import parse
+
+    settings = {k: v for k, v in candidate.settings if k in keys}
+    if not settings:
+        return base.name
+    return parse(f"{base.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+
+
+def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any, graph: Any, row: dict[str, Any],
+                     tensors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run ``candidate`` on the export without the case's own onnx_transform: does the rewrite make the gap?"""
+    from ..backends import REGISTRY, Subject
+    from ..judge.classify import classify
+    from ..judge.verdicts import output_tolerance
+    from ..record.tables import decode
+
+    if not raw.ok:
+        return {"kind": "fact", "ran": False, "candidate": candidate.name,
+                "reason": f"the export without the rewrite failed: {(raw.error or '')[:300]}"}
+    backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
+    subject = Subject(graph.module, graph.input_names, graph.output_names, graph.call, onnx_bytes=raw.onnx_bytes,
+                      graph_inputs=raw.graph_inputs)
+    scratch: list[dict[str, Any]] = []
+    from .backend_run import run_backend
+
+    run_backend(task, backend, subject, probes, scratch, 0, name=candidate.name)
+    tolerances = json.loads(row.get("tolerances") or "{}")
+    labels = []
+    for t in scratch:
+        if t["status"] != "ok":
+            return {"kind": "fact", "ran": False, "candidate": candidate.name,
+                    "reason": f"the runtime failed on the export without the rewrite: {(t['message'] or '')[:300]}"}
+        reference = next((r for r in tensors if r["backend"] == task.reference and r["probe"] == t["probe"]
+                          and r["output"] == t["output"] and not r["rerun"] and r["status"] == "ok"), None)
+        if reference is None:
+            continue
+        verdict = classify(decode(reference), decode(t), *output_tolerance(tolerances, t["output"]))
+        labels.append((t["probe"], t["output"], verdict.label, verdict.passed))
+    agrees = bool(labels) and all(passed for *_, passed in labels)
+    shown = "; ".join(f"{probe}/{output}: {label}" for probe, output, label, _ in labels[:4])
+    return {"kind": "fact", "ran": True, "candidate": candidate.name, "agrees": agrees, "evidence": shown}

@@ -1,0 +1,387 @@
+"""Run one case through every backend, inside a worker process.
+
+Builds the case from its recipe, exports it once per distinct export, chooses the probes (more of them when
+an exporter warned that its trace may not generalize), runs the reference and each candidate on every
+probe, runs the automatic controls for candidates that fail, and returns plain rows for the ``cases`` and
+``tensors`` tables. The model is guarded throughout (see ``state_guard``): every stage sees it as the
+factory made it. A failing model is rows with a status and a message; only a bug in difftest raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends import REGISTRY, Subject
+from ..errors import OutputError
+from ..export.exporter import ExportResult, describe_exception, export, traced_warnings
+from ..record.names import INPUTS, slug
+from ..record.tables import tensor_row
+from ..suite.cases import Case, CaseDefinitionError, CaseSkipped, build
+from .backend_run import record_export, record_graph_evidence, run_backend
+from .task import Task, enter_stage, seed, user_traceback
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Build the case the task names and run it; returns {"case": row, "tensors": [rows]}."""
+    started = time.perf_counter()
+    row = case_row(task)
+    try:
+        from ..suite.discover import find_definition
+
+        enter_stage("build")
+        seed()
+        definition = find_definition(task.ref)
+        row["tags"] = list(definition.tags)
+        row["description"] = definition.doc
+        if definition.options.get("expect") is not None:
+            row["expect"] = json.dumps(definition.options["expect"])
+        built = build(definition)
+    except CaseSkipped as exc:
+        row.update(status="skipped", stage="build", message=str(exc))
+        row["seconds"] = time.perf_counter() - started
+        return {"case": row, "tensors": []}
+    except Exception as exc:
+        row.update(status="error", stage="build", message=describe_exception(exc), traceback=user_traceback(exc))
+        row["seconds"] = time.perf_counter() - started
+        return {"case": row, "tensors": []}
+    return run_built(task, built, row, started)
+
+
+def run_built(task: Task, built: Case, row: dict[str, Any] | None = None,
+              started: float | None = None) -> dict[str, Any]:
+    """Run a case already built (by :func:`run_task` from its recipe, or by ``difftest.check`` from the caller's
+    own model) through every backend; returns {"case": row, "tensors": [rows]}. A failing model gives rows with a
+    status and a message; only a bug in difftest raises."""
+    started = time.perf_counter() if started is None else started
+    row = case_row(task) if row is None else row
+    tensors: list[dict[str, Any]] = []
+    try:
+        _describe(row, built, task)
+    except Exception as exc:
+        row.update(status="error", stage="build", message=describe_exception(exc), traceback=user_traceback(exc))
+        row["seconds"] = time.perf_counter() - started
+        return {"case": row, "tensors": tensors}
+    try:
+        if built.onnx_test is not None:
+            from .recorded_case import run_recorded
+
+            run_recorded(task, built, row, tensors)
+        else:
+            _run(task, built, row, tensors)
+    except (CaseDefinitionError, OutputError) as exc:  # the case, as written, cannot be judged: not a verdict
+        row.update(status="error", stage="definition", message=describe_exception(exc),
+                   traceback=user_traceback(exc))
+    except Exception as exc:
+        row.update(status="error", stage=row.get("stage") or "harness", message=describe_exception(exc),
+                   traceback=user_traceback(exc))
+    row["seconds"] = time.perf_counter() - started
+    return {"case": row, "tensors": tensors}
+
+
+def case_row(task: Task) -> dict[str, Any]:
+    return {
+        "run": task.run_id,
+        "case": task.ref.id,
+        "suite": task.ref.suite,
+        "name": task.ref.name,
+        "path": task.ref.path,
+        "status": "ok",
+        "stage": None,
+        "message": None,
+        "traceback": None,
+    }
+
+
+def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
+    row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
+    row["description"] = built.description
+    row["exporter"] = "recorded" if built.onnx_test else (task.exporter or built.exporter or "dynamo")
+    row["reference"] = "recorded" if built.onnx_test else task.reference
+    row["expect"] = json.dumps(built.expect) if built.expect is not None else None
+    row["tolerances"] = json.dumps(
+        {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {}),
+         "output_masks": dict(built.output_masks or {})}
+    )
+    row["rewrites"] = [name for name, present in (("onnx_transform", built.onnx_transform is not None),
+                                                  ("bake_kwargs", bool(built.bake_kwargs))) if present]
+    if built.expect is not None:
+        from ..judge.expectations import validate_expect
+
+        problem = validate_expect(built.expect)
+        if problem:
+            raise CaseDefinitionError(f"expect={built.expect!r}: {problem}")
+    warnings = []
+    if getattr(built.module, "training", False):
+        warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
+    warnings.extend(_dtype_warnings(built))
+    row["warnings"] = warnings
+
+
+def _dtype_warnings(built: Case) -> list[str]:
+    """Floating inputs whose dtype differs from the model's parameters: eager may fail or silently upcast."""
+    import torch
+
+    params = getattr(built.module, "parameters", None)
+    dtypes = {p.dtype for p in params()} if callable(params) else set()
+    float_params = {d for d in dtypes if d.is_floating_point}
+    if len(float_params) != 1:
+        return []
+    (expected,) = float_params
+    inputs = list(enumerate(built.args)) + list((built.kwargs or {}).items())
+    return [
+        f"input {name!r} is {value.dtype} but the model's parameters are {expected}: cast it in the factory "
+        "if that is not intended"
+        for name, value in inputs
+        if isinstance(value, torch.Tensor) and value.dtype.is_floating_point and value.dtype != expected
+    ]
+
+
+def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+    import torch
+
+    from ..backends.candidates import parse
+    from ..suite.model_io import FlatModule, flatten_outputs, signature_of, to_feeds
+    from .state_guard import ModelGuard
+
+    guard = ModelGuard.record(built.module)
+    row["stage"] = "build"
+    signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
+    row["inputs"] = list(signature.names)
+    unknown_axes = sorted(set(built.dynamic_axes or {}) - set(signature.names))
+    if unknown_axes:
+        raise CaseDefinitionError(
+            f"dynamic_axes names input(s) {', '.join(unknown_axes)}, but the case's tensor inputs are named "
+            f"{', '.join(signature.names) or '(none)'} (from the forward signature and the kwargs' keys)")
+    base_feeds = to_feeds(signature.names, example)  # copies, taken before any stage can touch the tensors
+    frozen = {name: example[signature.names.index(name)] for name in signature.baked}
+    flat = FlatModule(built.module, signature)
+    row["stage"] = "reference"
+    enter_stage("reference")
+    with torch.inference_mode():
+        output_names, output_values = flatten_outputs(flat.call_inner(*_clones(example)))
+    guard.check("the reference's first forward")
+    row["outputs"] = output_names
+    if built.output_masks:
+        from ..judge.masks import declaration_problem
+
+        problem = declaration_problem(dict(built.output_masks), base_feeds,
+                                      {n: tuple(v.shape) for n, v in zip(output_names, output_values)})
+        if problem:
+            raise CaseDefinitionError(problem)
+    row["stage"] = None
+
+    candidates = [parse(spec) for spec in task.backends]
+    exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard)
+    for key in _export_order(candidates, row["exporter"]):
+        exports.get(key)
+    row["export_warnings"] = exports.warnings()
+    probes = _make_probes(task, built, signature.names, base_feeds, traced_warnings(row["export_warnings"]))
+    row["probes"] = list(probes)
+    for probe, feeds in probes.items():
+        for index, (name, array) in enumerate(feeds.items()):
+            tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
+                                      max_bytes=task.max_tensor_bytes))
+    subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
+    from .full_compare import FullComparisons
+
+    full = FullComparisons(task.reference, task.max_tensor_bytes,
+                           Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
+                           json.loads(row.get("tolerances") or "{}"))
+    try:
+        _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, flat, signature,
+                        output_names, guard, full)
+    finally:
+        full.close()
+
+
+def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]],
+                    candidates: list[Any], exports: "CaseExports", probes: dict[str, dict[str, np.ndarray]],
+                    subject: Subject, flat: Any, signature: Any, output_names: list[str], guard: Any,
+                    full: Any) -> None:
+    for candidate in candidates:
+        backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
+        run_subject = subject
+        if backend.needs_onnx:
+            exported = exports.get(candidate.export_key(row["exporter"]))
+            if not exported.ok:
+                tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
+                                          message=exported.error))
+                continue
+            run_subject = Subject(built.module, list(signature.names), output_names, flat,
+                                  onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
+        reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
+        run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
+                    after_run=guard.check if backend.runs_the_model else None, full=full)
+    from ..backends.candidates import export_name
+
+    differing = _differing_outputs(task, row, tensors, candidates)
+    for key, exported in exports.done.items():
+        name = export_name(key)
+        if exported.ok and differing.get(name):
+            wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
+            record_graph_evidence(task, exported.onnx_bytes, output_names, wanted, tensors, name)
+    if task.control_budget > 0:
+        from .controls import run_controls
+
+        def graph_for(candidate: Any) -> Subject | None:
+            if not REGISTRY[candidate.backend].needs_onnx:
+                return subject
+            exported = exports.get(candidate.export_key(row["exporter"]))
+            return Subject(subject.module, subject.input_names, subject.output_names, subject.call,
+                           onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs) if exported.ok else None
+
+        without_rewrite = None
+        if built.onnx_transform is not None:
+            def without_rewrite(candidate: Any) -> ExportResult:
+                return exports.raw(candidate.export_key(row["exporter"]))
+
+        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite)
+    row["state_changes"] = guard.summary()
+    if task.localize_budget > 0:
+        from .auto_localize import localize_failures
+
+        localize_failures(task, built, candidates, tensors, row,
+                          {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
+
+
+def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]],
+                       candidates: list[Any]) -> dict[str, set[str]]:
+    """Export name -> the probes on which a candidate running it differs from the reference beyond the case's
+    tolerance. Graph evidence (ranked values, summation magnitudes) is only worth evaluating there."""
+    from ..backends.candidates import export_name
+    from ..judge.classify import tolerance_for
+    from ..judge.compare import bit_identical
+    from ..judge.verdicts import output_tolerance
+    from ..record.tables import decode
+
+    tolerances = json.loads(row.get("tolerances") or "{}")
+    reference = {(t["probe"], t["output"]): t for t in tensors
+                 if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
+    found: dict[str, set[str]] = {}
+    for candidate in candidates:
+        if not REGISTRY[candidate.backend].needs_onnx:
+            continue
+        name = export_name(candidate.export_key(row["exporter"]))
+        for t in tensors:
+            if t["backend"] != candidate.name or t["status"] != "ok" or t["rerun"] or not t["output"]:
+                continue
+            ref_row = reference.get((t["probe"], t["output"]))
+            if ref_row is None or t["probe"] in found.get(name, ()):
+                continue
+            if ref_row.get("digest") == t.get("digest") and ref_row["dtype"] == t["dtype"]:
+                continue
+            ref, cand = decode(ref_row), decode(t)
+            if ref.shape != cand.shape or ref.dtype != cand.dtype or ref.dtype.kind not in "fc":
+                found.setdefault(name, set()).add(t["probe"])
+                continue
+            if bit_identical(ref, cand):
+                continue
+            rtol, atol = tolerance_for(ref, *output_tolerance(tolerances, t["output"]))
+            with np.errstate(all="ignore"):
+                wide_ref, wide_cand = ref.astype(np.float64), cand.astype(np.float64)
+                beyond = np.abs(wide_ref - wide_cand) > atol + rtol * np.abs(wide_ref)
+                beyond &= ~(np.isnan(wide_ref) & np.isnan(wide_cand))
+            if beyond.any():
+                found.setdefault(name, set()).add(t["probe"])
+    return found
+
+
+def _export_order(candidates: list[Any], default_exporter: str) -> list[tuple[str, str | None]]:
+    """The exports the candidates need, the case's own one first (its fields describe the case)."""
+    keys = [c.export_key(default_exporter) for c in candidates if REGISTRY[c.backend].needs_onnx]
+    default = (default_exporter, None)
+    ordered = [default] if default in keys else []
+    for key in keys:
+        if key not in ordered:
+            ordered.append(key)
+    return ordered
+
+
+def _make_probes(task: Task, built: Case, names: list[str], base_feeds: dict[str, np.ndarray],
+                 traced: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    from ..suite.model_io import to_feeds
+    from ..suite.probes import DEFAULT_PROBES, DISTRIBUTION_PROBES, make_probes
+
+    allowed = list(built.probes or DEFAULT_PROBES)
+    selected = [p for p in task.probes if p in allowed]
+    if traced and "alt" in selected:
+        # The exporter warned that it froze a data-dependent decision: move the inputs out of its branch.
+        selected += list(DISTRIBUTION_PROBES)
+    custom = {name: to_feeds(list(sample), list(sample.values())) for name, sample in (built.samples or {}).items()}
+    return make_probes(base_feeds, selected, built.dynamic_axes, custom)
+
+
+class CaseExports:
+    """Each distinct (exporter, transform) of a case, exported once (or read from the cache) and shared by
+    the candidates that run it. The model is checked by the guard after every export."""
+
+    def __init__(self, task: Task, built: Case, signature: Any, example: list[Any], frozen: dict[str, Any],
+                 output_names: list[str], row: dict[str, Any], guard: Any):
+        self.task, self.built, self.signature, self.example = task, built, signature, example
+        self.frozen, self.output_names, self.row, self.guard = frozen, output_names, row, guard
+        self.done: dict[tuple[str, str | None], ExportResult] = {}
+        self.keys: dict[tuple[str, str | None], str] = {}  # cache keys, which also key cached localizations
+
+    def get(self, key: tuple[str, str | None]) -> ExportResult:
+        if key not in self.done:
+            self.done[key] = self._export(key)
+            record_export(self.row, key, self.done[key], self.signature.names, self.task)
+        return self.done[key]
+
+    def raw(self, key: tuple[str, str | None]) -> ExportResult:
+        """The export without the case's own onnx_transform (a control: did the case's rewrite make the gap?)."""
+        return self._export(key, with_case_rewrite=False)
+
+    def _export(self, key: tuple[str, str | None], with_case_rewrite: bool = True) -> ExportResult:
+        from ..backends.candidates import export_name
+        from ..export.transforms import steps
+        from ..suite.model_io import FlatModule
+
+        exporter, named = key
+        enter_stage(f"export ({export_name(key)})")
+        seed()
+        transform = steps(self.built.onnx_transform if with_case_rewrite else None, named)
+        cache, cache_key = None, None
+        if self.task.cache_dir:
+            from ..export.cache import ExportCache, export_key
+
+            cache = ExportCache(self.task.cache_dir)
+            sig = self.signature
+            cache_key = export_key(self.task.ref.id, self.task.ref.path, self.built.module,
+                                   list(zip(sig.names, self.example)), {
+                "exporter": exporter, "transform": named, "transform_fn": transform, "opset": self.built.opset,
+                "dynamic_axes": self.built.dynamic_axes, "outputs": self.output_names, "frozen": sorted(self.frozen),
+                "arg_constants": [repr(c) for c, slot in zip(sig.arg_constants, sig.arg_slots) if slot is None],
+                "kw_constants": repr(sig.kw_constants)})
+            self.keys[key] = cache_key
+            cached = cache.get(cache_key)
+            if cached is not None:
+                cached.cached = True
+                return cached
+        live = tuple(t.clone() for n, t in zip(self.signature.names, self.example) if n not in self.frozen)
+        result = export(FlatModule(self.built.module, self.signature, self.frozen).for_export(), live, self.output_names,
+                        exporter=exporter, opset=self.built.opset, dynamic_axes=self.built.dynamic_axes,
+                        transform=transform)
+        self.guard.check(f"the {exporter} export")
+        if cache is not None:
+            cache.put(cache_key, result)
+        return result
+
+    def warnings(self) -> list[str]:
+        found: list[str] = []
+        for exported in self.done.values():
+            for warning in exported.warnings:
+                if warning not in found:
+                    found.append(warning)
+        return found
+
+
+def _clones(tensors: list[Any]) -> list[Any]:
+    return [t.clone() for t in tensors]
+
+
