@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 from difftest import Case, case
-from difftest.suite.graph_edit import edit_constant_input, nodes_of, replace_op, rewire_output, scale_constant_input, set_attribute, swap_pad_begin_end
+from difftest.suite.graph_edit import (
+    edit_constant_input,
+    nodes_of,
+    replace_op,
+    rewire_output,
+    scale_constant_input,
+    set_attribute,
+    swap_pad_begin_end,
+)
 
 AGREE = ["exact", "numeric"]
 TS = "torchscript"

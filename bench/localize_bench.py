@@ -76,7 +76,7 @@ def transpose(model, node):
     from difftest.suite.graph_edit import set_attribute
 
     perm = list(helper.get_attribute_value(next(a for a in node.attribute if a.name == "perm")))
-    from difftest.localize.divergence import value_types
+    from difftest.export.exporter import value_types
 
     types = value_types(model)
     source = types.get(node.input[0])
@@ -95,7 +95,7 @@ def transpose(model, node):
 def cast_fp16(model, node):
     from onnx import TensorProto, helper
 
-    from difftest.localize.divergence import value_types
+    from difftest.export.exporter import value_types
 
     value = node.output[0]
     kind = value_types(model).get(value)

@@ -210,6 +210,26 @@ def unordered_outputs(model: Any) -> dict[str, int]:
     return found
 
 
+def value_types(model: Any) -> dict[str, Any]:
+    """ONNX type protos of every tensor value the model (after shape inference, where it succeeds) knows."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    return {value.name: value.type
+            for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+            if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type}
+
+
+def element_types(model: Any) -> dict[str, int]:
+    """Element type (TensorProto enum) of every value the model knows, initializers included."""
+    types = {name: kind.tensor_type.elem_type for name, kind in value_types(model).items()}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    return types
+
+
 INTEGER_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # uint8, int8, uint16, int16, int32, int64, uint32, uint64
 FLOAT_TYPES = {1, 10, 11, 16}
 
@@ -222,15 +242,7 @@ def float_to_int_casts(model: Any) -> list[str]:
         a.name == "to" and helper.get_attribute_value(a) in INTEGER_TYPES for a in n.attribute)]
     if not casts:
         return []
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    types = {v.name: v.type.tensor_type.elem_type for v in
-             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
-    types.update({i.name: i.data_type for i in model.graph.initializer})
+    types = element_types(model)
     return [n.name or n.output[0] for n in casts if types.get(n.input[0]) in FLOAT_TYPES]
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..export.exporter import element_types
+
 ACCUMULATING = {"ReduceSum": (0,), "ReduceMean": (0,), "CumSum": (0,), "MatMul": (0, 1), "Gemm": (0, 1, 2),
                 "Conv": (0, 1, 2)}
 PASS_THROUGH = {"Identity", "Cast"}  # value-preserving (a float Cast only)
@@ -41,7 +43,7 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
         if node.op_type == "Constant" and node.output:
             constants[node.output[0]] = node
     graph_outputs = [o.name for o in graph.output]
-    types = _elem_types(model)
+    types = element_types(model)
     found: dict[str, dict[str, Any]] = {}
     added: list[Any] = []
     new_outputs: list[Any] = []
@@ -101,19 +103,6 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
     return model.SerializeToString(), found
 
 
-def _elem_types(model: Any) -> dict[str, int]:
-    """Element types of the model's values (after shape inference, where it succeeds)."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    return {v.name: v.type.tensor_type.elem_type
-            for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
-            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
-
-
 def _trace_back(value: str, producers: dict[str, Any], constants: dict[str, Any]) -> tuple[list[tuple[str, Any]], Any]:
     """From a graph output back through value-preserving nodes, reshaping nodes and constant bias adds to an
     accumulating node: (the steps to replay on the magnitude, innermost first: ("bias", value) or ("node",
@@ -169,15 +158,11 @@ def _axes(node: Any, attributes: dict[str, Any], constants: dict[str, Any]) -> l
     return []
 
 
-def evaluate(augmented: bytes, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
              ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """Run the magnitude branches on ORT CPU: output name -> (Σ|x| per element, {op, n, ...}). The rows are
-    recorded under the pseudo-backend ``accumulation:<export>`` (see ``execute.record_graph_evidence``)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(augmented, sess_options=options, providers=["CPUExecutionProvider"])
+    """Run the magnitude branches (an ORT session of what ``augment`` returned): output name -> (Σ|x| per
+    element, {op, n, ...}). The rows are recorded under the pseudo-backend ``accumulation:<export>`` (see
+    ``worker.backend_run.record_graph_evidence``)."""
     wanted = [info["magnitude"] for info in found.values()] + [s for info in found.values() for s in info["shapes"]]
     values = dict(zip(wanted, session.run(wanted, {i.name: feeds[i.name] for i in session.get_inputs()})))
     result = {}

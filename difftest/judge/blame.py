@@ -116,7 +116,7 @@ def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str
 
 
 def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
-                  context: "_Context | None" = None) -> str | None:
+                  context: "_Context") -> str | None:
     from ..backends.candidates import parse
 
     if parse(candidate).get("tf32") == "0":
@@ -125,7 +125,7 @@ def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdic
         other = verdicts[name].get(key)
         if value == "0" and other is not None and other.passed:
             return (f"the gap closes with TF32 off ({name}: {other.label}); TF32 is reduced precision by design"
-                    + (_distances(context, key, {"with TF32": candidate, "without": name}) if context else ""))
+                    + _distances(context, key, {"with TF32": candidate, "without": name}))
     return None
 
 
@@ -181,8 +181,8 @@ def _changed(candidate: Any, changes: dict[str, str]) -> str:
     return with_settings(candidate, **changes)
 
 
-def _rmse_to_oracle(context: "_Context | None", key: Key, names: tuple[str, ...]) -> list[float] | None:
-    if context is None or not context.oracle:
+def _rmse_to_oracle(context: "_Context", key: Key, names: tuple[str, ...]) -> list[float] | None:
+    if not context.oracle:
         return None
     truth = context.rec.array(context.oracle, *key)
     arrays = [context.rec.array(name, *key) for name in names]
@@ -191,7 +191,7 @@ def _rmse_to_oracle(context: "_Context | None", key: Key, names: tuple[str, ...]
     return [_rmse(a, truth) for a in arrays]
 
 
-def _distances(context: "_Context | None", key: Key, named: dict[str, str]) -> str:
+def _distances(context: "_Context", key: Key, named: dict[str, str]) -> str:
     """"; RMSE vs float64: with TF32 3.1e-04, without 2.2e-07" for the named backends that recorded the output."""
     values = _rmse_to_oracle(context, key, tuple(named.values()))
     if not values:

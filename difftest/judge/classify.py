@@ -13,7 +13,18 @@ from typing import Callable
 
 import numpy as np
 
-from .compare import Metrics, as_float64, bit_identical, default_tolerance, format_index, format_value, is_float, metrics, nonfinite_masks
+from .compare import (
+    Metrics,
+    as_float64,
+    bit_identical,
+    default_tolerance,
+    format_index,
+    format_value,
+    is_float,
+    metrics,
+    nonfinite_masks,
+    within,
+)
 from .layout import find_layout
 from .ties import RankedValues, gathered_ties, index_ties
 
@@ -82,7 +93,10 @@ class Pair:
     accumulation: tuple[np.ndarray, dict] | None = None
     # The axis along which the graph leaves the order of this output unspecified (TopK with sorted=0).
     unordered_axis: int | None = None
+    # Positions the case declared ignorable (padding under ``output_masks``): left out of every count.
+    ignore: np.ndarray | None = None
     _measured: Metrics | None = field(default=None, repr=False)
+    _bound: "tuple[_Bound | None] | None" = field(default=None, repr=False)
 
     def measured(self) -> Metrics | None:
         """Metrics of reference vs the candidate cast to the reference's dtype, computed once per pair."""
@@ -90,8 +104,19 @@ class Pair:
             cand = _cast_like(self.candidate, self.reference)
             if cand is None:
                 return None
-            self._measured = metrics(self.reference, cand, self.rtol, self.atol)
+            self._measured = metrics(self.reference, cand, self.rtol, self.atol, self.ignore)
         return self._measured
+
+    def bound(self) -> "_Bound | None":
+        """The summation bound of the node behind an accumulated output (see ``accumulation``), computed once."""
+        if self._bound is None:
+            self._bound = (_accumulation_bound(self),)
+        return self._bound[0]
+
+    @property
+    def elements(self) -> str:
+        """How evidence names the positions it counts."""
+        return "elements" if self.ignore is None else "judged elements"
 
 
 Rule = Callable[[Pair], "Verdict | None"]
@@ -115,11 +140,12 @@ def shape_rule(pair: Pair) -> Verdict | None:
 def exact_rule(pair: Pair) -> Verdict | None:
     if not bit_identical(pair.reference, pair.candidate):
         return None
-    zero = Metrics(count=int(pair.reference.size), max_abs=0.0, mean_abs=0.0, max_rel=0.0, rtol=pair.rtol,
+    judged = int(pair.reference.size if pair.ignore is None else np.count_nonzero(~pair.ignore))
+    zero = Metrics(count=judged, max_abs=0.0, mean_abs=0.0, max_rel=0.0, rtol=pair.rtol,
                    atol=pair.atol, ulp_max=0.0 if is_float(pair.reference) else None,
                    ulp_p50=0.0 if is_float(pair.reference) else None, ulp_p99=0.0 if is_float(pair.reference) else None,
                    tolerance_ratio=0.0)
-    return Verdict("exact", f"all {pair.reference.size} elements bit-identical ({pair.reference.dtype})", zero)
+    return Verdict("exact", f"all {judged} {pair.elements} bit-identical ({pair.reference.dtype})", zero)
 
 
 def dtype_rule(pair: Pair) -> Verdict | None:
@@ -182,7 +208,7 @@ def within_tolerance_rule(pair: Pair) -> Verdict | None:
     if m.mismatched:
         return None
     ulp = f"; ULP max {m.ulp_max:g}, p99 {m.ulp_p99:g}" if m.ulp_max is not None else ""
-    return Verdict("numeric", f"all {m.count} elements within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
+    return Verdict("numeric", f"all {m.count} {pair.elements} within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
                               f"{format_value(m.max_abs)}{_worst_text(ref, cand, m)}; max rel {format_value(m.max_rel)}"
                               f"{ulp}{_dtype_note(pair)}", m)
 
@@ -197,7 +223,7 @@ def mismatch_rule(pair: Pair) -> Verdict:
         finite = np.isfinite(as_float64(pair.oracle))
         oracle = (f"; RMSE vs float64 oracle: candidate {_rmse(cand, as_float64(pair.oracle), finite):.3g}, "
                   f"reference {_rmse(ref, as_float64(pair.oracle), finite):.3g}")
-    bound = _accumulation_bound(pair)
+    bound = pair.bound()
     summation = ""
     if bound is not None and bound.beyond:
         summation = (f"; {bound.beyond} element(s) exceed the {ref.dtype} summation bound of the "
@@ -205,7 +231,7 @@ def mismatch_rule(pair: Pair) -> Verdict:
                      "more than any summation order explains")
     return Verdict(
         "mismatch",
-        f"{m.mismatched} of {m.count} elements ({100 * m.mismatched_fraction:.3g}%) beyond rtol={pair.rtol:g}, "
+        f"{m.mismatched} of {m.count} {pair.elements} ({100 * m.mismatched_fraction:.3g}%) beyond rtol={pair.rtol:g}, "
         f"atol={pair.atol:g}; max |Δ| {format_value(m.max_abs)}{_worst_text(ref, cand, m)}; mean |Δ| "
         f"{format_value(m.mean_abs)}{oracle}{summation}{_dtype_note(pair)}",
         m,
@@ -242,8 +268,7 @@ def unordered_rule(pair: Pair) -> Verdict | None:
     a = np.sort(np.moveaxis(ref, axis, -1), axis=-1)
     b = np.sort(np.moveaxis(cand, axis, -1), axis=-1)
     rtol, atol = _value_tolerance(pair) if is_float(ref) else (0.0, 0.0)
-    a64, b64 = as_float64(a), as_float64(b)
-    if not bool(((np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (np.isnan(a64) & np.isnan(b64))).all()):
+    if not bool(within(a, b, rtol, atol).all()):
         return None
     m = pair.measured()
     differing = int(np.count_nonzero(ref != cand))
@@ -294,7 +319,7 @@ def oracle_rule(pair: Pair) -> Verdict | None:
     eps = float(np.finfo(pair.reference.dtype).eps) if pair.reference.dtype.kind == "f" else 2.0**-7
     tol = max(pair.atol, pair.rtol * magnitude)
     m = pair.measured()
-    beyond = (f"{m.mismatched} of {m.count} elements beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
+    beyond = (f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
               f"{format_value(m.max_abs)}), but float noise: ")
     if ref_err > max(pair.atol, REFERENCE_NOISE_EPS * eps * magnitude):
         # Eager itself is far from float64. Float32 arithmetic cannot do better on such inputs (ill-conditioned:
@@ -337,7 +362,7 @@ def nondeterminism_rule(pair: Pair) -> Verdict | None:
     if m.max_abs is not None and m.max_abs <= spread + pair.atol:
         return Verdict("nondeterministic", (
             f"a backend differs from its own rerun by up to {format_value(spread)}; the cross-backend gap "
-            f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} elements beyond tolerance) lies "
+            f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} {pair.elements} beyond tolerance) lies "
             "within that run-to-run spread"), m)
     return None
 
@@ -403,13 +428,13 @@ def _accumulation_bound(pair: Pair) -> _Bound | None:
 
 def accumulation_rule(pair: Pair) -> Verdict | None:
     """Beyond the fixed tolerance, but within the summation bound of the node that produced the output."""
-    found = _accumulation_bound(pair)
+    found = pair.bound()
     if found is None or found.beyond:
         return None
     m = pair.measured()
     op = pair.accumulation[1].get("op")
     ref, cand = pair.reference, _cast_like(pair.candidate, pair.reference)
-    text = (f"{m.mismatched} of {m.count} elements beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
+    text = (f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
             f"{format_value(m.max_abs)}), but every element is within the {ref.dtype} summation bound of its {op} "
             f"node: |candidate − {found.truth}| <= γₙ·Σ|x| with n = {found.n} terms"
             f"{' (its prefix length, per element)' if op == 'CumSum' else ''}, γₙ = {found.gamma:.3g} "

@@ -33,6 +33,14 @@ def as_float64(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def within(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Elementwise agreement: |a - b| <= atol + rtol·|a| (``a`` the reference), equal values (infinities
+    included), and NaN against NaN."""
+    a64, b64 = as_float64(a), as_float64(b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+
+
 def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:
     """Same dtype, shape and bytes (NaN payloads included); a memcmp, no copies of contiguous arrays."""
     if a.dtype != b.dtype or a.shape != b.shape:
@@ -77,25 +85,31 @@ def nonfinite_masks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.isnan(a64), np.where(np.isposinf(a64), 1, np.where(np.isneginf(a64), -1, 0)).astype(np.int8)
 
 
-def metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Metrics:
-    """Error statistics over positions where both are finite; nonfinite disagreements counted apart."""
+def metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float,
+            ignore: np.ndarray | None = None) -> Metrics:
+    """Error statistics over positions where both are finite; nonfinite disagreements counted apart. Positions
+    where ``ignore`` is True (a case's declared padding) are left out of every count and statistic."""
     with np.errstate(all="ignore"):  # overflowing differences of huge finite values are data, not errors
-        return _metrics(reference, candidate, rtol, atol)
+        return _metrics(reference, candidate, rtol, atol, ignore)
 
 
 CHUNK = 1 << 18  # elements per pass: small enough to stay in cache, large enough to amortise numpy's overhead
 ULP_SAMPLE = 1 << 20
 
 
-def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> Metrics:
+def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float,
+             ignore: np.ndarray | None = None) -> Metrics:
     """One cache-friendly sweep in chunks; float32 pairs are compared in float32 (|a - b| of close floats is exact)."""
-    count = int(reference.size)
+    ref_flat, cand_flat = _flat(reference), _flat(candidate)
+    kept = None if ignore is None else np.flatnonzero(~ignore.reshape(-1))  # flat positions judged
+    if kept is not None:
+        ref_flat, cand_flat = ref_flat[kept], cand_flat[kept]
+    count = int(ref_flat.size)
     result = Metrics(count=count, rtol=rtol, atol=atol)
     if count == 0:
         result.max_abs = result.mean_abs = result.max_rel = 0.0
         return result
     work = np.float32 if reference.dtype == candidate.dtype == np.float32 else np.float64
-    ref_flat, cand_flat = _flat(reference), _flat(candidate)
     complex_input = ref_flat.dtype.kind == "c" or cand_flat.dtype.kind == "c"
     max_abs, total, n_finite, max_rel, beyond, worst, ratio = 0.0, 0.0, 0, 0.0, 0, 0, 0.0
     for start in range(0, count, CHUNK):
@@ -131,6 +145,7 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
             magnitude = np.where(zero_ref, 1, magnitude)
         max_rel = max(max_rel, float((diff / magnitude).max()))
     result.mismatched = beyond + result.nan_mismatch + result.inf_mismatch
+    worst = int(kept[worst]) if kept is not None else worst
     result.worst_index = tuple(int(i) for i in np.unravel_index(worst, reference.shape)) if reference.ndim else ()
     result.max_abs = max_abs
     result.mean_abs = total / n_finite if n_finite else 0.0

@@ -92,11 +92,6 @@ def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
     return results, waivers.apply(results, waivers.stored(run_dir))
 
 
-def expected_labels(expect: Any, candidate: str) -> list[str] | None:
-    """The labels a case declared acceptable for ``candidate`` (None: no expectation applies)."""
-    return expectation_for(expect, candidate)[0]
-
-
 def expectation_for(expect: Any, candidate: str, exporter: str | None = None) -> tuple[list[str] | None, str]:
     """(labels, scope): what a case's ``expect`` says about ``candidate``, and why.
 

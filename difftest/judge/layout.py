@@ -28,6 +28,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .compare import bit_identical, within
+
 MAX_PERMUTATION_RANK = 5
 MAX_SHIFTS_PER_AXIS = 64
 MAX_TRANSFORMS = 6000
@@ -48,7 +50,7 @@ def find_layout(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol:
         return complex_pairs
     if reference.size != candidate.size or reference.size == 0 or not _informative(reference):
         return None
-    if reference.shape == candidate.shape and _bits_equal(reference, candidate):
+    if bit_identical(reference, candidate):
         return None
     exact = same_elements(reference, candidate)
     if exact:
@@ -60,9 +62,7 @@ def find_layout(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol:
             return Layout(rows, False)
         return Layout(f"a permutation of the reference's {reference.size} elements (the same multiset, exactly); "
                       "transform not identified", False)
-    if not same_multiset(reference, candidate, rtol, atol):
-        return None
-    transform = find_transform(reference, candidate, rtol, atol)
+    transform = find_transform(reference, candidate, rtol, atol)  # None unless the values agree as a multiset
     if transform is None:
         return None
     return Layout(f"candidate == {transform} (within rtol={rtol:g}, atol={atol:g})", True)
@@ -96,10 +96,6 @@ def _orderable(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and np.array_equal(_orderable(a), _orderable(b))
-
-
 def same_elements(reference: np.ndarray, candidate: np.ndarray) -> bool:
     """The exact multiset: the same elements (bit patterns, for floats), each as often."""
     if reference.dtype != candidate.dtype or reference.size != candidate.size:
@@ -116,10 +112,7 @@ def same_multiset(reference: np.ndarray, candidate: np.ndarray, rtol: float, ato
         return False
     a = np.sort(reference.astype(np.float64).reshape(-1))
     b = np.sort(candidate.astype(np.float64).reshape(-1))
-    both_nan = np.isnan(a) & np.isnan(b)
-    with np.errstate(invalid="ignore"):
-        close = (np.abs(a - b) <= atol + rtol * np.abs(a)) | (a == b) | both_nan
-    return bool(close.all())
+    return bool(within(a, b, rtol, atol).all())
 
 
 def _same_row_multiset(a: np.ndarray, b: np.ndarray) -> bool:
@@ -182,7 +175,7 @@ def find_transform(reference: np.ndarray, candidate: np.ndarray, rtol: float, at
     """A description like ``reference.roll(2, dim=3)`` of a transform mapping reference onto candidate."""
     if not exact and not same_multiset(reference, candidate, rtol, atol):
         return None
-    if reference.shape != candidate.shape and _bits_equal(reference.reshape(-1), candidate.reshape(-1)):
+    if reference.shape != candidate.shape and bit_identical(reference.reshape(-1), candidate.reshape(-1)):
         return f"reference.reshape{tuple(candidate.shape)}"
     target = tuple(candidate.shape)
     flat_ref, flat_cand = reference.reshape(-1), candidate.reshape(-1)
@@ -209,10 +202,7 @@ def find_transform(reference: np.ndarray, candidate: np.ndarray, rtol: float, at
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
-    a64, b64 = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), b.astype(
-        np.complex128 if b.dtype.kind == "c" else np.float64)
-    with np.errstate(invalid="ignore"):
-        return bool(((np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (np.isnan(a64) & np.isnan(b64))).all())
+    return bool(within(a, b, rtol, atol).all())
 
 
 Transform = tuple[str, Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]

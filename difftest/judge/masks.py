@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .compare import within
+
 
 def declaration_problem(output_masks: dict[str, str], inputs: dict[str, np.ndarray],
                         outputs: dict[str, tuple[int, ...]]) -> str | None:
@@ -64,9 +66,7 @@ def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate:
     if reference.shape != candidate.shape or reference.size == 0:
         return None
     r, a = tolerance_for(reference, rtol, atol)
-    with np.errstate(all="ignore"):
-        ref64, cand64 = reference.astype(np.float64), candidate.astype(np.float64)
-        bad = ~((np.abs(ref64 - cand64) <= a + r * np.abs(ref64)) | (np.isnan(ref64) & np.isnan(cand64)))
+    bad = ~within(reference, candidate, r, a)
     total = int(bad.sum())
     if not total:
         return None

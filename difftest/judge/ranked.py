@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..export.exporter import element_types
+
 INDEX_OPS = {"ArgMax": 0, "ArgMin": 0, "TopK": -1}  # op -> default axis
 
 
@@ -36,12 +38,7 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
                          "keepdims": bool(attrs.get("keepdims", 1))}
     if not found:
         return None
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
-    types.update({i.name: i.data_type for i in model.graph.initializer})
+    types = element_types(model)
     for output, info in list(found.items()):
         elem_type = types.get(info["source"])
         if not elem_type:
@@ -53,14 +50,10 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
     return (model.SerializeToString(), found) if found else None
 
 
-def evaluate(augmented: bytes, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
              ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """Run the augmented graph on ORT CPU; output name -> (ranked values, {op, axis, keepdims})."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(augmented, sess_options=options, providers=["CPUExecutionProvider"])
+    """Run the augmented graph (an ORT session of what ``augment`` returned); output name -> (ranked values,
+    {op, axis, keepdims})."""
     names = [info["name"] for info in found.values()]
     inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
     values = session.run(names, inputs)

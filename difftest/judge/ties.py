@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import format_index, format_value
+from .compare import format_index, format_value, within
 
 
 @dataclass
@@ -77,7 +77,7 @@ def gathered_ties(reference: np.ndarray, candidate: np.ndarray, ref_scores: np.n
         return None
     ref_rows = reference.reshape(k, -1)
     cand_rows = candidate.reshape(k, -1)
-    differing = ~np.all(_eq(ref_rows, cand_rows, rtol, atol), axis=1)
+    differing = ~np.all(within(ref_rows, cand_rows, rtol, atol), axis=1)
     if not differing.any():
         return None
     groups = np.unique(scores[differing])
@@ -102,12 +102,7 @@ def gathered_ties(reference: np.ndarray, candidate: np.ndarray, ref_scores: np.n
         f"order among equal scores is undefined, so compared as sets{note}"))
 
 
-def _eq(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return (np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (np.isnan(a64) & np.isnan(b64))
-
-
 def _same_rows(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
     order_a = np.lexsort(a.astype(np.float64).T[::-1])
     order_b = np.lexsort(b.astype(np.float64).T[::-1])
-    return bool(_eq(a[order_a], b[order_b], rtol, atol).all())
+    return bool(within(a[order_a], b[order_b], rtol, atol).all())

@@ -19,7 +19,7 @@ from ..record.tables import read_table
 from ..suite.probes import SYNTHETIC_PROBES
 from . import blame, masks, probe_rules
 from .classify import Verdict, classify, tolerance_for
-from .compare import format_value
+from .compare import as_float64, within
 from .ties import RankedValues
 
 CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
@@ -112,7 +112,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
 def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
                  tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
                  stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
-                 accumulated_from: str | None = None, unordered: dict[str, int] | None = None) -> None:
+                 accumulated_from: str | None, unordered: dict[str, int]) -> None:
     for backend in (reference, candidate):
         if (backend, probe) in rec.corrupted:
             found[(probe, "*")] = Verdict("crash", (
@@ -149,8 +149,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             info = json.loads(ranked_row["message"])
             ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
         masked = _declared_mask(rec, tolerances, probe, output, ref)
+        ignore = None
         if masked is not None:
-            cand, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
+            cand, ignore, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
         accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
         accumulated = None
         if accumulated_row is not None:
@@ -162,14 +163,14 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             candidate_reruns=rec.reruns(candidate, probe, output),
             ranked=ranked,
             accumulation=accumulated,
-            unordered_axis=(unordered or {}).get(output),
+            unordered_axis=unordered.get(output),
             siblings={o: pair for o, pair in siblings.items()
                       if o != output and pair[1] is not None and pair[0] is not None},
+            ignore=ignore,
         )
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
         if masked is not None:
-            _count_judged_only(verdict, ref.size, int(masks.broadcast_mask(masked[1], ref.shape).sum()))
             verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
         elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
             where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
@@ -239,57 +240,32 @@ def _itemsize(dtype: str) -> int:
 
 def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output: str,
                    reference: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """(mask input name, its values) when the case declared this output's padding ignorable."""
+    """(mask input name, where it is 1 over the output's shape) when the case declared this output's padding
+    ignorable."""
     name = (tolerances.get("output_masks") or {}).get(output)
     if not name:
         return None
     values = rec.array("input", probe, name)
-    if values is None or masks.broadcast_mask(values, reference.shape) is None:
-        return None
-    return name, values
-
-
-def _count_judged_only(verdict: Verdict, total: int, judged: int) -> None:
-    """Counts in a masked verdict's evidence and metrics are of the judged positions: the ignored ones were given
-    the reference's values, and counting them would say "all 1200 elements within" when 900 were judged."""
-    import re
-
-    def share(match: re.Match) -> str:
-        count = int(match.group(1))
-        return f"{count} of {judged} judged elements ({100 * count / max(judged, 1):.3g}%)"
-
-    text = verdict.evidence.replace(f"all {total} elements", f"all {judged} judged elements")
-    text = re.sub(rf"(\d+) of {total} elements \([\d.e+-]+%\)", share, text)
-    verdict.evidence = re.sub(rf"(\d+) of {total} elements\b", rf"\1 of {judged} judged elements", text)
-    m = verdict.metrics
-    if m is not None and m.count == total and judged:
-        m.count = judged
-        if m.mean_abs is not None:  # the ignored positions contributed zeros
-            mean = m.mean_abs * total / judged
-            verdict.evidence = verdict.evidence.replace(f"mean |Δ| {format_value(m.mean_abs)}",
-                                                        f"mean |Δ| {format_value(mean)}")
-            m.mean_abs = mean
+    keep = masks.broadcast_mask(values, reference.shape) if values is not None else None
+    return (name, keep) if keep is not None else None
 
 
 def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray],
-                  rtol: float | None, atol: float | None) -> tuple[np.ndarray, str]:
-    """The candidate with the reference's values where the mask is 0 (those positions are not judged), and a
-    sentence with what differs there."""
-    name, values = masked
-    keep = masks.broadcast_mask(values, reference.shape)
+                  rtol: float, atol: float) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The candidate with the reference's values where the mask is 0, those positions (left out of the
+    verdict's counts), and a sentence with what differs there."""
+    name, keep = masked
     if candidate.shape != reference.shape or candidate.dtype != reference.dtype:
-        return candidate, f"(the output mask {name!r} was not applied: the candidate's shape or dtype differs)"
-    judged = np.where(keep, candidate, reference)
-    with np.errstate(all="ignore"):
-        diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+        return candidate, None, f"(the output mask {name!r} was not applied: the candidate's shape or dtype differs)"
     outside = ~keep
-    within = np.isclose(candidate.astype(np.float64), reference.astype(np.float64), rtol=rtol or 0.0, atol=atol or 0.0,
-                        equal_nan=True) if reference.dtype.kind in "fc" else reference == candidate
-    beyond = outside & ~within
+    with np.errstate(all="ignore"):
+        diff = np.abs(as_float64(reference) - as_float64(candidate))
+    beyond = outside & ~within(reference, candidate, rtol, atol)
     largest = float(np.nanmax(np.where(outside, diff, 0.0))) if outside.any() else 0.0
-    return judged, (f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared "
-                    f"ignorable by the case and not judged: {int(beyond.sum())} of them beyond the tolerance, "
-                    f"largest |Δ| there {largest:.7g}.")
+    return np.where(keep, candidate, reference), outside, (
+        f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared ignorable by "
+        f"the case and not judged: {int(beyond.sum())} of them beyond the tolerance, largest |Δ| there "
+        f"{largest:.7g}.")
 
 
 def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..export.exporter import value_types
+
 NOISE_BUDGET = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 1e-4, "float64": 1e-9}
 MEMORY_CAP = 512 * 2**20
 TRIVIAL_OPS = {"Constant", "Identity"}
@@ -65,21 +67,6 @@ class Localization:
 
 
 # --- running graphs ------------------------------------------------------------------------------------
-
-
-def value_types(model) -> dict[str, Any]:
-    """ONNX type protos for every value name the model (after shape inference) knows."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
-    types = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type:
-            types[value.name] = value.type
-    return types
 
 
 def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], session_factory, cap: int = MEMORY_CAP
