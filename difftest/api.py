@@ -197,13 +197,13 @@ class Session:
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.started = time.time()
         self.capture_output = capture_output
-        self._unavailable: dict[str, str | None] = {}
         self._ids: set[str] = set()
         self._targets: list[str] = []
         from .record.tables import PartManifest
 
         self._manifest = PartManifest(self.run_dir)
-        self._environment: tuple[list[str], dict[str, Any]] | None = None  # (targets, facts)
+        self._backends: tuple[list[str], dict[str, str]] | None = None
+        self._row: dict[str, Any] | None = None  # the runs table's row, less what changes per check
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -278,40 +278,25 @@ class Session:
             self._targets.append(ref.path)
         self._write_runs_row()
         context = RunContext(run=self.run_id, reference=self.reference, oracle=self.oracle,
-                             candidates=self.candidates, skipped=self._skipped())
+                             candidates=self.candidates, skipped=self._availability()[1])
         comparisons = judge_case(case, tensors, context)
         return Result(self.run_dir, outcomes([case], comparisons), comparisons, title=f"difftest check {ref.id}")
 
     def _task(self, ref: Any) -> Any:
-        from .worker.task import Task
+        from .runner import task_for
 
-        cache_root = None
-        if self.config.use_cache:
-            from .export.cache import default_root
+        return task_for(self.config, ref, self.run_id, self.run_dir, self._availability()[0], self.reference,
+                        self.oracle)
 
-            cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_root()
-        return Task(ref=ref, run_id=self.run_id, backends=self._available(), reference=self.reference,
-                    exporter=self.config.exporter, artifacts_dir=str((self.run_dir / "onnx").resolve()),
-                    probes=list(self.config.probes), reruns=self.config.reruns,
-                    cache_dir=str(cache_root) if cache_root else None, localize_budget=self.config.localize_budget,
-                    control_budget=self.config.control_budget, max_tensor_bytes=self.config.max_tensor_bytes,
-                    reference_variants=[self.oracle] if self.oracle and self.oracle in self._available() else [])
+    def _availability(self) -> tuple[list[str], dict[str, str]]:
+        """(backends that run here, {backend: why not}), asked once per session."""
+        if self._backends is None:
+            from .backends.candidates import make
+            from .runner import availability
 
-    def _available(self) -> list[str]:
-        from .backends.candidates import make
-
-        for name in [self.reference, *([self.oracle] if self.oracle else []), *self.candidates]:
-            if name not in self._unavailable:
-                self._unavailable[name] = make(name).unavailable_reason()
-        if self._unavailable[self.reference]:
-            raise UsageError(f"the reference backend {self.reference!r} is not available: "
-                             f"{self._unavailable[self.reference]}")
-        return [n for n in [self.reference, *([self.oracle] if self.oracle else []), *self.candidates]
-                if not self._unavailable[n]]
-
-    def _skipped(self) -> dict[str, str]:
-        self._available()
-        return {name: reason for name, reason in self._unavailable.items() if reason}
+            self._backends = availability([self.reference, *self.candidates], self.reference, self.oracle,
+                                          lambda name: make(name).unavailable_reason())
+        return self._backends
 
     def _unique(self, name: str) -> str:
         """Case names are ids within a run: a second check of the same class gets a numbered name."""
@@ -323,18 +308,25 @@ class Session:
         return candidate
 
     def _write_runs_row(self) -> None:
+        """The runs table, kept current as checks arrive: its fixed facts (commit, GPU, versions, environment) are
+        asked once per session, the repositories again only when a check comes from another file."""
         from .record.tables import write_table
         from .runner import repositories, runs_row
         from .worker.pool import environment_facts
 
-        config = dataclasses.replace(self.config, targets=list(self._targets), out=str(self.run_dir))
-        row = runs_row(self.run_id, config, [self.reference, *self.candidates], self._available(), self._skipped(),
-                       self.reference, self.started)
-        if self._environment is None or self._environment[0] != self._targets:
-            self._environment = (list(self._targets),
-                                 {**environment_facts(), "repositories": repositories(self._targets)})
-        row.update(oracle=self.oracle, seconds=time.time() - self.started,
-                   finished=dt.datetime.now().isoformat(timespec="seconds"), environment=json.dumps(self._environment[1]))
+        if self._row is None:
+            available, skipped = self._availability()
+            self._row = runs_row(self.run_id, self.config, [self.reference, *self.candidates], available, skipped,
+                                 self.reference, self.started)
+            self._row.update(oracle=self.oracle, environment=environment_facts(), repositories={})
+        if self._row["targets"] != self._targets:
+            config = dataclasses.replace(self.config, targets=list(self._targets), out=str(self.run_dir))
+            self._row.update(targets=list(self._targets), config=json.dumps(dataclasses.asdict(config)),
+                             repositories=repositories(self._targets))
+        row = {**self._row, "seconds": time.time() - self.started,
+               "finished": dt.datetime.now().isoformat(timespec="seconds"),
+               "environment": json.dumps({**self._row["environment"], "repositories": self._row["repositories"]})}
+        row.pop("repositories")
         write_table(self.run_dir, "runs", [row])
 
     # -- the whole session -------------------------------------------------------------------------------------

@@ -53,6 +53,14 @@ class RunConfig:
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
 
+    def cache_root(self) -> Path | None:
+        """Where exports are cached for this run (None: not at all)."""
+        if not self.use_cache:
+            return None
+        from .export.cache import default_root
+
+        return Path(self.cache_dir) if self.cache_dir else default_root()
+
 
 @dataclass
 class RunResult:
@@ -225,7 +233,6 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     from .record.names import slug
     from .record.tables import PartManifest, consolidate, part_keys, read_table, write_table
     from .worker.pool import Failure
-    from .worker.task import Task
 
     run_dir, found, run_id, started = plan.run_dir, plan.found, plan.run_id, plan.started
     reference, oracle, requested = plan.reference, plan.oracle, plan.requested
@@ -237,18 +244,11 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
             raise UsageError(f"--resume: {run_dir} holds no run to resume")
         check_resumable(run_dir, config)
         run_id = read_table(run_dir, "runs")["run"][0]
-    skipped = {}
-    for name in requested + ([oracle] if oracle else []):
-        reason = plan.unavailable.get(make_backend(name).name)
-        if reason:
-            skipped[name] = reason
-    if reference in skipped:
-        raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
+    available, skipped = availability(requested, reference, oracle,
+                                      lambda name: plan.unavailable.get(make_backend(name).name))
     for name in config.require:
         if name in skipped:
             raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
-    available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
-    available.sort(key=lambda b: (b != reference, b != oracle))  # reference, oracle, then candidates
     run_row = runs_row(run_id, config, requested, available, skipped, reference, started)
     run_row["oracle"] = oracle
     run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
@@ -259,14 +259,8 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
     for name, reason in skipped.items():
         echo(f"  skipped backend {name}: {reason}")
-    cache_root = None
-    if config.use_cache:
-        from .export.cache import default_root
-
-        cache_root = Path(config.cache_dir) if config.cache_dir else default_root()
     logs = run_dir / "logs"
     logs.mkdir(exist_ok=True)
-    artifacts = (run_dir / "onnx").resolve()
     manifest = PartManifest(run_dir)
     done = part_keys(run_dir, "cases") & manifest.keys()
     expected = {slug(ref.id): ref for ref, _ in found}
@@ -275,11 +269,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         key = slug(ref.id)
         if key in done:
             continue
-        task = Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
-                    artifacts_dir=str(artifacts), threads=threads, probes=list(config.probes), reruns=config.reruns,
-                    cache_dir=str(cache_root) if cache_root else None, localize_budget=config.localize_budget,
-                    control_budget=config.control_budget, max_tensor_bytes=config.max_tensor_bytes,
-                    reference_variants=[oracle] if oracle else [])
+        task = task_for(config, ref, run_id, run_dir, available, reference, oracle, threads)
         tasks.append((task, str(logs / f"{key}.log")))
     pool.start(min(jobs, len(tasks)))
     cases_started = time.time()
@@ -323,6 +313,35 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         echo(f"difftest: required candidate(s) skipped in {len(missing)} case(s): {shown}")
         result.exit_code = ExitCode.USAGE_ERROR
     return result
+
+
+def availability(requested: list[str], reference: str, oracle: str | None,
+                 reason_of: Callable[[str], str | None]) -> tuple[list[str], dict[str, str]]:
+    """(the backends that run here: reference, oracle, then candidates; {backend: why it cannot run})."""
+    skipped = {}
+    for name in requested + ([oracle] if oracle else []):
+        reason = reason_of(name)
+        if reason:
+            skipped[name] = reason
+    if reference in skipped:
+        raise UsageError(f"the reference backend {reference!r} is not available: {skipped[reference]}")
+    available = [b for b in requested + ([oracle] if oracle else []) if b not in skipped]
+    available.sort(key=lambda b: (b != reference, b != oracle))
+    return available, skipped
+
+
+def task_for(config: RunConfig, ref: Any, run_id: str, run_dir: Path, available: list[str], reference: str,
+             oracle: str | None, threads: int | None = None) -> Any:
+    """What a worker (or ``difftest.check``, in the calling process) is given to run one case of this run."""
+    from .worker.task import Task
+
+    cache_root = config.cache_root()
+    return Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
+                artifacts_dir=str((run_dir / "onnx").resolve()), threads=threads, probes=list(config.probes),
+                reruns=config.reruns, cache_dir=str(cache_root) if cache_root else None,
+                localize_budget=config.localize_budget, control_budget=config.control_budget,
+                max_tensor_bytes=config.max_tensor_bytes,
+                reference_variants=[oracle] if oracle and oracle in available else [])
 
 
 RESUME_SETTINGS = ("targets", "backends", "keyword", "exporter", "probes", "reruns", "oracle", "shard")
@@ -437,9 +456,7 @@ def _baseline_changes(run_dir: Path, baseline: Path | None) -> set[tuple[str, st
 def _save_waivers(run_dir: Path, config: RunConfig) -> None:
     from .judge import waivers
 
-    path = Path(config.expectations) if config.expectations else waivers.DEFAULT_PATH
-    if config.expectations and not path.exists():
-        raise UsageError(f"--expectations {path}: no such file")
+    path = Path(config.expectations) if config.expectations else waivers.DEFAULT_PATH  # validate() checked it exists
     waivers.save(run_dir, waivers.load(path) if path.exists() else [], str(path) if path.exists() else None)
 
 

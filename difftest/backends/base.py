@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -24,6 +25,10 @@ class Subject:
     call: Any  # callable(*flat_tensors) -> list of output tensors (torch side)
     onnx_bytes: bytes | None = None
     graph_inputs: list[str] = field(default_factory=list)
+
+    def with_graph(self, exported: Any) -> "Subject":
+        """The same model with an exported graph (anything with ``onnx_bytes`` and ``graph_inputs``)."""
+        return dataclasses.replace(self, onnx_bytes=exported.onnx_bytes, graph_inputs=list(exported.graph_inputs))
 
 
 class Backend:

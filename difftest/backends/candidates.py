@@ -69,6 +69,8 @@ def make(spec: "str | Candidate", threads: int | None = None) -> Any:
 def with_settings(candidate: Candidate, **changes: str) -> str:
     """The candidate's name with some settings changed or added, in canonical order."""
     settings = {**dict(candidate.settings), **changes}
+    if not settings:
+        return candidate.backend
     return parse(f"{candidate.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
 
 

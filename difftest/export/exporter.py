@@ -166,29 +166,7 @@ def export(
         return ExportResult(exporter, time.perf_counter() - started,
                             error=in_user_terms(describe_exception(exc), list(flat.live_names)),
                             warnings=summarize_warnings(seen))
-    exporter_warnings = summarize_warnings(seen)
-    model, invalidated_by, failed = apply_transforms(model, named_transforms(transform))
-    if failed is not None:
-        return ExportResult(exporter, time.perf_counter() - started, error=failed[1], stage=failed[0],
-                            warnings=exporter_warnings)
-    data = model.SerializeToString()
-    initializers = {i.name for i in model.graph.initializer}
-    import hashlib
-
-    return ExportResult(
-        exporter,
-        time.perf_counter() - started,
-        onnx_bytes=data,
-        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        node_count=len(model.graph.node),
-        graph_inputs=[i.name for i in model.graph.input if i.name not in initializers],
-        graph_outputs=[o.name for o in model.graph.output],
-        digest=hashlib.sha256(data).hexdigest(),
-        warnings=exporter_warnings,
-        float_to_int_casts=float_to_int_casts(model),
-        invalidated_by=invalidated_by,
-        unordered_outputs=unordered_outputs(model),
-    )
+    return described(exporter, model, named_transforms(transform), started, summarize_warnings(seen))
 
 
 def unordered_outputs(model: Any) -> dict[str, int]:
@@ -255,6 +233,35 @@ def named_transforms(transform: Any) -> list[tuple[str, Any]]:
         return [("onnx_transform", transform)]
     return [(stage, step) for stage, step in transform if step is not None]
 
+
+def described(exporter: str, model: Any, steps: list[tuple[str, Any]], started: float,
+              warnings: list[str] | None = None) -> ExportResult:
+    """An export's result from its ONNX model: the (stage, transform) steps applied, then the graph's facts (opset,
+    nodes, inputs kept, outputs, digest, float-to-int casts, unordered outputs). Also how a recorded ONNX test
+    folder's model is described."""
+    import hashlib
+
+    warnings = list(warnings or [])
+    model, invalidated_by, failed = apply_transforms(model, steps)
+    if failed is not None:
+        return ExportResult(exporter, time.perf_counter() - started, error=failed[1], stage=failed[0],
+                            warnings=warnings)
+    data = model.SerializeToString()
+    initializers = {i.name for i in model.graph.initializer}
+    return ExportResult(
+        exporter,
+        time.perf_counter() - started,
+        onnx_bytes=data,
+        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+        node_count=len(model.graph.node),
+        graph_inputs=[i.name for i in model.graph.input if i.name not in initializers],
+        graph_outputs=[o.name for o in model.graph.output],
+        digest=hashlib.sha256(data).hexdigest(),
+        warnings=warnings,
+        float_to_int_casts=float_to_int_casts(model),
+        invalidated_by=invalidated_by,
+        unordered_outputs=unordered_outputs(model),
+    )
 
 def apply_transforms(model: Any, steps: list[tuple[str, Any]]) -> tuple[Any, list[str] | None, tuple[str, str] | None]:
     """Apply (stage, transform) steps in order: (the model, [stage, checker complaint] for the first step that made

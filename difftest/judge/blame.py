@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.candidates import with_settings
 from ..record.recorded import Recorded
 from .classify import Verdict, tolerance_for
 
@@ -140,7 +141,8 @@ def _untested_tf32(candidate: str, verdicts: dict[str, dict[Key, Verdict]]) -> s
     if backend is None or "tf32" not in getattr(backend, "settings", ()) or me.get("tf32") == "0" \
             or any(value == "0" for _, value in _siblings(candidate, list(verdicts), "tf32")):
         return ""
-    return (f" TF32 is not ruled out: no {_changed(me, {'tf32': '0'})} control ran in this run ({me.backend} uses "
+    control = with_settings(me, tf32="0")
+    return (f" TF32 is not ruled out: no {control} control ran in this run ({me.backend} uses "
             "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)")
 
 
@@ -155,7 +157,7 @@ def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ve
     if "fastpath" not in _settings_of(me) or me.get("fastpath") == "0":
         return None
     for changes in ({"fastpath": "0"}, {"fastpath": "0", "tf32": "0"}):
-        name = _changed(me, changes)
+        name = with_settings(me, **changes)
         other = verdicts.get(name, {}).get(key)
         if other is None or not other.passed:
             continue
@@ -173,12 +175,6 @@ def _settings_of(candidate: Any) -> tuple[str, ...]:
     from ..backends import REGISTRY
 
     return REGISTRY[candidate.backend].settings
-
-
-def _changed(candidate: Any, changes: dict[str, str]) -> str:
-    from ..backends.candidates import with_settings
-
-    return with_settings(candidate, **changes)
 
 
 def _rmse_to_oracle(context: "_Context", key: Key, names: tuple[str, ...]) -> list[float] | None:

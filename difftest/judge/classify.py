@@ -49,6 +49,7 @@ LABELS: dict[str, tuple[bool, int]] = {
     "crash": (False, 19),
 }
 WARNING_LABELS = {"dtype", "nondeterministic"}
+WRONG_VALUES = {"mismatch", "layout", "nonfinite", "shape"}  # the labels that say the values themselves are wrong
 
 
 def passes(label: str) -> bool:

@@ -13,11 +13,10 @@ import numpy as np
 
 from ..record.recorded import Recorded
 from ..suite.probes import describe
-from .classify import Verdict, passes
+from .classify import WRONG_VALUES, Verdict, passes
 from .compare import format_value
 
 Key = tuple[str, str]  # (probe, output); output "*" for a probe that failed as a whole
-WRONG_VALUES = {"mismatch", "layout", "nonfinite", "shape"}
 
 
 def apply(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str, reference: str) -> None:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..judge.classify import severity
+from ..judge.classify import WRONG_VALUES, severity
 
 LOG_TAIL_BYTES = 20_000
 PSEUDO_BACKENDS = {"input": "the probe's inputs", "ranked": "the values an index output ranked, from the graph",
@@ -139,7 +139,7 @@ def reproduce(case: dict[str, Any], run: dict[str, Any], outcomes: list[Any]) ->
     backends = ",".join(run["backends_requested"])
     commands = [f"difftest run {shlex.quote(path + '::' + case['name'])} --backends {shlex.quote(backends)}"]
     for o in outcomes:
-        if o.status in ("fail", "xfail") and o.label in ("mismatch", "layout", "nonfinite", "shape"):
+        if o.status in ("fail", "xfail") and o.label in WRONG_VALUES:
             commands.append(f"difftest localize {shlex.quote(path + '::' + case['name'])} --candidate "
                             f"{shlex.quote(o.candidate)} --probe {o.probe if o.probe not in (None, '*') else 'base'}")
             break

@@ -17,28 +17,19 @@ from ..suite.cases import Case
 from .task import Task, enter_stage
 
 
-def localize_failures(task: Task, built: Case, candidates: list[Any], tensors: list[dict[str, Any]],
-                       row: dict[str, Any], cache_keys: dict[str, str | None]) -> None:
-    """Localize each ONNX candidate whose base-probe outputs fail against the reference, within the budget.
+def localize_failures(task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]],
+                      row: dict[str, Any], cache_keys: dict[str, str | None]) -> None:
+    """Localize each ONNX candidate that fails on values on the base probe (``failing``: candidate -> probes, as
+    the case's own judge found them, tolerances included), within the budget.
 
     A localization is a function of the same things as its export (plus the candidate), so it is cached
     beside the export: a nightly run re-localizes only what changed."""
-    from ..judge.classify import classify
     from ..localize.divergence import localize
-    from ..record.tables import decode
 
     deadline = time.monotonic() + task.localize_budget
-    reference = {t["output"]: decode(t) for t in tensors
-                 if t["backend"] == task.reference and t["probe"] == "base" and t["status"] == "ok" and not t["rerun"]}
     found: dict[str, Any] = {}
     for candidate in candidates:
-        if not REGISTRY[candidate.backend].needs_onnx:
-            continue
-        outputs = [t for t in tensors if t["backend"] == candidate.name and t["probe"] == "base"
-                   and t["status"] == "ok" and not t["rerun"]]
-        failing = [t for t in outputs if t["output"] in reference
-                   and classify(reference[t["output"]], decode(t)).label in ("mismatch", "layout", "nonfinite", "shape")]
-        if not failing:
+        if not REGISTRY[candidate.backend].needs_onnx or "base" not in failing.get(candidate.name, ()):
             continue
         left = deadline - time.monotonic()
         if left <= 0:

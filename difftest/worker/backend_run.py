@@ -4,6 +4,7 @@ recorded ONNX test cases."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -24,10 +25,8 @@ def run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, di
     """Prepare ``backend`` once and run it on every probe (and its reruns), appending tensors rows.
     ``after_run`` is called with a stage description after every run (the model guard's check); ``full``
     compares outputs too large to store whole (see ``full_compare``)."""
-    if backend.device != "cpu":
-        with _device_lock(task, backend.device):  # one case at a time per GPU: timings and memory stay sane
-            _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
-    else:
+    # One case at a time per GPU: timings and memory stay sane.
+    with _device_lock(task, backend.device) if backend.device != "cpu" else contextlib.nullcontext():
         _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
 
 

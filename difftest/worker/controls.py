@@ -25,11 +25,12 @@ import json
 import time
 from typing import Any, Callable
 
-VALUE_FAILURES = {"mismatch", "layout", "nonfinite", "shape"}
+from ..backends.candidates import with_settings
 
 
 def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Candidate -> probes on which it has a value failure, by the same judge the parent runs."""
+    from ..judge.classify import WRONG_VALUES
     from ..judge.verdicts import RunContext, judge_case
 
     variants = set(task.reference_variants or ())
@@ -38,25 +39,27 @@ def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, A
                          skipped={}, oracle=next(iter(variants), None))
     failing: dict[str, set[str]] = {}
     for comparison in judge_case({**row, "status": "ok", "controls": None}, tensors, context):
-        if comparison["label"] in VALUE_FAILURES and comparison["probe"] != "*":
+        if comparison["label"] in WRONG_VALUES and comparison["probe"] != "*":
             failing.setdefault(comparison["candidate"], set()).add(comparison["probe"])
     return failing
 
 
 def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], probes: dict[str, dict[str, Any]],
                  graph_for: Callable[[Any], Any], module: Any = None,
-                 without_rewrite: Callable[[Any], Any] | None = None) -> None:
+                 without_rewrite: Callable[[Any], Any] | None = None,
+                 failing: dict[str, set[str]] | None = None) -> None:
     """Run the controls for every candidate that fails on values. ``graph_for(candidate)`` gives the subject a
     control of that candidate runs (the candidate's export; the eager model for eager candidates), or None;
     ``module`` is the case's model (are there attention modules?); ``without_rewrite(candidate)`` exports without
-    the case's own onnx_transform (None when the case has none)."""
+    the case's own onnx_transform (None when the case has none); ``failing``: what ``failing_candidates`` found,
+    when the caller has it already."""
     from ..backends import REGISTRY
     from ..backends.candidates import Candidate, parse
     from .backend_run import run_backend
     from .task import enter_stage
 
     deadline = time.monotonic() + task.control_budget
-    failing = failing_candidates(task, row, tensors)
+    failing = failing_candidates(task, row, tensors) if failing is None else failing
     controls: dict[str, dict[str, Any]] = {}
     present = set(task.backends)
     for name, failing_probes in failing.items():
@@ -71,7 +74,7 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
             wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
                               "because": f"the ONNX specification's opinion on the graph {name} ran"})
             if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
-                wanted.append({"name": _with(candidate, opt="disable"),
+                wanted.append({"name": with_settings(candidate, opt="disable"),
                                "because": f"does an ORT graph optimization change {name}'s result?"})
         for control in wanted:
             control_name = control["name"]
@@ -109,13 +112,13 @@ def _precision_controls(candidate: Any, module: Any) -> list[dict[str, str]]:
     settings = REGISTRY[candidate.backend].settings
     wanted = []
     if "tf32" in settings and candidate.get("tf32") != "0":
-        wanted.append({"name": _with(candidate, tf32="0"),
+        wanted.append({"name": with_settings(candidate, tf32="0"),
                        "because": f"does the gap close with TF32 off? ({candidate.backend} uses TF32 by default)"})
     if "fastpath" in settings and candidate.get("fastpath") != "0" and _has_attention(module):
-        wanted.append({"name": _with(candidate, fastpath="0"),
+        wanted.append({"name": with_settings(candidate, fastpath="0"),
                        "because": "does the gap close with nn.MultiheadAttention's inference fast path off?"})
         if "tf32" in settings:
-            wanted.append({"name": _with(candidate, fastpath="0", tf32="0"),
+            wanted.append({"name": with_settings(candidate, fastpath="0", tf32="0"),
                            "because": "with both the attention fast path and TF32 off"})
     return wanted
 
@@ -127,26 +130,15 @@ def _has_attention(module: Any) -> bool:
     return isinstance(module, torch.nn.Module) and any(isinstance(m, kinds) for m in module.modules())
 
 
-def _with(candidate: Any, **changes: str) -> str:
-    from ..backends.candidates import with_settings
-
-    return with_settings(candidate, **changes)
-
-
 def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
     """``base`` with the candidate's settings among ``keys`` (so it runs the same export)."""
-    from ..backends.candidates import parse
-
-    settings = {k: v for k, v in candidate.settings if k in keys}
-    if not settings:
-        return base.name
-    return parse(f"{base.backend}[{','.join(f'{k}={v}' for k, v in settings.items())}]").name
+    return with_settings(base, **{k: v for k, v in candidate.settings if k in keys})
 
 
 def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any, graph: Any, row: dict[str, Any],
                      tensors: list[dict[str, Any]]) -> dict[str, Any]:
     """Run ``candidate`` on the export without the case's own onnx_transform: does the rewrite make the gap?"""
-    from ..backends import REGISTRY, Subject
+    from ..backends import REGISTRY
     from ..judge.classify import classify
     from ..judge.verdicts import output_tolerance
     from ..record.tables import decode
@@ -155,8 +147,7 @@ def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any
         return {"kind": "fact", "ran": False, "candidate": candidate.name,
                 "reason": f"the export without the rewrite failed: {(raw.error or '')[:300]}"}
     backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
-    subject = Subject(graph.module, graph.input_names, graph.output_names, graph.call, onnx_bytes=raw.onnx_bytes,
-                      graph_inputs=raw.graph_inputs)
+    subject = graph.with_graph(raw)
     scratch: list[dict[str, Any]] = []
     from .backend_run import run_backend
 

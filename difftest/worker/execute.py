@@ -193,16 +193,14 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
                            Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
                            json.loads(row.get("tolerances") or "{}"))
     try:
-        _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, flat, signature,
-                        output_names, guard, full)
+        _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, guard, full)
     finally:
         full.close()
 
 
 def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]],
                     candidates: list[Any], exports: "CaseExports", probes: dict[str, dict[str, np.ndarray]],
-                    subject: Subject, flat: Any, signature: Any, output_names: list[str], guard: Any,
-                    full: Any) -> None:
+                    subject: Subject, guard: Any, full: Any) -> None:
     for candidate in candidates:
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         run_subject = subject
@@ -212,8 +210,7 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
                 tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
                                           message=exported.error))
                 continue
-            run_subject = Subject(built.module, list(signature.names), output_names, flat,
-                                  onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs)
+            run_subject = subject.with_graph(exported)
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
         run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
                     after_run=guard.check if backend.runs_the_model else None, full=full)
@@ -224,7 +221,12 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
         name = export_name(key)
         if exported.ok and differing.get(name):
             wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
-            record_graph_evidence(task, exported.onnx_bytes, output_names, wanted, tensors, name)
+            record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors, name)
+    failing: dict[str, set[str]] = {}
+    if task.control_budget > 0 or task.localize_budget > 0:
+        from .controls import failing_candidates
+
+        failing = failing_candidates(task, row, tensors)  # judged once, for the controls and the localization
     if task.control_budget > 0:
         from .controls import run_controls
 
@@ -232,20 +234,19 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
             if not REGISTRY[candidate.backend].needs_onnx:
                 return subject
             exported = exports.get(candidate.export_key(row["exporter"]))
-            return Subject(subject.module, subject.input_names, subject.output_names, subject.call,
-                           onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs) if exported.ok else None
+            return subject.with_graph(exported) if exported.ok else None
 
         without_rewrite = None
         if built.onnx_transform is not None:
             def without_rewrite(candidate: Any) -> ExportResult:
                 return exports.raw(candidate.export_key(row["exporter"]))
 
-        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite)
+        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite, failing)
     row["state_changes"] = guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
 
-        localize_failures(task, built, candidates, tensors, row,
+        localize_failures(task, built, candidates, failing, row,
                           {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
 
 
@@ -255,7 +256,7 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
     tolerance. Graph evidence (ranked values, summation magnitudes) is only worth evaluating there."""
     from ..backends.candidates import export_name
     from ..judge.classify import tolerance_for
-    from ..judge.compare import bit_identical
+    from ..judge.compare import bit_identical, within
     from ..judge.verdicts import output_tolerance
     from ..record.tables import decode
 
@@ -281,12 +282,7 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
                 continue
             if bit_identical(ref, cand):
                 continue
-            rtol, atol = tolerance_for(ref, *output_tolerance(tolerances, t["output"]))
-            with np.errstate(all="ignore"):
-                wide_ref, wide_cand = ref.astype(np.float64), cand.astype(np.float64)
-                beyond = np.abs(wide_ref - wide_cand) > atol + rtol * np.abs(wide_ref)
-                beyond &= ~(np.isnan(wide_ref) & np.isnan(wide_cand))
-            if beyond.any():
+            if not within(ref, cand, *tolerance_for(ref, *output_tolerance(tolerances, t["output"]))).all():
                 found.setdefault(name, set()).add(t["probe"])
     return found
 
@@ -329,15 +325,16 @@ class CaseExports:
 
     def get(self, key: tuple[str, str | None]) -> ExportResult:
         if key not in self.done:
-            self.done[key] = self._export(key)
+            self.done[key], self.keys[key] = self._export(key)
             record_export(self.row, key, self.done[key], self.signature.names, self.task)
         return self.done[key]
 
     def raw(self, key: tuple[str, str | None]) -> ExportResult:
         """The export without the case's own onnx_transform (a control: did the case's rewrite make the gap?)."""
-        return self._export(key, with_case_rewrite=False)
+        return self._export(key, with_case_rewrite=False)[0]
 
-    def _export(self, key: tuple[str, str | None], with_case_rewrite: bool = True) -> ExportResult:
+    def _export(self, key: tuple[str, str | None], with_case_rewrite: bool = True) -> tuple[ExportResult, str | None]:
+        """The export and its cache key (None without a cache)."""
         from ..backends.candidates import export_name
         from ..export.transforms import steps
         from ..suite.model_io import FlatModule
@@ -358,11 +355,10 @@ class CaseExports:
                 "dynamic_axes": self.built.dynamic_axes, "outputs": self.output_names, "frozen": sorted(self.frozen),
                 "arg_constants": [repr(c) for c, slot in zip(sig.arg_constants, sig.arg_slots) if slot is None],
                 "kw_constants": repr(sig.kw_constants)})
-            self.keys[key] = cache_key
             cached = cache.get(cache_key)
             if cached is not None:
                 cached.cached = True
-                return cached
+                return cached, cache_key
         live = tuple(t.clone() for n, t in zip(self.signature.names, self.example) if n not in self.frozen)
         result = export(FlatModule(self.built.module, self.signature, self.frozen).for_export(), live, self.output_names,
                         exporter=exporter, opset=self.built.opset, dynamic_axes=self.built.dynamic_axes,
@@ -370,7 +366,7 @@ class CaseExports:
         self.guard.check(f"the {exporter} export")
         if cache is not None:
             cache.put(cache_key, result)
-        return result
+        return result, cache_key
 
     def warnings(self) -> list[str]:
         found: list[str] = []

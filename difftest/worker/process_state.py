@@ -28,12 +28,13 @@ _TIMERS = [t for t in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasatt
 
 @dataclass
 class Item:
-    """One piece of process state: how to read it, how to put it back (None: it cannot be)."""
+    """One piece of process state: how to read it, how to put it back (None: it cannot be), and how to say what
+    a case changed (``change(before, now)``; None: nothing worth reporting, put back silently)."""
 
     name: str
     read: Callable[[], Any]
     write: Callable[[Any], None] | None
-    describe: Callable[[Any], str] = repr
+    change: Callable[[Any, Any], str | None] = lambda before, now: _repr_change(before, now)
 
 
 @dataclass
@@ -61,21 +62,25 @@ def _items() -> list[Item]:
         Item("intra-op threads", torch.get_num_threads, torch.set_num_threads),
         Item("inter-op threads", torch.get_num_interop_threads, None),
         Item("float32 matmul precision", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
-        Item("TF32 and reduced-precision flags", _precision_flags, _set_precision_flags),
+        Item("TF32 and reduced-precision flags", _precision_flags, _set_precision_flags, _dict_change),
+        # every stage reseeds: putting the random state back is hygiene, not a finding
         Item("random state (random, numpy, torch)",
              lambda: (random.getstate(), np.random.get_state(), torch.get_rng_state()),
              lambda v: (random.setstate(v[0]), np.random.set_state(v[1]), torch.set_rng_state(v[2])),
-             lambda v: "seeded"),
-        Item("numpy error handling", np.geterr, lambda v: np.seterr(**v)),
-        Item("signal handlers", _handlers, _set_handlers, lambda v: f"{len(v)} handlers"),
-        Item("alarms and interval timers", _timers, _set_timers),
+             lambda before, now: None),
+        Item("numpy error handling", np.geterr, lambda v: np.seterr(**v), _dict_change),
+        Item("signal handlers", _handlers, _set_handlers, _handlers_change),
+        Item("alarms and interval timers", _timers, _set_timers, _dict_change),
         Item("working directory", os.getcwd, os.chdir),
-        Item("environment variables", lambda: dict(os.environ), _set_environment, _environment_summary),
-        Item("warnings filters", lambda: list(warnings.filters), _set_filters, lambda v: f"{len(v)} filters"),
+        Item("environment variables", lambda: dict(os.environ), _set_environment, describe_environment_change),
+        Item("warnings filters", lambda: list(warnings.filters), _set_filters,
+             lambda before, now: f"{len(before)} filters → {len(now)} filters"),
         Item("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
-        Item("sys.path", _path, _set_path, lambda v: f"{len(v)} entries"),
-        Item("file creation mask", _umask, os.umask, oct),
-        Item("threads", _threads, None, lambda v: ", ".join(v) or "none"),
+        Item("sys.path", _path, _set_path, lambda before, now: f"{len(before)} entries → {len(now)} entries"),
+        Item("file creation mask", _umask, os.umask, lambda before, now: f"{oct(before)} → {oct(now)}"),
+        # threads that ended are no change; threads the case left running cannot be stopped: the worker retires
+        Item("threads", _threads, None, lambda before, now: None if set(now) <= set(before) else
+             f"{', '.join(before) or 'none'} → {', '.join(now) or 'none'}"),
     ]
     if hasattr(torch, "get_default_device"):
         items.append(Item("default device", lambda: str(torch.get_default_device()), torch.set_default_device))
@@ -105,21 +110,12 @@ def restore(saved: Snapshot) -> Restored:
             continue
         if _same(before, now):
             continue
-        if item.name == "random state (random, numpy, torch)":
-            item.write(before)  # every stage reseeds; putting it back is hygiene, not a finding
+        said = item.change(before, now)
+        if said is None:
+            if item.write is not None:
+                item.write(before)
             continue
-        if item.name == "threads" and set(now) <= set(before):
-            continue
-        if item.name == "environment variables":
-            change = f"{item.name}: {describe_environment_change(before, now)}"
-        elif isinstance(before, dict) and isinstance(now, dict) and item.name != "signal handlers":
-            keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            change = f"{item.name}: " + ", ".join(f"{k} {before.get(k)} → {now.get(k)}" for k in keys[:6])
-        elif item.name == "signal handlers":
-            keys = sorted(k for k in set(before) | set(now) if before.get(k) is not now.get(k))
-            change = f"{item.name}: " + ", ".join(signal.Signals(k).name for k in keys[:6]) + " replaced"
-        else:
-            change = f"{item.name}: {_shorten(item.describe(before))} → {_shorten(item.describe(now))}"
+        change = f"{item.name}: {said}"
         if item.write is None:
             result.unrestorable.append(change)
             continue
@@ -222,8 +218,18 @@ def _set_environment(saved: dict[str, str]) -> None:
             os.environ[key] = value
 
 
-def _environment_summary(env: dict[str, str]) -> str:
-    return f"{len(env)} variables"
+def _repr_change(before: Any, now: Any) -> str:
+    return f"{_shorten(repr(before))} → {_shorten(repr(now))}"
+
+
+def _dict_change(before: dict, now: dict) -> str:
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return ", ".join(f"{k} {before.get(k)} → {now.get(k)}" for k in keys[:6])
+
+
+def _handlers_change(before: dict, now: dict) -> str:
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) is not now.get(k))
+    return ", ".join(signal.Signals(k).name for k in keys[:6]) + " replaced"
 
 
 def _set_filters(filters: list) -> None:

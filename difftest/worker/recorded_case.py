@@ -46,6 +46,7 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
             record_export(row, key, exports[key], test.input_names, task)
         return exports[key]
 
+    recorded = Subject(None, list(test.input_names), list(test.output_names), None)  # no PyTorch model: graphs only
     for spec in task.backends:
         candidate = parse(spec)
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
@@ -59,9 +60,7 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
             tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=model.stage,
                                       message=model.error))
             continue
-        run_subject = Subject(None, list(test.input_names), list(test.output_names), None,
-                              onnx_bytes=model.onnx_bytes, graph_inputs=model.graph_inputs)
-        run_backend(task, backend, run_subject, probes, tensors, task.reruns, name=candidate.name)
+        run_backend(task, backend, recorded.with_graph(model), probes, tensors, task.reruns, name=candidate.name)
     for key, model in exports.items():
         if model.ok:
             record_graph_evidence(task, model.onnx_bytes, list(test.output_names), probes, tensors,
@@ -71,33 +70,18 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
 
         def graph_for(candidate: Any) -> Subject | None:
             model = model_for(("recorded", candidate.get("transform")))
-            return Subject(None, list(test.input_names), list(test.output_names), None, onnx_bytes=model.onnx_bytes,
-                           graph_inputs=model.graph_inputs) if model.ok else None
+            return recorded.with_graph(model) if model.ok else None
 
         run_controls(task, row, tensors, probes, graph_for)
 
 
 def _transformed(model_bytes: bytes, transform: list[tuple[str, Any]]) -> ExportResult:
     """The folder's model, after the case's and the candidate's transforms, described like an export."""
-    import hashlib
     import time
 
     import onnx
 
-    from ..export.exporter import apply_transforms, unordered_outputs
+    from ..export.exporter import described
 
     started = time.perf_counter()
-    model = onnx.load_from_string(model_bytes)
-    model, invalidated_by, failed = apply_transforms(model, transform)
-    if failed is not None:
-        return ExportResult("recorded", time.perf_counter() - started, error=failed[1], stage=failed[0])
-    data = model.SerializeToString()
-    initializers = {i.name for i in model.graph.initializer}
-    return ExportResult(
-        "recorded", time.perf_counter() - started, onnx_bytes=data,
-        opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-        node_count=len(model.graph.node),
-        graph_inputs=[i.name for i in model.graph.input if i.name not in initializers],
-        graph_outputs=[o.name for o in model.graph.output], digest=hashlib.sha256(data).hexdigest(),
-        invalidated_by=invalidated_by, unordered_outputs=unordered_outputs(model),
-    )
+    return described("recorded", onnx.load_from_string(model_bytes), transform, started)
