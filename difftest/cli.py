@@ -170,7 +170,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
 def _run(args: argparse.Namespace) -> ExitCode:
     """``difftest run``: the options as :func:`difftest.run` takes them, progress printed as it goes."""
     from .api import run
-    from .backends.candidates import split_specs
+    from .backends.candidates import parse_list, split_specs
     from .suite.probes import parse_probes
 
     try:
@@ -184,30 +184,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
         oracle=not args.no_oracle, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         expectations=args.expectations, baseline=args.baseline, shard=args.shard, durations=args.durations,
         localize_budget=args.localize_budget, control_budget=args.control_budget, isolate=args.isolate,
-        require=[c.name for c in _parsed(args.require)] if args.require else [],
+        require=[c.name for c in parse_list(args.require)] if args.require else [],
     )
     print()
     print(result.summary())
-    return result.exit_code
-
-
-def _parsed(text: str) -> list:
-    from .backends.candidates import parse_list
-
-    return parse_list(text)
-
-
-def _print_summary(result) -> ExitCode:
-    """The one-screen summary of a finished (or merged) run; returns its exit code."""
-    import json
-
-    from .record.tables import read_table
-    from .report.summary import format_summary
-
-    cases = read_table(result.run_dir, "cases").to_dicts()
-    run_row = read_table(result.run_dir, "runs").to_dicts()[0]
-    print(format_summary(result.run_dir, cases, result.outcomes, json.loads(run_row["backends_skipped"] or "{}"),
-                         run_row["seconds"], result.waivers))
     return result.exit_code
 
 
@@ -253,11 +233,14 @@ def format_localization(result) -> str:
 
 
 def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:
+    from .api import Run
     from .nightly.shards import check_run_dir, merge
     from .runner import finish
 
     merged = merge([check_run_dir(d) for d in run_dirs], out)
-    return _print_summary(finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None))
+    run = Run(finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None))
+    print(run.summary())
+    return run.exit_code
 
 
 def _compare(base: Path, new: Path, out: Path | None, growth: float) -> ExitCode:

@@ -426,7 +426,7 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     runs = read_table(run_dir, "runs").to_dicts()
     phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}
     began = time.time()
-    render(run_dir, phases=phases, new_failures=new_keys)
+    render(run_dir, phases=phases, new_failures=new_keys, judged=(cases, comparisons, results, waiver_report))
     phases["report"] = time.time() - began
     runs[0]["phase_seconds"] = json.dumps(phases)
     write_table(run_dir, "runs", runs)

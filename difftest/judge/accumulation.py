@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..export.exporter import element_types
+from ..record.names import ACCUMULATION
 
 ACCUMULATING = {"ReduceSum": (0,), "ReduceMean": (0,), "CumSum": (0,), "MatMul": (0, 1), "Gemm": (0, 1, 2),
                 "Conv": (0, 1, 2)}
 PASS_THROUGH = {"Identity", "Cast"}  # value-preserving (a float Cast only)
 RESHAPING = {"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"}  # move values, replayed on the magnitude
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
-PSEUDO = "accumulation"
+PSEUDO = ACCUMULATION
 
 
 def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str, dict[str, Any]]] | None:

@@ -1,7 +1,15 @@
 """Names of the pseudo-backends whose rows the tensors table holds beside real backends."""
 
-RANKED = "ranked"  # the values behind index outputs (ArgMax/TopK inputs), see ``ranked``
+RANKED = "ranked"  # the values behind index outputs (ArgMax/TopK inputs), see ``judge.ranked``
 INPUTS = "input"  # each probe's input arrays
+ACCUMULATION = "accumulation"  # Σ|x| behind accumulated outputs, see ``judge.accumulation``
+PSEUDO_BACKENDS = {INPUTS: "the probe's inputs", RANKED: "the values an index output ranked, from the graph",
+                   ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)"}
+
+
+def pseudo_backend(name: str) -> str | None:
+    """What a pseudo-backend's rows hold (``ranked:<export>`` included), or None for a backend that ran."""
+    return PSEUDO_BACKENDS.get(name.split(":", 1)[0])
 
 
 def slug(case_id: str) -> str:

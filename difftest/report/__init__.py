@@ -20,6 +20,7 @@ from typing import Any
 
 from ..backends.candidates import variant_findings
 from ..judge.classify import LABELS, severity
+from ..record.names import PSEUDO_BACKENDS, pseudo_backend
 from ..record.recorded import Recorded
 from ..record.tables import read_table
 from .charts import copy_assets
@@ -46,19 +47,24 @@ def environment():
 
 
 def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,
-           new_failures: set[tuple[str, str]] | None = None) -> Path:
-    """Write index.html, one page per case and repro bundles for failures; returns the index path."""
+           new_failures: set[tuple[str, str]] | None = None, judged: tuple[list, list, list, Any] | None = None
+           ) -> Path:
+    """Write index.html, one page per case and repro bundles for failures; returns the index path. ``judged``:
+    (cases, comparisons, outcomes, waiver report) when the caller has read and judged them already."""
     from ..judge.expectations import run_outcomes
     from ..record.names import slug
     from . import case_view, index_view, triage
-    from .history import trend
+    from .history import by_case as worst_by_case, trend, worst_ratios
     from .logs import warnings_digest
 
     run = read_table(run_dir, "runs").to_dicts()[0]
-    cases = read_table(run_dir, "cases").to_dicts()
     tensors = read_table(run_dir, "tensors", without_data=True).to_dicts()
-    comparisons = read_table(run_dir, "comparisons").to_dicts()
-    outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
+    if judged is None:
+        cases = read_table(run_dir, "cases").to_dicts()
+        comparisons = read_table(run_dir, "comparisons").to_dicts()
+        outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
+    else:
+        cases, comparisons, outcomes, waiver_report = judged
     env = environment()
 
     page_of = triage.case_page
@@ -69,27 +75,22 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     by_case: dict[str, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         by_case[o.case][o.candidate] = o
-    worst_ratio: dict[str, float] = {}
-    for c in comparisons:
-        if c.get("tolerance_ratio") is not None:
-            worst_ratio[c["case"]] = max(worst_ratio.get(c["case"], 0.0), c["tolerance_ratio"])
-    history = trend(run_dir, outcomes, worst_ratio)
+    worst = worst_ratios(comparisons)
+    history = trend(run_dir, outcomes, worst_by_case(worst))
     rows = []
     for case in cases:
         cells = [by_case[case["case"]].get(c) for c in candidates]
         statuses = [cell.status for cell in cells if cell is not None]
-        worst = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
+        status = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
         since = {c: history["since"].get((case["case"], c)) for c in candidates} if history else {}
         spark = index_view.sparkline(history["series"].get(case["case"], [])) if history else None
-        rows.append({"case": case, "page": page_of(case["case"]), "cells": cells, "status": worst,
+        rows.append({"case": case, "page": page_of(case["case"]), "cells": cells, "status": status,
                      "since": since, "spark": spark})
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
     groups = triage.group_failures(outcomes, new_failures)
     patterns = triage.common_patterns(groups)
-    failing_pages = []
-    for group in groups:
-        if page_of(group.case) not in failing_pages:
-            failing_pages.append(page_of(group.case))
+    failing_pages = list(dict.fromkeys(page_of(group.case) for group in groups))  # in triage order
+    failing_position = {page: i for i, page in enumerate(failing_pages)}
     # skipped and not-applicable results have their status card; a label card would count them twice
     label_counts = sorted(Counter(o.label for o in outcomes if o.status not in ("not_applicable", "skipped")).items(),
                           key=lambda kv: (severity(kv[0]) * -1, kv[0]))
@@ -97,11 +98,13 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     index = run_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        groups=groups, headline=triage.headline(groups), patterns=patterns, patterned=[g for p in patterns for g in p.groups], anchor=triage.candidate_anchor, page_of=page_of,
+        groups=groups, headline=triage.headline(groups, patterns), patterns=patterns,
+        patterned=[g for p in patterns for g in p.groups], page_of=page_of,
+        evidence_link=triage.evidence_link,
         has_baseline=new_failures is not None, labels=list(LABELS), history=history,
         slowest=index_view.slowest(cases, tensors, page_of), waivers=waiver_report,
         numeric=index_view.numeric_breakdown(outcomes), class_flips=triage.class_flips(comparisons),
-        strip=index_view.error_strip(comparisons, candidates, [r["case"]["case"] for r in rows]),
+        strip=index_view.error_strip(worst, candidates, [r["case"]["case"] for r in rows]),
         warnings=warnings_digest(run_dir, cases),
         tags=sorted({t for c in cases for t in (c["tags"] or [])}),
         suites=sorted({c["suite"] for c in cases}),
@@ -127,9 +130,9 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
                                                  c["output"]))
         outcomes_here = [o for o in row["cells"] if o is not None]
         details, repro = [], None
+        identical = case_view.identical_outputs(tensors_by_case[case["case"]], candidates)
         if case["case"] in looked_at:
             rec = Recorded(case_tensors(case["case"]).to_dicts())
-            identical = case_view.identical_outputs(tensors_by_case[case["case"]], candidates)
             details = comparison_details(case, case_comparisons, rec, charts=charts, identical=identical)
             bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]),
                                  unexpected={o.candidate for o in outcomes_here if o.status == "fail"})
@@ -139,7 +142,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
                                     {"exporter": case.get("exporter") or "dynamo"})
         localization = json.loads(case.get("localization") or "{}")
         failing_localized, informative = case_view.split_localization(localization, outcomes_here)
-        position = failing_pages.index(row["page"]) if row["page"] in failing_pages else None
+        position = failing_position.get(row["page"])
         case_tensor_rows = sorted(tensors_by_case[case["case"]],
                                   key=lambda t: (order.get(t["probe"], 99), t["output"] or "", t["backend"],
                                                  t["rerun"] or 0))
@@ -148,14 +151,14 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
             passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes_here),
             comparisons=case_comparisons, details=details, repro=repro, tensors=case_tensor_rows,
             failures=[t for t in case_tensor_rows if t["status"] == "error"],
-            identical=case_view.identical_outputs(case_tensor_rows, candidates),
-            pseudo=case_view.pseudo_backend, log=case_view.log_tail(run_dir, case.get("log")),
+            identical=identical,
+            pseudo=pseudo_backend, pseudo_backends=PSEUDO_BACKENDS, log=case_view.log_tail(run_dir, case.get("log")),
             variants=findings, exports=json.loads(case.get("exports") or "{}"),
             localization=failing_localized, informative_localization=informative,
             traced=case_view.traced_probes(case), invalid_probes=case_view.invalid_probes(case_comparisons),
             controls=case_view.controls(case, case_comparisons),
             not_localized=case_view.not_localized(outcomes_here, localization),
-            reproduce=case_view.reproduce(case, run, outcomes_here), since=row["since"],
+            reproduce=case_view.reproduce(case, run, outcomes_here),
             previous=f"../{failing_pages[position - 1]}" if position else None,
             next=f"../{failing_pages[position + 1]}" if position is not None and position + 1 < len(failing_pages)
             else None, first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",

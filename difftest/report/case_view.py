@@ -12,8 +12,7 @@ from typing import Any
 from ..judge.classify import WRONG_VALUES, severity
 
 LOG_TAIL_BYTES = 20_000
-PSEUDO_BACKENDS = {"input": "the probe's inputs", "ranked": "the values an index output ranked, from the graph",
-                   "accumulation": "Σ|x| behind an accumulated output, from the graph (the summation bound)"}
+
 
 
 def traced_probes(case: dict[str, Any]) -> list[str]:
@@ -119,10 +118,10 @@ def split_localization(localization: dict[str, Any], outcomes: list[Any]) -> tup
 
 
 def log_tail(run_dir: Path, log: str | None) -> str | None:
-    if not log:
-        return None
-    path = (run_dir / log).resolve()
-    if not path.is_file() or run_dir.resolve() not in path.parents:
+    from ..record.tables import run_artifact
+
+    path = run_artifact(run_dir, log)
+    if path is None:
         return None
     with path.open("rb") as handle:
         handle.seek(0, 2)
@@ -157,8 +156,3 @@ def _relative_to_repository(path: str, environment: dict[str, Any]) -> str:
         except ValueError:
             continue
     return path
-
-
-def pseudo_backend(name: str) -> str | None:
-    """What an internal pseudo-backend's rows are, or None for a real backend."""
-    return PSEUDO_BACKENDS.get(name.split(":", 1)[0])

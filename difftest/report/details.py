@@ -14,6 +14,7 @@ import numpy as np
 
 from ..judge.classify import LABELS
 from ..judge.compare import format_value
+from ..record.names import pseudo_backend
 from ..record.recorded import Recorded
 
 MAX_DETAILED = 6
@@ -213,7 +214,7 @@ def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str,
         (data_set / f"output_{i}.pb").write_bytes(
             numpy_helper.from_array(rec.array(reference, probe, name), name).SerializeToString())
     for backend in rec.order:
-        if backend in ("input",) or backend.startswith("ranked"):
+        if pseudo_backend(backend):  # inputs and graph evidence are not a backend's outputs
             continue
         arrays = [rec.array(backend, probe, name) for name in outputs]
         if any(a is None for a in arrays):

@@ -44,7 +44,7 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
         except Exception:
             continue  # a damaged old run must not break today's report
         history.append((path.name, {(o.case, o.candidate): o.label for o in results}))
-        per_case.append(_worst_ratio(comparisons))
+        per_case.append(by_case(worst_ratios(comparisons)))
     history.append((run_dir.name, {(o.case, o.candidate): o.label for o in current}))
     per_case.append(ratios or {})
     counts = [(name, dict(Counter(labels.values()).most_common())) for name, labels in history]
@@ -62,13 +62,23 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
             "current": run_dir.name, "series": series}
 
 
-def _worst_ratio(comparisons: list[dict[str, Any]]) -> dict[str, float]:
-    worst: dict[str, float] = {}
+def worst_ratios(comparisons: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """(candidate, case) -> the largest |Δ| ÷ (atol + rtol·|reference|) over its comparisons."""
+    worst: dict[tuple[str, str], float] = {}
     for c in comparisons:
         ratio = c.get("tolerance_ratio")
         if ratio is not None:
-            worst[c["case"]] = max(worst.get(c["case"], 0.0), ratio)
+            key = (c["candidate"], c["case"])
+            worst[key] = max(worst.get(key, 0.0), ratio)
     return worst
+
+
+def by_case(worst: dict[tuple[str, str], float]) -> dict[str, float]:
+    """The worst ratio per case, over its candidates."""
+    cases: dict[str, float] = {}
+    for (_, case), ratio in worst.items():
+        cases[case] = max(cases.get(case, 0.0), ratio)
+    return cases
 
 
 def _identity(path: Path) -> tuple[str | None, tuple[str, ...]]:

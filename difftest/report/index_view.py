@@ -54,16 +54,9 @@ def numeric_breakdown(outcomes: list[Any]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (item[0] != "within tolerance", -item[1]))
 
 
-def error_strip(comparisons: list[dict[str, Any]], candidates: list[str], cases: list[str]) -> list[dict[str, Any]]:
-    """Per candidate, per case: the largest |Δ| ÷ (atol + rtol·|reference|) over its comparisons, as a level
+def error_strip(worst: dict[tuple[str, str], float], candidates: list[str], cases: list[str]) -> list[dict[str, Any]]:
+    """Per candidate, per case: the largest |Δ| ÷ (atol + rtol·|reference|) (``history.worst_ratios``) as a level
     0 (exact) .. 5 (≥ 100× the tolerance), so a glance finds the cases closest to failing."""
-    worst: dict[tuple[str, str], float] = {}
-    for c in comparisons:
-        ratio = c.get("tolerance_ratio")
-        if ratio is None or c["candidate"] not in candidates:
-            continue
-        key = (c["candidate"], c["case"])
-        worst[key] = max(worst.get(key, 0.0), ratio)
     strips = []
     for candidate in candidates:
         cells = []
@@ -93,16 +86,13 @@ def _level(ratio: float | None) -> int | None:
 def slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], page_of: Any, limit: int = 10
             ) -> list[dict[str, Any]]:
     """The slowest cases with their time split: export, session builds, runs (all backends, probes, reruns)."""
+    from .summary import backend_times
+
     run_time: dict[str, float] = defaultdict(float)
-    session_time: dict[tuple[str, str], float] = {}
-    for t in tensors:
-        if t["output"] is not None and t["index"] == 0 and t["seconds"] is not None:
-            run_time[t["case"]] += t["seconds"]
-        if t["prepare_seconds"] is not None:
-            session_time[(t["case"], t["backend"])] = t["prepare_seconds"]
     sessions: dict[str, float] = defaultdict(float)
-    for (case_id, _), seconds in session_time.items():
-        sessions[case_id] += seconds
+    for (case_id, _), (runs, prepare) in backend_times(tensors).items():
+        run_time[case_id] += runs
+        sessions[case_id] += prepare
     ranked = sorted(cases, key=lambda c: -(c.get("seconds") or 0))[:limit]
     return [{"case": c["case"], "page": page_of(c["case"]), "total": c.get("seconds"),
              "export": c.get("export_seconds"), "cached": c.get("export_cached"), "sessions": sessions[c["case"]],

@@ -24,13 +24,11 @@ def warnings_digest(run_dir: Path, cases: list[dict[str, Any]], limit: int = 12)
     """The distinct warning lines in the cases' logs (ANSI codes, timestamps, pids and paths taken out), each
     with the number of cases whose log has it, most widespread first."""
     seen: dict[str, set[str]] = defaultdict(set)
-    root = run_dir.resolve()
+    from ..record.tables import run_artifact
+
     for case in cases:
-        log = case.get("log")
-        if not log:
-            continue
-        path = (run_dir / log).resolve()
-        if root not in path.parents or not path.is_file():
+        path = run_artifact(run_dir, case.get("log"))
+        if path is None:
             continue
         with path.open("rb") as handle:
             text = handle.read(HEAD_BYTES).decode("utf-8", errors="replace")

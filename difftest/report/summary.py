@@ -67,6 +67,12 @@ def candidate_seconds(run_dir: Path) -> dict[tuple[str, str], float]:
             "case", "backend", "probe", "rerun", "index", "output", "seconds", "prepare_seconds").to_dicts()
     except Exception:
         return {}
+    return {key: runs + prepare for key, (runs, prepare) in backend_times(tensors).items()}
+
+
+def backend_times(tensors: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(case, backend) -> (seconds in its runs, seconds building its session), from the tensors rows: a run's
+    time is on its first output's row (or on its error row), a session's on every row of the backend."""
     runs: dict[tuple[str, str], float] = {}
     prepared: dict[tuple[str, str], float] = {}
     for t in tensors:
@@ -75,7 +81,7 @@ def candidate_seconds(run_dir: Path) -> dict[tuple[str, str], float]:
             runs[key] = runs.get(key, 0.0) + t["seconds"]
         if t["prepare_seconds"] is not None:
             prepared[key] = t["prepare_seconds"]
-    return {key: runs.get(key, 0.0) + prepared.get(key, 0.0) for key in set(runs) | set(prepared)}
+    return {key: (runs.get(key, 0.0), prepared.get(key, 0.0)) for key in set(runs) | set(prepared)}
 
 
 def _wall_seconds(run_dir: Path, fallback: float) -> float:
@@ -150,9 +156,10 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
             lines.append(f"stale waiver (matches no failure; remove it?): {w.describe()}")
     failures = [o for o in outcomes if o.failed]
     if failures:
-        from .triage import group_failures, headline
+        from .triage import common_patterns, group_failures, headline
 
-        lines.append(f"in short: {headline(group_failures(outcomes, None))}")
+        groups = group_failures(outcomes, None)
+        lines.append(f"in short: {headline(groups, common_patterns(groups))}")
         lines.append(f"{len(failures)} unexpected failure(s):")
         for o in failures[:20]:
             first = (o.evidence or "").strip().splitlines()[0] if (o.evidence or "").strip() else ""

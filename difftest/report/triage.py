@@ -188,15 +188,15 @@ def common_patterns(groups: list[Group]) -> list[Pattern]:
     return sorted(patterns, key=lambda p: -len(p.groups))
 
 
-def headline(groups: list[Group]) -> str:
-    """The one sentence that opens the report."""
+def headline(groups: list[Group], patterns: list[Pattern]) -> str:
+    """The one sentence that opens the report (``patterns``: ``common_patterns(groups)``)."""
     discrepancies = [g for g in groups if g.section == "discrepancy"]
     parts = []
     if discrepancies:
         cases = len({g.case for g in discrepancies})
         text = (f"{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'} in {cases} "
                 f"case{'s' if cases != 1 else ''}")
-        shared = [f"{len(p.groups)} share one pattern on {p.family}" for p in common_patterns(groups)]
+        shared = [f"{len(p.groups)} share one pattern on {p.family}" for p in patterns]
         parts.append(text + (f" ({', '.join(shared)})" if shared else ""))
     could_not = [g for g in groups if g.section == "could_not_run"]
     by_family: dict[tuple[str, str], set[str]] = {}

@@ -38,7 +38,6 @@ class Signature:
     # Constant arguments that hold tensors: where each tensor goes, as (path, index into names).
     arg_holes: dict[int, list[tuple[Path, int]]] = field(default_factory=dict)
     kw_holes: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
-    containers: dict[str, str] = field(default_factory=dict)  # input name -> the container type it lives in
 
 
 def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: bool = False) -> tuple[Signature, list[torch.Tensor]]:
@@ -56,7 +55,6 @@ def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: boo
             found.append((path, len(names)))
             names.append(_unique(_safe(f"{base}_{path_text(path)}"), names))
             tensors.append(tensor)
-            signature.containers[names[-1]] = type(value).__name__
         return found
 
     for position, value in enumerate(args):
@@ -221,13 +219,14 @@ def _fresh(value: Any) -> Any:
 
 def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], list[torch.Tensor]]:
     """Flatten a module's result into (names, tensors); nested containers and objects that hold tensors (a
-    transformers ``ModelOutput`` or ``DynamicCache``) name their paths: ``output_cache_layers_0_keys``."""
+    transformers ``ModelOutput`` or ``DynamicCache``) name their paths: ``output_cache_layers_0_keys``. Names are
+    unique, as input names are: keys that sanitize alike (``a-b`` and ``a_b``) get ``_1``, ``_2`` suffixes."""
     names: list[str] = []
     tensors: list[torch.Tensor] = []
 
     def visit(value: Any, path: str) -> None:
         if isinstance(value, torch.Tensor):
-            names.append(path)
+            names.append(_unique(path, names))
             tensors.append(value)
         elif isinstance(value, (tuple, list)):
             for i, item in enumerate(value):
@@ -238,7 +237,7 @@ def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], lis
         elif value is None:
             return
         elif isinstance(value, (bool, int, float)):
-            names.append(path)
+            names.append(_unique(path, names))
             tensors.append(torch.tensor(value))
         else:
             leaves = tensor_leaves(value)
@@ -248,7 +247,7 @@ def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], lis
                     "return tensors, or containers and objects that hold them (drop this output in the factory, "
                     "e.g. with a wrapper module)")
             for leaf_path, tensor in leaves:
-                names.append(f"{path}_{_safe(path_text(leaf_path))}")
+                names.append(_unique(f"{path}_{_safe(path_text(leaf_path))}", names))
                 tensors.append(tensor)
 
     if isinstance(result, (tuple, list)) and len(result) == 1:
