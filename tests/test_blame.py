@@ -89,13 +89,47 @@ def test_a_present_control_is_never_asked_for():
     assert "other runtime settings" in rows["ort-cpu[opt=disable]"]["evidence"]
 
 
+def _cast_input(values, output="output", cast="node_Cast_3"):
+    return tensor_row(TASK, "cast_inputs:dynamo", "base", output=cast, array=np.asarray(values, dtype=np.float32),
+                      message=json.dumps({"to": 6, "output": output}))
+
+
 def test_undefined_casts_blame_nobody():
     exports = json.dumps({"dynamo": {"float_to_int_casts": ["node_Cast_3"], "dropped_inputs": []}})
-    tensors = [_ok("torch", [1, -2147483648], np.int32), _ok("ort-cpu", [1, 2147483647], np.int32)]
+    tensors = [_ok("torch", [1, -2147483648], np.int32), _ok("ort-cpu", [1, 2147483647], np.int32),
+               _cast_input([1.0, 3e9])]
     context = RunContext("r", "torch", ["ort-cpu"], {}, None)
     (row,) = judge_case(_case(exports=exports), tensors, context)
     assert row["label"] == "mismatch" and row["blame"] == "none (undefined behaviour)"
-    assert "node_Cast_3" in row["evidence"]
+    assert "node_Cast_3" in row["evidence"] and "1 of the 1 differing positions" in row["evidence"]
+
+
+def test_a_cast_of_in_range_values_excuses_nothing():
+    """The graph has a float-to-int Cast, but what it converts at the differing position is 2.0: defined."""
+    exports = json.dumps({"dynamo": {"float_to_int_casts": ["node_Cast_3"], "dropped_inputs": []}})
+    tensors = [_ok("torch", [1, 2], np.int32), _ok("ort-cpu", [1, 3], np.int32), _cast_input([1.0, 2.0])]
+    context = RunContext("r", "torch", ["ort-cpu"], {}, None)
+    (row,) = judge_case(_case(exports=exports), tensors, context)
+    assert row["label"] == "mismatch" and row["blame"] == "ort-cpu or exporter", row["evidence"]
+    assert "undefined" not in row["evidence"]
+
+
+def test_a_cast_with_nan_elsewhere_does_not_excuse_a_differing_in_range_position():
+    exports = json.dumps({"dynamo": {"float_to_int_casts": ["node_Cast_3"], "dropped_inputs": []}})
+    tensors = [_ok("torch", [0, 2], np.int32), _ok("ort-cpu", [0, 3], np.int32), _cast_input([np.nan, 2.0])]
+    (row,) = judge_case(_case(exports=exports), tensors, RunContext("r", "torch", ["ort-cpu"], {}, None))
+    assert row["blame"] == "ort-cpu or exporter", row["evidence"]
+
+
+def test_nan_on_the_candidate_only_is_not_blamed_on_torch():
+    """Eager is a little off the oracle everywhere; the candidate is exact except for one NaN. The NaN is the
+    largest error there is, so eager is not the one farther from float64."""
+    truth = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float64)
+    tensors = [_ok("torch", truth + 0.01), _ok("ort-cpu", [1.0, 2.0, np.nan, 4.0]),
+               tensor_row(TASK, "torch-fp64", "base", output="output", index=0, array=truth)]
+    context = RunContext("r", "torch", ["ort-cpu"], {}, "torch-fp64")
+    (row,) = judge_case(_case(), tensors, context)
+    assert row["label"] == "nonfinite" and row["blame"] != "torch", row["evidence"]
 
 
 def test_a_transform_that_makes_the_graph_invalid_is_blamed():

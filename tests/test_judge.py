@@ -172,3 +172,27 @@ def test_generated_probe_the_reference_rejects_is_not_judged(tmp_path, data_dir)
     assert alt and alt[0]["label"] == "invalid_probe" and "scale must be positive" in alt[0]["evidence"]
     page = (out / "cases").glob("probe_contract_suite__declared_dynamic_but_fixed-*.html")
     assert "Probes not judged" in next(page).read_text()
+
+
+def test_outputs_stored_under_one_name_are_results_lost():
+    """Two reference outputs under one name (dict keys that sanitized alike, in a run from before names were made
+    unique): one of them was never judged, so the candidate cannot pass on what remained."""
+    tensors = [ok("torch", [1, 2], output="output_a_b"), ok("torch", [5, 6], output="output_a_b"),
+               ok("ort-cpu", [1, 2], output="output_a_b"), ok("ort-cpu", [5, 6], output="output_a_b")]
+    rows = judge(tensors, case=case_row(outputs=["output_a_b", "output_a_b"]))
+    (row,) = rows
+    assert row["label"] == "crash" and not row["passed"] and row["stage"] == "judge"
+    assert row["evidence"].startswith("results lost") and "output_a_b" in row["evidence"]
+
+
+def test_a_probe_the_candidate_never_recorded_is_results_lost():
+    tensors = [ok("torch", [1, 2]), ok("torch", [3, 4], probe="alt"), ok("ort-cpu", [1, 2])]
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["base"]["label"] == "exact"
+    assert rows["alt"]["label"] == "crash" and "results lost" in rows["alt"]["evidence"]
+
+
+def test_every_output_judged_once_is_not_results_lost():
+    tensors = [ok("torch", [1, 2], output="a"), ok("torch", [3], output="b"),
+               ok("ort-cpu", [1, 2], output="a"), ok("ort-cpu", [3], output="b")]
+    assert [r["label"] for r in judge(tensors, case=case_row(outputs=["a", "b"]))] == ["exact", "exact"]

@@ -147,3 +147,12 @@ def test_exporter_errors_speak_the_cases_names(tmp_path, capsys):
     assert "difftest/suite/model_io.py" not in case["export_error"] and "model_io.py" not in case["export_error"]
     fail_line = next(line for line in printed.splitlines() if "FAIL" in line)
     assert "export_error" in fail_line and "export failed" in fail_line  # the evidence's first line is shown
+
+
+def test_output_names_that_sanitize_alike_stay_apart():
+    import torch
+
+    from difftest.suite.model_io import flatten_outputs
+
+    names, tensors = flatten_outputs({"a-b": torch.zeros(1), "a_b": torch.ones(1), "a.b": torch.ones(2)})
+    assert names == ["output_a_b", "output_a_b_1", "output_a_b_2"] and [t.numel() for t in tensors] == [1, 1, 2]

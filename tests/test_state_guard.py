@@ -98,3 +98,38 @@ def test_a_run_records_state_changes_on_the_case(tmp_path):
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--probes", "base"]) == 0
     (row,) = pl.read_parquet(out / "cases.parquet").to_dicts()
     assert any("wrote into buffer 'calls'" in change for change in row["state_changes"]), row["state_changes"]
+
+
+class _Counting(torch.nn.Module):
+    """Counts its forwards in a buffer and scales by the count: every run should see count == 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("running", torch.zeros(3))
+
+    def forward(self, x):
+        self.count += 1
+        self.running.mul_(0.5).add_(x)  # a running mean, updated in place
+        return x * self.count + self.running
+
+
+def test_the_oracle_starts_every_probe_from_the_model_as_the_factory_made_it():
+    import numpy as np
+
+    from difftest.backends import Subject
+    from difftest.backends.torch_eager import TorchEager, TorchFloat64
+
+    model = _Counting()
+    signature, _ = signature_of(model, (torch.ones(3),), {})
+    subject = Subject(module=model, input_names=signature.names, output_names=["output"],
+                      call=FlatModule(model, signature))
+    oracle = TorchFloat64()
+    session = oracle.prepare(subject)
+    probes = [np.full(3, v, dtype=np.float32) for v in (1.0, 2.0, 3.0)]
+    got = [oracle.run(session, {"x": p})[0] for p in probes]
+    assert [g.tolist() for g in got] == [(p * 2).tolist() for p in probes]  # count 1 and running == x, every time
+    again = oracle.run(session, {"x": probes[0]})[0]
+    assert again.tolist() == got[0].tolist()
+    assert float(model.count) == 0.0  # the factory's model itself is untouched by the oracle's copy
+    assert TorchEager().prepare(subject) is subject  # the reference runs the factory's model (the guard restores it)

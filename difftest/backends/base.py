@@ -25,6 +25,7 @@ class Subject:
     call: Any  # callable(*flat_tensors) -> list of output tensors (torch side)
     onnx_bytes: bytes | None = None
     graph_inputs: list[str] = field(default_factory=list)
+    pristine: Any = None  # a backend's own copy of the model, put back before every run (torch_eager.Pristine)
 
     def with_graph(self, exported: Any) -> "Subject":
         """The same model with an exported graph (anything with ``onnx_bytes`` and ``graph_inputs``)."""

@@ -27,9 +27,53 @@ class TorchEager(Backend):
         # A copy per run: a forward that writes into its inputs must not change the probe for the next backend.
         tensors = [torch.from_numpy(np.array(feeds[n], copy=True, order="C")).to(self.device)
                    for n in session.input_names]
+        pristine = getattr(session, "pristine", None)
+        if pristine is not None:  # a copy this backend made: every run starts from it as it was made
+            pristine.restore()
         with torch.inference_mode():
             outputs = session.call(*tensors)
         return [to_numpy(t) for t in outputs]
+
+
+class Pristine:
+    """The state of a model copy a backend made (the float64 oracle, a model moved to a device), put back before
+    every run: a forward that updates its own buffers (running statistics, a counter) must not carry one probe's
+    updates into the next. (The reference runs the factory's own model, which the worker's guard restores.)"""
+
+    def __init__(self, module: Any):
+        import torch
+
+        self.module = module if isinstance(module, torch.nn.Module) else None
+        self.training: dict[str, bool] = {}
+        self.state: dict[str, tuple[Any, Any]] = {}
+        if self.module is None:
+            return
+        self.training = {name: sub.training for name, sub in self.module.named_modules()}
+        with torch.no_grad():
+            for name, tensor in list(self.module.named_parameters(remove_duplicate=False)) + \
+                    list(self.module.named_buffers(remove_duplicate=False)):
+                if tensor is not None and name not in self.state:
+                    self.state[name] = (tensor, tensor.detach().clone())
+
+    def restore(self) -> None:
+        import torch
+
+        if self.module is None:
+            return
+        for name, sub in self.module.named_modules():
+            if name in self.training:
+                sub.training = self.training[name]
+        with torch.no_grad():
+            for name, (tensor, saved) in self.state.items():
+                owner_name, _, attr = name.rpartition(".")
+                owner = self.module.get_submodule(owner_name) if owner_name else self.module
+                store = owner._parameters if attr in owner._parameters else owner._buffers
+                if store.get(attr) is not tensor:  # the forward replaced the tensor object: put the original back
+                    store[attr] = tensor
+                if tensor.shape != saved.shape:
+                    tensor.data = saved.clone()
+                else:
+                    tensor.copy_(saved)
 
 
 class TorchOnDevice(TorchEager):
@@ -56,6 +100,7 @@ class TorchOnDevice(TorchEager):
             kw_constants={k: to_device(v, self.device) for k, v in constants[1].items()})
         call.frozen = {k: to_device(v, self.device) for k, v in call.frozen.items()}
         placed.call = call
+        placed.pristine = Pristine(placed.module)
         return placed
 
     def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -289,6 +334,7 @@ class TorchFloat64(TorchEager):
         oracle = copy.copy(subject)
         oracle.module = copy.deepcopy(subject.module).double()
         oracle.call = subject.call.rebind(oracle.module)
+        oracle.pristine = Pristine(oracle.module)
         return oracle
 
     def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

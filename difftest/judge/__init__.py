@@ -6,7 +6,10 @@ code to decide which failing candidates deserve controls, so nothing here import
   ``accumulation`` and ``masks`` hold the rules that need more than two arrays; ``ranked`` and ``accumulation``
   also define the evidence the worker extracts from a graph for them);
 - ``probe_rules``: verdicts that need several probes (a frozen input, a shape-specialized graph);
-- ``blame``: which runtime, exporter or rewrite is at fault, from the controls and the other candidates;
+- ``blame``: which runtime, exporter or rewrite is at fault, from the controls and the other candidates
+  (``casts`` defines the evidence of a float-to-integer Cast: the values it converts, so undefined behaviour is
+  claimed only where it happens);
+- ``completeness``: every output of every probe the reference recorded judged once per candidate ("results lost");
 - ``verdicts``: a case's recorded tensors to comparison rows; ``expectations``: comparisons held against what the
   case declared, as outcomes; ``waivers``: accepted known failures.
 

@@ -229,9 +229,27 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
     casts = export.get("float_to_int_casts") or []
     if not casts:
         return None
-    return (f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export); the ONNX "
-            "specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so runtimes and devices "
-            "may legitimately differ there")
+    # Undefined only where it happens: the values the Casts convert on this probe (see ``casts``); without them
+    # (they were not evaluated) nothing shows the conversion was undefined, so nothing is excused.
+    from .casts import PSEUDO, undefined_positions
+
+    name = context.onnx_exports.get(candidate, context.case.get("exporter") or "dynamo")
+    pseudo, (probe, output) = f"{PSEUDO}:{name}", key
+    converted = {}
+    for cast in context.rec.outputs(pseudo, probe):
+        values, row = context.rec.array(pseudo, probe, cast), context.rec.row(pseudo, probe, cast)
+        if values is not None and row is not None:
+            converted[cast] = (values, json.loads(row.get("message") or "{}"))
+    if not converted:
+        return None
+    cand = context.rec.array(candidate, *key)
+    differing = ref != cand if cand is not None and cand.shape == ref.shape else None
+    undefined, what = undefined_positions(converted, output, differing)
+    if not undefined:
+        return None
+    return (f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export) and on this probe "
+            f"{what}; the ONNX specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so "
+            "runtimes and devices may legitimately differ there")
 
 
 def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]:
@@ -244,7 +262,7 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]
     truth = rec.array(context.oracle, probe, output) if context.oracle else None
     if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
         ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
-        if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0:
+        if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
             return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
                                f"({cand_err:.3g})")
     undefined = _undefined(candidate, key, context)
@@ -334,6 +352,16 @@ def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:
 
 
 def _rmse(values: np.ndarray, truth: np.ndarray) -> float:
+    """RMSE against the oracle where the oracle is finite. A NaN or ±Inf where the oracle is finite is the largest
+    error there is (inf), never a position left out: leaving it out made the backend with the NaN look closer.
+    Where the oracle itself is not finite the same non-finite value is no error, and any other is infinite."""
     v, t = values.astype(np.float64), truth.astype(np.float64)
-    mask = np.isfinite(v) & np.isfinite(t)
+    finite = np.isfinite(t)
+    if (finite & ~np.isfinite(v)).any():
+        return float("inf")
+    with np.errstate(invalid="ignore"):
+        same_special = ~finite & ((np.isnan(t) & np.isnan(v)) | (t == v))
+    if (~finite & ~same_special).any():
+        return float("inf")
+    mask = finite & np.isfinite(v)
     return float(np.sqrt(np.mean((v[mask] - t[mask]) ** 2))) if mask.any() else 0.0

@@ -158,13 +158,15 @@ def _evidence_session(model: bytes) -> Any:
 
 def record_graph_evidence(task: Task, onnx_bytes: bytes, output_names: list[str],
                           probes: dict[str, dict[str, np.ndarray]], tensors: list[dict[str, Any]],
-                          export: str) -> None:
+                          export: str, kinds: tuple[str, ...] = ("ranked", "accumulation")) -> None:
     """What the graph says about its outputs, evaluated on every probe: the values an index output ranked
-    (``ranked``), and the magnitudes behind an accumulated output (``accumulation``). Each is the graph with
-    extra outputs, run on ORT CPU; its rows go under the pseudo-backend ``<kind>:<export>``."""
-    from ..judge import accumulation, ranked
+    (``ranked``), the magnitudes behind an accumulated output (``accumulation``), the values its float-to-integer
+    Casts convert (``cast_inputs``, asked for separately: see ``judge.casts``). Each is the graph with extra
+    outputs, run on ORT CPU; its rows go under the pseudo-backend ``<kind>:<export>``."""
+    from ..judge import accumulation, casts, ranked
 
-    for kind, module in ((RANKED, ranked), (accumulation.PSEUDO, accumulation)):
+    modules = {RANKED: ranked, accumulation.PSEUDO: accumulation, casts.PSEUDO: casts}
+    for kind, module in ((k, modules[k]) for k in kinds):
         pseudo_backend = f"{kind}:{export}"
         try:
             augmented = module.augment(onnx_bytes, output_names)

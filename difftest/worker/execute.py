@@ -222,6 +222,12 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
         if exported.ok and differing.get(name):
             wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
             record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors, name)
+    integer_probes = _integer_differences(task, tensors)
+    for key, exported in exports.done.items():  # is an undefined float-to-int conversion behind the difference?
+        if exported.ok and exported.float_to_int_casts and integer_probes:
+            wanted = {p: feeds for p, feeds in probes.items() if p in integer_probes}
+            record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors,
+                                  export_name(key), kinds=("cast_inputs",))
     failing: dict[str, set[str]] = {}
     if task.control_budget > 0 or task.localize_budget > 0:
         from .controls import failing_candidates
@@ -284,6 +290,25 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
                 continue
             if not within(ref, cand, *tolerance_for(ref, *output_tolerance(tolerances, t["output"]))).all():
                 found.setdefault(name, set()).add(t["probe"])
+    return found
+
+
+def _integer_differences(task: Task, tensors: list[dict[str, Any]]) -> set[str]:
+    """The probes on which any candidate (eager ones included) returns an integer output that is not bit-identical
+    to the reference's: where the values a float-to-integer Cast converts are worth evaluating."""
+    reference = {(t["probe"], t["output"]): t for t in tensors
+                 if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
+    found: set[str] = set()
+    evidence = {INPUTS, "ranked", "accumulation", "cast_inputs"}
+    for t in tensors:
+        if t["backend"] == task.reference or t["backend"].split(":", 1)[0] in evidence or t["status"] != "ok" \
+                or not t["output"]:
+            continue
+        ref_row = reference.get((t["probe"], t["output"]))
+        if ref_row is None or not ref_row["dtype"].startswith(("int", "uint", "bool")):
+            continue
+        if ref_row.get("digest") != t.get("digest"):
+            found.add(t["probe"])
     return found
 
 
