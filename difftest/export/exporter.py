@@ -86,12 +86,24 @@ def reuse_torchlib_registry() -> bool:
 
 def reset_dynamo() -> None:
     """Forget what torch.export/dynamo learned from earlier exports in this process: a second export of the
-    same module class with dynamic shapes can otherwise fail on constraints inferred the first time."""
+    same module class with dynamic shapes can otherwise fail on constraints inferred the first time.
+
+    Besides dynamo's caches this clears the Python dispatcher's per-operator dispatch caches: the first export
+    of an LSTM or GRU caches ``aten.lstm``'s Python decomposition for AutogradCPU, so the second export traces
+    the recurrence unrolled over the sequence and fails with "tracing inferred a static shape" on its length."""
     import torch
 
     try:
         torch._dynamo.reset()
     except Exception:
+        pass
+    try:
+        from torch import _ops
+
+        for op in list(_ops.get_cached_ops()):
+            op._dispatch_cache.clear()
+        _ops.reset_cached_ops()
+    except Exception:  # torch internals moved: nothing to clear the same way
         pass
 
 
@@ -163,9 +175,13 @@ def export(
                 torch.onnx.export(flat, example, buffer, **options)
                 model = onnx.load_from_string(buffer.getvalue())
     except Exception as exc:  # any exporter failure is a verdict, not a crash
+        if exporter == "dynamo":
+            reset_dynamo()
         return ExportResult(exporter, time.perf_counter() - started,
                             error=in_user_terms(describe_exception(exc), list(flat.live_names)),
                             warnings=summarize_warnings(seen))
+    if exporter == "dynamo":
+        reset_dynamo()  # what the trace cached is not left to the eager runs and exports that follow
     return described(exporter, model, named_transforms(transform), started, summarize_warnings(seen))
 
 
