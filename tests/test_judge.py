@@ -196,3 +196,32 @@ def test_every_output_judged_once_is_not_results_lost():
     tensors = [ok("torch", [1, 2], output="a"), ok("torch", [3], output="b"),
                ok("ort-cpu", [1, 2], output="a"), ok("ort-cpu", [3], output="b")]
     assert [r["label"] for r in judge(tensors, case=case_row(outputs=["a", "b"]))] == ["exact", "exact"]
+
+
+def _draws(seed, n=400, shift=0.0):
+    return (np.random.default_rng(seed).random(n) + shift).astype(np.float32)
+
+
+def test_an_output_eager_changes_under_another_seed_is_judged_by_distribution():
+    tensors = [ok("torch", _draws(0)), ok("reseeded", _draws(1)), ok("ort-cpu", _draws(2))]
+    (row,) = judge(tensors)
+    assert row["label"] == "nondeterministic" and row["passed"], row["evidence"]
+    assert "another seed" in row["evidence"] and "mean" in row["evidence"] and "std" in row["evidence"]
+
+
+def test_a_sampled_output_from_another_distribution_is_a_mismatch():
+    tensors = [ok("torch", _draws(0)), ok("reseeded", _draws(1)), ok("ort-cpu", _draws(2) * 1.5)]
+    (row,) = judge(tensors)
+    assert row["label"] == "mismatch" and "not one of the same distribution" in row["evidence"]
+    assert "std" in row["evidence"].split("not one of the same distribution")[1].split("(agreeing")[0]
+
+
+def test_the_candidates_own_spread_is_not_evidence_of_randomness():
+    """Eager gives the same output under another seed: a candidate that varies from run to run is not excused
+    by the distribution rule (its own reruns are what is under test)."""
+    same = _draws(0)
+    tensors = [ok("torch", same), ok("reseeded", same), ok("ort-cpu", _draws(2))]
+    rerun = ok("ort-cpu", _draws(3))
+    rerun["rerun"] = 1
+    (row,) = judge(tensors + [rerun])
+    assert "The model samples" not in row["evidence"]

@@ -90,3 +90,55 @@ def test_distribution_probes_move_floats_and_keep_integers():
     assert np.allclose(probes["negated"]["x"], -base["x"]) and np.allclose(probes["scaled_up"]["x"], 10 * base["x"])
     assert np.allclose(probes["scaled_down"]["x"], 0.1 * base["x"]) and probes["shifted"]["x"].mean() > base["x"].mean()
     assert all(np.array_equal(probes[p]["index"], base["index"]) for p in DISTRIBUTION_PROBES)
+
+
+def test_counts_changes_every_masks_count_of_true_and_nothing_else():
+    from difftest.suite.probes import DEFAULT_PROBES, SYNTHETIC_PROBES
+
+    assert "counts" in DEFAULT_PROBES and "counts" in SYNTHETIC_PROBES
+    mask = np.array([[True, True, False, False, False], [True, False, True, False, True]])
+    padding = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=np.int64)  # an int attention mask, sorted rows
+    x = np.arange(6, dtype=np.float32)
+    probe = make_probes({"mask": mask, "padding": padding, "x": x}, ["base", "counts"])["counts"]
+    assert (probe["mask"].sum(-1) != mask.sum(-1)).all() and probe["mask"].dtype == np.bool_
+    assert (probe["padding"].sum(-1) != padding.sum(-1)).all() and probe["padding"].dtype == np.int64
+    assert (np.diff(probe["padding"], axis=-1) <= 0).all()  # a padding mask stays a padding mask
+    assert np.array_equal(probe["x"], x)  # only the counts move
+
+
+def test_indices_draws_other_in_range_indices_keeping_distinct_and_sorted_rows():
+    from difftest.suite.probes import DEFAULT_PROBES, SYNTHETIC_PROBES
+
+    assert "indices" in DEFAULT_PROBES and "indices" in SYNTHETIC_PROBES
+    ids = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
+    offsets = np.array([0, 2, 5, 7])
+    length = np.array(4)
+    probe = make_probes({"ids": ids, "offsets": offsets, "length": length}, ["base", "indices"])["indices"]
+    drawn = probe["ids"]
+    assert drawn.min() >= 0 and drawn.max() <= ids.max() and drawn.dtype == ids.dtype
+    assert any(sorted(a) != sorted(b) for a, b in zip(drawn.tolist(), ids.tolist()))  # not a permutation
+    assert len(set(drawn[1].tolist())) == 5  # a row of distinct indices stays distinct
+    assert (np.diff(probe["offsets"]) >= 0).all() and probe["offsets"].max() <= 7
+    assert probe["length"] == length  # a scalar (a size) is left alone
+
+
+def test_frozen_inputs_treat_the_value_probes_like_alt():
+    import json
+    from types import SimpleNamespace
+
+    from difftest.judge.verdicts import RunContext, judge_case
+    from difftest.record.tables import tensor_row
+
+    task = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
+
+    def row(backend, values, probe):
+        return tensor_row(task, backend, probe, output="output", index=0, array=np.asarray(values, np.float32))
+
+    tensors = [row("torch", [1.0], "base"), row("ort-cpu", [1.0], "base"),
+               row("torch", [1.0], "alt"), row("ort-cpu", [1.0], "alt"),
+               row("torch", [2.0], "counts"), row("ort-cpu", [1.0], "counts")]
+    case = {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": "{}", "expect": None,
+            "export_warnings": ["TracerWarning: Using len to get tensor shape might cause the trace to be incorrect"]}
+    rows = {r["probe"]: r for r in judge_case(case, tensors, RunContext("r", "torch", ["ort-cpu"], {}, None))}
+    assert rows["counts"]["label"] == "frozen_input", rows["counts"]["evidence"]
+    assert json.dumps(rows["alt"]["label"]) == '"exact"'

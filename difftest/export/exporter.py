@@ -33,6 +33,8 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
     # Cast nodes from a float to an integer type: the ONNX spec leaves out-of-range and NaN inputs undefined.
     float_to_int_casts: list[str] = field(default_factory=list)
+    # Nodes that sample (RandomNormal, RandomUniform, their *Like forms, Multinomial, Bernoulli): "op name".
+    random_ops: list[str] = field(default_factory=list)
     # A rewrite that turned a model the ONNX checker accepts into one it rejects: (stage, checker's message).
     invalidated_by: list[str] | None = None
     # Graph outputs whose order along an axis the graph leaves unspecified (TopK with sorted=0): name -> axis.
@@ -240,6 +242,28 @@ def float_to_int_casts(model: Any) -> list[str]:
     return [n.name or n.output[0] for n in casts if types.get(n.input[0]) in FLOAT_TYPES]
 
 
+RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
+def random_ops(model: Any) -> list[str]:
+    """"Op name" of every node that samples, in the graph and its subgraphs (a Dropout in training mode samples
+    too, but says so only through its inputs: it is listed when its training_mode input is present)."""
+    found: list[str] = []
+
+    def visit(graph: Any) -> None:
+        for node in graph.node:
+            if node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]):
+                found.append(f"{node.op_type} {node.name or node.output[0]}")
+            for attribute in node.attribute:
+                if attribute.g is not None and len(attribute.g.node):
+                    visit(attribute.g)
+                for sub in attribute.graphs:
+                    visit(sub)
+
+    visit(model.graph)
+    return found
+
+
 def named_transforms(transform: Any) -> list[tuple[str, Any]]:
     """``transform`` as (stage, function) steps: a bare function is the case's ``onnx_transform``; a list gives
     each step's stage itself (``onnx_transform`` for the case's rewrite, ``transform:NAME`` for a candidate's)."""
@@ -275,6 +299,7 @@ def described(exporter: str, model: Any, steps: list[tuple[str, Any]], started: 
         digest=hashlib.sha256(data).hexdigest(),
         warnings=warnings,
         float_to_int_casts=float_to_int_casts(model),
+        random_ops=random_ops(model),
         invalidated_by=invalidated_by,
         unordered_outputs=unordered_outputs(model),
     )

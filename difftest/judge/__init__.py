@@ -10,6 +10,7 @@ code to decide which failing candidates deserve controls, so nothing here import
   (``casts`` defines the evidence of a float-to-integer Cast: the values it converts, so undefined behaviour is
   claimed only where it happens);
 - ``completeness``: every output of every probe the reference recorded judged once per candidate ("results lost");
+- ``randomness``: outputs of a model that samples (eager changes them under another seed), judged by distribution;
 - ``verdicts``: a case's recorded tensors to comparison rows; ``expectations``: comparisons held against what the
   case declared, as outcomes; ``waivers``: accepted known failures.
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..export.exporter import FLOAT_TYPES, INTEGER_TYPES, element_types
+from ..record.names import CAST_INPUTS
 
-PSEUDO = "cast_inputs"
+PSEUDO = CAST_INPUTS
 # ONNX TensorProto integer types -> numpy dtype (the range a converted value must fall in)
 _NUMPY = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 12: np.uint32,
           13: np.uint64}

@@ -3,8 +3,12 @@
 RANKED = "ranked"  # the values behind index outputs (ArgMax/TopK inputs), see ``judge.ranked``
 INPUTS = "input"  # each probe's input arrays
 ACCUMULATION = "accumulation"  # Σ|x| behind accumulated outputs, see ``judge.accumulation``
+CAST_INPUTS = "cast_inputs"  # the values a float-to-integer Cast converts, see ``judge.casts``
+RESEEDED = "reseeded"  # the reference rerun with another random seed, see ``judge.randomness``
 PSEUDO_BACKENDS = {INPUTS: "the probe's inputs", RANKED: "the values an index output ranked, from the graph",
-                   ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)"}
+                   ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)",
+                   CAST_INPUTS: "the values a float-to-integer Cast converts, from the graph",
+                   RESEEDED: "the reference run again with another random seed (does the model sample?)"}
 
 
 def pseudo_backend(name: str) -> str | None:

@@ -2,6 +2,11 @@
 
 - ``base``: the case's own inputs.
 - ``alt``: other values, same shapes; an exported graph that ignores an input shows here.
+- ``counts``: each boolean input (or integer one of 0s and 1s) with another number of ``True`` per row (sorted
+  rows stay sorted), every other input as in ``base``: a value frozen from a mask's count (``len(x[mask])`` traced to a constant) shows here.
+- ``indices``: each non-constant integer input drawn anew within the range its base values span (``[0, max]``
+  for non-negative, index-like inputs; distinct rows stay distinct, sorted rows sorted), every other input as in
+  ``base``: which rows an index selects, its duplicates and its maximum move, which ``alt``'s permutation keeps.
 - ``ties``: floating inputs quantised coarsely, so many values are equal.
 - ``ramp``: the ``ties`` sample plus a strictly increasing tiny ramp: no two values tie.
 - ``shape``: other sizes on the declared dynamic axes (axes sharing a name change together).
@@ -12,8 +17,9 @@
 
 Integer and boolean inputs keep what a model may rely on: ``alt`` permutes their elements within each row, so
 the count of each value (the number of ``True`` in a mask, duplicates among indices) and the range stay; rows
-that are sorted stay sorted (whole rows are permuted instead). Everything is seeded: the same case gives the
-same probes on every run.
+that are sorted stay sorted (whole rows are permuted instead). ``counts`` and ``indices`` move exactly what
+``alt`` keeps; a model whose contract they break (eager itself refuses them) records them as ``invalid_probe``.
+Everything is seeded: the same case gives the same probes on every run.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-ALL_PROBES = ("base", "alt", "ties", "ramp", "shape", "special")
-DEFAULT_PROBES = ("base", "alt", "ties", "ramp", "shape")
+ALL_PROBES = ("base", "alt", "counts", "indices", "ties", "ramp", "shape", "special")
+DEFAULT_PROBES = ("base", "alt", "counts", "indices", "ties", "ramp", "shape")
+# Probes that move inputs' values (not their shapes) to show what an export froze: judged like ``alt``.
+VALUE_PROBES = ("alt", "counts", "indices")
 DISTRIBUTION_PROBES = ("negated", "scaled_up", "scaled_down", "shifted")
 # Probes difftest generates (a failure of the reference on them says the probe broke the model's contract);
 # anything else is the case's own sample.
@@ -44,6 +52,15 @@ def make_probes(
     rng = np.random.default_rng(seed + 1)
     if "alt" in selected and any(a.size for a in feeds.values()):
         probes["alt"] = {name: _other_values(a, rng) for name, a in feeds.items()}
+    if "counts" in selected:
+        counts = {name: _other_counts(a) if _is_mask(a) else a for name, a in feeds.items()}
+        if any(_is_mask(feeds[n]) and not np.array_equal(counts[n], feeds[n]) for n in feeds):
+            probes["counts"] = counts
+    if "indices" in selected:
+        drawn_rng = np.random.default_rng(seed + 3)
+        indices = {name: _other_indices(a, drawn_rng) if _is_index_like(a) else a for name, a in feeds.items()}
+        if any(_is_index_like(feeds[n]) and not np.array_equal(indices[n], feeds[n]) for n in feeds):
+            probes["indices"] = indices
     if "ties" in selected and has_float:
         ties = {name: _quantised(a) for name, a in feeds.items()}
         if any(not np.array_equal(ties[n], feeds[n]) for n in feeds) or _has_ties(feeds):
@@ -101,6 +118,88 @@ def _permuted(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if np.array_equal(shuffled, rows) and len(rows) > 1:  # every row constant: move rows instead
         shuffled = np.roll(rows, 1, axis=0)
     return shuffled.reshape(a.shape).copy()
+
+
+def _other_counts(a: np.ndarray) -> np.ndarray:
+    """A boolean input with another number of ``True`` in every row that can take one (one more where the row
+    has room, else one fewer; a row keeps at least one ``True`` if it had one): a sorted row (a padding mask)
+    stays sorted, an unsorted one changes its first position that can flip."""
+    if a.size == 0 or a.ndim == 0:
+        return a.copy()
+    rows = a.reshape(-1, a.shape[-1]).astype(bool)
+    width = rows.shape[1]
+    for row in rows:
+        count = int(row.sum())
+        target = count + 1 if count < width else count - 1
+        if target == 0 and count > 0 and width > 1:
+            continue  # one True in a one-wide row: nothing else keeps the row meaningful
+        if count == width and width == 1:
+            continue
+        descending = bool(row[0]) and not bool(row[-1])
+        ascending = not bool(row[0]) and bool(row[-1])
+        sorted_row = bool((np.diff(row.astype(np.int8)) <= 0).all() or (np.diff(row.astype(np.int8)) >= 0).all())
+        if sorted_row and (ascending or descending or count in (0, width)):
+            fresh = np.zeros(width, dtype=bool)
+            if ascending:
+                fresh[width - target:] = True
+            else:
+                fresh[:target] = True
+            row[:] = fresh
+        else:
+            flip = np.flatnonzero(row == (target < count))[0]
+            row[flip] = not row[flip]
+    return rows.reshape(a.shape).astype(a.dtype)
+
+
+def _is_mask(a: np.ndarray) -> bool:
+    """A boolean input, or an integer one holding only 0 and 1 (an attention mask)."""
+    if a.dtype == np.bool_:
+        return True
+    return a.dtype.kind in "iu" and a.size > 0 and set(np.unique(a).tolist()) <= {0, 1}
+
+
+def _is_index_like(a: np.ndarray) -> bool:
+    """An integer input that is not a mask, with more than one value and at least one dimension: an index, a
+    label, a token id. Scalars and constant tensors (a length, a size) are left alone: any other value could break
+    the model's contract, as ``alt`` also assumes."""
+    return a.dtype.kind in "iu" and a.ndim > 0 and a.size > 1 and len(np.unique(a)) > 1 and not _is_mask(a)
+
+
+def _distinct_draw(rng: np.random.Generator, low: int, high: int, width: int) -> np.ndarray:
+    """``width`` distinct integers in [low, high] from a range too large to list (ids, timestamps)."""
+    drawn = np.unique(rng.integers(low, high, size=width, endpoint=True))
+    while drawn.size < width:
+        drawn = np.unique(np.concatenate([drawn, rng.integers(low, high, size=width - drawn.size, endpoint=True)]))
+    return rng.permutation(drawn)
+
+
+def _other_indices(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integers drawn anew within the range the base values span ([0, max] when none is negative), per row:
+    rows of distinct values stay distinct (drawn without replacement where the range allows), sorted rows stay
+    sorted. The draw differs from base; where it could only be a permutation of it, it is left to ``alt``."""
+    low = 0 if int(a.min()) >= 0 else int(a.min())
+    high = int(a.max())
+    rows = a.reshape(-1, a.shape[-1])
+    width = rows.shape[1]
+    sorted_rows = _rows_sorted(rows)
+    ascending = sorted_rows and bool((np.diff(rows.astype(np.float64), axis=-1) >= 0).all())
+    out = np.empty_like(rows)
+    for i, row in enumerate(rows):
+        distinct = len(np.unique(row)) == width
+        span = high - low + 1
+        for _ in range(8):
+            if distinct and span >= width:
+                # rng.choice(span, replace=False) would build the whole range: past 2^20 values, draw and redraw
+                drawn = (rng.choice(span, size=width, replace=False) + low if span <= 1 << 20
+                         else _distinct_draw(rng, low, high, width))
+            else:
+                drawn = rng.integers(low, high + 1, size=width)
+            if sorted_rows:
+                drawn = np.sort(drawn) if ascending else np.sort(drawn)[::-1]
+            if not np.array_equal(np.sort(drawn), np.sort(row)):
+                break
+        out[i] = drawn.astype(a.dtype)
+    return out.reshape(a.shape)
 
 
 def _rows_sorted(rows: np.ndarray) -> bool:
@@ -219,6 +318,8 @@ def describe(probe: str) -> str:
     return {
         "base": "the case's own inputs",
         "alt": "other values, same shapes",
+        "counts": "boolean inputs with another number of True per row, the rest as in base",
+        "indices": "integer inputs drawn anew within their range, the rest as in base",
         "ties": "coarsely quantised inputs (many ties)",
         "ramp": "the tie-rich inputs plus a strictly increasing ramp (no ties)",
         "shape": "other sizes on the dynamic axes",
@@ -243,5 +344,5 @@ def parse_probes(text: str | None) -> list[str]:
     return names
 
 
-__all__ = ["ALL_PROBES", "DEFAULT_PROBES", "DISTRIBUTION_PROBES", "SYNTHETIC_PROBES", "make_probes", "parse_probes",
-           "describe"]
+__all__ = ["ALL_PROBES", "DEFAULT_PROBES", "DISTRIBUTION_PROBES", "SYNTHETIC_PROBES", "VALUE_PROBES", "make_probes",
+           "parse_probes", "describe"]

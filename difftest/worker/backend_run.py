@@ -16,18 +16,19 @@ from ..backends import BackendUnavailable, Subject
 from ..export.exporter import ExportResult, describe_exception
 from ..record.names import RANKED, slug
 from ..record.tables import tensor_row
-from .task import Task, enter_stage, seed, user_traceback
+from .task import SEED, Task, enter_stage, seed, user_traceback
 
 
 def run_backend(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
                 tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
-                after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
+                after_run: Callable[[str], Any] | None = None, full: Any = None, seed_value: int = SEED) -> None:
     """Prepare ``backend`` once and run it on every probe (and its reruns), appending tensors rows.
     ``after_run`` is called with a stage description after every run (the model guard's check); ``full``
-    compares outputs too large to store whole (see ``full_compare``)."""
+    compares outputs too large to store whole (see ``full_compare``); ``seed_value`` seeds every run (the
+    reference's reseeded run uses another)."""
     # One case at a time per GPU: timings and memory stay sane.
     with _device_lock(task, backend.device) if backend.device != "cpu" else contextlib.nullcontext():
-        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full)
+        _run_backend_unlocked(task, backend, subject, probes, tensors, reruns, name, after_run, full, seed_value)
 
 
 class _device_lock:
@@ -52,7 +53,8 @@ class _device_lock:
 
 def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: dict[str, dict[str, np.ndarray]],
                           tensors: list[dict[str, Any]], reruns: int = 0, name: str | None = None,
-                          after_run: Callable[[str], Any] | None = None, full: Any = None) -> None:
+                          after_run: Callable[[str], Any] | None = None, full: Any = None,
+                          seed_value: int = SEED) -> None:
     name = name or backend.name
     started = time.perf_counter()
     try:
@@ -71,7 +73,7 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
     for probe, feeds in probes.items():
         for rerun in range(1 + reruns):
             ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds, providers,
-                           tensors, full)
+                           tensors, full, seed_value)
             if after_run is not None:
                 after_run(f"the {name} run")
             if not ok:
@@ -80,13 +82,13 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
 
 def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,
               feeds: dict[str, np.ndarray], rerun: int, prepare_seconds: float, providers: list[str],
-              tensors: list[dict[str, Any]], full: Any = None) -> bool:
+              tensors: list[dict[str, Any]], full: Any = None, seed_value: int = SEED) -> bool:
     from ..backends.torch_eager import ModelFault
 
     began = time.perf_counter()
     try:
         enter_stage(f"run ({name}, probe {probe})")
-        seed()
+        seed(seed_value)
         outputs = backend.run(session, feeds)
     except Exception as exc:
         stage = "model" if isinstance(exc, ModelFault) else "run"  # the model's doing, not the backend's
@@ -124,6 +126,7 @@ def record_export(row: dict[str, Any], key: tuple[str, str | None], exported: Ex
         "graph_inputs": exported.graph_inputs, "graph_outputs": exported.graph_outputs, "dropped_inputs": dropped,
         "onnx_path": None, "cached": exported.cached, "warnings": exported.warnings,
         "float_to_int_casts": exported.float_to_int_casts, "invalidated_by": exported.invalidated_by,
+        "random_ops": getattr(exported, "random_ops", []),
         "unordered_outputs": exported.unordered_outputs, "cache": exported.cache_note,
     }
     if exported.ok:

@@ -57,17 +57,20 @@ def user_traceback(exc: BaseException) -> str:
 
 
 
-def seed() -> None:
-    """The same random state before every stage. (torch.manual_seed also queues a CUDA seeding, recording a
-    stack trace each time, when CUDA is not initialised yet: the CPU generator is seeded directly then, and the
-    CUDA ones when CUDA is up.)"""
+RESEED = SEED + 1  # the reference's second run, which tells a model that samples (see ``judge.randomness``)
+
+
+def seed(value: int = SEED) -> None:
+    """The same random state before every stage (``value`` for the reference's reseeded run). (torch.manual_seed
+    also queues a CUDA seeding, recording a stack trace each time, when CUDA is not initialised yet: the CPU
+    generator is seeded directly then, and the CUDA ones when CUDA is up.)"""
     import random
 
     import torch
 
-    random.seed(SEED)
-    np.random.seed(SEED)
+    random.seed(value)
+    np.random.seed(value)
     if torch.cuda.is_initialized():
-        torch.manual_seed(SEED)
+        torch.manual_seed(value)
     else:
-        torch.default_generator.manual_seed(SEED)
+        torch.default_generator.manual_seed(value)
