@@ -44,6 +44,9 @@ class Result:
         self._comparisons = comparisons
         self.title = title
         self._session: Session | None = None  # keeps a check's temporary run folder alive as long as its result
+        self.checked = False  # someone looked at the verdict (passed, failures, verdicts, raise_for_failures)
+        self.more_hint = "result.verdicts has them all"  # where the evidence the text form leaves out is
+        self.report_hint: str | None = None  # a last line for a failure: where the full report is
 
     @property
     def verdicts(self) -> Any:
@@ -51,6 +54,7 @@ class Result:
         label, whether it passed, the error metrics, the tolerance, the evidence and the blame."""
         from .record.tables import frame, read_table
 
+        self.checked = True
         if self._comparisons is None:
             return read_table(self.run_dir, "comparisons")
         return frame("comparisons", self._comparisons)
@@ -58,16 +62,33 @@ class Result:
     @property
     def passed(self) -> bool:
         """No unexpected failure (expected failures, waived ones, skips and non-applicable candidates pass)."""
+        self.checked = True
         return all(o.status in PASSING for o in self.outcomes)
 
     @property
+    def compared(self) -> bool:
+        """Whether any candidate ran and was judged (not every one skipped or not applicable)."""
+        return any(o.status not in ("skipped", "not_applicable") for o in self.outcomes)
+
+    @property
+    def skip_reason(self) -> str:
+        """Why nothing was compared: each candidate's reason."""
+        return "; ".join(f"{o.candidate}: {o.evidence or o.reason}" for o in self.outcomes) or "no candidate"
+
+    @property
     def failures(self) -> list[Any]:
+        self.checked = True
         return [o for o in self.outcomes if o.status not in PASSING]
 
     def raise_for_failures(self) -> "Result":
-        """Raise an ``AssertionError`` whose message is the evidence when anything failed unexpectedly."""
+        """Raise an ``AssertionError`` whose message is the evidence when anything failed unexpectedly, or when
+        nothing was compared at all (every candidate skipped): that is not a pass."""
+        __tracebackhide__ = True  # pytest shows the evidence, not difftest's frames
         if not self.passed:
             raise AssertionError(str(self))
+        if self.outcomes and not self.compared:
+            raise NothingCompared(f"{self.title}: nothing was compared, every candidate was skipped "
+                                  f"({self.skip_reason})")
         return self
 
     def __str__(self) -> str:
@@ -86,7 +107,9 @@ class Result:
                 lines.append(f"{case_id}")
             width = max(len(o.candidate) for o in here)
             for o in here:
-                lines.extend(candidate_evidence(o, by_key.get((o.case, o.candidate), []), width))
+                lines.extend(candidate_evidence(o, by_key.get((o.case, o.candidate), []), width, self.more_hint))
+        if failed and self.report_hint:
+            lines.append(self.report_hint)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -139,7 +162,12 @@ class Run(Result):
         return self.summary()
 
 
-def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: int) -> list[str]:
+class NothingCompared(AssertionError):
+    """``raise_for_failures`` on a result where every candidate was skipped: no verdict to pass."""
+
+
+def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: int,
+                       more: str = "result.verdicts has them all") -> list[str]:
     """Polygraphy-style: the candidate's verdict on one line, then the evidence of each output that needs reading
     (every failing one; for a pass, the worst)."""
     from .judge.classify import severity
@@ -161,7 +189,7 @@ def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: i
         probe = "" if c["probe"] == "*" else f" on probe {c['probe']}"
         lines.append(f"      {where}{probe}: {c['label']}: {c['evidence']}")
     if len(shown) > EVIDENCE_LINES:
-        lines.append(f"      … and {len(shown) - EVIDENCE_LINES} more (result.verdicts has them all)")
+        lines.append(f"      … and {len(shown) - EVIDENCE_LINES} more ({more})")
     return lines
 
 
@@ -181,6 +209,7 @@ class Session:
 
         specs = split_specs(backends) if isinstance(backends, str) else list(backends or DEFAULT_CANDIDATES)
         self.candidates = [c.name for c in parse_list(",".join(specs))]  # a bad spec is a usage error now
+        self.defaults = list(self.candidates)  # a check's candidates unless it names its own
         self.reference = backend_table.REFERENCE
         self.oracle = backend_table.ORACLE if oracle else None
         self.config = RunConfig(targets=[], backends=[self.reference, *self.candidates], exporter=exporter,
@@ -202,16 +231,22 @@ class Session:
         from .record.tables import PartManifest
 
         self._manifest = PartManifest(self.run_dir)
-        self._backends: tuple[list[str], dict[str, str]] | None = None
+        self._reasons: dict[str, str | None] = {}  # backend -> why it cannot run here (None: it can), asked once
+        self._ran: dict[str, tuple[str, list[str]]] = {}  # part key -> (case id, the candidates its check ran)
         self._row: dict[str, Any] | None = None  # the runs table's row, less what changes per check
+        self._row_for: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # (targets, candidates) it was made for
 
     # -- running ---------------------------------------------------------------------------------------------
 
     def check(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *, name: str | None = None,
-              source: str | None = None, **case_options: Any) -> Result:
+              source: str | None = None, backends: Sequence[str] | str | None = None,
+              **case_options: Any) -> Result:
         """Run one model as a case of this session; see :func:`check`. ``source``: the file the case is named
-        after (default: the file that defines the model's class)."""
+        after (default: the file that defines the model's class). ``backends``: this check's candidates (default:
+        the session's); they join the session's report, where the other candidates are not applicable to it."""
         from .suite.cases import CASE_OPTIONS, CaseDef, CaseRef, build
+
+        candidates = self._join(backends)
 
         unknown = sorted(set(case_options) - set(CASE_OPTIONS))
         if unknown:
@@ -226,7 +261,7 @@ class Session:
             built = build(definition)
         except ValueError as exc:  # CaseDefinitionError and a bad exporter name: the caller's own mistake
             raise TypeError(f"check(): {exc}") from None
-        return self._run(CaseRef(source or _source_of(module), self._unique(name)), built)
+        return self._run(CaseRef(source or _source_of(module), self._unique(name)), built, candidates=candidates)
 
     def run_definition(self, definition: Any, ref: Any) -> Result:
         """Run a declared ``@case`` factory (the pytest plugin's collected items) as a case of this session."""
@@ -244,12 +279,29 @@ class Session:
             return self._record_unbuilt(ref, definition, "error", describe_exception(exc))
         return self._run(ref, built, definition)
 
-    def _run(self, ref: Any, built: Any, definition: Any = None) -> Result:
+    def _join(self, backends: Sequence[str] | str | None) -> list[str]:
+        """A check's own candidates, added to the session's (in its runs row and report)."""
+        from .backends.candidates import parse_list, split_specs
+
+        if backends is None:
+            return list(self.defaults)
+        specs = split_specs(backends) if isinstance(backends, str) else list(backends)
+        names = [c.name for c in parse_list(",".join(specs)) if c.name not in (self.reference, self.oracle)]
+        if not names:
+            raise UsageError(f"backends {','.join(specs) or '(none)'}: no candidate to compare with the reference "
+                             f"{self.reference}; name one, e.g. ort-cpu")
+        for name in names:
+            if name not in self.candidates:
+                self.candidates.append(name)
+        return names
+
+    def _run(self, ref: Any, built: Any, definition: Any = None, candidates: list[str] | None = None) -> Result:
         from .worker.execute import run_built
         from .worker.pool import redirected_output
         from .worker.task import seed
 
-        task = self._task(ref)
+        candidates = list(self.defaults) if candidates is None else candidates
+        task = self._task(ref, candidates)
         log = self.run_dir / "logs" / f"{_slug(ref.id)}.log"
         log.parent.mkdir(exist_ok=True)
         seed()
@@ -259,7 +311,7 @@ class Session:
         if definition is not None:
             case["tags"] = sorted(set(case.get("tags") or []) | set(definition.tags))
         case["log"] = f"logs/{log.name}" if self.capture_output else None
-        return self._record(ref, case, tensors)
+        return self._record(ref, case, tensors, candidates)
 
     def _record_unbuilt(self, ref: Any, definition: Any, status: str, message: str) -> Result:
         from .worker.execute import case_row
@@ -269,34 +321,41 @@ class Session:
                     description=definition.doc, seconds=0.0)
         return self._record(ref, case, [])
 
-    def _record(self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]]) -> Result:
+    def _record(self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]],
+                candidates: list[str] | None = None) -> Result:
         from .judge.expectations import outcomes
         from .judge.verdicts import RunContext, judge_case
 
+        candidates = list(self.defaults) if candidates is None else candidates
         self._manifest.write(_slug(ref.id), ref.id, case, tensors)
+        self._ran[_slug(ref.id)] = (ref.id, candidates)
         if ref.path not in self._targets:
             self._targets.append(ref.path)
         self._write_runs_row()
         context = RunContext(run=self.run_id, reference=self.reference, oracle=self.oracle,
-                             candidates=self.candidates, skipped=self._availability()[1])
+                             candidates=candidates, skipped=self._availability(candidates)[1])
         comparisons = judge_case(case, tensors, context)
         return Result(self.run_dir, outcomes([case], comparisons), comparisons, title=f"difftest check {ref.id}")
 
-    def _task(self, ref: Any) -> Any:
+    def _task(self, ref: Any, candidates: list[str] | None = None) -> Any:
         from .runner import task_for
 
-        return task_for(self.config, ref, self.run_id, self.run_dir, self._availability()[0], self.reference,
-                        self.oracle)
+        return task_for(self.config, ref, self.run_id, self.run_dir, self._availability(candidates)[0],
+                        self.reference, self.oracle)
 
-    def _availability(self) -> tuple[list[str], dict[str, str]]:
-        """(backends that run here, {backend: why not}), asked once per session."""
-        if self._backends is None:
-            from .backends.candidates import make
-            from .runner import availability
+    def _availability(self, candidates: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+        """(backends that run here, {backend: why not}) for these candidates (default: the session's); each
+        backend is asked once per session."""
+        from .backends.candidates import make
+        from .runner import availability
 
-            self._backends = availability([self.reference, *self.candidates], self.reference, self.oracle,
-                                          lambda name: make(name).unavailable_reason())
-        return self._backends
+        def reason(name: str) -> str | None:
+            if name not in self._reasons:
+                self._reasons[name] = make(name).unavailable_reason()
+            return self._reasons[name]
+
+        return availability([self.reference, *(self.candidates if candidates is None else candidates)],
+                            self.reference, self.oracle, reason)
 
     def _unique(self, name: str) -> str:
         """Case names are ids within a run: a second check of the same class gets a numbered name."""
@@ -319,10 +378,17 @@ class Session:
             self._row = runs_row(self.run_id, self.config, [self.reference, *self.candidates], available, skipped,
                                  self.reference, self.started)
             self._row.update(oracle=self.oracle, environment=environment_facts(), repositories={})
-        if self._row["targets"] != self._targets:
+        made_for = (tuple(self._targets), tuple(self.candidates))
+        if self._row_for != made_for:  # a check from another file, or with candidates of its own
+            if self._row_for is None or self._row_for[0] != made_for[0]:
+                self._row["repositories"] = repositories(self._targets)
+            self._row_for = made_for
+            available, skipped = self._availability()
+            self.config.backends = [self.reference, *self.candidates]
             config = dataclasses.replace(self.config, targets=list(self._targets), out=str(self.run_dir))
             self._row.update(targets=list(self._targets), config=json.dumps(dataclasses.asdict(config)),
-                             repositories=repositories(self._targets))
+                             backends_requested=[self.reference, *self.candidates], backends_available=available,
+                             backends_skipped=json.dumps(skipped))
         row = {**self._row, "seconds": time.time() - self.started,
                "finished": dt.datetime.now().isoformat(timespec="seconds"),
                "environment": json.dumps({**self._row["environment"], "repositories": self._row["repositories"]})}
@@ -339,10 +405,29 @@ class Session:
         keys = self._manifest.keys()
         if not keys:
             raise UsageError(f"{self.run_dir}: no case ran in this session, so there is nothing to report")
+        self._not_applicable_rows()
         for table in ("cases", "tensors"):
             consolidate(self.run_dir, table, keys)
         self._write_runs_row()
         return Run(finish(self.run_dir, rejudge=True))
+
+    def _not_applicable_rows(self) -> None:
+        """A check that ran candidates of its own is judged with the session's other candidates too: each one it did
+        not ask for gets a row saying it is not applicable to that check (not a lost result, not a pass)."""
+        from .record.tables import case_part
+
+        for key, (case_id, ran) in self._ran.items():
+            missing = [c for c in self.candidates if c not in ran]
+            if not missing:
+                continue
+            cases, tensors = case_part(self.run_dir, "cases", key), case_part(self.run_dir, "tensors", key)
+            if cases is None or tensors is None:
+                continue
+            extra = [{"run": self.run_id, "case": case_id, "probe": "*", "backend": name, "rerun": 0, "status": "skipped",
+                      "stage": "run", "message": f"not applicable: this check asked for {', '.join(ran)} only"}
+                     for name in missing]
+            self._manifest.write(key, case_id, cases.to_dicts()[0], tensors.to_dicts() + extra)
+            self._ran[key] = (case_id, [*ran, *missing])
 
     def cleanup(self) -> None:
         if self._temporary is not None:

@@ -129,18 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("difftest: interrupted; finished cases are kept in the run directory", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except OSError as exc:
-        import errno
+    except Exception as exc:
+        from .errors import disk_full
 
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            traceback.print_exc()
-            print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
-                  file=sys.stderr)
-            return ExitCode.INTERNAL_ERROR
-        print(f"difftest: error: the disk is full ({exc.filename or 'while writing'}): free some space, then "
-              "finish the run with --resume (the cases that finished are kept)", file=sys.stderr)
-        return ExitCode.USAGE_ERROR
-    except Exception:
+        if disk_full(exc):  # an OSError, or polars' ComputeError wrapping ENOSPC
+            where = getattr(exc, "filename", None) or "while writing"
+            print(f"difftest: error: the disk is full ({where}): free some space, then finish the run with --resume "
+                  "(the cases that finished are kept)", file=sys.stderr)
+            return ExitCode.USAGE_ERROR
         traceback.print_exc()
         print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
               file=sys.stderr)

@@ -64,31 +64,52 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.fixture
-def difftest(request: pytest.FixtureRequest) -> "Checker":
-    """``difftest.check`` with the session's options; the case is named after the test."""
-    return Checker(request.config.stash[STATE], request.node)
+def difftest(request: pytest.FixtureRequest) -> Any:
+    """``difftest.check`` with the session's options; the case is named after the test. A result the test never
+    looked at (``raise_for_failures()``, ``passed``, ``failures``, ``verdicts``) is a warning at teardown."""
+    checker = Checker(request.config.stash[STATE], request.node)
+    yield checker
+    for result in checker.results:
+        if not result.checked:
+            verdict = "it FAILED" if not all(o.status in PASSING for o in result.outcomes) else "it passed"
+            request.node.warn(pytest.PytestWarning(
+                f"difftest: the result of {result.title} was never checked ({verdict}); call "
+                ".raise_for_failures() on it, or assert on .passed"))
+
+
+PASSING = ("pass", "xfail", "waived", "skipped", "not_applicable")
 
 
 class Checker:
-    """The ``difftest`` fixture: call it like :func:`difftest.check`."""
+    """The ``difftest`` fixture: call it like :func:`difftest.check`. Every call is a case of the session's run
+    (its ``--difftest-report``), whatever ``backends``, ``probes`` or ``exporter`` it gives."""
 
     def __init__(self, state: "_SessionState", node: pytest.Item):
         self.state, self.node = state, node
+        self.results: list[Any] = []
 
     def __call__(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
                  name: str | None = None, backends: Any = None, probes: Any = None, exporter: str | None = None,
                  **options: Any) -> Any:
-        from .api import check
-
+        __tracebackhide__ = True
         name = name or _case_name(self.node.name)
-        if backends is None and probes is None and exporter is None:  # the session's settings: in its report
+        if probes is not None:  # the case's own options: the session's run holds every call
+            options["probes"] = [probes] if isinstance(probes, str) else list(probes)
+        if exporter is not None:
+            options["exporter"] = exporter
+        try:
             result = self.state.session().check(module, args, kwargs, name=name, source=str(self.node.path),
-                                                **options)
-        else:
-            result = check(module, args, kwargs, backends=backends, probes=probes, exporter=exporter, name=name,
-                           **options)
+                                                backends=backends, **options)
+        except TypeError as exc:  # the caller's own mistake (an unknown option): said without our frames
+            raise TypeError(str(exc)) from None
+        result.more_hint = self.state.more_hint()
+        result.report_hint = self.state.report_hint()
+        self.results.append(result)
         for outcome in result.outcomes:
             self.node.user_properties.append((f"difftest {outcome.candidate}", f"{outcome.label} ({outcome.status})"))
+        if result.outcomes and not result.compared:
+            result.checked = True
+            pytest.skip(f"difftest: nothing was compared: {result.skip_reason}")
         return result
 
     check = __call__
@@ -109,6 +130,12 @@ class DifftestFile(pytest.File):
         except UsageError as exc:  # SuiteLoadError: the file, the line and what to do, without our frames
             raise self.CollectError(str(exc)) from None
         state = self.config.stash[STATE]
+        other = state.suites.setdefault(self.path.stem, self.path)
+        if other != self.path:  # as `difftest run` refuses it: case ids are '<file name>::<case>'
+            raise self.CollectError(
+                f"two suite files share the name {self.path.stem!r}: {other} and {self.path}. Case ids are "
+                "'<file name>::<case>', so their cases (and results) would collide; rename one of the files or run "
+                "them in separate pytest sessions")
         for definition in definitions:
             ref = CaseRef(str(self.path), definition.name)
             for candidate in state.candidates():
@@ -123,6 +150,7 @@ class DifftestItem(pytest.Item):
         self.extra_keyword_matches.update(definition.tags)  # -k matches a case's tags too
 
     def runtest(self) -> None:
+        __tracebackhide__ = True
         result = self.config.stash[STATE].case_result(self.definition, self.ref)
         outcome = next(o for o in result.outcomes if o.candidate == self.candidate)
         self.user_properties.extend([("verdict", outcome.label), ("status", outcome.status)])
@@ -135,9 +163,11 @@ class DifftestItem(pytest.Item):
         if outcome.status == "fail":
             from .api import candidate_evidence
 
+            state = self.config.stash[STATE]
             rows = [c for c in result.verdicts.to_dicts() if c["candidate"] == self.candidate]
             raise DifftestFailure("\n".join([f"{self.ref.id} [{self.candidate}]: {outcome.reason}",
-                                             *candidate_evidence(outcome, rows, len(self.candidate))]))
+                                             *candidate_evidence(outcome, rows, len(self.candidate), state.more_hint()),
+                                             state.report_hint()]))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, DifftestFailure):
@@ -154,7 +184,8 @@ class _SessionState:
     def __init__(self, config: pytest.Config):
         self.config = config
         self._session: Any = None
-        self._results: dict[str, Any] = {}
+        self._results: dict[tuple[str, str], Any] = {}  # (suite file, case name): a case runs once
+        self.suites: dict[str, Path] = {}  # file stem -> the suite file collected under it
         self.report_line: str | None = None
 
     def candidates(self) -> list[str]:
@@ -163,6 +194,16 @@ class _SessionState:
 
         specs = self.config.getoption("difftest_backends")
         return [c.name for c in parse_list(specs)] if specs else list(DEFAULT_CANDIDATES)
+
+    def more_hint(self) -> str:
+        report = self.config.getoption("difftest_report")
+        return f"the session's report in {report} has them all" if report else "--difftest-report DIR writes them all"
+
+    def report_hint(self) -> str:
+        report = self.config.getoption("difftest_report")
+        if report:
+            return f"the full evidence: {Path(report) / 'index.html'} (written at the end of the session)"
+        return "the full evidence: run pytest with --difftest-report DIR for the HTML report of every check"
 
     def session(self) -> Any:
         if self._session is None:
@@ -176,9 +217,10 @@ class _SessionState:
 
     def case_result(self, definition: Any, ref: Any) -> Any:
         """A collected case runs once, for all its candidates' tests."""
-        if ref.id not in self._results:
-            self._results[ref.id] = self.session().run_definition(definition, ref)
-        return self._results[ref.id]
+        key = (str(ref.path), ref.name)
+        if key not in self._results:
+            self._results[key] = self.session().run_definition(definition, ref)
+        return self._results[key]
 
     def finish(self) -> None:
         if self._session is None:

@@ -112,6 +112,12 @@ def validate(config: RunConfig) -> None:
     from .backends.candidates import parse_list
 
     names = [c.name for c in parse_list(",".join(config.backends))]
+    from .backends import ORACLE, REFERENCE
+
+    if not [name for name in names if name not in (REFERENCE, ORACLE)]:
+        raise UsageError(f"--backends {','.join(config.backends) or '(none)'}: no candidate to compare with the "
+                         f"reference {REFERENCE} (it always runs, and {ORACLE} is its float64 oracle), so nothing "
+                         f"would be judged; add one, e.g. --backends {REFERENCE},ort-cpu")
     unknown = [name for name in config.require if name not in names]
     if unknown:
         raise UsageError(f"--require {','.join(unknown)}: not among --backends ({','.join(config.backends)})")

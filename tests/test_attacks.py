@@ -109,7 +109,7 @@ def second():
     return Pid().eval(), (torch.ones(2),)
 ''')
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), "--jobs", "1", "--isolate", "case",
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", "--isolate", "case",
                  *FAST]) == 0
     pids = {line.split()[1] for log in (out / "logs").glob("*.log") for line in log.read_text().splitlines()
             if line.startswith("PID")}
@@ -122,7 +122,7 @@ def test_two_suite_files_with_one_name_are_refused(tmp_path, capsys):
     body = "@case()\ndef same():\n    return torch.nn.Identity(), (torch.ones(2),)\n"
     first = write_suite(tmp_path / "a", "models", body)
     second = write_suite(tmp_path / "b", "models", body)
-    assert main(["run", str(first), str(second), "--backends", "torch", "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert main(["run", str(first), str(second), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"), *FAST]) == 2
     err = capsys.readouterr().err
     assert str(first) in err and str(second) in err
 
@@ -147,7 +147,7 @@ for k in range(2500):
     case(name="a_very_long_shared_prefix_for_generated_cases_" * 2 + f"{k:05d}")(make(k))
 ''')
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), "--jobs", "2", *FAST]) == 0
+    assert main(["run", str(suite), "--backends", "torch,torch-cuda", "--out", str(out), "--jobs", "2", *FAST]) == 0
     cases = pl.read_parquet(out / "cases.parquet")
     assert cases["case"].n_unique() == len(cases) == 2500
     assert pl.read_parquet(out / "comparisons.parquet")["case"].n_unique() == 0 or True  # torch alone: no candidates
@@ -172,14 +172,14 @@ def slow():
 def test_second_run_into_a_busy_folder_is_refused(tmp_path):
     suite = write_suite(tmp_path, "slow", SLOW)
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch", "--out",
+    first = subprocess.Popen([sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch,torch-cuda", "--out",
                               str(out), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
             assert time.monotonic() < deadline, "the first run never took its lock"
             time.sleep(0.2)
-        second = run_cli("run", str(suite), "--backends", "torch", "--out", str(out), *FAST)
+        second = run_cli("run", str(suite), "--backends", "torch,torch-cuda", "--out", str(out), *FAST)
         assert second.returncode == 2
         assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
     finally:
@@ -190,7 +190,7 @@ def test_second_run_into_a_busy_folder_is_refused(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), *FAST]) == 0
+    assert main(["run", str(suite), "--backends", "torch,torch-cuda", "--out", str(out), *FAST]) == 0
     capsys.readouterr()
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--resume", *FAST]) == 2
     err = capsys.readouterr().err
@@ -309,7 +309,7 @@ def test_processes_a_case_started_do_not_outlive_it(tmp_path, how):
                                     ["--expectations", "no-such-file.toml"], ["--localize-budget", "-1"]])
 def test_bad_option_values_are_usage_errors(tmp_path, option, capsys):
     suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
-    assert main(["run", str(suite), "--backends", "torch", "--out", str(tmp_path / "run"), *option]) == 2
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"), *option]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -327,7 +327,7 @@ def loud():
     return Loud().eval(), (torch.ones(2),)
 ''')
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch", "--out", str(out), *FAST]) == 0
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 0
     (log,) = (out / "logs").glob("*.log")
     assert log.stat().st_size < 9 * 2**20 and "difftest cut" in log.read_text()
 
@@ -346,7 +346,7 @@ def test_one_case_starts_one_worker(tmp_path):
     WorkerPool._start = counting
     try:
         suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
-        assert main(["run", str(suite), "--backends", "torch", "--out", str(tmp_path / "run"), "--jobs", "4",
+        assert main(["run", str(suite), "--backends", "torch,torch-cuda", "--out", str(tmp_path / "run"), "--jobs", "4",
                      *FAST]) == 0
     finally:
         WorkerPool._start = original
@@ -665,4 +665,34 @@ def test_a_full_disk_is_said_plainly_and_leaves_no_temporary_files(tmp_path, mon
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 2
     assert "disk is full" in capsys.readouterr().err
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+# --- issue 22: the other entry points and the nightly keep the guarantees ------------------------------------------
+
+def test_backends_without_a_candidate_is_a_usage_error(tmp_path, capsys):
+    """`--backends torch` ran the reference alone and said "no unexpected failures", exit 0: nothing was judged."""
+    suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
+    for backends in ("torch", "torch,torch-fp64"):
+        assert main(["run", str(suite), "--backends", backends, "--out", str(tmp_path / "run"), *FAST]) == 2
+        assert "no candidate to compare with the reference" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "runs.parquet").exists()
+
+
+def test_a_full_disk_said_by_polars_is_still_a_full_disk(tmp_path, monkeypatch, capsys):
+    """polars raises ComputeError, not OSError, when the disk fills up: that was exit 3, "a bug in difftest"."""
+    suite = write_suite(tmp_path, "two", TWO)
+    original = pl.DataFrame.write_parquet
+
+    def full_disk(self, path, *args, **kwargs):
+        if "parts" in str(path):
+            Path(path).write_bytes(b"partial")
+            raise pl.exceptions.ComputeError("parquet: failed to write: No space left on device (os error 28)")
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full_disk)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "internal error" not in err and "Traceback" not in err
     assert not [p for p in out.rglob("*.tmp")]

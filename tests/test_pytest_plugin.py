@@ -135,6 +135,7 @@ def test_the_fixture_checks_in_the_test_and_fails_with_the_evidence(pytester):
     out = result.stdout.str()
     assert "AssertionError: difftest check test_models::test_a_wrong_graph_fails_with_the_evidence: FAIL" in out
     assert "ort-cpu" in out and "FAIL" in out
+    assert "run pytest with --difftest-report DIR" in out  # a hint the test can act on, not an object it never sees
 
 
 def test_junit_and_one_report_for_the_session(pytester):
@@ -157,3 +158,86 @@ def test_a_broken_suite_file_is_a_collection_error_that_names_the_line(pytester)
     result = pytester.runpytest_subprocess("--difftest", "zoo.py", *FAST)
     assert result.ret != 0
     assert re.search(r"zoo.py:\d+: syntax error in suite file", result.stdout.str())
+
+
+# --- issue 22: the plugin keeps the guarantees the CLI gives ---------------------------------------------------
+
+def test_two_suite_files_of_one_name_are_refused_not_mixed(pytester):
+    """a/models.py and b/models.py: the second file's cases got the first one's results ("2 passed")."""
+    agrees = SUITE.split("@case(")[0] + '''
+@case(exporter="torchscript")
+def same():
+    return Double().eval(), (torch.arange(6.0).reshape(2, 3),)
+'''
+    wrong = agrees.replace('@case(exporter="torchscript")', '@case(exporter="torchscript", onnx_transform=_mul_to_add)')
+    for folder, body in (("a", agrees), ("b", wrong)):
+        pytester.mkdir(folder)
+        (pytester.path / folder / "models.py").write_text(body)
+    result = pytester.runpytest_subprocess("--difftest", "a", "b", *FAST)
+    out = result.stdout.str()
+    assert result.ret != 0 and "2 passed" not in out
+    assert "two suite files share the name 'models'" in out
+    assert str(pytester.path / "a" / "models.py") in out and str(pytester.path / "b" / "models.py") in out
+
+
+FIXTURE_CASES = TEST_WITH_FIXTURE.split("def test_net_agrees")[0] + '''
+import pytest
+import difftest as difftest_api
+
+
+def test_only_candidate_skipped(difftest):
+    difftest(Net().eval(), (torch.randn(2, 4),), backends=["ort-cuda"]).raise_for_failures()
+
+
+def test_api_raise_for_failures_does_not_pass_what_was_not_compared():
+    result = difftest_api.check(Net().eval(), (torch.randn(2, 4),), backends=["ort-cuda"], probes=["base"])
+    with pytest.raises(AssertionError, match="nothing was compared"):
+        result.raise_for_failures()
+
+
+def test_own_settings(difftest):
+    difftest(Net().eval(), (torch.randn(2, 4),), backends=["ort-cpu[opt=disable]"], probes=["base"],
+             exporter="torchscript").raise_for_failures()
+
+
+def test_session_settings(difftest):
+    difftest(Net().eval(), (torch.randn(2, 4),)).raise_for_failures()
+
+
+def test_nobody_looks(difftest):
+    difftest(Wrong().eval(), (torch.arange(6.0).reshape(2, 3),), exporter="torchscript",
+             onnx_transform=_reverse_back)
+
+
+def test_a_wrong_graph_fails_with_the_evidence(difftest):
+    difftest(Wrong().eval(), (torch.arange(6.0).reshape(2, 3),), exporter="torchscript",
+             onnx_transform=_reverse_back).raise_for_failures()
+'''
+
+
+def test_fixture_skips_warns_reports_every_call_and_hides_its_frames(pytester):
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has ORT's CUDA provider: ort-cuda runs")
+    pytester.makepyfile(test_models=FIXTURE_CASES)
+    report = pytester.path / "report"
+    result = pytester.runpytest_subprocess(*FAST, f"--difftest-report={report}", "-rs")
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    out = result.stdout.str()
+    # the only candidate could not run: a skip with the reason, not a green test
+    assert re.search(r"SKIPPED .*nothing was compared: ort-cuda: .*CUDAExecutionProvider", out)
+    # a result nobody looked at (and it failed) is said at teardown
+    assert "test_nobody_looks" in out and "was never checked (it FAILED)" in out
+    # the failure: the evidence, a hint the test can act on, and no difftest frames
+    assert f"the full evidence: {report / 'index.html'}" in out and "result.verdicts" not in out
+    assert "def raise_for_failures" not in out and "def __call__" not in out
+    # every call is in the session's report, whatever settings it gave
+    index = (report / "index.html").read_text()
+    for name in ("test_own_settings", "test_session_settings", "test_nobody_looks"):
+        assert f"test_models::{name}" in index
+    import json
+
+    summary = json.loads((report / "summary.json").read_text())
+    failing = {(f["case"], f["candidate"]) for f in summary["failures"]}
+    assert ("test_models::test_own_settings", "ort-cpu") not in failing  # not lost: not applicable to that call
+    assert ("test_models::test_own_settings", "ort-cpu[opt=disable]") not in failing
+    assert ("test_models::test_a_wrong_graph_fails_with_the_evidence", "ort-cpu") in failing

@@ -36,9 +36,11 @@ class Sleeper(torch.nn.Module):
 
 class Hog(torch.nn.Module):
     def forward(self, x):
+        # 1 GiB of address space a step, never touched: the --memory-limit stops it within a few steps and
+        # microseconds, however busy the machine (writing the pages, as torch.ones did, could outlast the timeout).
         hoard = []
         while True:
-            hoard.append(torch.ones(64, 1024, 1024))  # 256 MiB a step, until the limit stops it
+            hoard.append(torch.empty(1 << 30, dtype=torch.uint8))
 
 
 class Fine(torch.nn.Module):
@@ -67,7 +69,7 @@ def sleeps_past_timeout():
 
 @case(exporter="torchscript")
 def allocates_without_bound():
-    """Allocates 256 MiB tensors until something stops it."""
+    """Allocates 1 GiB tensors until something stops it."""
     return Hog().eval(), (torch.ones(3),)
 
 
