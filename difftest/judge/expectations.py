@@ -89,7 +89,7 @@ def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
     cases = read_table(run_dir, "cases").to_dicts() if cases is None else cases
     comparisons = read_table(run_dir, "comparisons").to_dicts() if comparisons is None else comparisons
     results = outcomes(cases, comparisons)
-    return results, waivers.apply(results, waivers.stored(run_dir))
+    return results, waivers.apply(results, waivers.stored(run_dir), comparisons=comparisons)
 
 
 def expectation_for(expect: Any, candidate: str, exporter: str | None = None) -> tuple[list[str] | None, str]:

@@ -5,11 +5,15 @@
     case = "ops::max_reduce_nan"          # a case id; * and ? glob
     candidate = "ort-*"                   # optional, default "*"
     label = "nonfinite"                   # the verdict being waived
+    output = "values"                     # optional, default "*": the output(s) it is waived on; * and ? glob
     reason = "ORT ReduceMax does not propagate NaN"
     link = "https://github.com/microsoft/onnxruntime/issues/10514"
     expires = 2027-03-01                  # optional; after it the waiver no longer applies and fails the run
 
-A failing outcome matched by a live waiver becomes ``waived`` (known, not failing). An expired waiver
+A waiver covers what it names: the label on the outputs it names, not the case × candidate as a whole. A failing
+outcome becomes ``waived`` (known, not failing) only when every failing verdict under it (each output, on any
+probe) is covered by a live waiver; a new failure on another output, or another label on the waived one, still
+fails, and its reason says what the waivers left uncovered. An expired waiver
 fails the run even when nothing matches it, so it is renewed or removed on purpose. A waiver that matches
 no failing outcome is reported as stale: the discrepancy is gone, and the waiver should go too.
 """
@@ -37,16 +41,23 @@ class Waiver:
     candidate: str = "*"
     link: str | None = None
     expires: str | None = None  # ISO date
+    output: str = "*"  # the output(s) the label is waived on (glob)
 
     def expired(self, today: dt.date) -> bool:
         return self.expires is not None and dt.date.fromisoformat(self.expires) < today
 
-    def matches(self, case: str, candidate: str, label: str) -> bool:
+    def matches(self, case: str, candidate: str, label: str, output: str | None = None) -> bool:
+        """Whether the waiver covers ``label`` on ``output`` (None: an output not known, covered only by a waiver
+        for every output)."""
+        if output is None:
+            on_output = self.output == "*"
+        else:
+            on_output = fnmatch.fnmatchcase(output, self.output)
         return (fnmatch.fnmatchcase(case, self.case) and fnmatch.fnmatchcase(candidate, self.candidate)
-                and label == self.label)
+                and label == self.label and on_output)
 
     def describe(self) -> str:
-        scope = f"{self.case} [{self.candidate}] {self.label}"
+        scope = f"{self.case} [{self.candidate}] {self.label}" + (f" on {self.output}" if self.output != "*" else "")
         return scope + (f" (expires {self.expires})" if self.expires else "")
 
 
@@ -69,14 +80,14 @@ def load(path: Path) -> list[Waiver]:
         where = f"{path}: waiver #{number}"
         if not isinstance(entry, dict):
             raise UsageError(f"{where}: each waiver is a [[waiver]] table, got {type(entry).__name__}")
-        for key in ("case", "candidate", "label", "reason", "link"):
+        for key in ("case", "candidate", "label", "reason", "link", "output"):
             if key in entry and not isinstance(entry[key], str):
                 raise UsageError(f"{where}: {key} must be a string (in quotes), got {type(entry[key]).__name__} "
                                  f"{entry[key]!r}")
         missing = [k for k in ("case", "label", "reason") if not entry.get(k)]
         if missing:
             raise UsageError(f"{where}: missing {', '.join(missing)} (each waiver needs case, label and reason)")
-        unknown = sorted(set(entry) - {"case", "candidate", "label", "reason", "link", "expires"})
+        unknown = sorted(set(entry) - {"case", "candidate", "label", "reason", "link", "expires", "output"})
         if unknown:
             raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}")
         if entry["label"] not in LABELS:
@@ -94,7 +105,8 @@ def load(path: Path) -> list[Waiver]:
                 raise UsageError(f"{where}: expires must be a date like 2027-03-01")
             expires = expires.isoformat()
         waivers.append(Waiver(case=entry["case"], label=entry["label"], reason=entry["reason"],
-                              candidate=entry.get("candidate", "*"), link=entry.get("link"), expires=expires))
+                              candidate=entry.get("candidate", "*"), link=entry.get("link"), expires=expires,
+                              output=entry.get("output", "*")))
     return waivers
 
 
@@ -122,23 +134,62 @@ class WaiverReport:
                 "expired": [asdict(w) for w in self.expired]}
 
 
-def apply(outcomes: list[Any], waivers: list[Waiver], today: dt.date | None = None) -> WaiverReport:
-    """Mark failing outcomes covered by a live waiver as ``waived`` (in place) and report on the waivers."""
+def apply(outcomes: list[Any], waivers: list[Waiver], today: dt.date | None = None,
+          comparisons: list[dict[str, Any]] | None = None) -> WaiverReport:
+    """Mark failing outcomes whose every failing verdict is covered by a live waiver as ``waived`` (in place) and
+    report on the waivers. ``comparisons``: the run's verdicts, so a waiver covers the outputs it names and no
+    other; without them an outcome stands for one failure of its label on an unknown output."""
     today = today or dt.date.today()
     counts = {id(w): 0 for w in waivers}
     expired = [w for w in waivers if w.expired(today)]
+    rows_of: dict[tuple[str, str], list[dict[str, Any]]] | None = None
+    if comparisons is not None:
+        rows_of = {}
+        for c in comparisons:
+            rows_of.setdefault((c["case"], c["candidate"]), []).append(c)
     for o in outcomes:
-        if o.status != "fail":
+        if o.status != "fail" or not waivers:
             continue
-        for w in waivers:
-            if w.matches(o.case, o.candidate, o.label):
-                counts[id(w)] += 1
-                if w.expired(today):
-                    o.reason += f"; the waiver for it expired on {w.expires}"
-                    continue
-                o.status = "waived"
-                o.reason = f"waived: {w.reason}" + (f" ({w.link})" if w.link else "")
-                break
+        items = failing_items(o, None if rows_of is None else rows_of.get((o.case, o.candidate), []))
+        live: list[Waiver] = []
+        uncovered, lapsed = [], []
+        matched: set[int] = set()
+        for output, label in items:
+            found = [w for w in waivers if w.matches(o.case, o.candidate, label, output)]
+            matched.update(id(w) for w in found)
+            alive = [w for w in found if not w.expired(today)]
+            if alive:
+                live.extend(w for w in alive[:1] if w not in live)
+                continue
+            uncovered.append(f"{label} on {output or 'an output'}")
+            lapsed.extend(w for w in found if w not in lapsed)
+        for key in matched:
+            counts[key] += 1
+        if not uncovered and live:
+            o.status = "waived"
+            o.reason = "waived: " + "; ".join(w.reason + (f" ({w.link})" if w.link else "") for w in live)
+            continue
+        for w in lapsed:
+            o.reason += f"; the waiver for it expired on {w.expires}"
+        if live:
+            shown = ", ".join(uncovered[:5]) + (f" and {len(uncovered) - 5} more" if len(uncovered) > 5 else "")
+            o.reason += f"; waived only in part ({', '.join(w.describe() for w in live)}): not {shown}"
     used = [(w, counts[id(w)]) for w in waivers if counts[id(w)] and not w.expired(today)]
     stale = [w for w in waivers if not counts[id(w)] and not w.expired(today)]
     return WaiverReport(used, stale, expired)
+
+
+NOT_JUDGED = ("skipped", "invalid_probe")
+
+
+def failing_items(outcome: Any, rows: list[dict[str, Any]] | None) -> list[tuple[str | None, str]]:
+    """(output, label) of each failure under a failing outcome: its comparisons that did not pass and that the case
+    did not declare (``rows`` None: the outcome's own label, on an output not known)."""
+    if rows is None:
+        return [(None, outcome.label)]
+    expected = set(outcome.expected or [])
+    found = {(r["output"], r["label"]) for r in rows
+             if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected}
+    if not found:  # failing against an expectation with a passing label: the label where it was seen
+        found = {(r["output"], r["label"]) for r in rows if r["label"] == outcome.label} or {(None, outcome.label)}
+    return sorted(found, key=lambda item: (item[0] or "", item[1]))
