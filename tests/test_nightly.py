@@ -106,3 +106,42 @@ def test_two_shards_merged_equal_a_full_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["merge", str(one), str(one), "--out", str(tmp_path / "dup")]) == 2
     assert "in both" in capsys.readouterr().err
+
+
+CRASHES = '''
+import os
+import signal
+
+import torch
+from difftest import case
+from difftest.suite.graph_edit import replace_op
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        if {crash} and not torch.jit.is_tracing():
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return x * 2
+
+
+@case(exporter="torchscript"{broken})
+def flips():
+    return Double().eval(), (torch.arange(6.0),)
+'''
+
+
+def test_a_crash_last_night_does_not_make_tonights_mismatch_known(tmp_path):
+    """Nothing was compared in a case that crashed: a mismatch in it tonight is a new failure, exit 1."""
+    path = tmp_path / "s" / "crashes.py"
+    path.parent.mkdir()
+    night = lambda n: tmp_path / "r" / f"2026010{n}-000000"
+    path.write_text(CRASHES.format(crash=True, broken=""))
+    assert main(["run", str(path), *FAST, "--out", str(night(1))]) == 1
+    assert pl.read_parquet(night(1) / "comparisons.parquet")["label"].to_list()[0] == "crash"
+    path.write_text(CRASHES.format(crash=False, broken=', onnx_transform=replace_op("Mul", "Add")'))
+    assert main(["run", str(path), *FAST, "--out", str(night(2)), "--baseline", str(night(1))]) == 1
+    summary = json.loads((night(2) / "summary.json").read_text())
+    assert summary["new_failures"] == 1 and summary["failures"][0]["new"] is True
+    assert "### New failures (1)" in (night(2) / "compare.md").read_text()
+    # the same mismatch the next night is known
+    assert main(["run", str(path), *FAST, "--out", str(night(3)), "--baseline", str(night(2))]) == 0

@@ -1,13 +1,24 @@
 """What changed between two stored runs: new failures, fixes, changed verdicts, numbers that moved a lot,
 cases added or removed. ``difftest compare BASE NEW`` and ``difftest run --baseline BASE`` use it.
+
+A failure is *known* only when the base run had the same failure: the same label family (``crash`` and
+``timeout`` are one: the case stopped) and the same signature (the evidence with numbers, paths and candidate
+names taken out) on the same output. Anything else that fails now is new, however the base run failed: a case
+that crashed last night compared nothing, so tonight's mismatch in it is news.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+# Labels that are one failure said two ways: the case stopped before anything was compared.
+LABEL_FAMILY = {"crash": "stopped", "timeout": "stopped"}
+NOT_JUDGED = ("skipped", "invalid_probe")
+Failure = tuple[str | None, str, str]  # (output or None, label family, signature)
 
 GROWTH = 10.0  # "error grew tenfold"
 KINDS = ("candidates", "new_failure", "fixed", "changed", "numbers", "added", "removed")
@@ -30,12 +41,48 @@ def compare_runs(base_dir: Path, new_dir: Path, growth: float = GROWTH) -> list[
     from ..judge.expectations import run_outcomes
     from ..record.tables import read_table
 
-    base, _ = run_outcomes(base_dir)
-    new, _ = run_outcomes(new_dir)
-    base_numbers = _worst_numbers(read_table(base_dir, "comparisons").to_dicts())
-    new_numbers = _worst_numbers(read_table(new_dir, "comparisons").to_dicts())
+    base_comparisons = read_table(base_dir, "comparisons").to_dicts()
+    new_comparisons = read_table(new_dir, "comparisons").to_dicts()
+    base, _ = run_outcomes(base_dir, comparisons=base_comparisons)
+    new, _ = run_outcomes(new_dir, comparisons=new_comparisons)
+    base_numbers = _worst_numbers(base_comparisons)
+    new_numbers = _worst_numbers(new_comparisons)
     candidates = (_requested(base_dir), _requested(new_dir))
-    return diff_outcomes(base, new, base_numbers, new_numbers, growth, candidates)
+    failures = (failures_of(base, base_comparisons), failures_of(new, new_comparisons))
+    return diff_outcomes(base, new, base_numbers, new_numbers, growth, candidates, failures)
+
+
+def label_family(label: str) -> str:
+    return LABEL_FAMILY.get(label, label)
+
+
+def signature(evidence: str | None) -> str:
+    """What makes two failures the same: the evidence without the blame sentence, candidate names, paths, digests
+    and numbers (which move from night to night)."""
+    text = (evidence or "").split(" Blame:")[0]
+    text = re.sub(r"(?:[A-Za-z]:)?(?:/[^\s'\":,()]+)+", "<path>", text)
+    text = re.sub(r"\b(?:ort|torch|onnx)-[\w-]+(?:\[[^\]]*\])?", "<candidate>", text)
+    text = re.sub(r"\b[0-9a-f]{8,}\b", "#", text)
+    text = re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", text)
+    return " ".join(text.split())[:400]
+
+
+def failures_of(outcomes: list[Any], comparisons: list[dict[str, Any]]) -> dict[tuple[str, str], set[Failure]]:
+    """(case, candidate) of each failing outcome -> its failures: (output, label family, signature) of every
+    comparison under it that did not pass and that the case did not declare."""
+    rows_of: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in comparisons:
+        rows_of.setdefault((c["case"], c["candidate"]), []).append(c)
+    found: dict[tuple[str, str], set[Failure]] = {}
+    for o in outcomes:
+        if not o.failed:
+            continue
+        expected = set(o.expected or [])
+        items = {(r["output"], label_family(r["label"]), signature(r["evidence"]))
+                 for r in rows_of.get((o.case, o.candidate), [])
+                 if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected}
+        found[(o.case, o.candidate)] = items or {(None, label_family(o.label), signature(o.evidence))}
+    return found
 
 
 def _requested(run_dir: Path) -> list[str]:
@@ -46,9 +93,17 @@ def _requested(run_dir: Path) -> list[str]:
 
 
 def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbers: dict,
-                  growth: float = GROWTH, candidates: tuple[list[str], list[str]] | None = None) -> list[Change]:
+                  growth: float = GROWTH, candidates: tuple[list[str], list[str]] | None = None,
+                  failures: tuple[dict, dict] | None = None) -> list[Change]:
     """What changed from ``base`` to ``new``. A candidate that one run has and the other lacks is a change of its
-    own (a nightly that silently lost ``ort-cuda`` tested less), and so is each of its results."""
+    own (a nightly that silently lost ``ort-cuda`` tested less), and so is each of its results. A failure is known
+    only when the base had the same one (``failures``: each run's :func:`failures_of`; without them, the outcomes'
+    own label family and evidence); any other failure is new."""
+    if failures is None:
+        failures = ({(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))}
+                     for o in base if o.failed},
+                    {(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))}
+                     for o in new if o.failed})
     before = {(o.case, o.candidate): o for o in base}
     after = {(o.case, o.candidate): o for o in new}
     old_set = candidates[0] if candidates else sorted({o.candidate for o in base})
@@ -71,7 +126,11 @@ def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbe
             continue
         if o.failed and not old.failed:
             changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
-        elif o.failed and old.label != o.label:  # another failure than before: changed, not new
+        elif o.failed and not failures[1].get(key, set()) <= failures[0].get(key, set()):
+            # It failed before too, but not like this: a crash compared nothing, another output or label is news.
+            changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o),
+                                  f"not the base run's failure ({_state(old)}): {o.evidence[:280]}"))
+        elif o.failed and old.label != o.label:  # the same failure said another way (a crash, now a timeout)
             changes.append(Change("changed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
         elif old.failed and not o.failed:
             changes.append(Change("fixed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
