@@ -40,20 +40,25 @@ def test_run_passes_with_expected_findings(blame_run):
 def test_runtime_bug_is_blamed_on_the_runtime_by_the_spec_reference(blame_run):
     _, out = blame_run
     row = _rows(out, "runtime_drops_nan")[("ort-cpu", "base")]
-    assert row["blame"] == "ort-cpu" and "onnx-ref" in row["evidence"] and "agrees with eager" in row["evidence"]
+    assert row["blame"] == "ort-cpu"
+    assert "onnx-ref" in row["blame_reason"] and "agrees with eager" in row["blame_reason"]
+    # who, which rule and why are columns of their own; the evidence is the comparison's numbers only
+    assert row["blame_rule"] == "spec_reference" and "Blame:" not in row["evidence"]
+    stored = pl.read_parquet(out / "comparisons.parquet")
+    assert {"blame", "blame_rule", "blame_reason"} <= set(stored.columns)
 
 
 def test_exporter_bug_is_blamed_on_the_graph_by_the_spec_reference(blame_run):
     _, out = blame_run
     row = _rows(out, "exporter_truncates_division")[("ort-cpu", "base")]
-    assert row["blame"] == "exporter" and "computes what ort-cpu computes" in row["evidence"]
+    assert row["blame"] == "exporter" and "computes what ort-cpu computes" in row["blame_reason"]
 
 
 def test_the_cases_own_rewrite_is_blamed_not_the_exporter(blame_run):
     _, out = blame_run
     row = _rows(out, "rewritten_by_the_case")[("ort-cpu", "base")]
     assert row["blame"] == "onnx_transform", row["evidence"]
-    assert "without the case's onnx_transform agrees" in row["evidence"]
+    assert "without the case's onnx_transform agrees" in row["blame_reason"]
 
 
 def test_controls_are_recorded_but_are_not_results(blame_run):
@@ -84,9 +89,9 @@ def test_a_present_control_is_never_asked_for():
     rows = {r["candidate"]: r for r in judge_case(_case(), tensors, context)}
     for name, row in rows.items():
         assert row["blame"] == f"{name} or exporter"
-        assert "add an ort-cpu[opt=disable]" not in row["evidence"] and "opt=disable]" not in row["evidence"].split(
-            "would separate")[-1]
-    assert "other runtime settings" in rows["ort-cpu[opt=disable]"]["evidence"]
+        reason = row["blame_reason"]
+        assert "add an ort-cpu[opt=disable]" not in reason and "opt=disable]" not in reason.split("would separate")[-1]
+    assert "other runtime settings" in rows["ort-cpu[opt=disable]"]["blame_reason"]
 
 
 def _cast_input(values, output="output", cast="node_Cast_3"):
@@ -101,7 +106,7 @@ def test_undefined_casts_blame_nobody():
     context = RunContext("r", "torch", ["ort-cpu"], {}, None)
     (row,) = judge_case(_case(exports=exports), tensors, context)
     assert row["label"] == "mismatch" and row["blame"] == "none (undefined behaviour)"
-    assert "node_Cast_3" in row["evidence"] and "1 of the 1 differing positions" in row["evidence"]
+    assert "node_Cast_3" in row["blame_reason"] and "1 of the 1 differing positions" in row["blame_reason"]
 
 
 def test_a_cast_of_in_range_values_excuses_nothing():
@@ -111,7 +116,7 @@ def test_a_cast_of_in_range_values_excuses_nothing():
     context = RunContext("r", "torch", ["ort-cpu"], {}, None)
     (row,) = judge_case(_case(exports=exports), tensors, context)
     assert row["label"] == "mismatch" and row["blame"] == "ort-cpu or exporter", row["evidence"]
-    assert "undefined" not in row["evidence"]
+    assert "undefined" not in row["blame_reason"]
 
 
 def test_a_cast_with_nan_elsewhere_does_not_excuse_a_differing_in_range_position():
@@ -138,7 +143,7 @@ def test_a_transform_that_makes_the_graph_invalid_is_blamed():
     context = RunContext("r", "torch", ["ort-cpu[transform=fp16]"], {}, None)
     (row,) = judge_case(_case(exports=exports), [_ok("torch", [1.0]), failed], context)
     assert row["label"] == "runtime_error" and row["blame"] == "transform:fp16"
-    assert "ONNX checker rejects it" in row["evidence"]
+    assert "ONNX checker rejects it" in row["blame_reason"]
 
 
 def test_a_failing_named_transform_is_an_export_error_blamed_on_it():

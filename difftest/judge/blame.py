@@ -1,8 +1,9 @@
 """Say who deviates: one execution provider, the graph (and whoever produced it), or PyTorch eager itself.
 
 Works per (probe, output) across every candidate and control of a case, with the float64 oracle as the
-arbiter of numbers. Each blame comes with the reason, appended to the evidence, so it can be checked against
-the recorded numbers. The rules, in order:
+arbiter of numbers. Each blame comes as data: who (``blame``), which rule (``blame_rule``, one of
+``vocabulary.BLAME_RULES``) and the sentence saying why (``blame_reason``), so it can be checked against the
+recorded numbers and read by the report without parsing the evidence. The rules, in order:
 
 1. eager is much farther from the float64 oracle than the candidate: ``torch``;
 2. an eager candidate (torch-cuda) that the reference and the oracle disagree with: that backend;
@@ -66,17 +67,19 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
             tf32 = _tf32_control(candidate, key, judged, context)
             if tf32 is not None:
                 verdict.label, verdict.blame, verdict.rule = "numeric", "tf32", "tf32"
+                verdict.blame_rule, verdict.blame_reason = "tf32_control", tf32
                 verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
                 continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
-                verdict.label, verdict.blame, reason = fastpath
+                verdict.label, verdict.blame, verdict.blame_reason = fastpath
+                verdict.blame_rule = "fastpath_control"
                 verdict.rule = "attention fast path" if verdict.label == "numeric" else None
-                verdict.evidence += f" Blame: {verdict.blame}: {reason}."
+                if verdict.label == "numeric":
+                    verdict.evidence += " Counted as numeric (accepted: the attention fast path)."
                 continue
-            verdict.blame, reason = _value_blame(candidate, key, context)
-            separator = " " if verdict.evidence.endswith(".") else ". "
-            verdict.evidence += f"{separator}Blame: {verdict.blame}: {reason}.{_untested_tf32(candidate, judged)}"
+            verdict.blame, verdict.blame_rule, reason = _value_blame(candidate, key, context)
+            verdict.blame_reason = f"{reason}.{_untested_tf32(candidate, judged)}"
 
 
 class _Context:
@@ -96,8 +99,9 @@ def _stage_blame(candidate: str, verdict: Verdict, context: _Context) -> str:
         invalidated = export.get("invalidated_by")
         if invalidated:
             stage, problem = invalidated
-            verdict.evidence += (f" The graph was valid before the {stage} rewrite and the ONNX checker rejects it "
-                                 f"after: {problem[:400]}. Blame: {stage}.")
+            verdict.blame_rule = "invalidated_graph"
+            verdict.blame_reason = (f"the graph was valid before the {stage} rewrite and the ONNX checker rejects it "
+                                    f"after: {problem[:400]}")
             return stage
     return candidate
 
@@ -253,7 +257,8 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
             "runtimes and devices may legitimately differ there")
 
 
-def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]:
+def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str, str]:
+    """(who, which rule of ``vocabulary.BLAME_RULES``, why)."""
     from ..backends.candidates import parse
 
     probe, output = key
@@ -266,31 +271,33 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]
     if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
         ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
-            return reference, (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} "
-                               f"({cand_err:.3g})")
+            return reference, "eager_off_oracle", (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) "
+                                                   f"than {candidate} ({cand_err:.3g})")
     undefined = _undefined(candidate, key, context)
     if undefined is not None:
-        return "none (undefined behaviour)", undefined
+        return "none (undefined behaviour)", "undefined_cast", undefined
     if candidate not in context.onnx_exports:
-        return candidate, "the reference and the oracle agree with each other, not with this backend"
+        return candidate, "eager_backend", "the reference and the oracle agree with each other, not with this backend"
     names = list(verdicts)
     me = parse(candidate)
     for name, value in _siblings(candidate, names, "opt"):
         other = verdicts[name].get(key)
         if other is not None and other.passed and value != me.get("opt"):
-            return "ort-optimizer", (f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees "
-                                     "with eager: an ORT graph optimization changes the result")
+            return "ort-optimizer", "optimizer_control", (
+                f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT graph "
+                "optimization changes the result")
     for name, value in _siblings(candidate, names, "exporter"):
         other = verdicts[name].get(key)
         if other is not None and other.passed:
             mine = context.onnx_exports[candidate].split("+")[0]
-            return f"exporter:{mine}", f"the {value or 'default'} exporter's graph ({name}) agrees with eager"
+            return f"exporter:{mine}", "other_exporter", (f"the {value or 'default'} exporter's graph ({name}) agrees "
+                                                          "with eager")
     author, how = graph_author(candidate, context)
     spec = _spec_opinion(candidate, key, context)
     if spec is not None and spec[0] == "eager":
-        return candidate, f"{spec[1]}: the runtime, not the graph, computes something else"
+        return candidate, "spec_reference", f"{spec[1]}: the runtime, not the graph, computes something else"
     if spec is not None and spec[0] == "candidate":
-        return author, f"{spec[1]}: the graph itself differs from eager ({how})"
+        return author, "spec_reference", f"{spec[1]}: the graph itself differs from eager ({how})"
     same_graph = [c for c in context.onnx_exports if c != candidate
                   and context.onnx_exports[c] == context.onnx_exports[candidate] and key in verdicts.get(c, {})]
     other_runtimes = [c for c in same_graph if parse(c).backend != me.backend and parse(c).backend != SPEC_REFERENCE]
@@ -298,12 +305,12 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]
     agreeing = [c for c in other_runtimes if not verdicts[c][key].passed
                 and _agree(rec, candidate, c, probe, output)]
     if passing:
-        return candidate, f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
+        return candidate, "other_runtime", f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
     if agreeing:
-        return author, (f"{candidate} and {', '.join(agreeing)} agree with each other on the same ONNX graph "
-                        f"but not with eager ({how})")
+        return author, "other_runtime", (f"{candidate} and {', '.join(agreeing)} agree with each other on the same "
+                                         f"ONNX graph but not with eager ({how})")
     if other_runtimes:
-        return candidate, "the ONNX runtimes disagree with each other as well as with eager"
+        return candidate, "other_runtime", "the ONNX runtimes disagree with each other as well as with eager"
     same_runtime = [c for c in same_graph if parse(c).backend == me.backend and not verdicts[c][key].passed
                     and _agree(rec, candidate, c, probe, output)]
     present = ", ".join(same_runtime)
@@ -317,7 +324,7 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str]
         why += f" ({spec[1]})"
     if suggestions:
         why += f" (a run with {' or '.join(suggestions)} would separate them)"
-    return f"{candidate} or {author}", why
+    return f"{candidate} or {author}", "one_runtime", why
 
 
 def _spec_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str] | None:

@@ -25,13 +25,15 @@ class Outcome:
     candidate: str
     label: str
     expected: list[str] | None
-    status: str  # "pass" | "fail" | "xfail" (declared) | "waived" (by a waiver) | "skipped" | "not_applicable"
+    status: str  # one of ``vocabulary.STATUSES``: pass, fail, xfail (declared), waived (by a waiver), skipped, n/a
     reason: str
     evidence: str
     probe: str | None
     scope: str = ""  # which declaration the expectation came from, and why it applies (or not) to this candidate
     blame: str | None = None
     accepted_by: list[str] = field(default_factory=list)  # rules that accepted numeric differences beyond tolerance
+    blame_rule: str | None = None  # which rule of ``vocabulary.BLAME_RULES`` blamed ``blame``
+    blame_reason: str | None = None  # the sentence saying why
 
     @property
     def failed(self) -> bool:
@@ -68,7 +70,8 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
             reason = f"expected {' or '.join(expected)}, got {label}"
         rules = sorted({r["accepted_by"] for r in rows if r.get("accepted_by") and r["label"] == "numeric"})
         result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
-                              worst["probe"], scope, worst.get("blame"), rules))
+                              worst["probe"], scope, worst.get("blame"), rules, worst.get("blame_rule"),
+                              worst.get("blame_reason")))
     return result
 
 

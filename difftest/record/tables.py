@@ -61,7 +61,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "max_abs": pl.Float64, "mean_abs": pl.Float64, "max_rel": pl.Float64, "mismatched": pl.Int64,
             "count": pl.Int64, "ulp_max": pl.Float64, "ulp_p50": pl.Float64, "ulp_p99": pl.Float64,
             "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
-            "blame": pl.String, "stage": pl.String, "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
+            "blame": pl.String, "blame_rule": pl.String, "blame_reason": pl.String, "stage": pl.String,
+            "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
         },
     }
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.candidates import variant_findings
+from ..judge import vocabulary
 from ..judge.classify import LABELS, severity
 from ..record.names import PSEUDO_BACKENDS, pseudo_backend
 from ..record.recorded import Recorded
@@ -26,7 +27,7 @@ from ..record.tables import read_table
 from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
-STATUS_ORDER = {"fail": 0, "xfail": 1, "waived": 2, "skipped": 3, "pass": 4, "not_applicable": 5}
+STATUS_ORDER = {status.name: status.order for status in vocabulary.STATUS_TABLE}
 PASSING = {label for label, (passes, _) in LABELS.items() if passes}
 
 
@@ -43,6 +44,7 @@ def environment():
     env.filters["num"] = _num
     env.filters["seconds"] = lambda v: "—" if v is None else f"{v:.2f} s"
     env.tests["timestamp"] = lambda v: bool(re.fullmatch(r"\d{8}-\d{6}", str(v)))
+    env.globals["vocabulary"] = vocabulary  # labels, statuses and blame kinds come from the one table
     return env
 
 

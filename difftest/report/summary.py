@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exitcodes import ExitCode
+from ..judge import vocabulary
 
 
 def exit_code_for(outcomes: list[Any], waivers: Any = None, new_failures: set | None = None) -> ExitCode:
@@ -103,13 +104,14 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
 
     own = candidate_seconds(run_dir)
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
-    applicable = [o for o in outcomes if o.status != "not_applicable"]
+    counts_as = {o.status: vocabulary.STATUSES[o.status].counts_as for o in outcomes}
+    applicable = [o for o in outcomes if counts_as[o.status] != "omitted"]
     suite = ET.Element("testsuite", name="difftest", tests=str(len(applicable)),
-                       failures=str(sum(o.status == "fail" for o in outcomes)), errors="0",
-                       skipped=str(sum(o.status in ("skipped", "xfail", "waived") for o in outcomes)),
+                       failures=str(sum(counts_as[o.status] == "fail" for o in outcomes)), errors="0",
+                       skipped=str(sum(counts_as[o.status] == "skip" for o in outcomes)),
                        time=f"{_wall_seconds(run_dir, sum(seconds.values())):.3f}")
     for o in outcomes:
-        if o.status == "not_applicable":
+        if counts_as[o.status] == "omitted":
             continue  # no test: the candidate cannot run this kind of case at all (an ONNX file on eager torch)
         element = ET.SubElement(suite, "testcase", classname=xml_text(o.case.split("::")[0]),
                                 name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
@@ -120,6 +122,9 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
             ET.SubElement(properties, "property", name="expectation", value=xml_text(o.scope))
         if o.blame and o.status == "fail":
             ET.SubElement(properties, "property", name="blame", value=xml_text(o.blame))
+            for name in ("blame_rule", "blame_reason"):
+                if getattr(o, name, None):
+                    ET.SubElement(properties, "property", name=name, value=xml_text(getattr(o, name)))
         if o.status == "fail":
             failure = ET.SubElement(element, "failure", message=xml_text(f"{o.label}: {o.reason}"), type=o.label)
             failure.text = xml_text(o.evidence)

@@ -17,9 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-DISCREPANCY = {"mismatch", "layout", "nonfinite", "shape", "frozen_input", "shape_specialized"}
-COULD_NOT_RUN = {"export_error", "runtime_error", "crash", "timeout"}
-SETUP_BLAME = {"case", "model", "difftest"}
+from ..judge import vocabulary
+
+DISCREPANCY = set(vocabulary.DISCREPANCY)  # the label families, from the one table
+COULD_NOT_RUN = set(vocabulary.COULD_NOT_RUN)
 
 
 @dataclass
@@ -88,9 +89,9 @@ def _clip(text: str, limit: int = 300) -> str:
 
 
 def _signature(outcome: Any) -> str:
-    """What makes two results the same root cause: the label and the evidence without candidate names, numbers
-    and the blame sentence."""
-    text = (outcome.evidence or "").split(" Blame:")[0]
+    """What makes two results the same root cause: the label and the evidence without candidate names and
+    numbers (the blame is a column of its own, not part of the evidence)."""
+    text = outcome.evidence or ""
     text = re.sub(r"\b(?:ort|torch|onnx)-[\w-]+(?:\[[^\]]*\])?", "<candidate>", text)
     text = re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", text)
     return f"{outcome.label}|{text[:400]}"
@@ -110,14 +111,13 @@ def group_failures(outcomes: list[Any], new_failures: set[tuple[str, str]] | Non
             section, kind = "discrepancy", ""
         else:
             section = "could_not_run"
-            blame = _blame_of(o)
+            blame = getattr(o, "blame", None)
             kind = "crash" if o.label in ("crash", "timeout") else "setup" if _is_setup(o, blame) else "limitation"
         # One export feeds every ONNX candidate: its failure is one root cause however many runtimes were waiting.
         key = (section, o.case, "export" if o.label == "export_error" else family(o.candidate), _signature(o))
         group = groups.get(key)
         if group is None:
-            summary = error_summary(o.evidence) if section == "could_not_run" else _clip(
-                (o.evidence or "").split(" Blame:")[0], 400)
+            summary = error_summary(o.evidence) if section == "could_not_run" else _clip(o.evidence or "", 400)
             group = groups[key] = Group(section, kind, o.case, family(o.candidate), o.label, summary)
         group.outcomes.append(o)
         if new_failures is not None:
@@ -138,12 +138,7 @@ def _is_setup(outcome: Any, blame: str | None) -> bool:
     error about tensors left on two devices, which no backend can be asked to fix."""
     from ..backends.torch_eager import mixed_devices
 
-    return blame in SETUP_BLAME or mixed_devices(outcome.evidence or "") is not None
-
-
-def _blame_of(outcome: Any) -> str | None:
-    match = re.search(r"Blame: ([\w:. ()-]+?):", outcome.evidence or "")
-    return getattr(outcome, "blame", None) or (match.group(1) if match else None)
+    return vocabulary.blame_kind(blame) == "setup" or mixed_devices(outcome.evidence or "") is not None
 
 
 def _fix(group: Group) -> str:
@@ -177,12 +172,14 @@ PATTERN_MIN_CASES = 3
 
 
 def common_patterns(groups: list[Group]) -> list[Pattern]:
-    found: dict[tuple[str, str, str], Pattern] = {}
+    found: dict[tuple[str, str, str, str], Pattern] = {}
     for g in groups:
-        if g.section != "discrepancy" or " Blame:" not in (g.first.evidence or ""):
+        reason = getattr(g.first, "blame_reason", None)
+        if g.section != "discrepancy" or not g.first.blame or not reason:
             continue
-        reason = (g.first.evidence or "").split(" Blame:", 1)[1].strip()
-        key = (g.family, g.label, re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason))
+        reason = f"{g.first.blame}: {reason}"
+        key = (g.family, g.label, getattr(g.first, "blame_rule", None) or "",
+               re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason))
         found.setdefault(key, Pattern(g.family, g.label, reason, [])).groups.append(g)
     patterns = [p for p in found.values() if len({g.case for g in p.groups}) >= PATTERN_MIN_CASES]
     return sorted(patterns, key=lambda p: -len(p.groups))

@@ -3,7 +3,8 @@
 - ``base``: the case's own inputs.
 - ``alt``: other values, same shapes; an exported graph that ignores an input shows here.
 - ``counts``: each boolean input (or integer one of 0s and 1s) with another number of ``True`` per row (sorted
-  rows stay sorted), every other input as in ``base``: a value frozen from a mask's count (``len(x[mask])`` traced to a constant) shows here.
+  rows stay sorted), every other input as in ``base``: a value frozen from a mask's count (``len(x[mask])``
+  traced to a constant) shows here.
 - ``indices``: each non-constant integer input drawn anew within the range its base values span (``[0, max]``
   for non-negative, index-like inputs; distinct rows stay distinct, sorted rows sorted), every other input as in
   ``base``: which rows an index selects, its duplicates and its maximum move, which ``alt``'s permutation keeps.

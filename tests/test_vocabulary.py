@@ -1,0 +1,140 @@
+"""The verdict vocabulary is one table: every label, status and blame rule the code can emit is declared in it, and
+the judge, triage, JUnit and the templates read it (a new label cannot be misfiled silently)."""
+
+import ast
+import re
+from pathlib import Path
+
+from difftest.judge import vocabulary
+
+PACKAGE = Path(__file__).resolve().parent.parent / "difftest"
+
+
+def _sources():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _strings(node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return _strings(node.body) + _strings(node.orelse)
+    return []
+
+
+def _emitted_labels():
+    """(label, where) for every label the code writes: Verdict("x", ...), Verdict(label="x"), ``.label = "x"`` (also
+    in tuple assignments), and the label table of case failures."""
+    found = []
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Verdict":
+                values = node.args[:1] + [k.value for k in node.keywords if k.arg == "label"]
+                for value in values:
+                    found += [(s, f"{path.name}:{node.lineno}") for s in _strings(value)]
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    pairs = []
+                    if isinstance(target, ast.Attribute) and target.attr == "label":
+                        pairs = [(target, node.value)]
+                    elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                        pairs = list(zip(target.elts, node.value.elts))
+                    for t, v in pairs:
+                        if isinstance(t, ast.Attribute) and t.attr == "label":
+                            found += [(s, f"{path.name}:{node.lineno}") for s in _strings(v)]
+    from difftest.judge.verdicts import CASE_FAILURE_LABELS
+
+    found += [(label, "verdicts.CASE_FAILURE_LABELS") for label in CASE_FAILURE_LABELS.values()]
+    return found
+
+
+def test_every_label_the_code_can_emit_is_in_the_table():
+    emitted = _emitted_labels()
+    assert len({label for label, _ in emitted}) >= 15  # the scan sees the judge's labels at all
+    unknown = [(label, where) for label, where in emitted if label not in vocabulary.LABELS]
+    assert not unknown, f"labels emitted but not declared in judge.vocabulary: {unknown}"
+
+
+def test_every_label_in_the_table_is_emitted_styled_and_known_to_the_judge():
+    from difftest.judge.classify import LABELS, passes, severity
+
+    emitted = {label for label, _ in _emitted_labels()}
+    assert set(vocabulary.LABELS) <= emitted  # no label is declared that nothing can give
+    assert set(LABELS) == set(vocabulary.LABELS)
+    for entry in vocabulary.LABEL_TABLE:
+        assert passes(entry.name) == (entry.outcome != "fails") and severity(entry.name) == entry.severity
+    css = (PACKAGE / "report" / "templates" / "base.html").read_text()
+    unstyled = [name for name in vocabulary.LABELS if f".l-{name}" not in css]
+    assert not unstyled, f"labels without a pill style in base.html: {unstyled}"
+
+
+def test_families_partition_the_labels_and_triage_reads_them():
+    from difftest.report import triage
+
+    assert triage.DISCREPANCY == set(vocabulary.in_family("discrepancy"))
+    assert triage.COULD_NOT_RUN == set(vocabulary.in_family("could_not_run"))
+    assert vocabulary.WRONG_VALUES <= vocabulary.DISCREPANCY
+    assert all(entry.family in ("agreement", "benign", "warning", "discrepancy", "could_not_run", "not_judged")
+               for entry in vocabulary.LABEL_TABLE)
+
+
+def test_every_status_the_code_sets_is_in_the_table():
+    statuses = set()
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    names = target.elts if isinstance(target, ast.Tuple) else [target]
+                    values = node.value.elts if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple) \
+                        else [node.value]
+                    for t, v in zip(names, values):
+                        name = getattr(t, "id", getattr(t, "attr", None))
+                        if name == "status" and path.parent.name in ("judge",):
+                            statuses.update(_strings(v))
+    assert {"pass", "fail", "xfail", "skipped", "not_applicable", "waived"} <= statuses
+    assert statuses <= set(vocabulary.STATUSES), statuses - set(vocabulary.STATUSES)
+    template = (PACKAGE / "report" / "templates" / "index.html").read_text()
+    assert "vocabulary.CARD_ORDER" in template and set(vocabulary.CARD_ORDER) == set(vocabulary.STATUSES)
+
+
+def test_every_blame_rule_the_code_sets_is_in_the_table():
+    rules = set()
+    blame = ast.parse((PACKAGE / "judge" / "blame.py").read_text())
+    value_blame = next(f for f in ast.walk(blame) if isinstance(f, ast.FunctionDef) and f.name == "_value_blame")
+    for node in ast.walk(value_blame):  # its returns are (who, rule, why)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 3:
+            rules.update(_strings(node.value.elts[1]))
+    for node in ast.walk(blame):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                values = node.value.elts if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple) \
+                    else [node.value]
+                for t, v in zip(names, values):
+                    if getattr(t, "attr", None) == "blame_rule":
+                        rules.update(_strings(v))
+    assert len(rules) >= 10
+    assert rules <= set(vocabulary.BLAME_RULES), rules - set(vocabulary.BLAME_RULES)
+
+
+def test_blame_kinds_cover_what_the_judge_blames():
+    assert vocabulary.blame_kind("torch") == "reference"
+    assert vocabulary.blame_kind("ort-cpu") == "runtime"
+    assert vocabulary.blame_kind("exporter:dynamo") == vocabulary.blame_kind("transform:fp16") == "graph"
+    assert vocabulary.blame_kind("ort-cpu or exporter") == "ambiguous"
+    assert vocabulary.blame_kind("none (undefined behaviour)") == "undefined"
+    assert vocabulary.blame_kind("difftest") == vocabulary.blame_kind("case") == "setup"
+    assert vocabulary.blame_kind("tf32") == "precision_mode" and vocabulary.blame_kind("ort-optimizer") == "optimizer"
+    assert set(vocabulary.BLAME_KINDS) >= {vocabulary.blame_kind(b) for b in ("torch", "ort-cpu", "exporter", "tf32",
+                                                                              "case", "none", "a or b",
+                                                                              "ort-optimizer")}
+
+
+def test_the_report_reads_blame_from_columns_not_from_the_evidence():
+    """No regular expression over the evidence recovers who is blamed or why."""
+    for path in (PACKAGE / "report").glob("*.py"):
+        text = path.read_text()
+        assert "Blame:" not in text, f"{path.name} parses the blame out of the evidence"
+    for path in (PACKAGE / "judge").glob("*.py"):
+        assert not re.search(r"evidence \+= f?\"[^\"]*Blame:", path.read_text()), path.name
