@@ -236,6 +236,12 @@ def _merge(run_dirs: list[Path], out: Path, baseline: str | None) -> ExitCode:
     merged = merge([check_run_dir(d) for d in run_dirs], out)
     run = Run(finish(merged, rejudge=True, baseline=Path(baseline) if baseline else None))
     print(run.summary())
+    from .nightly.shards import incomplete
+
+    lacking = incomplete(merged)
+    if lacking:  # the merged run is not the whole suite: it fails, whatever a baseline says
+        print(f"difftest merge: INCOMPLETE: {lacking}")
+        return max(run.exit_code, ExitCode.FAILURES)
     return run.exit_code
 
 

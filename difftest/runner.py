@@ -260,6 +260,8 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     _save_waivers(run_dir, config)
+    # The cases this run (this shard) is to run: a merge names the ones a stopped shard never finished.
+    (run_dir / "plan.json").write_text(json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in found]}) + "\n")
     write_table(run_dir, "runs", [run_row])
 
     echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
@@ -271,6 +273,15 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     done = part_keys(run_dir, "cases") & manifest.keys()
     expected = {slug(ref.id): ref for ref, _ in found}
     tasks = []
+    from .suite.sources import source_digests
+
+    sources = {path: source_digests(path) for path in dict.fromkeys(ref.path for ref, _ in found)}
+    changed = [ref for ref, _ in found if slug(ref.id) in done
+               and manifest.entries[slug(ref.id)].get("sources") != sources[ref.path]]
+    if changed:  # a result of other code is not this run's: its suite file or a module it imports changed since
+        done -= {slug(ref.id) for ref in changed}
+        echo(f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
+             f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})")
     for ref, _ in found:
         key = slug(ref.id)
         if key in done:
@@ -293,7 +304,8 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         else:
             case, tensors = result["case"], result["tensors"]
         case["log"] = f"logs/{key}.log"
-        manifest.write(key, task.ref.id, case, tensors)  # the case row last: its presence marks the case done
+        manifest.write(key, task.ref.id, case, tensors,  # the case row last: its presence marks the case done
+                       sources=sources[task.ref.path])
         status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
         echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
     if interrupted["signal"] is not None:
@@ -421,6 +433,11 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     from .report.summary import exit_code_for, write_junit, write_summary
 
     started = time.time()
+    from .record.tables import drop_links_out
+
+    for link, target in drop_links_out(run_dir):  # a crafted (or vandalised) folder: never write through a link
+        print(f"difftest: removed the symbolic link {link} -> {target}: it leads out of the run folder, and difftest "
+              "never writes through one", file=sys.stderr)
     phases = {}
     if rejudge or not (run_dir / "comparisons.parquet").exists():
         write_table(run_dir, "comparisons", judge_run(run_dir))
@@ -428,6 +445,21 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     cases = read_table(run_dir, "cases").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     results, waiver_report = run_outcomes(run_dir, cases, comparisons)
+    if not cases or not comparisons:  # an empty table reports nothing, and "nothing failed" is not a result
+        from .errors import RunDataError
+
+        empty = "cases" if not cases else "comparisons"
+        raise RunDataError(f"{run_dir / f'{empty}.parquet'}: holds no row, so there is nothing to report "
+                           f"({len(cases)} case(s), {len(comparisons)} verdict(s)); a damaged or crafted run folder, "
+                           "or a run stopped before any case finished (finish it with --resume)")
+    from .judge.classify import LABELS
+
+    unknown = sorted({str(c["label"]) for c in comparisons} - set(LABELS))
+    if unknown:
+        from .errors import RunDataError
+
+        raise RunDataError(f"{run_dir / 'comparisons.parquet'}: column 'label' holds {', '.join(map(repr, unknown))}, "
+                           "not a verdict label (a damaged or crafted table); rerun with `difftest report DIR --rejudge`")
     new_keys = _baseline_changes(run_dir, baseline)
     runs = read_table(run_dir, "runs").to_dicts()
     phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}

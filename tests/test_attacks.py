@@ -696,3 +696,144 @@ def test_a_full_disk_said_by_polars_is_still_a_full_disk(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "the disk is full" in err and "internal error" not in err and "Traceback" not in err
     assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_report_never_writes_through_a_link_out_of_the_run_folder(tmp_path, capsys):
+    suite = write_suite(tmp_path, "two", TWO)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 0
+    victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
+    victim.write_text("PRECIOUS")
+    elsewhere.mkdir()
+    for name in ("index.html", "junit.xml", "summary.json"):
+        (out / name).unlink()
+        (out / name).symlink_to(victim)
+    import shutil
+
+    shutil.rmtree(out / "cases")
+    (out / "cases").symlink_to(elsewhere, target_is_directory=True)
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert victim.read_text() == "PRECIOUS" and not list(elsewhere.iterdir())
+    assert not (out / "index.html").is_symlink() and "two::one" in (out / "index.html").read_text()
+    assert (out / "cases").is_dir() and not (out / "cases").is_symlink()
+    assert "removed the symbolic link" in capsys.readouterr().err
+
+
+def test_merge_never_copies_what_a_link_points_to(tmp_path):
+    suite = write_suite(tmp_path, "two", TWO)
+    one, two = tmp_path / "s1", tmp_path / "s2"
+    for k, folder in ((1, one), (2, two)):
+        assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(folder), "--shard", f"{k}/2",
+                     *FAST]) == 0
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("TOP SECRET")
+    (one / "logs" / "planted.log").symlink_to(secret / "key.txt")
+    (one / "onnx" / "planted").symlink_to(secret, target_is_directory=True)
+    merged = tmp_path / "merged"
+    assert main(["merge", str(one), str(two), "--out", str(merged)]) == 0
+    assert not any("TOP SECRET" in p.read_text(errors="ignore") for p in merged.rglob("*") if p.is_file())
+    assert not (merged / "logs" / "planted.log").exists() and not (merged / "onnx" / "planted").exists()
+
+
+def _crafted(out: Path, target: Path, table: str, change) -> Path:
+    import shutil
+
+    shutil.copytree(out, target, ignore=shutil.ignore_patterns("parts"))
+    change(pl.read_parquet(target / f"{table}.parquet")).write_parquet(target / f"{table}.parquet")
+    return target
+
+
+def test_damaged_run_folders_are_usage_errors_naming_the_file_and_column(tmp_path, capsys):
+    suite = write_suite(tmp_path, "two", TWO)
+    out = tmp_path / "run"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 0
+    attacks = {
+        "empty_cases": ("cases", lambda df: df.clear(), [], "cases.parquet", "holds no row"),
+        "empty_runs": ("runs", lambda df: df.clear(), [], "runs.parquet", "holds 0 rows"),
+        "no_case_column": ("cases", lambda df: df.drop("case"), [], "cases.parquet", "'case'"),
+        "seconds_as_text": ("cases", lambda df: df.with_columns(pl.lit("soon").alias("seconds")), [],
+                            "cases.parquet", "'seconds'"),
+        "backend_as_number": ("tensors", lambda df: df.with_columns(pl.lit(7).alias("backend")), ["--rejudge"],
+                              "tensors.parquet", "'backend'"),
+        "bogus_label": ("comparisons", lambda df: df.with_columns(pl.lit("bogus").alias("label")), [],
+                        "comparisons.parquet", "'label'"),
+        "null_candidate": ("comparisons", lambda df: df.with_columns(pl.lit(None, pl.String).alias("candidate")), [],
+                           "comparisons.parquet", "'candidate'"),
+    }
+    for name, (table, change, extra, file, column) in attacks.items():
+        crafted = _crafted(out, tmp_path / name, table, change)
+        capsys.readouterr()
+        code = main(["report", str(crafted), *extra])
+        err = capsys.readouterr().err
+        assert code == 2, f"{name}: exit {code}\n{err}"
+        assert file in err and column in err and "Traceback" not in err, f"{name}: {err}"
+
+
+def test_control_bytes_and_markdown_never_reach_the_report_raw(tmp_path, capsys):
+    noisy = write_suite(tmp_path / "new", "noisy", '''
+class Fails(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("bad \\x00 byte \\x1b[31m red [click](https://evil.example) <b>bold</b> @someone | cell")
+
+
+@case(exporter="torchscript", name="n_[x](https://evil.example)_*b*_`c`")
+def noisy():
+    return Fails().eval(), (torch.ones(2),)
+''')
+    base, new = tmp_path / "base", tmp_path / "new_run"
+    assert main(["run", str(write_suite(tmp_path / "old", "noisy", TWO)), "--backends", "torch,ort-cpu", "--out",
+                 str(base), *FAST]) == 0
+    assert main(["run", str(noisy), "--backends", "torch,ort-cpu", "--out", str(new), *FAST]) == 1
+    for page in [new / "index.html", *(new / "cases").glob("*.html")]:
+        text = page.read_text()
+        assert "\x00" not in text and "\x1b" not in text, page
+    assert "bad \\x00 byte" in (new / "index.html").read_text()  # said, as text
+    assert main(["compare", str(base), str(new)]) == 1
+    markdown = (new / "compare.md").read_text()
+    assert "\x00" not in markdown and "\x1b" not in markdown
+    assert "](https" not in markdown and "<b>" not in markdown and " @someone" not in markdown
+    assert "noisy\\:\\:n\\_\\[x\\]\\(https" in markdown  # the name is there, as text
+    rows = [line for line in markdown.splitlines() if line.startswith("| noisy")]
+    assert rows and all(line.count(" | ") == 4 for line in rows)  # a '|' in a message adds no cell
+
+
+RESUMED = '''
+import helper_for_resume
+from difftest.suite.graph_edit import replace_op
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+@case(exporter="torchscript", onnx_transform=replace_op("Mul", "Add") if helper_for_resume.BROKEN else None)
+def doubles():
+    return Double().eval(), (torch.arange(1.0, 4.0),)
+
+
+@case(exporter="torchscript")
+def untouched():
+    return Double().eval(), (torch.ones(2),)
+'''
+
+
+def test_resume_runs_again_a_case_whose_suite_or_helper_changed(tmp_path, capsys):
+    """--resume kept the results of cases whose code had changed since: a stale pass, exit 0."""
+    folder = tmp_path / "suite"
+    suite = write_suite(folder, "resumed", RESUMED)
+    helper = folder / "helper_for_resume.py"
+    helper.write_text("BROKEN = False\n")
+    out = tmp_path / "run"
+    args = ["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", *FAST]
+    assert main(args) == 0
+    helper.write_text("BROKEN = True\n")  # only the module the suite imports changes
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 1
+    assert "run again" in capsys.readouterr().out
+    assert labels(out)["doubles"] == "mismatch"
+    suite.write_text(suite.read_text().replace("if helper_for_resume.BROKEN", "if False and helper_for_resume.BROKEN"))
+    assert main([*args, "--resume"]) == 0  # the suite file changed: run again, and it agrees now
+    assert labels(out) == {"doubles": "exact", "untouched": "exact"}

@@ -50,7 +50,7 @@ def test_compare_shows_new_failure_then_fixed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "new_failure" in out and "nightly::changing [ort-cpu]" in out and "nightly::stable" not in out
     markdown = (after / "compare.md").read_text()
-    assert "### New failures (1)" in markdown and "`nightly::changing`" in markdown
+    assert "### New failures (1)" in markdown and "nightly\\:\\:changing" in markdown
     assert "nightly::changing" in (after / "compare.html").read_text()
     assert main(["compare", str(after), str(before), "--out", str(tmp_path / "back")]) == 0
     assert "### Fixed (1)" in (tmp_path / "back" / "compare.md").read_text()
@@ -145,3 +145,44 @@ def test_a_crash_last_night_does_not_make_tonights_mismatch_known(tmp_path):
     assert "### New failures (1)" in (night(2) / "compare.md").read_text()
     # the same mismatch the next night is known
     assert main(["run", str(path), *FAST, "--out", str(night(3)), "--baseline", str(night(2))]) == 0
+
+
+def test_merge_says_which_shards_are_missing_or_unfinished_and_fails(tmp_path, capsys):
+    """3 of 4 shards merged gave "pass", exit 0; a shard stopped by SIGTERM merged with its unfinished cases absent."""
+    import signal
+    import subprocess
+    import sys
+
+    args = [str(DATA / "slow_suite.py"), *FAST, "--localize-budget", "0", "--control-budget", "0", "--jobs", "1"]
+    one, two, three = (tmp_path / f"s{k}" for k in (1, 2, 3))
+    assert main(["run", *args, "--out", str(two), "--shard", "2/3"]) == 0
+    assert main(["run", *args, "--out", str(three), "--shard", "3/3"]) == 0
+    # shard 1/3 holds two cases (equal weights: slow_1 and slow_4); stop it after the first
+    stopped = subprocess.Popen([sys.executable, "-m", "difftest", "run", *args, "--out", str(one), "--shard", "1/3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in stopped.stdout:
+        if "[1/2]" in line:
+            stopped.send_signal(signal.SIGTERM)
+            break
+    stopped.communicate(timeout=120)
+    assert stopped.returncode == 130
+    assert pl.read_parquet(one / "cases.parquet")["name"].to_list() == ["slow_1"]
+    capsys.readouterr()
+
+    missing = tmp_path / "missing"
+    assert main(["merge", str(two), str(three), "--out", str(missing)]) == 1
+    out = capsys.readouterr().out
+    assert "INCOMPLETE: missing shard(s) 1/3" in out and "merge::shard_1_of_3_missing" in out
+    summary = json.loads((missing / "summary.json").read_text())
+    assert any(f["case"] == "merge::shard_1_of_3_missing" for f in summary["failures"])
+    assert "shard_1_of_3_missing" in (missing / "junit.xml").read_text()
+    assert "merge::shard_1_of_3_missing" in (missing / "index.html").read_text()
+
+    unfinished = tmp_path / "unfinished"
+    assert main(["merge", str(one), str(two), str(three), "--out", str(unfinished)]) == 1
+    out = capsys.readouterr().out
+    assert f"unfinished shard {one} (1 case(s) not run)" in out
+    summary = json.loads((unfinished / "summary.json").read_text())
+    (lost,) = [f for f in summary["failures"] if f["case"] == "slow_suite::slow_4"]
+    assert "stopped before this case finished" in lost["evidence"]
+    assert 'name="slow_4[ort-cpu]"' in (unfinished / "junit.xml").read_text()

@@ -1,8 +1,8 @@
 """What changed between two stored runs: new failures, fixes, changed verdicts, numbers that moved a lot,
 cases added or removed. ``difftest compare BASE NEW`` and ``difftest run --baseline BASE`` use it.
 
-A failure is *known* only when the base run had the same failure: the same label family (``crash`` and
-``timeout`` are one: the case stopped) and the same signature (the evidence with numbers, paths and candidate
+A failure is *known* only when the base run had the same failure: the same label family (``judge.vocabulary``:
+a discrepancy, or could not run) and the same signature (the evidence with numbers, paths and candidate
 names taken out) on the same output. Anything else that fails now is new, however the base run failed: a case
 that crashed last night compared nothing, so tonight's mismatch in it is news.
 """
@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# Labels that are one failure said two ways: the case stopped before anything was compared.
-LABEL_FAMILY = {"crash": "stopped", "timeout": "stopped"}
 NOT_JUDGED = ("skipped", "invalid_probe")
 Failure = tuple[str | None, str, str]  # (output or None, label family, signature)
 
@@ -53,7 +51,13 @@ def compare_runs(base_dir: Path, new_dir: Path, growth: float = GROWTH) -> list[
 
 
 def label_family(label: str) -> str:
-    return LABEL_FAMILY.get(label, label)
+    """The label's family in the vocabulary (discrepancy, could_not_run, ...); the label itself if unknown."""
+    from ..judge import vocabulary
+
+    try:
+        return vocabulary.label(label).family
+    except (KeyError, ValueError):
+        return label
 
 
 def signature(evidence: str | None) -> str:
@@ -190,7 +194,7 @@ def as_table(changes: list[Change]) -> str:
 
 def as_markdown(changes: list[Change], base: str, new: str) -> str:
     counts = Counter(c.kind for c in changes)
-    lines = [f"## difftest: {new} against {base}", ""]
+    lines = [f"## difftest: {_md(new)} against {_md(base)}", ""]
     lines.append(", ".join(f"**{TITLES[k]}**: {counts[k]}" for k in KINDS if counts[k]) or "No changes.")
     for kind in KINDS:
         rows = [c for c in changes if c.kind == kind]
@@ -198,13 +202,22 @@ def as_markdown(changes: list[Change], base: str, new: str) -> str:
             continue
         lines += ["", f"### {TITLES[kind].capitalize()} ({len(rows)})", "", "| case | candidate | before | after | detail |",
                   "|---|---|---|---|---|"]
-        lines += [f"| `{_md(c.case)}` | {_md(c.candidate)} | {_md(c.before)} | {_md(c.after)} | {_md(c.detail[:200])} |"
+        lines += [f"| {_md(c.case)} | {_md(c.candidate)} | {_md(c.before)} | {_md(c.after)} | {_md(c.detail[:200])} |"
                   for c in rows]
     return "\n".join(lines) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~@&=:^$])")
+_MD_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _md(text: str | None) -> str:
+    """Text as literal markdown (the nightly's job summary renders it): every markdown character escaped, so a case
+    name or an error message cannot add links, images, HTML, mentions or table cells; control and direction
+    characters written as ``\\xNN``, line breaks as spaces."""
+    text = " ".join(str(text or "").replace("\r", "\n").split("\n"))
+    text = _MD_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def write(changes: list[Change], base_dir: Path, new_dir: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -213,9 +226,24 @@ def write(changes: list[Change], base_dir: Path, new_dir: Path, out_dir: Path) -
 
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "compare.md"
-    markdown.write_text(as_markdown(changes, base_dir.name, new_dir.name))
+    _replace(markdown, as_markdown(changes, base_dir.name, new_dir.name))
     html = out_dir / "compare.html"
-    html.write_text(environment().get_template("compare.html").render(
+    _replace(html, environment().get_template("compare.html").render(
         base=str(base_dir), new=str(new_dir), kinds=KINDS, titles=TITLES,
         changes=[asdict(c) for c in changes], counts=Counter(c.kind for c in changes)))
     return markdown, html
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write through a new file renamed over ``path``: a symbolic link there is replaced, never written through."""
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

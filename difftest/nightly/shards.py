@@ -99,13 +99,20 @@ def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> Non
 def _merge(run_dirs: list[Path], out: Path) -> Path:
     import polars as pl
 
-    from ..record.tables import read_table, write_atomic
+    from ..record.tables import frame, links_out, read_table, write_atomic
 
+    for run_dir in run_dirs:
+        escaping = {link.name for link, _ in links_out(run_dir) if link.parent == run_dir.resolve()}
+        for table in ("runs", "cases", "tensors"):
+            if f"{table}.parquet" in escaping:
+                raise RunDataError(f"{run_dir / f'{table}.parquet'} is a symbolic link out of the run folder: merge "
+                                   "never copies what a link points to")
     runs = [read_table(d, "runs").to_dicts()[0] for d in run_dirs]
     if len({tuple(r["backends_requested"]) for r in runs}) > 1:
         raise UsageError("the runs used different backends: "
                          + "; ".join(f"{d}: {','.join(r['backends_requested'])}" for d, r in zip(run_dirs, runs)))
     check_same_settings(run_dirs, runs)
+    shards = shard_status(run_dirs, runs)
     seen: dict[str, Path] = {}
     frames: dict[str, list[Any]] = {"cases": [], "tensors": []}
     merged_id = runs[0]["run"] + "-merged"
@@ -117,10 +124,12 @@ def _merge(run_dirs: list[Path], out: Path) -> Path:
                 raise UsageError(f"case {case_id} is in both {seen[case_id]} and {run_dir}: shards must not overlap")
             seen[case_id] = run_dir
         for folder in ("logs", "onnx"):
-            if (run_dir / folder).is_dir():
-                shutil.copytree(run_dir / folder, out / folder, dirs_exist_ok=True)
+            copy_files(run_dir, folder, out)
         frames["cases"].append(_relocate(cases, run_dir, out).with_columns(pl.lit(merged_id).alias("run")))
         frames["tensors"].append(read_table(run_dir, "tensors").with_columns(pl.lit(merged_id).alias("run")))
+    not_run = [{**row, "run": merged_id} for row in shards["rows"] if row["case"] not in seen]
+    if not_run:  # what a missing or stopped shard did not run: failing rows, in the report, JUnit and summary
+        frames["cases"].append(frame("cases", not_run).select(frames["cases"][0].columns))
     for table, parts in frames.items():
         write_atomic(pl.concat(parts, how="vertical"), out / f"{table}.parquet")
     row = dict(runs[0])
@@ -129,14 +138,131 @@ def _merge(run_dirs: list[Path], out: Path) -> Path:
                seconds=max((r["seconds"] or 0.0) for r in runs),
                targets=sorted({t for r in runs for t in (r["targets"] or [])}),
                config=json.dumps({**json.loads(runs[0].get("config") or "{}"),
-                                  "merged_from": [str(d) for d in run_dirs]}), phase_seconds=None)
+                                  "merged_from": [str(d) for d in run_dirs],
+                                  "shards": {k: v for k, v in shards.items() if k != "rows"}}), phase_seconds=None)
     from ..record.tables import write_table
 
     write_table(out, "runs", [row])
     for name in ("waivers.json", "config.json"):
-        if (run_dirs[0] / name).exists():
+        if (run_dirs[0] / name).is_file() and not (run_dirs[0] / name).is_symlink():
             shutil.copyfile(run_dirs[0] / name, out / name)
+    (out / "shards.json").write_text(json.dumps({k: v for k, v in shards.items() if k != "rows"}, indent=2) + "\n")
     return out
+
+
+def copy_files(run_dir: Path, folder: str, out: Path) -> list[Path]:
+    """Copy a shard's ``folder`` (logs, exported models) into the merged run: regular files only. A symbolic link is
+    never followed (its target may be anywhere); the links left out are returned."""
+    import os
+
+    source = run_dir / folder
+    skipped: list[Path] = []
+    if source.is_symlink() or not source.is_dir():
+        return [source] if source.is_symlink() else []
+    for here, dirs, files in os.walk(source, followlinks=False):
+        relative = Path(here).relative_to(source)
+        for name in list(dirs):
+            if (Path(here) / name).is_symlink():
+                skipped.append(Path(here) / name)
+                dirs.remove(name)
+        for name in files:
+            path = Path(here) / name
+            if path.is_symlink() or not path.is_file():
+                skipped.append(path)
+                continue
+            target = out / folder / relative / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target, follow_symlinks=False)
+    return skipped
+
+
+def shard_status(run_dirs: list[Path], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which shards of the K/N split (recorded by ``--shard``) the merge has, which are missing, and which did not
+    finish (stopped by SIGTERM: no finish time; ``plan.json`` names the cases they were to run). ``rows``: a failing
+    case row for each case a stopped shard did not run, and one for each missing shard."""
+    totals: dict[int, list[Path]] = {}
+    present: dict[int, Path] = {}
+    unfinished: dict[str, list[str]] = {}
+    rows: list[dict[str, Any]] = []
+    for run_dir, row in zip(run_dirs, runs):
+        text = row.get("shard")
+        if text:
+            index, total = parse_shard(text)
+            totals.setdefault(total, []).append(run_dir)
+            if index in present:
+                raise UsageError(f"shard {text} is in both {present[index]} and {run_dir}: shards must not overlap")
+            present[index] = run_dir
+        if row.get("finished"):
+            continue
+        done = set(_case_ids(run_dir))
+        planned = _planned(run_dir)
+        where = f"shard {text} ({run_dir})" if text else str(run_dir)
+        if planned is None:
+            unfinished[str(run_dir)] = []
+            rows.append(_not_run_row(f"merge::unfinished_{_slug(text or run_dir.name)}",
+                                     f"{where} did not finish (it was stopped) and records no plan of its cases, so "
+                                     "those it did not run cannot be named; finish it with `difftest run ... --out "
+                                     f"{run_dir} --resume`, then merge again"))
+            continue
+        left = [case_id for case_id in planned if case_id not in done]
+        if left:
+            unfinished[str(run_dir)] = left
+        for case_id in left:
+            rows.append(_not_run_row(case_id, f"not run: {where} was stopped before this case finished; finish it "
+                                     f"with `difftest run ... --out {run_dir} --resume`, then merge again"))
+    if len(totals) > 1:
+        raise UsageError("the shards come from different splits: " + "; ".join(
+            f"of {n}: {', '.join(map(str, dirs))}" for n, dirs in sorted(totals.items())))
+    total = next(iter(totals), None)
+    missing = sorted(set(range(1, total + 1)) - set(present)) if total else []
+    for index in missing:
+        rows.append(_not_run_row(f"merge::shard_{index}_of_{total}_missing",
+                                 f"shard {index}/{total} is missing from the merge: its cases were not run, or its run "
+                                 f"folder was not given (merged: {', '.join(f'{k}/{total}' for k in sorted(present))})"))
+    return {"total": total, "merged": sorted(present), "missing": missing, "unfinished": unfinished, "rows": rows}
+
+
+def _not_run_row(case_id: str, message: str) -> dict[str, Any]:
+    suite, _, name = case_id.partition("::")
+    return {"case": case_id, "suite": suite, "name": name, "status": "error", "stage": "merge", "message": message,
+            "seconds": 0.0, "tags": []}
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^0-9A-Za-z]+", "_", text).strip("_")
+
+
+def _case_ids(run_dir: Path) -> list[str]:
+    from ..record.tables import read_table
+
+    return read_table(run_dir, "cases")["case"].to_list()
+
+
+def _planned(run_dir: Path) -> list[str] | None:
+    path = run_dir / "plan.json"
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        cases = json.loads(path.read_text()).get("cases")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [c for c in cases if isinstance(c, str)] if isinstance(cases, list) else None
+
+
+def incomplete(run_dir: Path) -> str | None:
+    """What a merged run lacks (missing or unfinished shards), said in one line; None when nothing."""
+    path = run_dir / "shards.json"
+    if not path.is_file():
+        return None
+    status = json.loads(path.read_text())
+    parts = []
+    if status.get("missing"):
+        parts.append("missing shard(s) " + ", ".join(f"{k}/{status['total']}" for k in status["missing"]))
+    for folder, left in (status.get("unfinished") or {}).items():
+        parts.append(f"unfinished shard {folder}" + (f" ({len(left)} case(s) not run)" if left else ""))
+    return "; ".join(parts) or None
 
 
 

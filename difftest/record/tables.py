@@ -204,12 +204,16 @@ class PartManifest:
     def keys(self) -> set[str]:
         return set(self.entries)
 
-    def write(self, key: str, case_id: str, case: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
-        """The case's tensors part, then its cases part (its presence marks the case done), then the entry."""
+    def write(self, key: str, case_id: str, case: dict[str, Any], tensors: list[dict[str, Any]],
+              sources: dict[str, Any] | None = None) -> None:
+        """The case's tensors part, then its cases part (its presence marks the case done), then the entry.
+        ``sources``: digests of the code the case came from (``--resume`` reruns it when they change)."""
         tensors_path = write_part(self.run_dir, "tensors", key, tensors)
         cases_path = write_part(self.run_dir, "cases", key, [case])
         entry = {"key": key, "case": case_id, "tensors": _file_digest(tensors_path),
                  "cases": _file_digest(cases_path)}
+        if sources is not None:
+            entry["sources"] = sources
         self.entries[key] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
@@ -317,13 +321,54 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
         raise RunDataError(
             f"{path}: missing. Is {run_dir} a difftest run directory? (it needs runs, cases and tensors tables)"
         )
-    present = set(_schema_of(path))
+    types = _schema_of(path)
+    present = set(types)
     wanted = [c for c in schema(table) if not (without_data and c == "data")]
+    absent = [c for c in REQUIRED.get(table, ()) if c not in present]
+    if absent:
+        raise RunDataError(f"{path}: column {absent[0]!r} is missing (a damaged or crafted table: a {table} table "
+                           f"needs {', '.join(REQUIRED[table])}); rerun the run, or restore the file")
     frame = _read(path, [c for c in wanted if c in present])
+    for name in [c for c in wanted if c in present and types[c] != schema(table)[c]]:
+        try:  # an older run's compatible type (all-null columns, integers for floats) reads as the schema's
+            if not _compatible(types[name], schema(table)[name]):
+                raise TypeError(name)
+            frame = frame.with_columns(pl.col(name).cast(schema(table)[name], strict=True))
+        except Exception:
+            raise RunDataError(f"{path}: column {name!r} holds {types[name]}, not {schema(table)[name]} (a damaged or "
+                               "crafted table); rerun the run, or restore the file") from None
+    for name in REQUIRED.get(table, ()):
+        if name in frame.columns and frame[name].null_count():
+            row = frame[name].is_null().arg_true()[0]
+            raise RunDataError(f"{path}: column {name!r} is empty in row {row} (a damaged or crafted table); rerun "
+                               "the run, or restore the file")
+    if table == "runs" and frame.height != 1:
+        raise RunDataError(f"{path}: holds {frame.height} rows; a run's runs table holds exactly one (a damaged or "
+                           "crafted table)")
     missing = [c for c in wanted if c not in present]
     if missing:
         frame = frame.with_columns([pl.lit(None, dtype=schema(table)[c]).alias(c) for c in missing])
     return frame.select(wanted)
+
+
+def _compatible(stored: Any, wanted: Any) -> bool:
+    """Whether a stored column's type reads as the schema's without changing what it says: nulls, one number
+    type for another, lists of those. Text for a number (or a number for text) is a damaged table."""
+    import polars as pl
+
+    if stored == pl.Null:
+        return True
+    if stored.is_numeric() and wanted.is_numeric():
+        return True
+    if isinstance(stored, pl.List) and isinstance(wanted, pl.List):
+        return _compatible(stored.inner, wanted.inner)
+    return False
+
+
+# Columns a stored table cannot do without (others read as null when an older run lacks them).
+REQUIRED = {"runs": ("run", "backends_requested", "reference"), "cases": ("case", "status"),
+            "tensors": ("case", "backend", "probe", "status"),
+            "comparisons": ("case", "candidate", "label", "passed")}
 
 
 def _schema_of(path: Path) -> dict[str, Any]:
@@ -364,3 +409,33 @@ def run_artifact(run_dir: Path, recorded: str | None) -> Path | None:
     if root not in resolved.parents or not resolved.is_file():
         return None
     return resolved
+
+
+def links_out(root: Path) -> list[tuple[Path, str]]:
+    """Symbolic links inside a run folder (at any depth, never followed) whose target is outside it, or dangling:
+    (the link, where it points). Writing or copying through one would reach a file outside the run folder."""
+    base = Path(root).resolve()
+    found = []
+    for folder, dirs, files in os.walk(base, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            target = os.readlink(path)
+            resolved = (path.parent / target).resolve()
+            if not resolved.exists() or (resolved != base and base not in resolved.parents):
+                found.append((path, target))
+    return found
+
+
+def drop_links_out(root: Path) -> list[tuple[Path, str]]:
+    """Remove the links :func:`links_out` finds (the links themselves, never their targets), so that what difftest
+    writes into the run folder afterwards lands in the folder; returns what was removed."""
+    removed = []
+    for path, target in links_out(root):
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append((path, target))
+    return removed

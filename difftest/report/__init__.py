@@ -40,12 +40,27 @@ def environment():
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible,  # autoescape leaves NUL and other control bytes in: every value goes through this first
     )
     env.filters["num"] = _num
     env.filters["seconds"] = lambda v: "—" if v is None else f"{v:.2f} s"
     env.tests["timestamp"] = lambda v: bool(re.fullmatch(r"\d{8}-\d{6}", str(v)))
     env.globals["vocabulary"] = vocabulary  # labels, statuses and blame kinds come from the one table
     return env
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def visible(value: Any) -> Any:
+    """A template value with control characters (NUL, escape sequences, bells; lone surrogates) written as ``\\xNN``:
+    HTML cannot show them, and a browser may cut the page at a NUL."""
+    if not isinstance(value, str) or not _CONTROL.search(value):
+        return value
+    import markupsafe
+
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return markupsafe.Markup(text) if isinstance(value, markupsafe.Markup) else text
 
 
 def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,

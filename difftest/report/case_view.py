@@ -134,12 +134,14 @@ def log_tail(run_dir: Path, log: str | None) -> str | None:
 def reproduce(case: dict[str, Any], run: dict[str, Any], outcomes: list[Any]) -> dict[str, Any]:
     """The commands to reproduce the case from the suite's repository, and the environment they need."""
     environment = json.loads(run.get("environment") or "{}")
-    path = _relative_to_repository(case["path"], environment)
-    backends = ",".join(run["backends_requested"])
-    commands = [f"difftest run {shlex.quote(path + '::' + case['name'])} --backends {shlex.quote(backends)}"]
+    # A case row without a path (a case a stopped shard never ran, in a merged run) is named by its suite.
+    path = _relative_to_repository(case.get("path") or f"{case.get('suite') or 'suite'}.py", environment)
+    name = case.get("name") or str(case.get("case") or "").partition("::")[2]
+    backends = ",".join(run.get("backends_requested") or [])
+    commands = [f"difftest run {shlex.quote(path + '::' + name)} --backends {shlex.quote(backends)}"]
     for o in outcomes:
         if o.status in ("fail", "xfail") and o.label in WRONG_VALUES:
-            commands.append(f"difftest localize {shlex.quote(path + '::' + case['name'])} --candidate "
+            commands.append(f"difftest localize {shlex.quote(path + '::' + name)} --candidate "
                             f"{shlex.quote(o.candidate)} --probe {o.probe if o.probe not in (None, '*') else 'base'}")
             break
     versions = json.loads(run.get("versions") or "{}")
