@@ -9,9 +9,12 @@ thin layer over it), and :class:`Session`, a run folder that several checks writ
     result.raise_for_failures()   # AssertionError whose message is the evidence
     result.report("report/")      # the same HTML a run writes
 
-``check`` runs in the calling process (no worker pool): it has no timeout, and a model that crashes the
-process takes the caller with it. For isolation, timeouts and many models, declare cases in a suite file and
-use :func:`run` (or ``difftest run``).
+Each ``check`` (and each case of a ``Session``) runs in a child forked from the calling process, as a run's cases
+do (see ``worker.pool``): the live model gets there with the fork, nothing the case does (autocast, a default
+dtype, a patched module, an exporter's caches) comes back, and a model that crashes is a ``crash`` verdict instead
+of the caller's death. The verdicts are judged here, from the rows the child recorded. ``isolate="none"`` runs
+in the calling process instead (for a debugger): the process state a case changes is put back and said. A check
+has no timeout; for timeouts and many models, declare cases in a suite file and use :func:`run`.
 """
 
 from __future__ import annotations
@@ -202,7 +205,8 @@ class Session:
     def __init__(self, out: str | Path | None = None, *, backends: Sequence[str] | str | None = None,
                  probes: Sequence[str] | str | None = None, exporter: str | None = None, oracle: bool = True,
                  reruns: int = 1, localize_budget: float = 0.0, control_budget: float = 60.0,
-                 cache: bool = True, cache_dir: str | None = None, capture_output: bool = True):
+                 cache: bool = True, cache_dir: str | None = None, capture_output: bool = True,
+                 isolate: str = "case"):
         from . import backends as backend_table
         from .backends.candidates import parse_list, split_specs
         from .runner import RunConfig, validate
@@ -226,6 +230,11 @@ class Session:
         self.run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.started = time.time()
         self.capture_output = capture_output
+        if isolate not in ("case", "none"):
+            raise UsageError(f"isolate must be 'case' (each check in a forked child, the default) or 'none' (in this "
+                             f"process, for debugging), got {isolate!r}")
+        self.isolate = isolate
+        process_baseline()  # the process state checks start from, taken before the first one runs
         self._ids: set[str] = set()
         self._targets: list[str] = []
         from .record.tables import PartManifest
@@ -265,19 +274,7 @@ class Session:
 
     def run_definition(self, definition: Any, ref: Any) -> Result:
         """Run a declared ``@case`` factory (the pytest plugin's collected items) as a case of this session."""
-        from .suite.cases import CaseSkipped, build
-        from .worker.task import seed
-
-        seed()
-        try:
-            built = build(definition)
-        except CaseSkipped as exc:
-            return self._record_unbuilt(ref, definition, "skipped", str(exc))
-        except Exception as exc:
-            from .export.exporter import describe_exception
-
-            return self._record_unbuilt(ref, definition, "error", describe_exception(exc))
-        return self._run(ref, built, definition)
+        return self._run(ref, None, definition)  # the factory runs where the case does
 
     def _join(self, backends: Sequence[str] | str | None) -> list[str]:
         """A check's own candidates, added to the session's (in its runs row and report)."""
@@ -296,22 +293,62 @@ class Session:
         return names
 
     def _run(self, ref: Any, built: Any, definition: Any = None, candidates: list[str] | None = None) -> Result:
-        from .worker.execute import run_built
-        from .worker.pool import redirected_output
-        from .worker.task import seed
-
         candidates = list(self.defaults) if candidates is None else candidates
         task = self._task(ref, candidates)
         log = self.run_dir / "logs" / f"{_slug(ref.id)}.log"
         log.parent.mkdir(exist_ok=True)
-        seed()
-        with redirected_output(str(log) if self.capture_output else None):
-            produced = run_built(task, built)
+        produced = self._produce(task, built, definition, str(log) if self.capture_output else None)
         case, tensors = produced["case"], produced["tensors"]
         if definition is not None:
             case["tags"] = sorted(set(case.get("tags") or []) | set(definition.tags))
         case["log"] = f"logs/{log.name}" if self.capture_output else None
         return self._record(ref, case, tensors, candidates)
+
+    def _produce(self, task: Any, built: Any, definition: Any, log: str | None) -> dict[str, Any]:
+        """The case's rows: made in a child forked from this process (``isolate="case"``) or, with
+        ``isolate="none"`` (or where this process cannot be forked), here, putting back the state the case
+        changed. Either way the process state starts as it was before this process's first check."""
+        from .worker import execute, process_state
+        from .worker.pool import Failure, redirected_output, run_isolated
+        from .worker.task import seed
+
+        def rows() -> dict[str, Any]:
+            seed()
+            if built is not None:
+                return execute.run_built(task, built)
+            return execute.run_definition(task, definition)
+
+        def from_baseline() -> list[str]:
+            inherited = process_state.restore(process_baseline())
+            return ([f"this process had changed process state since its first check: {c}; the check ran with it "
+                     "put back" for c in inherited.changed]
+                    + [f"this process had changed process state that cannot be put back: {c}"
+                       for c in inherited.unrestorable])
+
+        mode, why = self.isolate, None
+        if mode == "case":
+            why = _cannot_fork()
+            mode = "none" if why else mode
+        if mode == "none":
+            inherited = from_baseline() if why else []
+            before = process_state.snapshot()
+            with redirected_output(log):
+                produced = rows()
+            restored = process_state.restore(before)
+            notes = ([f"ran in the calling process, not a child of it: {why}"] if why else []) + inherited
+            notes += [f"the case changed process state: {c}; put back" for c in restored.changed]
+            notes += [f"the case changed process state that cannot be put back: {c}" for c in restored.unrestorable]
+            produced["case"]["isolation"] = notes
+            return produced
+        outcome = run_isolated(task.ref.id, rows, log, prepare=from_baseline)
+        if isinstance(outcome, Failure):
+            case = execute.case_row(task)
+            case.update(status=outcome.kind if outcome.kind != "internal" else "error", stage=outcome.stage,
+                        message=outcome.message, seconds=outcome.seconds)
+            if definition is not None:
+                case.update(tags=list(definition.tags), description=definition.doc)
+            return {"case": case, "tensors": []}
+        return outcome
 
     def _record_unbuilt(self, ref: Any, definition: Any, status: str, message: str) -> Result:
         from .worker.execute import case_row
@@ -438,9 +475,10 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
           backends: Sequence[str] | str | None = None, probes: Sequence[str] | str | None = None,
           exporter: str | None = None, expect: Any = None, out: str | Path | None = None, name: str | None = None,
           oracle: bool = True, localize_budget: float = 0.0, control_budget: float = 60.0, cache: bool = True,
-          **case_options: Any) -> Result:
+          isolate: str = "case", **case_options: Any) -> Result:
     """Export ``module`` called as ``module(*args, **kwargs)``, run it on the candidates and on PyTorch eager (the
-    reference), and classify every difference; in this process, without workers.
+    reference), and classify every difference; in a child forked from this process (``isolate="none"``: in this
+    process, for debugging; see the module docstring).
 
     ``backends``: candidate specs (default ``ort-cpu`` and ``ort-cuda``, which is recorded as skipped where there
     is no CUDA provider), e.g. ``["ort-cpu", "ort-cpu[opt=disable]", "onnx-ref"]``. ``probes``: which inputs to
@@ -451,7 +489,7 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
     ``bake_kwargs``, ``opset``, ``samples``, ``tags``, ``description``).
     """
     session = Session(out, backends=backends, probes=probes, exporter=exporter, oracle=oracle,
-                      localize_budget=localize_budget, control_budget=control_budget, cache=cache)
+                      localize_budget=localize_budget, control_budget=control_budget, cache=cache, isolate=isolate)
     result = session.check(module, args, kwargs, name=name, expect=expect, **case_options)
     result._session = session
     return result
@@ -477,6 +515,32 @@ def run(targets: Sequence[str] | str = ("suites",), *, echo: Callable[[str], Non
         options["probes"] = _probes(options["probes"])
     config = RunConfig(targets=[targets] if isinstance(targets, str) else list(targets), **options)
     return Run(run_config(config, echo or (lambda line: None)))
+
+
+_BASELINE: Any = None
+
+
+def process_baseline() -> Any:
+    """The process state as it was when this process first made a check session: what each check starts from."""
+    global _BASELINE
+    if _BASELINE is None:
+        from .worker import process_state
+
+        _BASELINE = process_state.snapshot()
+    return _BASELINE
+
+
+def _cannot_fork() -> str | None:
+    """Why a check cannot run in a forked child here (None: it can)."""
+    import os
+    import sys
+
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        return f"forking is not available or not safe with torch on {sys.platform}"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "CUDA is initialised in this process, and a forked child cannot use it"
+    return None
 
 
 def _probes(probes: Sequence[str] | str | None) -> list[str]:

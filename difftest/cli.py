@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require", metavar="CANDIDATES", default="",
                      help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
                      "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason")
-    run.add_argument("--isolate", choices=["worker", "case"], default="worker",
-                     help="worker: reuse a healthy worker for many cases, putting back the process state each case "
-                     "changes (default); case: a fresh worker process per case (slower, nothing shared)")
+    run.add_argument("--isolate", choices=["case", "spawn"], default="case",
+                     help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
+                     "a fresh interpreter per case as well (slower: torch is imported for every case)")
 
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")

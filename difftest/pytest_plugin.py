@@ -9,7 +9,11 @@
 - ``--difftest-backends``, ``--difftest-probes``, ``--difftest-exporter``: the session's options.
 
 JUnit comes from pytest's own ``--junitxml``; each difftest test adds its verdict and blame as properties.
-Cases run in the pytest process (no workers, no timeouts: pytest-timeout applies as to any test).
+Each case (a fixture call, a collected ``@case``, whose factory runs there too) runs in a child forked from the
+pytest process, as :func:`difftest.check` does, so nothing one case does reaches another test; each starts from the
+process state as it was when the session's first difftest test began. ``--difftest-in-process`` runs them in the
+pytest process instead (for a debugger), putting back the process state each changes. No timeouts: pytest-timeout
+applies as to any test.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="dynamo or torchscript for every case (default: each case's own)")
     group.addoption("--difftest-report", metavar="DIR", default=None,
                     help="write one difftest HTML report of the session's checks and cases to DIR")
+    group.addoption("--difftest-in-process", action="store_true", default=False,
+                    help="run each case in the pytest process (for debugging) instead of a forked child of it")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +73,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def difftest(request: pytest.FixtureRequest) -> Any:
     """``difftest.check`` with the session's options; the case is named after the test. A result the test never
     looked at (``raise_for_failures()``, ``passed``, ``failures``, ``verdicts``) is a warning at teardown."""
+    from .api import process_baseline
+
+    process_baseline()  # before the first difftest test's body: what every case starts from
     checker = Checker(request.config.stash[STATE], request.node)
     yield checker
     for result in checker.results:
@@ -212,7 +221,8 @@ class _SessionState:
             report = self.config.getoption("difftest_report")
             self._session = Session(report, backends=self.candidates(),
                                     probes=self.config.getoption("difftest_probes"),
-                                    exporter=self.config.getoption("difftest_exporter"))
+                                    exporter=self.config.getoption("difftest_exporter"),
+                                    isolate="none" if self.config.getoption("difftest_in_process") else "case")
         return self._session
 
     def case_result(self, definition: Any, ref: Any) -> Any:

@@ -45,7 +45,7 @@ class RunConfig:
     durations: str | None = None  # a previous run whose case durations balance the shards
     localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
     control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
-    isolate: str = "worker"  # "worker": reuse healthy workers (state put back per case); "case": one per case
+    isolate: str = "case"  # "case": each case in a child forked from a preloaded template; "spawn": a fresh one too
     require: list[str] = field(default_factory=list)  # candidates that must run here: skipping one is an error
     # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
     max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES",
@@ -121,8 +121,9 @@ def validate(config: RunConfig) -> None:
     unknown = [name for name in config.require if name not in names]
     if unknown:
         raise UsageError(f"--require {','.join(unknown)}: not among --backends ({','.join(config.backends)})")
-    if config.isolate not in ("worker", "case"):
-        raise UsageError(f"--isolate must be worker or case, got {config.isolate!r}")
+    if config.isolate not in ("case", "spawn"):
+        raise UsageError(f"--isolate must be case or spawn, got {config.isolate!r} (every case runs in a clean "
+                         "process; there is no mode that shares one between cases)")
     for name in ("localize_budget", "control_budget"):
         if getattr(config, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of seconds")

@@ -363,6 +363,13 @@ def _tensor_bytes(tensor: Any) -> bytes:
     return f"{tensor.dtype}{tuple(tensor.shape)}".encode() + hashlib.sha256(raw).digest()
 
 
+def warm_up() -> None:
+    """Compute once, in a worker's template process, what every key needs and no case changes (library versions
+    and folders), so the cases forked from it do not each compute it again."""
+    _versions()
+    _library_roots()
+
+
 @functools.lru_cache(maxsize=1)
 def _versions() -> str:
     from importlib import metadata

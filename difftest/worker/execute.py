@@ -28,6 +28,12 @@ from .task import RESEED, Task, enter_stage, seed, user_traceback
 
 def run_task(task: Task) -> dict[str, Any]:
     """Build the case the task names and run it; returns {"case": row, "tensors": [rows]}."""
+    return run_definition(task)
+
+
+def run_definition(task: Task, definition: Any = None) -> dict[str, Any]:
+    """Build a case from its ``@case`` definition (found from the task's ref when not given: the pytest plugin
+    gives the one it collected) and run it; returns {"case": row, "tensors": [rows]}."""
     started = time.perf_counter()
     row = case_row(task)
     try:
@@ -35,7 +41,7 @@ def run_task(task: Task) -> dict[str, Any]:
 
         enter_stage("build")
         seed()
-        definition = find_definition(task.ref)
+        definition = definition if definition is not None else find_definition(task.ref)
         row["tags"] = list(definition.tags)
         row["description"] = definition.doc
         if definition.options.get("expect") is not None:

@@ -1,11 +1,12 @@
-"""Process-global state a case can change, put back after every case so the next one starts clean.
+"""Process-global state a case can change: read before and after a case, said on the case, and put back where a
+case ran in a process that is used again.
 
-A worker runs many cases, and which cases share a worker depends on scheduling. A case that calls
-``torch.set_default_dtype(torch.float64)``, starts an alarm, changes directory or flips TF32 would otherwise
-change the verdicts of whatever runs after it on that worker, differently every night. Before each case the
-worker takes a :func:`snapshot`; after it, :func:`restore` compares, puts back what it can and reports what
-the case changed. What cannot be put back (inter-op threads once set, threads the case started and left
-running) makes the worker retire after the case, so the next case gets a fresh process.
+Cases of a run each start in a clean process (see ``pool``), so nothing here is needed to keep one case from
+reaching the next: :func:`changes` only says what a case changed (its process ended with it). The in-process
+mode of ``difftest.check`` / ``Session`` (``isolate="none"``, for debugging) runs cases in the caller's process;
+there :func:`snapshot` and :func:`restore` put back what can be put back and report what cannot. A piece of state
+whose getter raises (the legacy TF32 flags do once a case mixed them with the ``fp32_precision`` API) is
+reported as unrestorable, never skipped.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def _items() -> list[Item]:
         Item("intra-op threads", torch.get_num_threads, torch.set_num_threads),
         Item("inter-op threads", torch.get_num_interop_threads, None),
         Item("float32 matmul precision", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+        Item("fp32_precision settings", _fp32_precision, _set_fp32_precision, _dict_change),
         Item("TF32 and reduced-precision flags", _precision_flags, _set_precision_flags, _dict_change),
+        Item("autocast", _autocast, _set_autocast, _dict_change),
+        Item("flush-denormal mode", _flush_denormal, torch.set_flush_denormal),
         # every stage reseeds: putting the random state back is hygiene, not a finding
         Item("random state (random, numpy, torch)",
              lambda: (random.getstate(), np.random.get_state(), torch.get_rng_state()),
@@ -87,37 +91,59 @@ def _items() -> list[Item]:
     return items
 
 
+@dataclass
+class Unreadable:
+    """A getter that raised: the state cannot be compared, so it cannot be put back either."""
+
+    error: str
+
+
+def _read(item: Item) -> Any:
+    try:
+        return item.read()
+    except Exception as exc:
+        return Unreadable(f"{type(exc).__name__}: {_shorten(str(exc).splitlines()[0] if str(exc) else '')}")
+
+
 def snapshot() -> Snapshot:
     taken = Snapshot()
     for item in _items():
-        try:
-            taken.values[item.name] = item.read()
-        except Exception:
-            continue
+        taken.values[item.name] = _read(item)
     return taken
 
 
-def restore(saved: Snapshot) -> Restored:
-    """Put back every item that differs from ``saved``; say what the case changed."""
+def changes(saved: Snapshot) -> Restored:
+    """What differs from ``saved``, put back nowhere (the case's process ends with it): ``changed`` lists what
+    could have been put back, ``unrestorable`` what could not."""
+    return restore(saved, write=False)
+
+
+def restore(saved: Snapshot, write: bool = True) -> Restored:
+    """Put back every item that differs from ``saved`` (with ``write``); say what the case changed."""
     result = Restored()
     for item in _items():
-        if item.name not in saved.values:
-            continue
-        before = saved.values[item.name]
-        try:
-            now = item.read()
-        except Exception:
+        before = saved.values.get(item.name, Unreadable("not read before the case"))
+        now = _read(item)
+        if isinstance(before, Unreadable) or isinstance(now, Unreadable):
+            if isinstance(before, Unreadable) and isinstance(now, Unreadable) and before == now:
+                continue  # unreadable all along, the same way: not the case's doing
+            when = "before" if isinstance(before, Unreadable) else "after"
+            error = before.error if isinstance(before, Unreadable) else now.error
+            result.unrestorable.append(f"{item.name}: could not be read {when} the case ({error})")
             continue
         if _same(before, now):
             continue
         said = item.change(before, now)
         if said is None:
-            if item.write is not None:
+            if item.write is not None and write:
                 item.write(before)
             continue
         change = f"{item.name}: {said}"
         if item.write is None:
             result.unrestorable.append(change)
+            continue
+        if not write:
+            result.changed.append(change)
             continue
         try:
             item.write(before)
@@ -170,6 +196,68 @@ def _set_precision_flags(values: dict[str, Any]) -> None:
         owner, attr = _flag_owner(name)
         if getattr(owner, attr) != value:
             setattr(owner, attr, value)
+
+
+_FP32_PRECISION = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
+                   "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision", "mkldnn.matmul.fp32_precision",
+                   "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+
+
+def _fp32_precision() -> dict[str, Any]:
+    """torch's newer per-backend precision API (``torch.backends.*.fp32_precision``), where this torch has it."""
+    found = {}
+    for name in _FP32_PRECISION:
+        try:
+            owner, attr = _flag_owner(name) if "." in name else (__import__("torch").backends, name)
+        except AttributeError:
+            continue
+        if hasattr(owner, attr):
+            found[name] = getattr(owner, attr)
+    return found
+
+
+def _set_fp32_precision(values: dict[str, Any]) -> None:
+    import torch
+
+    for name, value in values.items():
+        owner, attr = _flag_owner(name) if "." in name else (torch.backends, name)
+        if getattr(owner, attr) != value:
+            setattr(owner, attr, value)
+
+
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "ipu", "mtia")
+
+
+def _autocast() -> dict[str, Any]:
+    """Autocast per device type: (enabled, dtype), and whether its cast cache is on."""
+    import torch
+
+    found: dict[str, Any] = {"cache": torch.is_autocast_cache_enabled()}
+    for device in _AUTOCAST_DEVICES:
+        try:
+            found[device] = (torch.is_autocast_enabled(device), str(torch.get_autocast_dtype(device)))
+        except (RuntimeError, TypeError, AttributeError):  # a device type this torch does not know
+            continue
+    return found
+
+
+def _set_autocast(values: dict[str, Any]) -> None:
+    import torch
+
+    for device, value in values.items():
+        if device == "cache":
+            torch.set_autocast_cache_enabled(value)
+            continue
+        enabled, dtype = value
+        torch.set_autocast_enabled(device, enabled)
+        torch.set_autocast_dtype(device, getattr(torch, dtype.removeprefix("torch.")))
+
+
+def _flush_denormal() -> bool:
+    """Whether denormals are flushed to zero on this thread (torch has no getter: a denormal times one tells)."""
+    import torch
+
+    return float(torch.tensor(1e-39, dtype=torch.float32) * 1.0) == 0.0
 
 
 def _handlers() -> dict[int, Any]:
