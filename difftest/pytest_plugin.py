@@ -103,7 +103,7 @@ class Checker:
         __tracebackhide__ = True
         name = name or _case_name(self.node.name)
         if probes is not None:  # the case's own options: the session's run holds every call
-            options["probes"] = [probes] if isinstance(probes, str) else list(probes)
+            options["probes"] = [p.strip() for p in probes.split(",")] if isinstance(probes, str) else list(probes)
         if exporter is not None:
             options["exporter"] = exporter
         try:

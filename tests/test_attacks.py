@@ -159,7 +159,11 @@ for k in range(2500):
 SLOW = '''
 class Slow(torch.nn.Module):
     def forward(self, x):
-        time.sleep(6)
+        # Holds the run until the test says so (not a fixed sleep: on a busy machine the second run could start
+        # after the first had finished).
+        deadline = time.monotonic() + 300
+        while not os.path.exists(os.environ["DIFFTEST_TEST_RELEASE"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
         return x + 1
 
 
@@ -172,10 +176,12 @@ def slow():
 def test_second_run_into_a_busy_folder_is_refused(tmp_path):
     suite = write_suite(tmp_path, "slow", SLOW)
     out = tmp_path / "run"
+    release = tmp_path / "release"
+    env = {**os.environ, "DIFFTEST_TEST_RELEASE": str(release)}
     first = subprocess.Popen([sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch,torch-cuda", "--out",
-                              str(out), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              str(out), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a cap for a broken run, not a timing assertion
         while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
             assert time.monotonic() < deadline, "the first run never took its lock"
             time.sleep(0.2)
@@ -183,7 +189,8 @@ def test_second_run_into_a_busy_folder_is_refused(tmp_path):
         assert second.returncode == 2
         assert f"pid {first.pid}" in second.stderr and "in use" in second.stderr
     finally:
-        first.wait(120)
+        release.write_text("")
+        first.wait(300)
     assert first.returncode == 0
 
 
@@ -759,6 +766,8 @@ def test_damaged_run_folders_are_usage_errors_naming_the_file_and_column(tmp_pat
                               "tensors.parquet", "'backend'"),
         "bogus_label": ("comparisons", lambda df: df.with_columns(pl.lit("bogus").alias("label")), [],
                         "comparisons.parquet", "'label'"),
+        "exports_not_json": ("cases", lambda df: df.with_columns(pl.lit("{not json").alias("exports")), [],
+                             "cases.parquet", "'exports'"),
         "null_candidate": ("comparisons", lambda df: df.with_columns(pl.lit(None, pl.String).alias("candidate")), [],
                            "comparisons.parquet", "'candidate'"),
     }

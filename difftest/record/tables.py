@@ -342,6 +342,18 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
             row = frame[name].is_null().arg_true()[0]
             raise RunDataError(f"{path}: column {name!r} is empty in row {row} (a damaged or crafted table); rerun "
                                "the run, or restore the file")
+    for name in JSON_COLUMNS.get(table, ()):
+        if name in frame.columns:
+            for row, text in enumerate(frame[name].to_list()):
+                if text is None:
+                    continue
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    value = None
+                if not isinstance(value, dict) and not (name == "expect" and isinstance(value, (str, list))):
+                    raise RunDataError(f"{path}: column {name!r} in row {row} is not the JSON object difftest wrote "
+                                       "(a damaged or crafted table); rerun the run, or restore the file")
     if table == "runs" and frame.height != 1:
         raise RunDataError(f"{path}: holds {frame.height} rows; a run's runs table holds exactly one (a damaged or "
                            "crafted table)")
@@ -364,6 +376,10 @@ def _compatible(stored: Any, wanted: Any) -> bool:
         return _compatible(stored.inner, wanted.inner)
     return False
 
+
+# Text columns that hold JSON objects (``expect`` may also be a label or a list of labels).
+JSON_COLUMNS = {"runs": ("versions", "backends_skipped", "config", "phase_seconds", "environment"),
+                "cases": ("exports", "expect", "tolerances", "localization", "controls")}
 
 # Columns a stored table cannot do without (others read as null when an older run lacks them).
 REQUIRED = {"runs": ("run", "backends_requested", "reference"), "cases": ("case", "status"),
