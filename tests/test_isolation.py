@@ -140,6 +140,12 @@ for k in range(3):
             if line.startswith("PID")]
     assert len({s[1] for s in seen}) == 3  # a process per case
     assert len({s[3] for s in seen}) == 1  # forked from one template, not an interpreter start each
+    spawned = tmp_path / "spawned"
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(spawned), "--jobs", "1",
+                 "--isolate", "spawn", *FAST]) == 0
+    parents = {line.split()[3] for log in (spawned / "logs").glob("*.log") for line in log.read_text().splitlines()
+               if line.startswith("PID")}
+    assert len(parents) == 3  # --isolate spawn: a fresh template per case as well
 
 
 # --- results belong to their task ------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 @dataclass
@@ -164,6 +165,9 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if NVML_CHECK not in os.environ:  # torch.cuda.is_available() here must not initialise CUDA (a fork poisons it)
+        os.environ[NVML_CHECK] = "1"
+        os.environ[NVML_CHECK + "_SET_BY_DIFFTEST"] = "1"
     from . import execute, process_state, task as task_module  # noqa: F401  (loaded once, shared by every case)
 
     with redirected_output(os.devnull):  # the exporter's registry notes (a missing torchvision) are no case's
@@ -332,6 +336,8 @@ def _case_child(conn: Connection, seq: int, label: str, body: Callable[[], Any],
             pass
         _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))  # the template's death is the case's
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.environ.pop(NVML_CHECK + "_SET_BY_DIFFTEST", None):  # the case sees the environment it was given
+            os.environ.pop(NVML_CHECK, None)
         os.read(go, 1)
         os.close(go)
         from . import process_state, task as task_module
@@ -346,6 +352,10 @@ def _case_child(conn: Connection, seq: int, label: str, body: Callable[[], Any],
         prepared = prepare() if prepare is not None else []
         before = process_state.snapshot() if notes else None
         with redirected_output(log_path, LOG_LIMIT_BYTES):
+            import faulthandler
+
+            if log_path and faulthandler.is_enabled():  # a crash's traceback goes to the case's log, like its output
+                faulthandler.enable(file=sys.stderr)
             try:
                 result: tuple[str, Any] = ("ok", body())
             except MemoryError:
