@@ -224,7 +224,7 @@ def shard_status(run_dirs: list[Path], runs: list[dict[str, Any]]) -> dict[str, 
 
 def _not_run_row(case_id: str, message: str) -> dict[str, Any]:
     suite, _, name = case_id.partition("::")
-    return {"case": case_id, "suite": suite, "name": name, "status": "error", "stage": "merge", "message": message,
+    return {"case": case_id, "suite": suite, "name": name, "status": "error", "stage": "harness", "message": message,
             "seconds": 0.0, "tags": []}
 
 
