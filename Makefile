@@ -8,7 +8,7 @@ SUITE_ARGS ?=
 # gpu-check uses the Python it is given (a GPU machine may have no network to build a venv with).
 GPU_PYTHON ?= python3
 
-.PHONY: suite test setup bench bench-classify bench-report clean-reports gpu-check
+.PHONY: suite test setup bench bench-classify bench-mutants bench-report clean-reports gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench-report: $(STAMP)
 
 bench-classify: $(STAMP)
 	$(BIN)/python bench/classify_bench.py
+
+# Mutation benchmark (issue 21): faults injected into the exported graphs of the zoo and corpora; kill rate per
+# operator. MUTANTS_ARGS="--all" runs every applicable mutant (long), "--operators a,b --cases ops::" a subset.
+MUTANTS_ARGS ?=
+bench-mutants: $(STAMP)
+	$(BIN)/python bench/mutants.py $(MUTANTS_ARGS)
 
 gpu-check:
 	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
