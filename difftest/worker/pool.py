@@ -170,10 +170,20 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
         os.environ[NVML_CHECK + "_SET_BY_DIFFTEST"] = "1"
     from . import execute, process_state, task as task_module  # noqa: F401  (loaded once, shared by every case)
 
-    with redirected_output(os.devnull):  # the exporter's registry notes (a missing torchvision) are no case's
-        _preload(libraries)
     base_threads = _thread_count()  # native pools started at import (OpenBLAS, ORT): not OpenMP's
     result_dir = result_dir or tempfile.mkdtemp(prefix="difftest-results-")
+    preloaded = False
+
+    def preload() -> None:  # while the first child runs (discovery, or a case): it overlaps, it does not wait
+        nonlocal preloaded, base_threads
+        if not preloaded:
+            with redirected_output(os.devnull):  # the exporter's registry notes (a missing torchvision) are no case's
+                _preload(libraries)
+            preloaded = True
+            base_threads = max(base_threads, _thread_count())
+
+    if not conn.poll():  # nothing to do yet: load everything now, so the first case starts from a full template
+        preload()
     while True:
         message = conn.recv()
         if message is None:
@@ -185,6 +195,11 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
                 preload_libraries(message[2])
             base_threads = max(base_threads, _thread_count())
             continue
+        if kind == "warm":  # a case of this template exported: later ones should not pay the exporters' set-up
+            preload()
+            with redirected_output(os.devnull):
+                _warm_exporters()
+            continue
         single = _thread_count() > base_threads  # threads started since: the child must not trust OpenMP's pool
         if kind == "discover":
             targets, keyword, backends = message[2:]
@@ -193,17 +208,17 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
                 return _discover(targets, keyword, backends,
                                  progress=lambda count: conn.send(("found", seq, os.getpid(), count)))
 
-            serve(conn, seq, "discover", body, None, threads, result_dir, single, notes=False)
+            serve(conn, seq, "discover", body, None, threads, result_dir, single, notes=False, meanwhile=preload)
         else:
             task, log_path = message[2], message[3]
             serve(conn, seq, task.ref.id, lambda task=task: execute.run_task(task), log_path, threads, result_dir,
-                  single)
+                  single, meanwhile=preload)
 
 
 _PRELOADED_PACKAGES = ("worker", "backends", "export", "suite", "judge", "record", "localize")
 
 
-def _preload(libraries: Iterable[str] = ()) -> None:
+def _preload(libraries: Iterable[str] = (), warm: bool = False) -> None:
     """What every case would otherwise import or build itself: the runtimes, difftest's worker-side modules, the
     exporters' one-time set-up, the exporter's operator registry, and the installed libraries the suites import
     (``libraries``, from discovery: never the suite files themselves). None of it runs a model or an OpenMP
@@ -217,6 +232,7 @@ def _preload(libraries: Iterable[str] = ()) -> None:
     try:
         warm_up()
         cache.warm_up()
+        import torch._dynamo  # noqa: F401  (torch.export, and eager code under a dispatch mode, import it: 1 s)
         import torch.export  # noqa: F401
         import torch.onnx  # noqa: F401
 
@@ -233,7 +249,8 @@ def _preload(libraries: Iterable[str] = ()) -> None:
                 importlib.import_module(info.name)
             except Exception:
                 continue
-    _warm_exporters()
+    if warm:
+        _warm_exporters()
     preload_libraries(libraries)
 
 
@@ -297,7 +314,7 @@ def _installed_libraries(before: set[str]) -> list[str]:
 
 def serve(conn: Connection, seq: int, label: str, body: Callable[[], Any], log_path: str | None,
           threads: int | None, result_dir: str, single_thread: bool, notes: bool = True,
-          prepare: Callable[[], list[str]] | None = None) -> None:
+          prepare: Callable[[], list[str]] | None = None, meanwhile: Callable[[], None] | None = None) -> None:
     """Fork a child that runs ``body`` and sends its result; wait for it, kill what it left, report its end.
 
     Messages (all tagged with ``seq``): ("started", seq, pid), then the child's ("stage", seq, pid, name) and
@@ -311,6 +328,11 @@ def serve(conn: Connection, seq: int, label: str, body: Callable[[], Any], log_p
     conn.send(("started", seq, pid))
     os.write(go_write, b"g")  # the child starts only once its pid is known to the parent
     os.close(go_write)
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except Exception:
+            pass
     status = 0
     while True:
         try:
@@ -514,7 +536,7 @@ def run_isolated(label: str, body: Callable[[], Any], log_path: str | None = Non
     global _caller_preloaded
     if not _caller_preloaded:  # once per process: what each child would otherwise build again (no model runs)
         with redirected_output(os.devnull):
-            _preload()
+            _preload(warm=True)
         _caller_preloaded = True
     result_dir = tempfile.mkdtemp(prefix="difftest-results-")
     ours, theirs = mpc.Pipe()
@@ -730,6 +752,7 @@ class _Slot:
     task: Any = None
     tracker: _Tracker | None = None
     used: bool = False
+    warmed: bool = False  # asked to warm its exporters (after a case of it exported)
 
 
 class WorkerPool:
@@ -846,6 +869,9 @@ class WorkerPool:
                 yield task, outcome
                 if self.isolate == "spawn" or not slot.process.is_alive():
                     self._replace(slot)
+                elif not slot.warmed and isinstance(outcome, dict) and outcome["case"].get("export_cached") is False:
+                    slot.warmed = True  # the export cache did not serve this one: later cases will export too
+                    slot.conn.send(("warm", 0))
             elif time.monotonic() > tracker.deadline(self.timeout):
                 task, stage = slot.task, tracker.stage
                 self._kill_case(slot)
@@ -910,7 +936,7 @@ class WorkerPool:
         self._kill(slot)
         slot.conn.close()
         fresh = self._start()
-        slot.process, slot.conn, slot.task, slot.tracker = fresh.process, fresh.conn, None, None
+        slot.process, slot.conn, slot.task, slot.tracker, slot.warmed = fresh.process, fresh.conn, None, None, False
 
     def close(self) -> None:
         for slot in self.slots:
