@@ -1,14 +1,15 @@
 """The run stage, the worker side: from a case to its recorded rows.
 
-- ``pool``: worker processes (isolation, timeouts, memory limits, crash and orphan handling);
+- ``pool``: worker processes: a preloaded template per slot forks a clean child per case (isolation by construction,
+  timeouts, memory limits, crashes, tagged results, orphans killed through a child subreaper);
 - ``task``: what a worker is given, the stage marker, seeding;
 - ``execute``: one case end to end: build, reference, exports, probes, candidates, controls, localization;
 - ``backend_run``: one backend on every probe, recorded; an export and its graph evidence recorded;
 - ``controls``: automatic control candidates for failing ones (TF32 off, optimizations off, the reference
   runtime, the export without the case's rewrite); ``auto_localize``: localization within a budget;
 - ``recorded_case``: ONNX test folders, whose reference is their recorded outputs;
-- ``state_guard`` and ``process_state``: the model and the process put back as they were after every stage and
-  case; ``full_compare``: outputs too large to store compared in full where they live.
+- ``state_guard``: the model put back as it was after every stage; ``process_state``: what a case changed in its
+  process (said on it; put back only in the in-process mode of ``difftest.check``); ``full_compare``: outputs too large to store compared in full where they live.
 
 May import: record, suite, export, backends, judge, localize.
 """
