@@ -187,3 +187,23 @@ def test_partial_models_work_too():
     result = difftest.check(functools.partial(Masked().eval(), mask=mask), (torch.randn(2, 6),), name="partial",
                             **FAST)
     assert result.passed
+
+
+def test_check_after_the_caller_used_openmp_does_not_hang():
+    """A forked check of a process whose OpenMP pool ran (any large torch op in the caller) runs on one intra-op
+    thread; putting the caller's first process state back must not restore its thread count (the child then waits
+    for pool threads that do not exist after fork)."""
+    import torch
+
+    import difftest
+
+    x = torch.randn(1500, 1500)
+    (x @ x).sum()  # a parallel region in this process
+
+    class Square(torch.nn.Module):
+        def forward(self, a):
+            return (a @ a.T).sum(-1)
+
+    result = difftest.check(Square().eval(), (torch.randn(384, 384),), backends=["ort-cpu"], control_budget=0.0,
+                            probes=["base"])
+    assert {o.label for o in result.outcomes} <= {"exact", "numeric"}

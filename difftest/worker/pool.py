@@ -367,11 +367,13 @@ def _case_child(conn: Connection, seq: int, label: str, body: Callable[[], Any],
         task_module.stage_hook = lambda stage: conn.send(("stage", seq, os.getpid(), stage))
         import torch
 
+        prepared = prepare() if prepare is not None else []
+        # After ``prepare``: putting the caller's first state back would otherwise restore its thread count too,
+        # and a forked child that enters OpenMP's pool of a parent that used it waits for threads that are gone.
         if single_thread:
             torch.set_num_threads(1)
         elif threads:
             torch.set_num_threads(threads)
-        prepared = prepare() if prepare is not None else []
         before = process_state.snapshot() if notes else None
         with redirected_output(log_path, LOG_LIMIT_BYTES):
             import faulthandler
