@@ -214,9 +214,10 @@ def float_output_as_double():
     return Fn(lambda p, x: x * 0.5), (randn(3, 4),)
 
 
-@case(exporter=TS, expect="nondeterministic", tags=["benign"], onnx_transform=_noise(1e-3), probes=["base"])
+@case(exporter=TS, expect="mismatch", tags=["fault"], onnx_transform=_noise(1e-3), probes=["base"])
 def noisy_kernel():
-    """A kernel whose output varies run to run by about 1e-3; the cross-backend gap lies within that spread."""
+    """A kernel whose output varies run to run by about 1e-3 and is that far from float64 on every run: the
+    candidate's own spread excuses nothing (uninitialised memory, a race); each run is judged on its own."""
     return Fn(lambda p, x: x * 1.0), (randn(64, 64),)
 
 

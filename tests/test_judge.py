@@ -126,8 +126,14 @@ def index(backend, values, probe):
 def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
     tensors = [index("torch", [1], "base"), index("ort-cpu", [1], "base"), index("torch", [0], "ties"),
                index("ort-cpu", [2], "ties"), index("torch", [1], "ramp"), index("ort-cpu", [1], "ramp")]
-    rows = {r["probe"]: r for r in judge(tensors)}
+    # Eager's own evidence says the output was gathered by one of its top-k indices.
+    eager = tensor_row(TASK, "eager-ranked", "ties", output="output", array=np.zeros(0, np.float32),
+                       message=json.dumps({"kind": "gathered", "op": "TopK", "by": "index.Tensor"}))
+    rows = {r["probe"]: r for r in judge(tensors + [eager])}
     assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
+    # Without eager saying so, an integer that differs only on tie-rich inputs is just wrong (a count, a class).
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["ties"]["label"] == "mismatch"
 
 
 def test_float_output_wrong_on_ties_only_is_not_a_tie():

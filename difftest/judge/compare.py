@@ -27,6 +27,11 @@ def is_float(array: np.ndarray) -> bool:
     return array.dtype.kind in "fc" or str(array.dtype) == "bfloat16"
 
 
+def is_integer(array: np.ndarray) -> bool:
+    """Integers and booleans: compared as integers, exactly (never through float64, which merges values past 2^53)."""
+    return array.dtype.kind in "iub"
+
+
 def as_float64(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "c":
         return array.astype(np.complex128)
@@ -35,10 +40,24 @@ def as_float64(array: np.ndarray) -> np.ndarray:
 
 def within(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
     """Elementwise agreement: |a - b| <= atol + rtol·|a| (``a`` the reference), equal values (infinities
-    included), and NaN against NaN."""
+    included), and NaN against NaN. Two integer arrays agree where their values are equal as integers (a tolerance
+    under 1 allows nothing else)."""
+    if is_integer(a) and is_integer(b):
+        return _integers_within(a, b, rtol, atol)
     a64, b64 = as_float64(a), as_float64(b)
     with np.errstate(invalid="ignore", over="ignore"):
         return (np.abs(a64 - b64) <= atol + rtol * np.abs(a64)) | (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+
+
+def _integers_within(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    equal = np.equal(a, b)  # exact across integer dtypes (int64 against uint64 included)
+    if rtol == 0 and atol == 0:
+        return equal
+    with np.errstate(invalid="ignore", over="ignore"):
+        a64 = a.astype(np.float64)
+        allowed = atol + rtol * np.abs(a64)
+        # past 2^53 float64 rounds the difference, but an allowance of 1 or more is a tolerance of whole units
+        return equal | ((np.abs(a64 - b.astype(np.float64)) <= allowed) & (allowed >= 1))
 
 
 def bit_identical(a: np.ndarray, b: np.ndarray) -> bool:
@@ -111,6 +130,7 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
         return result
     work = np.float32 if reference.dtype == candidate.dtype == np.float32 else np.float64
     complex_input = ref_flat.dtype.kind == "c" or cand_flat.dtype.kind == "c"
+    integers = is_integer(ref_flat) and is_integer(cand_flat)
     max_abs, total, n_finite, max_rel, beyond, worst, ratio = 0.0, 0.0, 0, 0.0, 0, 0, 0.0
     for start in range(0, count, CHUNK):
         r = _as(ref_flat[start:start + CHUNK], work, complex_input)
@@ -129,7 +149,13 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
         diff = np.abs(r - c)
         magnitude = np.abs(r)
         allowed = atol + rtol * magnitude
-        beyond += int(np.count_nonzero(diff > allowed))
+        if integers:
+            # Integers differ by at least 1 wherever they differ, whatever float64 made of them.
+            differs = np.not_equal(ref_flat[start:start + CHUNK], cand_flat[start:start + CHUNK])
+            diff = np.where(differs, np.maximum(diff, 1.0), 0.0)
+            beyond += int(np.count_nonzero((diff > allowed) | (differs & (allowed < 1))))
+        else:
+            beyond += int(np.count_nonzero(diff > allowed))
         if diff.size:
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratios = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))

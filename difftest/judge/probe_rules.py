@@ -13,7 +13,7 @@ import numpy as np
 
 from ..record.recorded import Recorded
 from ..suite.probes import describe
-from .classify import WRONG_VALUES, Verdict, passes
+from .classify import NOT_TIED, WRONG_VALUES, Verdict, passes
 from .compare import format_value
 
 Key = tuple[str, str]  # (probe, output); output "*" for a probe that failed as a whole
@@ -26,19 +26,33 @@ def apply(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], can
 
 
 def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, reference: str) -> None:
-    """An index output wrong only on tied inputs is tie-breaking. Only integer (index) outputs qualify: a float
-    result that differs on tie-rich inputs (a mean of many equal values) is an accuracy problem, not a tie."""
+    """An index output wrong only on tied inputs is tie-breaking. Only outputs that eager's own ArgMax/ArgMin/
+    TopK/Sort produced, or that eager gathered by their indices, qualify (see ``worker.eager_ranked``): an
+    integer that is not an index (a count, a class flip of a thresholded value) that differs only on tie-rich
+    inputs is wrong, and so is a float result (a mean of many equal values) — an accuracy problem, not a tie."""
+    import json
+
+    from ..record.names import EAGER_RANKED
+
     for (probe, output), verdict in list(verdicts.items()):
-        if probe != "ties" or verdict.label not in WRONG_VALUES:
+        if probe != "ties" or verdict.label not in WRONG_VALUES or NOT_TIED in verdict.notes:
             continue
-        values = rec.array(reference, probe, output)
-        if values is None or values.dtype.kind not in "iu":
-            continue
+        eager = rec.row(EAGER_RANKED, probe, output)
+        if rec.has(EAGER_RANKED):
+            if eager is None or json.loads(eager["message"] or "{}").get("kind") not in ("index", "gathered"):
+                continue
+            made_by = f"eager's own {json.loads(eager['message']).get('op')} is behind this output"
+        else:  # recorded before eager's evidence existed: judged as then (integer outputs), and said so
+            values = rec.array(reference, probe, output)
+            if values is None or values.dtype.kind not in "iu":
+                continue
+            made_by = "an integer output (this run predates eager's index evidence: rerun to check it is an index)"
         ramp = verdicts.get(("ramp", output))
         if ramp is None or not ramp.passed:
             continue
         verdicts[(probe, output)] = Verdict("tie_break", (
-            f"differs only on the tie-rich probe; on the same inputs with a tie-free ramp added it is {ramp.label}. "
+            f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it is "
+            f"{ramp.label}. "
             f"Tie-rich probe: {verdict.evidence}"), verdict.metrics)
 
 
@@ -47,7 +61,7 @@ def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, A
     """Wrong only on samples whose values differ from base, with an input the graph cannot see changing, or
     after the exporter warned that its trace froze a data-dependent decision (control flow)."""
     from ..export.exporter import traced_warnings
-    from ..suite.probes import DISTRIBUTION_PROBES
+    from ..suite.probes import DISTRIBUTION_PROBES, VALUE_PROBES
 
     dropped = list(case.get("dropped_inputs") or [])
     traced = traced_warnings(case.get("export_warnings") or [])
@@ -70,10 +84,10 @@ def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, A
             if baked:
                 why += " (the case exports its tensor kwargs as constants: bake_kwargs=True)"
                 blame = "case:bake_kwargs"
-        elif traced and probe in ("alt", *DISTRIBUTION_PROBES):
+        elif traced and probe in (*VALUE_PROBES, *DISTRIBUTION_PROBES):
             why = (f"the exporter warned that its trace may not generalize ({traced[0]}); a data-dependent decision "
                    "was frozen into the graph, which keeps the branch the traced inputs took")
-        elif probe == "alt" and cand_change == 0.0 and ref_change:
+        elif probe in VALUE_PROBES and cand_change == 0.0 and ref_change:
             why = "the candidate's output did not change at all when the inputs did"
         else:
             continue

@@ -17,9 +17,9 @@ import numpy as np
 from ..record.recorded import Recorded
 from ..record.tables import read_table
 from ..suite.probes import SYNTHETIC_PROBES
-from . import blame, masks, probe_rules
+from . import blame, masks, probe_rules, randomness
 from .classify import Verdict, classify, tolerance_for
-from .compare import as_float64, within
+from .compare import as_float64, bit_identical, within
 from .ties import RankedValues
 
 CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
@@ -95,24 +95,43 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             ranked_from = ranked_source(case, candidate)
             accumulated_from = accumulation_source(case, candidate)
             own_export = exports.get(export_of.get(candidate, ""), {})
+            legacy = legacy_tie_evidence(rec, ranked_from, own_export)
             for probe in rec.probes(candidate):
                 _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
-                             accumulated_from, own_export.get("unordered_outputs") or {})
+                             accumulated_from, legacy)
+            randomness.apply(found, rec, reference, candidate,
+                             randomness.graph_random_ops(case, export_of.get(candidate)),
+                             lambda output: output_tolerance(tolerances, output))
             probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
                                                                                     case.get("dropped_inputs")),
                                            "export_warnings": own_export.get("warnings",
                                                                              case.get("export_warnings"))},
                               candidate, reference)
+    _check_nothing_lost(tensors, verdicts, reference, context.candidates, case, stages)
     blame.assign(verdicts, rec, reference, context.oracle,
                  {c: export_of[c] for c in export_of if c not in skipped}, case)
     return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
             for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
 
 
+def _check_nothing_lost(tensors: list[dict[str, Any]], verdicts: dict[str, dict[tuple[str, str], Verdict]],
+                        reference: str, candidates: list[str], case: dict[str, Any],
+                        stages: dict[tuple[str, str, str], str | None]) -> None:
+    """Every output of every probe the reference recorded is judged exactly once for each candidate (controls
+    run on failing probes only and are not held to it); what is not becomes a failing "results lost" verdict."""
+    from .completeness import lost_evidence, lost_results
+
+    for candidate in candidates:
+        found = verdicts.get(candidate, {})
+        for key, why in lost_results(tensors, found, reference, candidate, list(case.get("outputs") or [])).items():
+            found[key] = Verdict("crash", lost_evidence(why, candidate, found.get(key)), blame="difftest")
+            stages[(candidate, *key)] = "judge"
+
+
 def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
                  tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
                  stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
-                 accumulated_from: str | None, unordered: dict[str, int]) -> None:
+                 accumulated_from: str | None, legacy: dict[str, int] | None = None) -> None:
     for backend in (reference, candidate):
         if (backend, probe) in rec.corrupted:
             found[(probe, "*")] = Verdict("crash", (
@@ -131,12 +150,20 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
                                       f"{ref_failure['stage']}: {ref_failure['message']}", blame=reference)
         return
     failure = rec.failure(candidate, probe)
-    if failure is not None and failure["rerun"] == 0:
+    if failure is not None and not failure["rerun"]:
         found[(probe, "*")] = _stage_verdict(failure, candidate)
+        stages[(candidate, probe, "*")] = failure["stage"]
+        return
+    if failure is not None:  # the first run went through and a rerun failed: the candidate fails, saying which
+        verdict = _stage_verdict(failure, candidate)
+        verdict.evidence = (f"run {failure['rerun'] + 1} of this probe failed although the first succeeded: "
+                            f"{verdict.evidence}")
+        found[(probe, "*")] = verdict
         stages[(candidate, probe, "*")] = failure["stage"]
         return
     outputs = rec.outputs(reference, probe)
     siblings = {o: (rec.array(reference, probe, o), rec.array(candidate, probe, o)) for o in outputs}
+    eager = eager_index_outputs(rec, probe, outputs)
     for output in outputs:
         ref, cand = siblings[output]
         if cand is None:
@@ -144,10 +171,18 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             continue
         rtol, atol = output_tolerance(tolerances, output)
         ranked_row = rec.row(ranked_from, probe, output) if ranked_from else None
-        ranked = None
+        graph_ranked = None
         if ranked_row is not None:
             info = json.loads(ranked_row["message"])
-            ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"])
+            graph_ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"],
+                                        info["keepdims"], source="graph")
+        own = eager.get(output)  # what eager's own index ops say this output is (None: not one of theirs)
+        ranked = own[1] if own is not None and own[0]["kind"] == "index" else None
+        scores = {o for o, (info, _) in eager.items() if info["kind"] == "values"}
+        if legacy is not None:  # a run recorded before eager's evidence existed: judged as it was then, and said so
+            ranked, graph_ranked = graph_ranked, None
+            if ranked is not None:
+                ranked.source = "graph, recorded before difftest gathered eager's own values (rerun to check)"
         masked = _declared_mask(rec, tolerances, probe, output, ref)
         ignore = None
         if masked is not None:
@@ -156,18 +191,30 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         accumulated = None
         if accumulated_row is not None:
             accumulated = (rec.array(accumulated_from, probe, output), json.loads(accumulated_row["message"]))
-        verdict = classify(
-            ref, cand, rtol, atol,
+        evidence = dict(
             oracle=rec.array(context.oracle, probe, output) if context.oracle else None,
             reference_reruns=rec.reruns(reference, probe, output),
-            candidate_reruns=rec.reruns(candidate, probe, output),
             ranked=ranked,
+            graph_ranked=graph_ranked,
             accumulation=accumulated,
-            unordered_axis=unordered.get(output),
+            # Which order the model promised is the PyTorch call's (topk(sorted=False)), never the graph's.
+            unordered_axis=(legacy.get(output) if legacy is not None
+                            else own[0]["axis"] if own is not None and not own[0].get("sorted", True) else None),
+            # Rows ordered by equal scores: only eager's own score outputs group an output eager gathered or ranked.
             siblings={o: pair for o, pair in siblings.items()
-                      if o != output and pair[1] is not None and pair[0] is not None},
+                      if o != output and pair[1] is not None and pair[0] is not None
+                      and (legacy is not None or (o in scores and own is not None
+                                                  and own[0]["kind"] in ("gathered", "index")))},
             ignore=ignore,
+            cut_rows=own[0].get("cut_rows") if own is not None else None,
         )
+        verdict = classify(ref, cand, rtol, atol, **evidence)
+        reruns = rec.reruns(candidate, probe, output)
+        if reruns:
+            if masked is not None:
+                reruns = [_outside_mask(ref, again, masked, *tolerance_for(ref, rtol, atol))[0] for again in reruns]
+            verdict = judge_reruns(verdict, cand, reruns, [classify(ref, again, rtol, atol, **evidence)
+                                                           for again in reruns])
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
         if masked is not None:
@@ -177,6 +224,66 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             if where:
                 verdict.evidence += f" {where}"
         found[(probe, output)] = verdict
+
+
+def legacy_tie_evidence(rec: Recorded, ranked_from: str | None, export: dict[str, Any]) -> dict[str, int] | None:
+    """For a case recorded before difftest gathered eager's own index evidence (graph-ranked rows, and no
+    ``eager-ranked`` row at all: new runs write both on the same probes), the export's unordered outputs, so the
+    run re-judges as it was judged when it was made; None for every run that has eager's evidence."""
+    from ..record.names import EAGER_RANKED
+
+    if rec.has(EAGER_RANKED) or not ranked_from or not rec.has(ranked_from):
+        return None
+    return dict(export.get("unordered_outputs") or {})
+
+
+def eager_index_outputs(rec: Recorded, probe: str, outputs: list[str]
+                        ) -> dict[str, tuple[dict[str, Any], RankedValues | None]]:
+    """Output -> (what eager's own index ops made of it: kind index / values / gathered, op, axis, sorted; the
+    values eager ranked, for an index output), from the ``eager-ranked`` rows of this probe (see
+    ``worker.eager_ranked``). Empty where eager's evidence was not gathered (no candidate differed)."""
+    from ..record.names import EAGER_RANKED
+
+    found: dict[str, tuple[dict[str, Any], RankedValues | None]] = {}
+    for output in outputs:
+        row = rec.row(EAGER_RANKED, probe, output)
+        if row is None:
+            continue
+        info = json.loads(row["message"] or "{}")
+        ranked = None
+        if info.get("kind") == "index":
+            ranked = RankedValues(rec.array(EAGER_RANKED, probe, output), info["op"], info["axis"], info["keepdims"],
+                                  source="eager")
+        elif info.get("kind") == "gathered" and "cut_score" in info:
+            info = {**info, "cut_rows": rec.array(EAGER_RANKED, probe, output)}
+        found[output] = (info, ranked)
+    return found
+
+
+def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray], verdicts: list[Verdict]
+                 ) -> Verdict:
+    """Every run of a candidate is judged on its own: a failure on any rerun fails the candidate, saying which run
+    (a first run that passes buys nothing). Runs that all pass but differ from each other are ``nondeterministic``:
+    each is accurate on its own evidence, and they vary."""
+    total = 1 + len(reruns)
+    if first.passed:
+        for number, verdict in enumerate(verdicts, start=2):
+            if not verdict.passed:
+                verdict.evidence = (f"run {number} of {total} on this probe: {verdict.evidence} (run 1 was "
+                                    f"{first.label}: a candidate is judged on every run)")
+                return verdict
+    if not first.passed:
+        return first
+    varying = [again for again in reruns if again.shape != candidate.shape or not bit_identical(candidate, again)]
+    if not varying or first.label in ("nondeterministic",):
+        return first
+    with np.errstate(all="ignore"):
+        spread = max(float(np.nan_to_num(np.abs(as_float64(candidate) - as_float64(again)), nan=0.0).max())
+                     if again.shape == candidate.shape else float("inf") for again in varying)
+    labels = ", ".join(sorted({first.label, *(v.label for v in verdicts)}))
+    return Verdict("nondeterministic", (
+        f"the candidate's {total} runs differ from each other by up to {spread:.7g}, but every one passes on its own "
+        f"evidence ({labels}); run 1: {first.evidence}"), first.metrics, rule=first.rule)
 
 
 SAMPLE_REPRESENTATIVE = 2.0  # a sampled pass stands only if the full max |Δ| is within this factor of the sample's
@@ -317,6 +424,9 @@ def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe
         "worst_index": list(m.worst_index) if m and m.worst_index is not None else None,
         "evidence": verdict.evidence,
         "blame": verdict.blame,
+        # which rule blamed them (a failure blamed by its stage carries its label) and why, as data
+        "blame_rule": verdict.blame_rule or (verdict.label if verdict.blame else None),
+        "blame_reason": verdict.blame_reason,
         "stage": stage,
         "accepted_by": verdict.rule,
         "tolerance_ratio": m.tolerance_ratio if m else None,

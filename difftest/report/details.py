@@ -117,8 +117,15 @@ def _sequence(values: np.ndarray, head: bool, tail: bool) -> str:
 
 
 def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, output: str) -> np.ndarray | None:
-    from ..backends.candidates import ranked_source
+    """The values an index output ranked: eager's own (the evidence the verdict rests on), else the graph's."""
+    import json
 
+    from ..backends.candidates import ranked_source
+    from ..record.names import EAGER_RANKED
+
+    eager = rec.row(EAGER_RANKED, probe, output)
+    if eager is not None and json.loads(eager["message"] or "{}").get("kind") == "index":
+        return rec.array(EAGER_RANKED, probe, output)
     source = ranked_source(case, candidate)
     return rec.array(source, probe, output) if source else None
 

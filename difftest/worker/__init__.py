@@ -7,6 +7,7 @@
 - ``backend_run``: one backend on every probe, recorded; an export and its graph evidence recorded;
 - ``controls``: automatic control candidates for failing ones (TF32 off, optimizations off, the reference
   runtime, the export without the case's rewrite); ``auto_localize``: localization within a budget;
+- ``eager_ranked``: what eager's own index ops ranked (the independent evidence for ties);
 - ``recorded_case``: ONNX test folders, whose reference is their recorded outputs;
 - ``state_guard``: the model put back as it was after every stage; ``process_state``: what a case changed in its
   process (said on it; put back only in the in-process mode of ``difftest.check``); ``full_compare``: outputs too large to store compared in full where they live.

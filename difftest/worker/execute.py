@@ -233,6 +233,12 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
         if exported.ok and differing.get(name):
             wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
             record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors, name)
+    differing_probes = {p for found in differing.values() for p in found}
+    if differing_probes:  # are differing indices ties? Eager's own values say (see ``eager_ranked``)
+        from .eager_ranked import record_eager_ranked
+
+        record_eager_ranked(task, subject, {p: feeds for p, feeds in probes.items() if p in differing_probes},
+                            tensors, guard.check)
     integer_probes = _integer_differences(task, tensors)
     for key, exported in exports.done.items():  # is an undefined float-to-int conversion behind the difference?
         if exported.ok and exported.float_to_int_casts and integer_probes:
@@ -269,8 +275,9 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
 
 def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]],
                        candidates: list[Any]) -> dict[str, set[str]]:
-    """Export name -> the probes on which a candidate running it differs from the reference beyond the case's
-    tolerance. Graph evidence (ranked values, summation magnitudes) is only worth evaluating there."""
+    """Export name (or, for a candidate that runs the model, its name) -> the probes on which a candidate differs
+    from the reference beyond the case's tolerance. Evidence (ranked values, summation magnitudes, eager's index
+    ops) is only worth gathering there."""
     from ..backends.candidates import export_name
     from ..judge.classify import tolerance_for
     from ..judge.compare import bit_identical, within
@@ -282,9 +289,12 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
                  if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
     found: dict[str, set[str]] = {}
     for candidate in candidates:
-        if not REGISTRY[candidate.backend].needs_onnx:
-            continue
-        name = export_name(candidate.export_key(row["exporter"]))
+        if candidate.name in (task.reference_variants or ()):
+            continue  # the float64 oracle differs by design
+        if REGISTRY[candidate.backend].needs_onnx:
+            name = export_name(candidate.export_key(row["exporter"]))
+        else:
+            name = candidate.name
         for t in tensors:
             if t["backend"] != candidate.name or t["status"] != "ok" or t["rerun"] or not t["output"]:
                 continue
