@@ -131,9 +131,14 @@ def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
                        message=json.dumps({"kind": "gathered", "op": "TopK", "by": "index.Tensor"}))
     rows = {r["probe"]: r for r in judge(tensors + [eager])}
     assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
-    # Without eager saying so, an integer that differs only on tie-rich inputs is just wrong (a count, a class).
-    rows = {r["probe"]: r for r in judge(tensors)}
+    # Without eager saying so, an integer that differs only on tie-rich inputs is just wrong (a count, a class),
+    # in a run that gathered eager's evidence (every such run reruns eager with another seed)...
+    reseeded = [index("reseeded", values, probe) for values, probe in (([1], "base"), ([0], "ties"), ([1], "ramp"))]
+    rows = {r["probe"]: r for r in judge(tensors + reseeded)}
     assert rows["ties"]["label"] == "mismatch"
+    # ...while a run recorded before that evidence existed re-judges as it was judged then, and says so.
+    rows = {r["probe"]: r for r in judge(tensors)}
+    assert rows["ties"]["label"] == "tie_break" and "predates eager's index evidence" in rows["ties"]["evidence"]
 
 
 def test_float_output_wrong_on_ties_only_is_not_a_tie():

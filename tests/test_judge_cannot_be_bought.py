@@ -324,3 +324,18 @@ def test_benign_argmax_ties_still_pass():
     result = difftest.check(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]]),),
                             onnx_transform=_select_last_index, **FAST)
     assert result.passed and "tie_break" in _labels(result)
+
+
+def test_an_error_the_default_tolerance_hides_but_no_rounding_makes_fails():
+    """Outputs near 1e-3 where atol 1e-5 allows 1%: a weight fault of 0.5% on them is within the tolerance, yet
+    hundreds of times farther from float64 than eager and thousands of epsilons off: a mismatch. A case that
+    declares its own tolerance keeps its contract, and ordinary rounding noise stays numeric."""
+    rng = np.random.default_rng(6)
+    oracle = rng.uniform(0.0005, 0.0018, 4096)
+    reference = oracle.astype(np.float32)
+    faulty = (oracle * 1.005).astype(np.float32)
+    verdict = classify(reference, faulty, oracle=oracle)
+    assert verdict.label == "mismatch" and "the tolerance hides an error" in verdict.evidence
+    assert classify(reference, faulty, atol=1e-5, oracle=oracle).passed
+    noisy = (oracle * (1 + rng.standard_normal(oracle.size) * 3e-7)).astype(np.float32)
+    assert classify(reference, noisy, oracle=oracle).passed

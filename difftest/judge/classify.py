@@ -87,6 +87,9 @@ class Pair:
     unordered_axis: int | None = None
     # Positions the case declared ignorable (padding under ``output_masks``): left out of every count.
     ignore: np.ndarray | None = None
+    # The case declared its own tolerance (rtol or atol): its contract, which the gross-error check leaves alone.
+    declared: bool = False
+    legacy: bool = False  # recorded before eager's index evidence existed (see ``verdicts.legacy_tie_evidence``)
     _measured: Metrics | None = field(default=None, repr=False)
     _bound: "tuple[_Bound | None] | None" = field(default=None, repr=False)
 
@@ -202,9 +205,47 @@ def within_tolerance_rule(pair: Pair) -> Verdict | None:
     if m.mismatched:
         return None
     ulp = f"; ULP max {m.ulp_max:g}, p99 {m.ulp_p99:g}" if m.ulp_max is not None else ""
-    return Verdict("numeric", f"all {m.count} {pair.elements} within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
-                              f"{format_value(m.max_abs)}{_worst_text(ref, cand, m)}; max rel {format_value(m.max_rel)}"
-                              f"{ulp}{_dtype_note(pair)}", m)
+    within = (f"all {m.count} {pair.elements} within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
+              f"{format_value(m.max_abs)}{_worst_text(ref, cand, m)}; max rel {format_value(m.max_rel)}{ulp}"
+              f"{_dtype_note(pair)}")
+    gross = _hidden_by_tolerance(pair, cand)
+    if gross is not None:
+        return Verdict("mismatch", f"{within}; but {gross}", m)
+    return Verdict("numeric", within, m)
+
+
+# Within the tolerance, yet this many times farther from float64 than eager and this many machine epsilons of its
+# magnitude band off: no rounding does that (approximate transcendentals err by a few ULP); a weight fault does.
+GROSS_RATIO = 64.0
+GROSS_EPS = 256
+
+
+def _hidden_by_tolerance(pair: Pair, cand: np.ndarray) -> str | None:
+    """A sentence when a tolerance the candidate meets hides an error far beyond float noise in some magnitude
+    band (judged against the float64 oracle, the independent evidence); None otherwise."""
+    if (pair.declared or pair.oracle is None or pair.oracle.shape != pair.reference.shape
+            or pair.reference.dtype.kind != "f"):
+        return None
+    if bit_identical(pair.reference, cand):
+        return None
+    oracle, ref64, cand64 = as_float64(pair.oracle), as_float64(pair.reference), as_float64(cand)
+    judged = np.ones(oracle.shape, dtype=bool) if pair.ignore is None else ~pair.ignore
+    finite = np.isfinite(oracle) & np.isfinite(ref64) & np.isfinite(cand64) & judged
+    if finite.sum() < MIN_BAND:
+        return None
+    eps = float(np.finfo(pair.reference.dtype).eps)
+    bands, names = magnitude_bands(oracle, 0.0, finite)
+    for band in np.unique(bands[finite]):
+        where = finite & (bands == band)
+        cand_err, ref_err = _rmse(cand64[where], oracle[where], None), _rmse(ref64[where], oracle[where], None)
+        magnitude = float(np.sqrt(np.mean(oracle[where] ** 2)))
+        if magnitude > 0 and cand_err > GROSS_RATIO * ref_err and cand_err > GROSS_EPS * eps * magnitude:
+            return (f"in the magnitude band |oracle| {names[int(band)]} ({int(where.sum())} elements) the candidate is "
+                    f"RMSE {cand_err:.3g} from the float64 oracle, {cand_err / ref_err if ref_err else float('inf'):.3g}× "
+                    f"eager's {ref_err:.3g} and {cand_err / magnitude / eps:.3g} machine epsilons of the band's RMS "
+                    f"{magnitude:.3g} (more than {GROSS_RATIO:g}× and {GROSS_EPS}): the tolerance hides an error no "
+                    "rounding makes")
+    return None
 
 
 def mismatch_rule(pair: Pair) -> Verdict:
@@ -297,7 +338,7 @@ def gathered_tie_rule(pair: Pair) -> Verdict | None:
             continue
         rtol, atol = tolerance_for(ref_scores)
         finding = gathered_ties(pair.reference, pair.candidate, ref_scores, cand_scores, name, rtol, atol,
-                                pair.cut_rows)
+                                pair.cut_rows, legacy=pair.legacy)
         if finding is not None and finding.ties_explain:
             return Verdict("tie_break", finding.evidence,
                            pair.measured())
@@ -359,9 +400,21 @@ class _BandFinding:
     allowance: float
 
 
+def robust_scale(oracle: np.ndarray) -> float:
+    """The RMS of |oracle| over its lower nine tenths: the scale float noise follows in an output whose errors
+    come from intermediates of that size (a prefix sum crossing zero), which its few largest elements cannot
+    set (one 1e6 element among values near 1e-3 moves it nowhere)."""
+    magnitude = np.abs(oracle)
+    if magnitude.size == 0:
+        return 0.0
+    kept = magnitude[magnitude <= np.percentile(magnitude, 90)]
+    return float(np.sqrt(np.mean(kept ** 2))) if kept.size else 0.0
+
+
 def _band_verdict(cand: np.ndarray, ref: np.ndarray, oracle: np.ndarray, eps: float, rtol: float,
-                  atol: float) -> "_BandFinding | str":
-    """Is one band's error float noise? A finding, or a sentence saying why not."""
+                  atol: float, scale: float = 0.0) -> "_BandFinding | str":
+    """Is one band's error float noise? A finding, or a sentence saying why not. ``scale``: the output's robust
+    scale, below which the noise floor of a band is not set (see ``robust_scale``)."""
     cand_err, ref_err = _rmse(cand, oracle, None), _rmse(ref, oracle, None)
     magnitude = float(np.sqrt(np.mean(np.abs(oracle) ** 2))) if oracle.size else 0.0
     tol = max(atol, rtol * magnitude)
@@ -376,9 +429,9 @@ def _band_verdict(cand: np.ndarray, ref: np.ndarray, oracle: np.ndarray, eps: fl
     bound = ORACLE_MULTIPLIER * ref_err + tol / 10
     if cand_err <= bound:
         return _BandFinding("float64 oracle", "", cand.size, cand_err, ref_err, magnitude, bound)
-    if magnitude > 0 and cand_err <= NOISE_FLOOR_EPS * eps * magnitude:
-        return _BandFinding("noise floor", "", cand.size, cand_err, ref_err, magnitude,
-                            NOISE_FLOOR_EPS * eps * magnitude)
+    floor = max(magnitude, scale)
+    if floor > 0 and cand_err <= NOISE_FLOOR_EPS * eps * floor:
+        return _BandFinding("noise floor", "", cand.size, cand_err, ref_err, floor, NOISE_FLOOR_EPS * eps * floor)
     return (f"RMSE vs float64 {cand_err:.3g} > {ORACLE_MULTIPLIER:g} × eager's {ref_err:.3g} + {tol / 10:.3g}, and "
             f"{cand_err / magnitude / eps if magnitude else float('inf'):.3g} machine epsilons of the band's RMS "
             f"{magnitude:.3g} (more than {NOISE_FLOOR_EPS})")
@@ -407,10 +460,11 @@ def oracle_rule(pair: Pair) -> Verdict | None:
     eps = float(np.finfo(pair.reference.dtype).eps) if pair.reference.dtype.kind == "f" else 2.0**-7
     beyond_tol = finite & ~within(pair.reference, cand, pair.rtol, pair.atol)
     bands, names = magnitude_bands(oracle, pair.atol, finite)
+    scale = robust_scale(oracle[finite])
     found: list[_BandFinding] = []
     for band in np.unique(bands[beyond_tol]):
         where = finite & (bands == band)
-        finding = _band_verdict(cand64[where], ref64[where], oracle[where], eps, pair.rtol, pair.atol)
+        finding = _band_verdict(cand64[where], ref64[where], oracle[where], eps, pair.rtol, pair.atol, scale)
         if isinstance(finding, str):
             return None  # the mismatch rule reports; this band is beyond float noise
         finding.band = names[int(band)]
@@ -431,7 +485,7 @@ def oracle_rule(pair: Pair) -> Verdict | None:
                 f"({worst.cand_err:.3g}, within {ORACLE_MULTIPLIER:g}× either way)")
     elif worst.rule == "noise floor":
         text = (f"RMSE vs float64 oracle {worst.cand_err:.3g} is {worst.cand_err / worst.magnitude / eps:.3g} machine "
-                f"epsilons of the band's RMS {worst.magnitude:.3g} (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
+                f"epsilons of the band's scale {worst.magnitude:.3g} (its RMS, or the output's lower nine tenths where larger) (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
                 f"{worst.ref_err:.3g})")
     else:
         text = (f"RMSE vs float64 oracle {worst.cand_err:.3g} <= {ORACLE_MULTIPLIER:g} × eager's {worst.ref_err:.3g} "
@@ -517,8 +571,12 @@ def _accumulation_bound(pair: Pair) -> _Bound | None:
     else:
         truth, truth_name, factor = as_float64(ref), "reference", 2.0  # both sides carry rounding error
     # The random part of the rounding errors (√n-scale on Σ|x|) plus their bias when the partial sums grow one
-    # way (same-sign terms: sequential float summation then drifts by up to ~n/2·u of the result).
-    bound = factor * (gamma * np.abs(as_float64(magnitude)) + terms / 2 * unit * np.abs(truth)) + unit * np.abs(truth)
+    # way (same-sign terms: sequential float summation then drifts by up to ~n/2·u of the result). The drift is
+    # weighted by how same-signed the terms are (|sum| / Σ|x|): partial sums of random-sign terms do not grow.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        same_sign = np.clip(np.nan_to_num(np.abs(truth) / np.abs(as_float64(magnitude)), nan=0.0, posinf=1.0), 0, 1)
+    drift = terms / 2 * unit * np.abs(truth) * same_sign
+    bound = factor * (gamma * np.abs(as_float64(magnitude)) + drift) + unit * np.abs(truth)
     cand64 = as_float64(cand)
     finite = np.isfinite(truth) & np.isfinite(cand64) & np.isfinite(bound)
     if not finite.any():
@@ -528,8 +586,7 @@ def _accumulation_bound(pair: Pair) -> _Bound | None:
         ratio = np.where(finite, np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0)), 0.0)
     found = _Bound(int(np.count_nonzero(finite & (error > bound))), float(ratio.max()), int(terms.max()),
                    float(gamma.max()), unit, truth_name)
-    found.offset = _systematic_offset(cand64 - truth, finite, terms / 2 * unit * np.abs(truth) + unit * np.abs(truth),
-                                      truth_name)
+    found.offset = _systematic_offset(cand64 - truth, finite, drift + unit * np.abs(truth), truth_name)
     return found
 
 
@@ -599,6 +656,7 @@ def classify(reference: np.ndarray, candidate: np.ndarray, rtol: float | None = 
         if scale is not None:
             a = float(np.finfo(reference.dtype).tiny) if reference.dtype.kind == "f" else 0.0
     pair = Pair(reference, candidate, r, a, **evidence)
+    pair.declared = rtol is not None or atol is not None
     with np.errstate(all="ignore"):  # NaN, Inf and overflow are data here, not accidents
         for rule in RULES:
             verdict = rule(pair)

@@ -38,7 +38,7 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
         if probe != "ties" or verdict.label not in WRONG_VALUES or NOT_TIED in verdict.notes:
             continue
         eager = rec.row(EAGER_RANKED, probe, output)
-        if rec.has(EAGER_RANKED):
+        if not predates_eager_evidence(rec):
             if eager is None or json.loads(eager["message"] or "{}").get("kind") not in ("index", "gathered"):
                 continue
             made_by = f"eager's own {json.loads(eager['message']).get('op')} is behind this output"
@@ -54,6 +54,15 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
             f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it is "
             f"{ramp.label}. "
             f"Tie-rich probe: {verdict.evidence}"), verdict.metrics)
+
+
+def predates_eager_evidence(rec: Recorded) -> bool:
+    """A case recorded before difftest gathered eager's own index evidence: no ``eager-ranked`` row and no
+    ``reseeded`` one (a run since then always reruns eager with another seed). Such runs re-judge as they were
+    judged when they were made, and say so."""
+    from ..record.names import EAGER_RANKED, RESEEDED
+
+    return not (rec.has(EAGER_RANKED) or rec.has(RESEEDED))
 
 
 def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str,

@@ -153,4 +153,8 @@ def judge_distribution(ref: np.ndarray, again: np.ndarray | None, cand: np.ndarr
 
 
 def _wide(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a).astype(np.float64).reshape(-1)
+    """Flat float64 values for the statistics (a complex output: its real and imaginary parts, both compared)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        return np.concatenate([a.real.astype(np.float64).reshape(-1), a.imag.astype(np.float64).reshape(-1)])
+    return a.astype(np.float64).reshape(-1)

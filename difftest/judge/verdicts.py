@@ -207,6 +207,7 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
                                                   and own[0]["kind"] in ("gathered", "index")))},
             ignore=ignore,
             cut_rows=own[0].get("cut_rows") if own is not None else None,
+            legacy=legacy is not None,
         )
         verdict = classify(ref, cand, rtol, atol, **evidence)
         reruns = rec.reruns(candidate, probe, output)
@@ -227,12 +228,10 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
 
 
 def legacy_tie_evidence(rec: Recorded, ranked_from: str | None, export: dict[str, Any]) -> dict[str, int] | None:
-    """For a case recorded before difftest gathered eager's own index evidence (graph-ranked rows, and no
-    ``eager-ranked`` row at all: new runs write both on the same probes), the export's unordered outputs, so the
-    run re-judges as it was judged when it was made; None for every run that has eager's evidence."""
-    from ..record.names import EAGER_RANKED
-
-    if rec.has(EAGER_RANKED) or not ranked_from or not rec.has(ranked_from):
+    """For a case recorded before difftest gathered eager's own index evidence (no ``eager-ranked`` row and no
+    ``reseeded`` one: a run since then always reruns eager with another seed), the export's unordered outputs, so
+    the run re-judges as it was judged when it was made; None for every run that has eager's evidence."""
+    if not probe_rules.predates_eager_evidence(rec):
         return None
     return dict(export.get("unordered_outputs") or {})
 
