@@ -260,9 +260,9 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     run_row["oracle"] = oracle
     run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    _save_waivers(run_dir, config)
     # The cases this run (this shard) is to run: a merge names the ones a stopped shard never finished.
     (run_dir / "plan.json").write_text(json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in found]}) + "\n")
+    _save_waivers(run_dir, config)
     write_table(run_dir, "runs", [run_row])
 
     echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
@@ -273,7 +273,6 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     manifest = PartManifest(run_dir)
     done = part_keys(run_dir, "cases") & manifest.keys()
     expected = {slug(ref.id): ref for ref, _ in found}
-    tasks = []
     from .suite.sources import source_digests
 
     sources = {path: source_digests(path) for path in dict.fromkeys(ref.path for ref, _ in found)}
@@ -283,6 +282,7 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
         done -= {slug(ref.id) for ref in changed}
         echo(f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
              f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})")
+    tasks = []
     for ref, _ in found:
         key = slug(ref.id)
         if key in done:
@@ -433,19 +433,18 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     from .report import render
     from .report.summary import exit_code_for, write_junit, write_summary
 
-    started = time.time()
     from .record.tables import drop_links_out
 
     for link, target in drop_links_out(run_dir):  # a crafted (or vandalised) folder: never write through a link
         print(f"difftest: removed the symbolic link {link} -> {target}: it leads out of the run folder, and difftest "
               "never writes through one", file=sys.stderr)
+    started = time.time()
     phases = {}
     if rejudge or not (run_dir / "comparisons.parquet").exists():
         write_table(run_dir, "comparisons", judge_run(run_dir))
         phases["judge"] = time.time() - started
     cases = read_table(run_dir, "cases").to_dicts()
     comparisons = read_table(run_dir, "comparisons").to_dicts()
-    results, waiver_report = run_outcomes(run_dir, cases, comparisons)
     if not cases or not comparisons:  # an empty table reports nothing, and "nothing failed" is not a result
         from .errors import RunDataError
 
@@ -461,6 +460,7 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
 
         raise RunDataError(f"{run_dir / 'comparisons.parquet'}: column 'label' holds {', '.join(map(repr, unknown))}, "
                            "not a verdict label (a damaged or crafted table); rerun with `difftest report DIR --rejudge`")
+    results, waiver_report = run_outcomes(run_dir, cases, comparisons)
     new_keys = _baseline_changes(run_dir, baseline)
     runs = read_table(run_dir, "runs").to_dicts()
     phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}
