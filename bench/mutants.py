@@ -293,13 +293,9 @@ def _rewire(model: Any, types: tuple[int, ...], make: Callable[[str, str, int], 
     output = model.graph.output[index]
     outer = output.name
     inner = f"{outer}_before_mutant"
-    for node in model.graph.node:
-        for i, name in enumerate(node.output):
-            if name == outer:
-                node.output[i] = inner
-        for i, name in enumerate(node.input):
-            if name == outer:
-                node.input[i] = inner
+    from difftest.suite.graph_edit import rename_value
+
+    rename_value(model, outer, inner)
     if any(i.name == outer for i in model.graph.input) or any(i.name == outer for i in model.graph.initializer):
         return None  # an output that is a graph input or a constant: leave it alone
     model.graph.node.extend(make(inner, outer, output.type.tensor_type.elem_type))

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 import difftest
 from difftest.judge.classify import classify
-from difftest.suite.graph_edit import nodes_of
+from difftest.suite.graph_edit import nodes_of, rewire_output
 
 FAST = dict(backends=["ort-cpu"], control_budget=0.0)
 
@@ -65,13 +65,9 @@ class Timestamps(torch.nn.Module):
 
 
 def _int_plus_one(model):
-    last = model.graph.output[0].name
-    one = numpy_helper.from_array(np.array(1, dtype=np.int64), "mutant_one")
-    model.graph.initializer.append(one)
-    model.graph.node.append(helper.make_node("Add", [last + "_pre", "mutant_one"], [last]))
-    for node in model.graph.node[:-1]:
-        node.output[:] = [o + "_pre" if o == last else o for o in node.output]
-    return model
+    return rewire_output(lambda inner, outer: [
+        helper.make_node("Constant", [], ["mutant_one"], value=numpy_helper.from_array(np.array(1, np.int64))),
+        helper.make_node("Add", [inner, "mutant_one"], [outer])])(model)
 
 
 def test_an_int64_output_off_by_one_past_2_53_fails_end_to_end():
@@ -106,14 +102,9 @@ def test_ties_created_upstream_of_argmax_by_the_graph_are_not_tie_breaking():
 
 def _plus_constant(output: int, value: float):
     """A constant added to one graph output."""
-    def mutate(model):
-        out = model.graph.output[output].name
-        model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), "mutant_c"))
-        for node in model.graph.node:
-            node.output[:] = [o + "_pre" if o == out else o for o in node.output]
-        model.graph.node.append(helper.make_node("Add", [out + "_pre", "mutant_c"], [out]))
-        return model
-    return mutate
+    return rewire_output(lambda inner, outer: [
+        helper.make_node("Constant", [], ["mutant_c"], value=numpy_helper.from_array(np.array(value, np.float32))),
+        helper.make_node("Add", [inner, "mutant_c"], [outer])], index=output)
 
 
 class TopScores(torch.nn.Module):
@@ -282,12 +273,9 @@ def test_tiny_outputs_are_judged_relative_to_their_magnitude():
 # -- 7, 11: a candidate's own reruns never excuse it; every run is judged -----------------------------------------
 
 def _noise_on_output(model):
-    out = model.graph.output[0].name
-    for node in model.graph.node:
-        node.output[:] = [o + "_pre" if o == out else o for o in node.output]
-    model.graph.node.append(helper.make_node("RandomNormalLike", [out + "_pre"], [out + "_noise"], scale=1e-2))
-    model.graph.node.append(helper.make_node("Add", [out + "_pre", out + "_noise"], [out]))
-    return model
+    return rewire_output(lambda inner, outer: [
+        helper.make_node("RandomNormalLike", [inner], [outer + "_noise"], scale=1e-2),
+        helper.make_node("Add", [inner, outer + "_noise"], [outer])])(model)
 
 
 def test_fresh_noise_on_every_run_is_not_nondeterminism():

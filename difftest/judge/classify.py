@@ -220,6 +220,13 @@ GROSS_RATIO = 64.0
 GROSS_EPS = 256
 
 
+def _against_oracle(pair: Pair, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(oracle, reference, candidate) in float64 and where all three are finite and judged (not declared padding)."""
+    oracle, ref64, cand64 = as_float64(pair.oracle), as_float64(pair.reference), as_float64(cand)
+    judged = np.ones(oracle.shape, dtype=bool) if pair.ignore is None else ~pair.ignore
+    return oracle, ref64, cand64, np.isfinite(oracle) & np.isfinite(ref64) & np.isfinite(cand64) & judged
+
+
 def _hidden_by_tolerance(pair: Pair, cand: np.ndarray) -> str | None:
     """A sentence when a tolerance the candidate meets hides an error far beyond float noise in some magnitude
     band (judged against the float64 oracle, the independent evidence); None otherwise."""
@@ -228,9 +235,7 @@ def _hidden_by_tolerance(pair: Pair, cand: np.ndarray) -> str | None:
         return None
     if bit_identical(pair.reference, cand):
         return None
-    oracle, ref64, cand64 = as_float64(pair.oracle), as_float64(pair.reference), as_float64(cand)
-    judged = np.ones(oracle.shape, dtype=bool) if pair.ignore is None else ~pair.ignore
-    finite = np.isfinite(oracle) & np.isfinite(ref64) & np.isfinite(cand64) & judged
+    oracle, ref64, cand64, finite = _against_oracle(pair, cand)
     if finite.sum() < MIN_BAND:
         return None
     eps = float(np.finfo(pair.reference.dtype).eps)
@@ -449,10 +454,7 @@ def oracle_rule(pair: Pair) -> Verdict | None:
     cand = _cast_like(pair.candidate, pair.reference)
     if cand is None:
         return None
-    oracle = as_float64(pair.oracle)
-    ref64, cand64 = as_float64(pair.reference), as_float64(cand)
-    judged = np.ones(oracle.shape, dtype=bool) if pair.ignore is None else ~pair.ignore
-    finite = np.isfinite(oracle) & np.isfinite(ref64) & np.isfinite(cand64) & judged
+    oracle, ref64, cand64, finite = _against_oracle(pair, cand)
     if not finite.any():
         return None
     if oracle.dtype.kind == "c":
@@ -655,8 +657,7 @@ def classify(reference: np.ndarray, candidate: np.ndarray, rtol: float | None = 
             scale = vacuous_atol(reference, evidence.get("oracle"), a, evidence.get("ignore"))
         if scale is not None:
             a = float(np.finfo(reference.dtype).tiny) if reference.dtype.kind == "f" else 0.0
-    pair = Pair(reference, candidate, r, a, **evidence)
-    pair.declared = rtol is not None or atol is not None
+    pair = Pair(reference, candidate, r, a, declared=rtol is not None or atol is not None, **evidence)
     with np.errstate(all="ignore"):  # NaN, Inf and overflow are data here, not accidents
         for rule in RULES:
             verdict = rule(pair)

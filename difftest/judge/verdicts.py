@@ -95,7 +95,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             ranked_from = ranked_source(case, candidate)
             accumulated_from = accumulation_source(case, candidate)
             own_export = exports.get(export_of.get(candidate, ""), {})
-            legacy = legacy_tie_evidence(rec, ranked_from, own_export)
+            legacy = legacy_tie_evidence(rec, own_export)
             for probe in rec.probes(candidate):
                 _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
                              accumulated_from, legacy)
@@ -227,7 +227,7 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         found[(probe, output)] = verdict
 
 
-def legacy_tie_evidence(rec: Recorded, ranked_from: str | None, export: dict[str, Any]) -> dict[str, int] | None:
+def legacy_tie_evidence(rec: Recorded, export: dict[str, Any]) -> dict[str, int] | None:
     """For a case recorded before difftest gathered eager's own index evidence (no ``eager-ranked`` row and no
     ``reseeded`` one: a run since then always reruns eager with another seed), the export's unordered outputs, so
     the run re-judges as it was judged when it was made; None for every run that has eager's evidence."""

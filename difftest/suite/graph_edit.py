@@ -154,6 +154,13 @@ def replace_op(op_from: str, op_to: str, **attributes: Any) -> Callable:
     return transform
 
 
+def rename_value(model: Any, old: str, new: str) -> None:
+    """Every node that writes or reads the value ``old`` now writes or reads ``new`` (graph outputs keep theirs)."""
+    for node in model.graph.node:
+        node.output[:] = [new if name == old else name for name in node.output]
+        node.input[:] = [new if name == old else name for name in node.input]
+
+
 def rewire_output(make_nodes: Callable[[str, str], list[Any]], index: int = 0,
                   elem_type: int | None = None) -> Callable:
     """A transform that inserts nodes between graph output ``index`` and its producer.
@@ -167,13 +174,7 @@ def rewire_output(make_nodes: Callable[[str, str], list[Any]], index: int = 0,
         output = model.graph.output[index]
         outer = output.name
         inner = f"{outer}_before_rewrite"
-        for node in model.graph.node:
-            for i, name in enumerate(node.output):
-                if name == outer:
-                    node.output[i] = inner
-            for i, name in enumerate(node.input):
-                if name == outer:
-                    node.input[i] = inner
+        rename_value(model, outer, inner)
         model.graph.node.extend(make_nodes(inner, outer))
         output.type.tensor_type.ClearField("shape")
         if elem_type is not None:
