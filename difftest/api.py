@@ -50,6 +50,7 @@ class Result:
         self.checked = False  # someone looked at the verdict (passed, failures, verdicts, raise_for_failures)
         self.more_hint = "result.verdicts has them all"  # where the evidence the text form leaves out is
         self.report_hint: str | None = None  # a last line for a failure: where the full report is
+        self.saved_onnx: Path | None = None  # where check(save_onnx=...) copied the export
 
     @property
     def verdicts(self) -> Any:
@@ -249,10 +250,11 @@ class Session:
 
     def check(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *, name: str | None = None,
               source: str | None = None, backends: Sequence[str] | str | None = None,
-              **case_options: Any) -> Result:
+              save_onnx: str | Path | None = None, **case_options: Any) -> Result:
         """Run one model as a case of this session; see :func:`check`. ``source``: the file the case is named
         after (default: the file that defines the model's class). ``backends``: this check's candidates (default:
-        the session's); they join the session's report, where the other candidates are not applicable to it."""
+        the session's); they join the session's report, where the other candidates are not applicable to it.
+        ``save_onnx``: where to copy difftest's own export of the model (the graph the candidates ran)."""
         from .suite.cases import CASE_OPTIONS, CaseDef, CaseRef, build
 
         candidates = self._join(backends)
@@ -270,7 +272,34 @@ class Session:
             built = build(definition)
         except ValueError as exc:  # CaseDefinitionError and a bad exporter name: the caller's own mistake
             raise TypeError(f"check(): {exc}") from None
-        return self._run(CaseRef(source or _source_of(module), self._unique(name)), built, candidates=candidates)
+        ref = CaseRef(source or _source_of(module), self._unique(name))
+        result = self._run(ref, built, candidates=candidates)
+        if save_onnx is not None:
+            result.saved_onnx = self._save_onnx(ref, Path(save_onnx))
+        return result
+
+    def _save_onnx(self, ref: Any, target: Path) -> Path | None:
+        """Copy the case's own export (difftest's, not a file the case was given) to ``target``; a warning says
+        why when there is none."""
+        import warnings
+
+        from .record.tables import case_part
+
+        cases = case_part(self.run_dir, "cases", _slug(ref.id))
+        row = cases.to_dicts()[0] if cases is not None else {}
+        exports = json.loads(row.get("exports") or "{}")
+        own = [info for name, info in exports.items() if info.get("exporter") in ("dynamo", "torchscript")]
+        made = next((info for info in own if info.get("onnx_path")), None)
+        if made is None:
+            why = (own[0].get("error") or "it failed") if own else (
+                "the case runs the ONNX file it was given, and difftest's own export was not needed as a control"
+                if row.get("exporter") == "file" else "no export was made (no candidate runs ONNX, or the case "
+                "failed before exporting)")
+            warnings.warn(f"save_onnx={str(target)!r}: nothing saved: {str(why).splitlines()[0][:300]}", stacklevel=3)
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.run_dir / made["onnx_path"], target)
+        return target
 
     def run_definition(self, definition: Any, ref: Any) -> Result:
         """Run a declared ``@case`` factory (the pytest plugin's collected items) as a case of this session."""
@@ -475,7 +504,7 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
           backends: Sequence[str] | str | None = None, probes: Sequence[str] | str | None = None,
           exporter: str | None = None, expect: Any = None, out: str | Path | None = None, name: str | None = None,
           oracle: bool = True, localize_budget: float = 0.0, control_budget: float = 60.0, cache: bool = True,
-          isolate: str = "case", **case_options: Any) -> Result:
+          isolate: str = "case", save_onnx: str | Path | None = None, **case_options: Any) -> Result:
     """Export ``module`` called as ``module(*args, **kwargs)``, run it on the candidates and on PyTorch eager (the
     reference), and classify every difference; in a child forked from this process (``isolate="none"``: in this
     process, for debugging; see the module docstring).
@@ -486,11 +515,16 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
     ``expect``: the verdict the case expects (``"tie_break"``, or ``{"ort-cuda": "numeric"}``), as in ``@case``.
     ``out``: keep the run folder there (default: a temporary one, removed with the result). Any other keyword is
     a case option (``dynamic_axes``, ``rtol``, ``atol``, ``tolerances``, ``output_masks``, ``onnx_transform``,
-    ``bake_kwargs``, ``opset``, ``samples``, ``tags``, ``description``).
+    ``bake_kwargs``, ``opset``, ``samples``, ``tags``, ``description``, ``output_names``).
+
+    ``onnx``: your own ONNX file (a path, bytes or an ``onnx.ModelProto``), the one you ship: the candidates run it
+    instead of an export difftest makes, judged against ``module``; difftest's own export of ``module`` is the
+    control that says whether the file (your export step, your post-processing) or the runtime is to blame.
+    ``save_onnx``: copy difftest's own export (dynamic axes under your names) there.
     """
     session = Session(out, backends=backends, probes=probes, exporter=exporter, oracle=oracle,
                       localize_budget=localize_budget, control_budget=control_budget, cache=cache, isolate=isolate)
-    result = session.check(module, args, kwargs, name=name, expect=expect, **case_options)
+    result = session.check(module, args, kwargs, name=name, expect=expect, save_onnx=save_onnx, **case_options)
     result._session = session
     return result
 

@@ -25,7 +25,7 @@ from ..errors import UsageError
 KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32", "fastpath")
 EXPORT_KEYS = ("exporter", "transform")
 VALUES = {
-    "exporter": ("dynamo", "torchscript"),
+    "exporter": ("dynamo", "torchscript", "file"),  # file: the case's own ONNX file (Case(onnx=...))
     "opt": ("disable", "basic", "extended", "all"),
     "tf32": ("0", "1"),
     "fastpath": ("0", "1"),

@@ -182,9 +182,14 @@ def export(
         return ExportResult(exporter, time.perf_counter() - started,
                             error=in_user_terms(describe_exception(exc), list(flat.live_names)),
                             warnings=summarize_warnings(seen))
+    notes = []
     if exporter == "dynamo":
         reset_dynamo()  # what the trace cached is not left to the eager runs and exports that follow
-    return described(exporter, model, named_transforms(transform), started, summarize_warnings(seen))
+        from .onnx_file import name_dynamic_axes
+
+        # The file in onnx/ is one a user could ship: its dynamic axes carry the user's names, not s36, s43 ...
+        notes = [f"DynamicAxes: {note}" for note in name_dynamic_axes(model, live_axes)]
+    return described(exporter, model, named_transforms(transform), started, summarize_warnings(seen) + notes)
 
 
 def unordered_outputs(model: Any) -> dict[str, int]:

@@ -8,7 +8,8 @@ recorded numbers and read by the report without parsing the evidence. The rules,
 1. eager is much farther from the float64 oracle than the candidate: ``torch``;
 2. an eager candidate (torch-cuda) that the reference and the oracle disagree with: that backend;
 3. the same graph with ORT's optimizations at another level agrees: ``ort-optimizer``;
-4. the other exporter's graph agrees: ``exporter:<name>``;
+4. the other exporter's graph agrees: ``exporter:<name>``; for a case that runs the user's own ONNX file,
+   difftest's own export of the model agrees: ``onnx-file`` (the file's export step or its post-processing);
 5. ``onnx-ref`` (the ONNX specification's reference implementation) ran the same graph: if it agrees with
    eager, the runtime is at fault; if it computes what the candidate computes, the graph is;
 6. another ONNX runtime on the same graph agrees with eager: the candidate; agrees with the candidate: the graph;
@@ -37,6 +38,8 @@ Key = tuple[str, str]
 VALUE_LABELS = {"mismatch", "layout", "nonfinite", "shape", "nondeterministic"}
 EAGER_WORSE_FACTOR = 3.0
 SPEC_REFERENCE = "onnx-ref"
+USER_FILE = "file"  # the export name of a case's own ONNX file
+USER_FILE_BLAME = "onnx-file"  # the file, whoever made it: the user's export script or its post-processing
 
 
 def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str, oracle: str | None,
@@ -210,6 +213,8 @@ def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
     exporter = export.split("+")[0] if export else "exporter"
     if transform:
         return f"transform:{transform}", f"the {transform} transform rewrote the {exporter} exporter's graph"
+    if exporter == USER_FILE:
+        return USER_FILE_BLAME, "the ONNX file the case gave produced it"
     if "onnx_transform" in context.rewrites:
         raw = context.controls.get("rewrite", {})
         if raw.get("ran"):
@@ -290,6 +295,10 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
         other = verdicts[name].get(key)
         if other is not None and other.passed:
             mine = context.onnx_exports[candidate].split("+")[0]
+            if mine == USER_FILE:
+                return USER_FILE_BLAME, "own_export", (
+                    f"difftest's own {value} export of the same model ({name}) agrees with eager: the ONNX file "
+                    "(the export step that made it or the post-processing after) makes the difference")
             return f"exporter:{mine}", "other_exporter", (f"the {value or 'default'} exporter's graph ({name}) agrees "
                                                           "with eager")
     author, how = graph_author(candidate, context)

@@ -126,14 +126,14 @@ BLAME_KINDS: dict[str, str] = {
     "reference": "PyTorch eager itself (farther from float64 than the candidate, or it failed)",
     "runtime": "one runtime or execution provider",
     "optimizer": "ONNX Runtime's graph optimizer",
-    "graph": "whoever made the graph: an exporter, a named transform, the case's own onnx_transform",
+    "graph": "whoever made the graph: an exporter, a named transform, the case's own onnx_transform, the user's file",
     "precision_mode": "a reduced-precision mode by design (TF32, the attention fast path)",
     "setup": "the case, the model or difftest: fix the suite or the machine",
     "undefined": "nobody: the ONNX specification leaves the behaviour undefined",
     "ambiguous": "one of two, the controls that would separate them did not run",
 }
 SETUP_BLAME = frozenset({"case", "model", "difftest"})
-_GRAPH_BLAME = ("exporter", "onnx_transform", "transform:", "case:bake_kwargs")
+_GRAPH_BLAME = ("exporter", "onnx_transform", "transform:", "case:bake_kwargs", "onnx-file")
 
 
 def blame_kind(blame: str | None, reference: str = "torch") -> str | None:
@@ -164,6 +164,7 @@ BLAME_RULES: dict[str, str] = {
     "eager_backend": "an eager candidate the reference and the oracle agree against",
     "optimizer_control": "the same graph with ORT's optimizations at another level agrees",
     "other_exporter": "the other exporter's graph agrees",
+    "own_export": "difftest's own export of the model agrees, the user's ONNX file does not",
     "spec_reference": "onnx-ref on the same graph agrees with eager, or computes what the candidate computes",
     "other_runtime": "another runtime on the same graph agrees with eager, or with the candidate",
     "one_runtime": "one runtime alone: the runtime or the graph, not told apart",

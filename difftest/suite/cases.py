@@ -68,6 +68,13 @@ class Case:
     # A folder in the ONNX test format (or a light_*.onnx file): the case runs that model, and its
     # reference is the recorded outputs; ``module`` and ``args`` are unused.
     onnx_test: str | None = None
+    # The user's own ONNX file (a path, its bytes or an onnx.ModelProto): the candidates run it instead of an export
+    # difftest makes, judged against ``module`` (difftest's own export of ``module`` becomes a control); without a
+    # ``module`` it is a bare ONNX case, runtime against runtime (see ``worker.bare_onnx``).
+    onnx: Any = None
+    # Names for the model's flattened outputs, in order (default: ``output``, ``output_0`` …, dict keys): the
+    # tables and difftest's own exports use them.
+    output_names: Sequence[str] | None = None
     description: str = ""
 
 
@@ -207,7 +214,7 @@ def build(definition: CaseDef) -> Case:
         raise CaseDefinitionError(
             f"factory {definition.name!r}: kwargs must be a dict, got {type(built.kwargs).__name__}"
         )
-    if built.onnx_test is None and not callable(built.module):
+    if built.onnx_test is None and built.onnx is None and not callable(built.module):
         raise CaseDefinitionError(
             f"factory {definition.name!r}: the module {type(built.module).__name__} is not callable"
         )

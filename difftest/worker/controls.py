@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 from ..backends.candidates import with_settings
 
+USER_FILE = "file"  # the export name of a case's own ONNX file (``worker.execute.USER_FILE``)
+
 
 def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Candidate -> probes on which it has a value failure, by the same judge the parent runs."""
@@ -47,12 +49,13 @@ def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, A
 def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], probes: dict[str, dict[str, Any]],
                  graph_for: Callable[[Any], Any], module: Any = None,
                  without_rewrite: Callable[[Any], Any] | None = None,
-                 failing: dict[str, set[str]] | None = None) -> None:
+                 failing: dict[str, set[str]] | None = None, own_exporter: str | None = None) -> None:
     """Run the controls for every candidate that fails on values. ``graph_for(candidate)`` gives the subject a
     control of that candidate runs (the candidate's export; the eager model for eager candidates), or None;
     ``module`` is the case's model (are there attention modules?); ``without_rewrite(candidate)`` exports without
     the case's own onnx_transform (None when the case has none); ``failing``: what ``failing_candidates`` found,
-    when the caller has it already."""
+    when the caller has it already; ``own_exporter``: for a case that runs the user's own ONNX file, the exporter
+    whose export of the same model is the control that tells the file from the model and the runtime."""
     from ..backends import REGISTRY
     from ..backends.candidates import Candidate, parse
     from .backend_run import run_backend
@@ -73,6 +76,11 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
         if on_graph:
             wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
                               "because": f"the ONNX specification's opinion on the graph {name} ran"})
+            if own_exporter and candidate.export_key(USER_FILE)[0] == USER_FILE:
+                wanted.append({"name": with_settings(candidate, exporter=own_exporter),
+                               "because": (f"does difftest's own {own_exporter} export of the same model agree with "
+                                           "eager? Then the file (its export step or post-processing) makes the "
+                                           "gap"), "graph": True})
             if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
                 wanted.append({"name": with_settings(candidate, opt="disable"),
                                "because": f"does an ORT graph optimization change {name}'s result?"})
@@ -92,7 +100,12 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
                 continue
             enter_stage(f"control ({control_name})")
             before = len(tensors)
-            run_backend(task, backend, graph, chosen, tensors, 0, name=control_name)
+            control_graph = graph_for(spec) if control.get("graph") else graph  # a control on another export
+            if control_graph is None:
+                controls[control_name] = {"kind": "backend", "ran": False, "for": name,
+                                          "reason": "its export failed (see the case's exports)"}
+                continue
+            run_backend(task, backend, control_graph, chosen, tensors, 0, name=control_name)
             skipped = [t for t in tensors[before:] if t["status"] == "skipped"]
             controls[control_name] = {"kind": "backend", "ran": not skipped, "for": name,
                                       "because": control["because"], "probes": sorted(chosen),

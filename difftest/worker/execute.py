@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..record.names import INPUTS, RESEEDED, pseudo_backend, slug
 from ..record.tables import tensor_row
 from ..suite.cases import Case, CaseDefinitionError, CaseSkipped, build
 from .backend_run import record_export, record_graph_evidence, run_backend
+from .controls import USER_FILE  # the export name of the user's own ONNX file (``Case(onnx=...)``)
 from .task import RESEED, Task, enter_stage, seed, user_traceback
 
 
@@ -106,7 +108,8 @@ def case_row(task: Task) -> dict[str, Any]:
 def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
     row["description"] = built.description
-    row["exporter"] = "recorded" if built.onnx_test else (task.exporter or built.exporter or "dynamo")
+    row["exporter"] = ("recorded" if built.onnx_test else USER_FILE if built.onnx is not None
+                       else (task.exporter or built.exporter or "dynamo"))
     row["reference"] = "recorded" if built.onnx_test else task.reference
     row["expect"] = json.dumps(built.expect) if built.expect is not None else None
     row["tolerances"] = json.dumps(
@@ -171,7 +174,11 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     with torch.inference_mode():
         output_names, output_values = flatten_outputs(flat.call_inner(*_clones(example)))
     guard.check("the reference's first forward")
-    row["outputs"] = output_names
+    row["outputs"] = output_names = _named_outputs(built, output_names)
+    file = None
+    if built.onnx is not None:  # the user's own file runs where difftest's export would: bound to the model first
+        file = _bind_file(built, row, base_feeds, output_names, output_values)
+        row["outputs"] = output_names = file.binding.outputs
     if built.output_masks:
         from ..judge.masks import declaration_problem
 
@@ -182,7 +189,7 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     row["stage"] = None
 
     candidates = [parse(spec) for spec in task.backends]
-    exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard)
+    exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard, file)
     for key in _export_order(candidates, row["exporter"]):
         exports.get(key)
     row["export_warnings"] = exports.warnings()
@@ -264,13 +271,65 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
             def without_rewrite(candidate: Any) -> ExportResult:
                 return exports.raw(candidate.export_key(row["exporter"]))
 
-        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite, failing)
+        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite, failing,
+                     own_exporter(task, built) if built.onnx is not None else None)
     row["state_changes"] = guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
 
         localize_failures(task, built, candidates, failing, row,
                           {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
+
+
+
+
+def own_exporter(task: Task, built: Case) -> str:
+    """The exporter difftest uses itself: the run's, else the case's, else dynamo (for a case with its own file,
+    the control that says whether the file or the model is to blame)."""
+    return task.exporter or built.exporter or "dynamo"
+
+
+def _named_outputs(built: Case, found: list[str]) -> list[str]:
+    """The case's own names for its flattened outputs (``output_names=``), checked against what the model returned."""
+    if not built.output_names:
+        return found
+    names = [str(n) for n in built.output_names]
+    if len(names) != len(found) or len(set(names)) != len(names):
+        raise CaseDefinitionError(
+            f"output_names={names!r} names {len(names)} outputs{' (some twice)' if len(set(names)) != len(names) else ''}"
+            f", but the model returns {len(found)} tensors ({', '.join(found)}); give one distinct name per output")
+    return names
+
+
+@dataclass
+class BoundFile:
+    """The user's ONNX file as bound to the model (see ``export.onnx_file``)."""
+
+    model: Any  # the ModelProto the runtimes get (inputs renamed to the model's where the file names them otherwise)
+    binding: Any
+    digest: str
+
+
+def _bind_file(built: Case, row: dict[str, Any], feeds: dict[str, np.ndarray], output_names: list[str],
+               output_values: list[Any]) -> BoundFile:
+    """Load the case's ONNX file and line it up with the model, before any candidate runs; a file that does not
+    line up is the case's definition error, with both sides listed."""
+    from ..export import onnx_file
+    from ..suite.model_io import to_numpy
+
+    row["stage"] = "load"
+    enter_stage("load")
+    try:
+        model = onnx_file.load(built.onnx)
+        binding = onnx_file.bind(model, list(feeds), feeds, output_names, [to_numpy(v) for v in output_values])
+    except onnx_file.OnnxFileError as exc:
+        raise CaseDefinitionError(str(exc)) from None
+    row["warnings"] = list(row.get("warnings") or []) + binding.notes + onnx_file.dynamic_axes_problems(
+        binding, built.dynamic_axes)
+    # Probes vary what the file declares dynamic, under the file's names; difftest's own export (the control)
+    # is made with the same dynamic axes.
+    built.dynamic_axes = binding.dynamic_axes or None
+    return BoundFile(onnx_file.bound_model(model, binding), binding, onnx_file.digest(built.onnx))
 
 
 def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]],
@@ -361,9 +420,10 @@ class CaseExports:
     the candidates that run it. The model is checked by the guard after every export."""
 
     def __init__(self, task: Task, built: Case, signature: Any, example: list[Any], frozen: dict[str, Any],
-                 output_names: list[str], row: dict[str, Any], guard: Any):
+                 output_names: list[str], row: dict[str, Any], guard: Any, file: BoundFile | None = None):
         self.task, self.built, self.signature, self.example = task, built, signature, example
         self.frozen, self.output_names, self.row, self.guard = frozen, output_names, row, guard
+        self.file = file
         self.done: dict[tuple[str, str | None], ExportResult] = {}
         self.keys: dict[tuple[str, str | None], str] = {}  # cache keys, which also key cached localizations
 
@@ -387,6 +447,8 @@ class CaseExports:
         enter_stage(f"export ({export_name(key)})")
         seed()
         transform = steps(self.built.onnx_transform if with_case_rewrite else None, named)
+        if exporter == USER_FILE:
+            return self._file(transform), (f"file-{self.file.digest}-{named or ''}" if self.file else None)
         cache, cache_key = None, None
         if self.task.cache_dir:
             from ..export.cache import ExportCache, export_key
@@ -411,6 +473,21 @@ class CaseExports:
         if cache is not None:
             cache.put(cache_key, result)
         return result, cache_key
+
+    def _file(self, transform: list[tuple[str, Any]]) -> ExportResult:
+        """The user's file, after the case's and the candidate's transforms, described like an export."""
+        from ..export.exporter import described
+
+        started = time.perf_counter()
+        if self.file is None:
+            return ExportResult(USER_FILE, 0.0, error=(
+                "exporter=file runs the case's own ONNX file, and this case has none: give it one with "
+                "Case(..., onnx='model.onnx') (or check(..., onnx=...)), or drop exporter=file"))
+        import onnx
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.file.model)  # the transforms edit in place; the file stays as given for the next one
+        return described(USER_FILE, model, transform, started)
 
     def warnings(self) -> list[str]:
         found: list[str] = []
