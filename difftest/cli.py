@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run cases and write a report")
     run.add_argument("targets", nargs="*", metavar="TARGET",
-                     help="suite file, folder of suite files, or file.py::case (default: suites/)")
+                     help="suite file, folder of suite files, file.py::case, an ONNX file or a folder of them, or an "
+                          "ONNX test folder (default: suites/)")
     run.add_argument("--backends", default="torch,ort-cpu,ort-cuda", help=BACKENDS_HELP)
     run.add_argument("--out", help="run directory (default: reports/<timestamp>, linked as reports/latest)")
     run.add_argument("-k", dest="keyword", help="only cases whose id contains this substring")
@@ -63,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require", metavar="CANDIDATES", default="",
                      help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
                      "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason")
+    run.add_argument("--input-shapes", action="append", default=[], metavar="NAME:DIMS",
+                     help="bare ONNX files: the size of an input's symbolic dims, e.g. pixels:1x3x224x224 (repeat per "
+                          "input; default 1 for each symbolic dim)")
+    run.add_argument("--val-range", action="append", default=[], metavar="[NAME:][LO,HI]",
+                     help="bare ONNX files: the range generated input values are drawn from, e.g. ids:[0,30000] or "
+                          "[-1,1] for every input (default [0,1]; integers within it)")
+    run.add_argument("--inputs", metavar="FILE", help="bare ONNX files: feed these inputs instead of generated ones: "
+                     "an .npz of arrays named after the graph's inputs, a folder of input_<i>.pb TensorProtos or of "
+                     "test_data_set_*/ folders")
     run.add_argument("--isolate", choices=["case", "spawn"], default="case",
                      help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
                      "a fresh interpreter per case as well (slower: torch is imported for every case)")
@@ -181,10 +191,36 @@ def _run(args: argparse.Namespace) -> ExitCode:
         expectations=args.expectations, baseline=args.baseline, shard=args.shard, durations=args.durations,
         localize_budget=args.localize_budget, control_budget=args.control_budget, isolate=args.isolate,
         require=[c.name for c in parse_list(args.require)] if args.require else [],
+        onnx_inputs=onnx_inputs(args.input_shapes, args.val_range, args.inputs),
     )
     print()
     print(result.summary())
     return result.exit_code
+
+
+def onnx_inputs(shapes: list[str], ranges: list[str], data: str | None) -> dict:
+    """``--input-shapes``, ``--val-range`` and ``--inputs`` as a run's ``onnx_inputs``; a malformed one is a usage
+    error naming it and the form expected."""
+    import re
+
+    found: dict = {"shapes": {}, "ranges": {}, "data": data}
+    for text in shapes:
+        name, sep, dims = text.rpartition(":")
+        numbers = re.split(r"[x,]", dims.strip().strip("[]")) if dims.strip().strip("[]") else []
+        if not sep or not name or not all(n.strip().isdigit() for n in numbers):
+            raise UsageError(f"--input-shapes {text!r}: expected NAME:DIMS, e.g. pixels:1x3x224x224 or "
+                             "pixels:[1,3,224,224]")
+        found["shapes"][name] = [int(n) for n in numbers]
+    for text in ranges:
+        match = re.fullmatch(r"(?:(?P<name>[^:\[]+):)?\[?\s*(?P<lo>[-+.\deE]+)\s*,\s*(?P<hi>[-+.\deE]+)\s*\]?", text)
+        try:
+            low, high = float(match["lo"]), float(match["hi"])  # type: ignore[index]
+        except (TypeError, ValueError):
+            raise UsageError(f"--val-range {text!r}: expected [NAME:][LO,HI], e.g. ids:[0,30000] or [-1,1]") from None
+        if low > high:
+            raise UsageError(f"--val-range {text!r}: the low end is above the high end")
+        found["ranges"][match["name"] or "*"] = [low, high]  # type: ignore[index]
+    return found if (found["shapes"] or found["ranges"] or data) else {}
 
 
 def _localize(args: argparse.Namespace) -> ExitCode:

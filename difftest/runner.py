@@ -52,6 +52,8 @@ class RunConfig:
                                                                              256 * 2**20)))
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
+    # Bare ONNX files' inputs: {"shapes": {input: [dims]}, "ranges": {input or "*": [lo, hi]}, "data": path}.
+    onnx_inputs: dict = field(default_factory=dict)
 
     def cache_root(self) -> Path | None:
         """Where exports are cached for this run (None: not at all)."""
@@ -359,7 +361,7 @@ def task_for(config: RunConfig, ref: Any, run_id: str, run_dir: Path, available:
                 artifacts_dir=str((run_dir / "onnx").resolve()), threads=threads, probes=list(config.probes),
                 reruns=config.reruns, cache_dir=str(cache_root) if cache_root else None,
                 localize_budget=config.localize_budget, control_budget=config.control_budget,
-                max_tensor_bytes=config.max_tensor_bytes,
+                max_tensor_bytes=config.max_tensor_bytes, onnx_inputs=config.onnx_inputs or None,
                 reference_variants=[oracle] if oracle and oracle in available else [])
 
 

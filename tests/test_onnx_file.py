@@ -174,3 +174,29 @@ def test_name_dynamic_axes_keeps_a_symbol_two_names_would_share():
     notes = onnx_file.name_dynamic_axes(proto, {"a": {0: "batch"}, "b": {0: "rows"}})
     assert [d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim] == ["batch"]
     assert notes and "'batch' and 'rows' are one size" in notes[0]
+
+
+def test_a_suite_case_names_its_file_beside_the_suite(shipped, tmp_path):
+    import shutil
+
+    import polars as pl
+
+    from difftest.cli import main
+
+    model, x, path = shipped
+    shutil.copyfile(path, tmp_path / "model.onnx")
+    torch.save({"model": model.state_dict(), "x": x}, tmp_path / "weights.pt")
+    (tmp_path / "shipped_suite.py").write_text(
+        "import torch\nfrom difftest import case\nfrom test_onnx_file_model import Classifier\n\n"
+        "@case(onnx='model.onnx')\ndef classifier():\n"
+        "    saved = torch.load(__file__.replace('shipped_suite.py', 'weights.pt'))\n"
+        "    model = Classifier().eval()\n    model.load_state_dict(saved['model'])\n"
+        "    return model, (saved['x'],)\n")
+    (tmp_path / "test_onnx_file_model.py").write_text(
+        "import torch\n\nclass Classifier(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.body = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))\n\n"
+        "    def forward(self, pixels):\n        return self.body(pixels)\n")
+    out = tmp_path / "run"
+    assert main(["run", str(tmp_path / "shipped_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out)]) == 0
+    cases = pl.read_parquet(out / "cases.parquet").to_dicts()
+    assert cases[0]["exporter"] == "file" and cases[0]["outputs"] == ["logits"]

@@ -276,7 +276,8 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
     if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
         ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
-            return reference, "eager_off_oracle", (f"eager is farther from the float64 oracle (RMSE {ref_err:.3g}) "
+            who = "eager" if reference == "torch" else f"the reference ({reference})"
+            return reference, "eager_off_oracle", (f"{who} is farther from the float64 oracle (RMSE {ref_err:.3g}) "
                                                    f"than {candidate} ({cand_err:.3g})")
     undefined = _undefined(candidate, key, context)
     if undefined is not None:
@@ -291,6 +292,20 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
             return "ort-optimizer", "optimizer_control", (
                 f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT graph "
                 "optimization changes the result")
+    if (context.case.get("exporter") == USER_FILE and context.case.get("reference") == reference != "torch"
+            and not me.get("transform")):
+        # A bare ONNX file: the reference is a runtime on the same graph, there is no model to blame the graph on.
+        if reference == SPEC_REFERENCE:
+            return candidate, "spec_reference", (f"{reference}, the ONNX specification's reference implementation and "
+                                                 "this case's reference, computes something else on the same graph")
+        if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
+            ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
+            if cand_err > EAGER_WORSE_FACTOR * ref_err:
+                return candidate, "other_runtime", (f"{candidate} is farther from the float64 oracle (RMSE "
+                                                    f"{cand_err:.3g}) than the reference {reference} ({ref_err:.3g})")
+        return f"{candidate} or {reference}", "one_runtime", (
+            f"two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
+            "to --backends for the specification's opinion")
     for name, value in _siblings(candidate, names, "exporter"):
         other = verdicts[name].get(key)
         if other is not None and other.passed:

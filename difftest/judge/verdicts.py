@@ -7,6 +7,7 @@ without running a model. What the verdicts mean for the run (held against the ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from .compare import as_float64, bit_identical, within
 from .ties import RankedValues
 
 CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
+BARE_ORACLE = "onnx-ref-fp64"  # a bare ONNX file's oracle: its graph widened to float64 (``worker.bare_onnx``)
 
 
 def judge_run(run_dir: Path) -> list[dict[str, Any]]:
@@ -70,10 +72,13 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
         failure = _case_failure(case, reference)
         return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
                                None if c in skipped else case["stage"]) for c in context.candidates]
+    if reference != context.reference and reference != "recorded":
+        # A bare ONNX file: its reference is a runtime, its oracle the graph in float64 (see ``worker.bare_onnx``).
+        context = dataclasses.replace(context, oracle=BARE_ORACLE)
     # Controls the worker ran for failing candidates are judged like candidates (blame reads them) but never
     # count as results of their own (see ``outcomes``).
     controls = [c for c in case_controls(case) if c not in context.candidates]
-    candidates = list(context.candidates) + controls
+    candidates = [c for c in list(context.candidates) + controls if c != reference]
     rec = Recorded(tensors)
     tolerances = json.loads(case.get("tolerances") or "{}")
     exports = json.loads(case.get("exports") or "{}")
@@ -107,7 +112,12 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
                                            "export_warnings": own_export.get("warnings",
                                                                              case.get("export_warnings"))},
                               candidate, reference)
-    _check_nothing_lost(tensors, verdicts, reference, context.candidates, case, stages)
+    if reference in context.candidates:
+        verdicts[reference] = {("*", "*"): Verdict("skipped", (
+            f"not applicable: {reference} is this case's reference (a bare ONNX file has no PyTorch model); the "
+            "other candidates are judged against it"))}
+    _check_nothing_lost(tensors, verdicts, reference, [c for c in context.candidates if c != reference], case,
+                        stages)
     blame.assign(verdicts, rec, reference, context.oracle,
                  {c: export_of[c] for c in export_of if c not in skipped}, case)
     return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))

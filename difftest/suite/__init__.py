@@ -3,6 +3,7 @@
 - ``cases``: ``@case``, ``Case`` and the picklable ``CaseRef`` that names one; skipping a case;
 - ``discover``: finding the cases in suite files and folders, ``-k`` selection;
 - ``onnx_tests``: folders in the ONNX test format as cases with recorded outputs;
+- ``onnx_files``: bare ONNX files as cases (runtime against runtime, no PyTorch model);
 - ``model_io``: how a case's model is called: its tensor inputs (containers flattened and named after their path),
   its outputs flattened and named, feeds as numpy arrays;
 - ``probes``: the inputs a case is run on, derived from its example (``base``, ``alt``, ``ties``, ``shape`` …);

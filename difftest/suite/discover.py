@@ -1,7 +1,7 @@
 """Find suite files and the cases they declare.
 
 A target is a suite file, a folder of them (``*.py`` not starting with ``_``),
-or ``file.py::case``. Importing a suite file collects the factories its
+or ``file.py::case``; an ONNX file, or a folder of ONNX files or ONNX test folders. Importing a suite file collects the factories its
 :func:`difftest.case` decorators registered.
 """
 
@@ -30,7 +30,7 @@ class SuiteLoadError(UsageError):
 
 def suite_files(target: str) -> tuple[list[Path], str | None]:
     """Resolve one target into suite files (or ONNX test folders) and an optional case name."""
-    from . import onnx_tests
+    from . import onnx_files, onnx_tests
 
     path_text, _, name = target.partition("::")
     path = Path(path_text)
@@ -40,16 +40,19 @@ def suite_files(target: str) -> tuple[list[Path], str | None]:
         return [path.parent], path.name
     if path.is_dir():
         files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
-        if not files and onnx_tests.find(path):
+        if not files and (onnx_tests.find(path) or onnx_files.find(path)):
             return [path], name or None
         if name:
             raise UsageError(f"target {target!r}: '::case' needs a suite file, not a folder")
         if not files:
-            raise UsageError(f"target {target!r}: the folder holds no suite files (*.py) and no ONNX test folders "
-                             "(model.onnx + test_data_set_*/)")
+            raise UsageError(f"target {target!r}: the folder holds no suite files (*.py), no ONNX files (*.onnx) "
+                             "and no ONNX test folders (model.onnx + test_data_set_*/)")
         return files, None
+    if path.suffix == ".onnx":
+        return [path], name or None
     if path.suffix != ".py":
-        raise UsageError(f"target {target!r}: a suite file must be a .py file")
+        raise UsageError(f"target {target!r}: a target is a suite file (.py), an ONNX file (.onnx), a folder of "
+                         "either, or an ONNX test folder")
     return [path], name or None
 
 
@@ -77,11 +80,11 @@ def load_suite(path: Path) -> list[CaseDef]:
     key = (str(path), path.stat().st_mtime)
     if key in _loaded:
         return _loaded[key]
-    if path.is_dir():  # a folder of ONNX test data
-        from .onnx_tests import case_defs
+    if path.is_dir() or path.suffix == ".onnx":  # a folder of ONNX test data or ONNX files, or one ONNX file
+        from . import onnx_files, onnx_tests
 
         with case_module.collecting(None):
-            _loaded[key] = case_defs(path)
+            _loaded[key] = (onnx_tests.case_defs(path) if path.is_dir() else []) + onnx_files.case_defs(path)
         return _loaded[key]
     folder = str(path.parent)
     shadowed = _shadowed_module(path)

@@ -9,6 +9,7 @@
   runtime, the export without the case's rewrite); ``auto_localize``: localization within a budget;
 - ``eager_ranked``: what eager's own index ops ranked (the independent evidence for ties);
 - ``recorded_case``: ONNX test folders, whose reference is their recorded outputs;
+- ``bare_onnx``: bare ONNX files, runtime against runtime, inputs generated from the graph or loaded;
 - ``state_guard``: the model put back as it was after every stage; ``process_state``: what a case changed in its
   process (said on it; put back only in the in-process mode of ``difftest.check``); ``full_compare``: outputs too large to store compared in full where they live.
 

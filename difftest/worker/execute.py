@@ -49,6 +49,7 @@ def run_definition(task: Task, definition: Any = None) -> dict[str, Any]:
         if definition.options.get("expect") is not None:
             row["expect"] = json.dumps(definition.options["expect"])
         built = build(definition)
+        _resolve_file(built, task.ref.path)
     except CaseSkipped as exc:
         row.update(status="skipped", stage="build", message=str(exc))
         row["seconds"] = time.perf_counter() - started
@@ -79,6 +80,10 @@ def run_built(task: Task, built: Case, row: dict[str, Any] | None = None,
             from .recorded_case import run_recorded
 
             run_recorded(task, built, row, tensors)
+        elif built.module is None and built.onnx is not None:
+            from .bare_onnx import run_bare
+
+            run_bare(task, built, row, tensors)
         else:
             _run(task, built, row, tensors)
     except (CaseDefinitionError, OutputError) as exc:  # the case, as written, cannot be judged: not a verdict
@@ -89,6 +94,15 @@ def run_built(task: Task, built: Case, row: dict[str, Any] | None = None,
                    traceback=user_traceback(exc))
     row["seconds"] = time.perf_counter() - started
     return {"case": row, "tensors": tensors}
+
+
+def _resolve_file(built: Case, suite_path: str) -> None:
+    """``@case(onnx="model.onnx")`` names a file relative to the suite file that declares it (as a user reads it),
+    unless it exists relative to where the run started."""
+    if isinstance(built.onnx, (str, Path)) and not Path(built.onnx).is_absolute() and not Path(built.onnx).exists():
+        beside = Path(suite_path).parent / built.onnx
+        if beside.exists():
+            built.onnx = str(beside)
 
 
 def case_row(task: Task) -> dict[str, Any]:
@@ -111,6 +125,10 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["exporter"] = ("recorded" if built.onnx_test else USER_FILE if built.onnx is not None
                        else (task.exporter or built.exporter or "dynamo"))
     row["reference"] = "recorded" if built.onnx_test else task.reference
+    if built.module is None and built.onnx is not None:  # a bare ONNX file: runtime against runtime
+        from .bare_onnx import reference_for
+
+        row["reference"] = reference_for(task.backends)
     row["expect"] = json.dumps(built.expect) if built.expect is not None else None
     row["tolerances"] = json.dumps(
         {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {}),
@@ -125,8 +143,11 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
         if problem:
             raise CaseDefinitionError(f"expect={built.expect!r}: {problem}")
     warnings = []
-    if getattr(built.module, "training", False):
-        warnings.append("the model is in training mode: call .eval() in the factory (dropout and batch norm differ)")
+    from ..judge.next_step import training_warning
+
+    training = training_warning(built.module)  # names the modules that compute otherwise in training
+    if training:
+        warnings.append(training)
     warnings.extend(_dtype_warnings(built))
     row["warnings"] = warnings
 

@@ -42,6 +42,9 @@ class Task:
     cache_dir: str | None = None  # the export cache; None runs every export
     localize_budget: float = 0.0  # seconds per case to localize failing candidates (0: off)
     control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
+    # How a bare ONNX file's inputs are made: {"shapes": {input: [dims]}, "ranges": {input: [lo, hi]},
+    # "data": path of an .npz or a folder of .pb} (see ``bare_onnx``).
+    onnx_inputs: dict | None = None
 
 
 def user_traceback(exc: BaseException) -> str:
