@@ -185,15 +185,26 @@ def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: i
         return [f"{head}: {outcome.evidence}"]
     if outcome.status == "xfail":
         head += f" ({outcome.scope or outcome.reason})"
+    training = outcome.status == "fail" and outcome.blame_rule == "training_mode"
+    if training:  # nothing else is worth reading until the model is in eval mode
+        head += "  call model.eval() first: the model was checked in training mode"
     lines = [head]
     failing = [c for c in comparisons if not c["passed"]]
     shown = failing or sorted(comparisons, key=lambda c: -severity(c["label"]))[:1]
+    from .judge.compare import describe_statistics
+
     for c in shown[:EVIDENCE_LINES]:
         where = "every output" if c["output"] == "*" else f"{c['output']!r}"
         probe = "" if c["probe"] == "*" else f" on probe {c['probe']}"
         lines.append(f"      {where}{probe}: {c['label']}: {c['evidence']}")
+        if not c["passed"] and c.get("min_atol") is not None:
+            lines.append(f"        {describe_statistics(c)}")
     if len(shown) > EVIDENCE_LINES:
         lines.append(f"      … and {len(shown) - EVIDENCE_LINES} more ({more})")
+    if training and outcome.blame_reason:
+        lines.append(f"      blame: model: {outcome.blame_reason}")
+    if outcome.status == "fail" and getattr(outcome, "next_step", None):
+        lines.append(f"      next step: {outcome.next_step}")
     return lines
 
 

@@ -11,6 +11,8 @@ code to decide which failing candidates deserve controls, so nothing here import
   claimed only where it happens);
 - ``completeness``: every output of every probe the reference recorded judged once per candidate ("results lost");
 - ``randomness``: outputs of a model that samples (eager changes them under another seed), judged by distribution;
+- ``next_step``: what to do about a failing verdict, when the recorded evidence says (``.eval()``, the
+  ``output_masks`` to declare, the other exporter), and the training-mode blame;
 - ``vocabulary``: the one table of labels (passes / warns / fails, family), statuses, stages, blame kinds and rules;
 - ``verdicts``: a case's recorded tensors to comparison rows; ``expectations``: comparisons held against what the
   case declared, as outcomes; ``waivers``: accepted known failures.

@@ -9,7 +9,7 @@ from the tables before any array is looked at (see ``judge``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -59,6 +59,11 @@ class Verdict:
     # are data of their own, never appended to the evidence (see ``blame``).
     blame_rule: str | None = None
     blame_reason: str | None = None
+    # What to do about a failure, when difftest knows (see ``next_step``); the error statistics of a failing
+    # numeric comparison (``compare.error_statistics``); the mask inputs where every mismatching element is 0.
+    next_step: str | None = None
+    statistics: dict[str, Any] | None = None
+    padding: list[str] | None = None
 
     @property
     def passed(self) -> bool:

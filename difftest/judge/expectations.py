@@ -34,6 +34,7 @@ class Outcome:
     accepted_by: list[str] = field(default_factory=list)  # rules that accepted numeric differences beyond tolerance
     blame_rule: str | None = None  # which rule of ``vocabulary.BLAME_RULES`` blamed ``blame``
     blame_reason: str | None = None  # the sentence saying why
+    next_step: str | None = None  # what to do about it, when difftest knows (``next_step``)
 
     @property
     def failed(self) -> bool:
@@ -71,8 +72,15 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
         rules = sorted({r["accepted_by"] for r in rows if r.get("accepted_by") and r["label"] == "numeric"})
         result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
                               worst["probe"], scope, worst.get("blame"), rules, worst.get("blame_rule"),
-                              worst.get("blame_reason")))
+                              worst.get("blame_reason"), _next_step(worst, rows)))
     return result
+
+
+def _next_step(worst: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
+    """The worst comparison's next step, else the first failing comparison's that has one."""
+    if worst.get("next_step"):
+        return worst["next_step"]
+    return next((r["next_step"] for r in rows if r.get("next_step") and not r["passed"]), None)
 
 
 NOT_APPLICABLE = "not applicable:"

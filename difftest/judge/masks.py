@@ -86,3 +86,25 @@ def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate:
         else:
             sentences.append(f"none of the {total} mismatching elements is where {name} is 0")
     return ("Where: " + "; ".join(sentences) + ".") if sentences else None
+
+
+def padding_only(rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None,
+                 atol: float | None) -> list[str]:
+    """The mask inputs (recorded as ``input`` rows of this probe) where every mismatching element sits at a 0: if
+    those positions are padding, ``output_masks={output: name}`` declares them ignorable."""
+    from .classify import tolerance_for
+
+    if reference.shape != candidate.shape or reference.size == 0:
+        return []
+    bad = ~within(reference, candidate, *tolerance_for(reference, rtol, atol))
+    if not bad.any():
+        return []
+    found = []
+    for name in rec.outputs("input", probe):
+        values = rec.array("input", probe, name)
+        if values is None or not is_mask(values):
+            continue
+        keep = broadcast_mask(values, reference.shape)
+        if keep is not None and keep.any() and not (bad & keep).any():
+            found.append(name)
+    return found

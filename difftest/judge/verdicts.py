@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from ..export.messages import headline
 from ..record.recorded import Recorded
 from ..record.tables import read_table
 from ..suite.probes import SYNTHETIC_PROBES
-from . import blame, masks, probe_rules, randomness
+from . import blame, masks, next_step, probe_rules, randomness
 from .classify import Verdict, classify, tolerance_for
-from .compare import as_float64, bit_identical, within
+from .compare import STATISTICS, as_float64, bit_identical, error_statistics, within
 from .ties import RankedValues
 
 CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
@@ -120,6 +121,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
                         stages)
     blame.assign(verdicts, rec, reference, context.oracle,
                  {c: export_of[c] for c in export_of if c not in skipped}, case)
+    next_step.apply(verdicts, case, reference)
     return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
             for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
 
@@ -234,6 +236,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
             if where:
                 verdict.evidence += f" {where}"
+            verdict.padding = masks.padding_only(rec, probe, ref, cand, rtol, atol)
+        if not verdict.passed and verdict.metrics is not None:
+            verdict.statistics = error_statistics(ref, cand, ignore)
         found[(probe, output)] = verdict
 
 
@@ -439,6 +444,8 @@ def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe
         "stage": stage,
         "accepted_by": verdict.rule,
         "tolerance_ratio": m.tolerance_ratio if m else None,
+        **{name: (verdict.statistics or {}).get(name) if not verdict.passed else None for name in STATISTICS},
+        "next_step": verdict.next_step,
     }
 
 
@@ -464,7 +471,8 @@ def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
         return Verdict("skipped", row["message"] or "")
     stage = row["stage"] or "run"
     if stage == "export":
-        return Verdict("export_error", f"export failed: {row['message']}", blame="exporter")
+        # The one line that matters (the exporter's boilerplate left out); the whole message is on the case page.
+        return Verdict("export_error", f"export failed: {headline(row['message'])}", blame="exporter")
     if stage == "onnx_transform" or stage.startswith("transform:"):
         return Verdict("export_error", f"{stage} failed: {row['message']}", blame=stage)
     if stage == "model":  # the model cannot run as asked on this backend (it mixes devices): a finding about it

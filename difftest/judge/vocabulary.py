@@ -173,5 +173,6 @@ BLAME_RULES: dict[str, str] = {
     "fastpath_control": "the gap closes with the attention fast path off",
     "invalidated_graph": "a rewrite made the graph invalid and the runtime refused it",
     "stage": "the stage that failed",
+    "training_mode": "the model was checked in training mode: eager ran dropout or batch statistics",
 }
 BLAME_RULES.update({name: f"a {name} verdict names who it blames" for name in LABELS})

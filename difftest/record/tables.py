@@ -63,6 +63,11 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
             "blame": pl.String, "blame_rule": pl.String, "blame_reason": pl.String, "stage": pl.String,
             "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
+            # a failing numeric comparison: the smallest atol (rtol=0) and rtol (atol=0) that cover every
+            # difference, and |Δ| and relative error statistics (``judge.compare.error_statistics``)
+            "min_atol": pl.Float64, "min_rtol": pl.Float64, "abs_mean": pl.Float64, "abs_median": pl.Float64,
+            "abs_p99": pl.Float64, "rel_mean": pl.Float64, "rel_median": pl.Float64, "rel_p99": pl.Float64,
+            "next_step": pl.String,  # what to do about a failure, when difftest knows (``judge.next_step``)
         },
     }
 

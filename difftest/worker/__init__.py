@@ -6,7 +6,8 @@
 - ``execute``: one case end to end: build, reference, exports, probes, candidates, controls, localization;
 - ``backend_run``: one backend on every probe, recorded; an export and its graph evidence recorded;
 - ``controls``: automatic control candidates for failing ones (TF32 off, optimizations off, the reference
-  runtime, the export without the case's rewrite); ``auto_localize``: localization within a budget;
+  runtime, the export without the case's rewrite); ``export_control``: the other exporter for a failed export;
+  ``auto_localize``: localization within a budget;
 - ``eager_ranked``: what eager's own index ops ranked (the independent evidence for ties);
 - ``recorded_case``: ONNX test folders, whose reference is their recorded outputs;
 - ``bare_onnx``: bare ONNX files, runtime against runtime, inputs generated from the graph or loaded;

@@ -294,6 +294,9 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
 
         run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite, failing,
                      own_exporter(task, built) if built.onnx is not None else None)
+        from .export_control import try_other_exporter
+
+        try_other_exporter(row, candidates, exports)  # an export that failed: does the other exporter take it?
     row["state_changes"] = guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
