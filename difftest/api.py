@@ -537,6 +537,12 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
                       localize_budget=localize_budget, control_budget=control_budget, cache=cache, isolate=isolate)
     result = session.check(module, args, kwargs, name=name, expect=expect, save_onnx=save_onnx, **case_options)
     result._session = session
+    if out is not None:  # a kept run folder holds the tables `difftest run` writes, not only the per-case parts
+        from .record.tables import consolidate, write_table
+
+        for table in ("cases", "tensors"):
+            consolidate(session.run_dir, table, session._manifest.keys())
+        write_table(session.run_dir, "comparisons", result._comparisons or [])
     return result
 
 

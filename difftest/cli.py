@@ -314,6 +314,8 @@ def _report(run_dir: Path, rejudge: bool) -> ExitCode:
 
     if not run_dir.is_dir():
         raise RunDataError(f"{run_dir}: no such run directory")
+    from .api import Run
+
     result = finish(run_dir, rejudge=rejudge)
-    print(f"report: {(run_dir / 'index.html').resolve()}")
+    print(Run(result).summary())  # the summary the run printed (it ends with the report's path)
     return result.exit_code

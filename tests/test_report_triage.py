@@ -59,7 +59,7 @@ def night(tmp_path_factory) -> Path:
 def test_opens_with_one_sentence_and_three_sections(night):
     text = _text((night / "index.html").read_text())
     headline = ("6 discrepancies in 5 cases (4 share one pattern on ort-cuda); 2 cases could not run on torch-cuda "
-                "(setup); 1 case could not run on ort-cpu, ort-cuda (backend limitation); 1 case could not run on "
+                "(setup); 1 case could not run on ort-cpu, ort-cuda (exporter limitation); 1 case could not run on "
                 "torch-cuda (backend limitation); 1 expectation to update.")
     assert headline in text
     assert text.index(headline) < text.index("Discrepancies (6)") < text.index("Could not run (4)") \

@@ -368,6 +368,8 @@ def summarize_warnings(caught: list[Any], limit: int = 40) -> list[str]:
         if text and any(routine in text[0] for routine in ROUTINE_WARNINGS):
             continue
         line = f"{item.category.__name__}: {text[0] if text else ''}"[:500]
+        if item.category.__name__ in CONTROL_FLOW_WARNINGS and getattr(item, "filename", None):
+            line += f" (at {item.filename}:{item.lineno})"  # the model's line that the trace froze
         if line not in found:
             found.append(line)
     return found[:limit]

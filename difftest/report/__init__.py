@@ -21,6 +21,7 @@ from typing import Any
 from ..backends.candidates import variant_findings
 from ..judge import vocabulary
 from ..judge.classify import LABELS, severity
+from ..judge.compare import describe_statistics
 from ..record.names import PSEUDO_BACKENDS, pseudo_backend
 from ..record.recorded import Recorded
 from ..record.tables import read_table
@@ -179,7 +180,7 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
             previous=f"../{failing_pages[position - 1]}" if position else None,
             next=f"../{failing_pages[position + 1]}" if position is not None and position + 1 < len(failing_pages)
             else None, first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",
-            relative=lambda path: _relative_link(run_dir, path),
+            relative=lambda path: _relative_link(run_dir, path), statistics=describe_statistics,
         ))
     return index
 

@@ -39,6 +39,9 @@ def controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[di
         by_candidate[c["candidate"]].append(c)
     rows = []
     for name, info in recorded.items():
+        if info.get("kind") == "export":
+            rows.extend(_export_controls(info))
+            continue
         if info.get("kind") == "fact":
             outcome = (("agrees with eager" if info.get("agrees") else "differs from eager") + f" ({info.get('evidence')})"
                        if info.get("ran") else f"not run: {info.get('reason')}")
@@ -55,6 +58,41 @@ def controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[di
         rows.append({"name": name, "for": info.get("for"), "because": info.get("because"),
                      "label": worst["label"] if worst else None, "outcome": outcome})
     return rows
+
+
+def _export_controls(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other exporter, tried where one exporter failed (``worker.export_control``)."""
+    rows = []
+    for failed, found in (info.get("results") or {}).items():
+        other = found.get("exporter")
+        if not found.get("ran"):
+            outcome = f"not run: {found.get('reason')}"
+        elif found.get("ok"):
+            outcome = f"the {other} exporter exports the model: the failure is the {failed} exporter's limitation"
+        else:
+            outcome = f"the {other} exporter fails too ({found.get('headline')}): neither exporter takes the model"
+        rows.append({"name": f"exporter={other}", "for": ", ".join(found.get("for") or []),
+                     "because": f"the {failed} export failed: does the other exporter take the model?",
+                     "label": None, "outcome": outcome})
+    return rows
+
+
+# What a localization's status means for the verdict it sits under (the raw status stays in the tables).
+LOCALIZATION_MEANING = {
+    "found": "the first node whose output diverges while its inputs agree: where the discrepancy above starts",
+    "no_divergence": ("not localized: with every intermediate value exposed, the graph's outputs agree with eager "
+                      "on this probe, so the discrepancy above comes from how the runtime fuses or optimizes the "
+                      "whole graph, not from one node's arithmetic (the opt=disable control says whether an "
+                      "optimization is behind it); the verdict stands"),
+    "not_found": ("not localized: no single node could be isolated as the first to diverge (or the time budget ran "
+                  "out); the verdict above stands, without a node to point at"),
+    "unsupported": "not localized: this candidate or case has no graph to search against eager; the verdict stands",
+    "error": "localization itself failed (difftest's problem, not the model's); the verdict above stands",
+}
+
+
+def localization_meaning(status: str | None) -> str:
+    return LOCALIZATION_MEANING.get(status or "", f"localization status {status!r}")
 
 
 def _no_effect(control: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> bool:
@@ -113,6 +151,7 @@ def not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str
 def split_localization(localization: dict[str, Any], outcomes: list[Any]) -> tuple[dict, dict]:
     """(for failing candidates, for information): localizations of candidates that pass go in the second."""
     failing = {o.candidate for o in outcomes if o.status in ("fail", "xfail", "waived")}
+    localization = {k: {**v, "meaning": localization_meaning(v.get("status"))} for k, v in localization.items()}
     return ({k: v for k, v in localization.items() if k in failing},
             {k: v for k, v in localization.items() if k not in failing})
 

@@ -122,7 +122,7 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
             ET.SubElement(properties, "property", name="expectation", value=xml_text(o.scope))
         if o.blame and o.status == "fail":
             ET.SubElement(properties, "property", name="blame", value=xml_text(o.blame))
-            for name in ("blame_rule", "blame_reason"):
+            for name in ("blame_rule", "blame_reason", "next_step"):
                 if getattr(o, name, None):
                     ET.SubElement(properties, "property", name=name, value=xml_text(getattr(o, name)))
         if o.status == "fail":
@@ -138,6 +138,9 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
     ET.ElementTree(root).write(run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 
+SUMMARY_STATUSES = ("pass", "xfail", "waived", "fail", "skipped", "not_applicable")  # the order the summary says them
+
+
 def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], skipped: dict[str, str],
                    seconds: float | None = None, waivers: Any = None) -> str:
     """The one screen a terminal user reads at the end of a run."""
@@ -145,10 +148,15 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
     c = counts(outcomes)
     took = f" in {seconds:.1f}s" if seconds is not None else ""
     lines.append(f"{len(cases)} case(s), {len(outcomes)} case×candidate result(s){took}")
-    lines.append("verdicts: " + ", ".join(f"{label} {n}" for label, n in c["labels"].items()))
-    lines.append("status:   " + ", ".join(f"{status} {n}" for status, n in c["status"].items()))
-    for name, reason in skipped.items():
-        lines.append(f"skipped backend {name}: {reason}")
+    status = c["status"]
+    lines.append("status:   " + ", ".join(f"{name} {status.get(name, 0)}" for name in SUMMARY_STATUSES
+                                          if name in status or name in ("pass", "fail")))
+    for name, reason in skipped.items():  # each backend once, with its reason, not once per result
+        count = sum(o.status == "skipped" and o.candidate == name for o in outcomes)
+        lines.append(f"skipped:  {name}: {reason}" + (f" ({count} result(s))" if count else ""))
+    judged = {label: n for label, n in c["labels"].items() if label != "skipped"}
+    if judged:
+        lines.append("verdicts: " + ", ".join(f"{label} {n}" for label, n in judged.items()))
     warned = [(c["case"], w) for c in cases for w in (c.get("warnings") or [])]
     for case_id, warning in warned[:5]:
         lines.append(f"warning: {case_id}: {warning}")
@@ -170,6 +178,8 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
             first = (o.evidence or "").strip().splitlines()[0] if (o.evidence or "").strip() else ""
             hint = f": {first[:160]}{'…' if len(first) > 160 else ''}" if first else ""
             lines.append(f"  FAIL {o.case} [{o.candidate}] {o.label}: {o.reason}{hint}")
+            if getattr(o, "next_step", None):
+                lines.append(f"       next step: {o.next_step}")
         if len(failures) > 20:
             lines.append(f"  … and {len(failures) - 20} more (see the report)")
     else:

@@ -7,7 +7,8 @@ so a variant that repeats its twin is folded into one row ("same in ort-cuda[tf3
 
 - discrepancies: wrong values (mismatch, layout, nonfinite, shape, frozen_input, shape_specialized);
 - could not run: export and runtime errors, crashes and timeouts, split into *setup* (the case, the model or
-  difftest itself: fix the suite or the machine) and *backend limitation* (an exporter or a runtime refuses);
+  difftest itself: fix the suite or the machine) and *limitation* (an exporter refuses: an exporter limitation; a
+  runtime refuses: a backend limitation);
 - expectations that no longer hold: a declared failure that now passes (or fails differently), with the fix.
 """
 
@@ -198,8 +199,11 @@ def headline(groups: list[Group], patterns: list[Pattern]) -> str:
     could_not = [g for g in groups if g.section == "could_not_run"]
     by_family: dict[tuple[str, str], set[str]] = {}
     for g in could_not:
-        by_family.setdefault((g.family, g.kind), set()).add(g.case)
-    kinds = {"setup": "setup", "limitation": "backend limitation", "crash": "crashed or timed out"}
+        # An export that fails is the exporter's limitation, whichever runtimes were waiting for the graph.
+        kind = "exporter" if g.kind == "limitation" and g.label == "export_error" else g.kind
+        by_family.setdefault((g.family, kind), set()).add(g.case)
+    kinds = {"setup": "setup", "limitation": "backend limitation", "exporter": "exporter limitation",
+             "crash": "crashed or timed out"}
     for (name, kind), cases in sorted(by_family.items(), key=lambda item: (-len(item[1]), item[0])):
         parts.append(f"{len(cases)} case{'s' if len(cases) != 1 else ''} could not run on {name} ({kinds[kind]})")
     expectations = sum(len(g.outcomes) for g in groups if g.section == "expectation")
