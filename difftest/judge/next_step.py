@@ -160,6 +160,12 @@ def _known_step(candidate: str, key: Key, verdict: Verdict, case: dict[str, Any]
     if rule in ("spec_reference", "other_runtime") and blame.startswith("exporter"):
         return ("the graph itself computes something else: report it against the exporter (the case page's "
                 "localization names the first node that diverges)")
+    if blame == "onnx_transform" and "agrees with eager" in (verdict.blame_reason or ""):
+        return ("the export without the case's onnx_transform agrees with eager: the rewrite changes the result; "
+                "fix the rewrite (or, if the change is intended, declare the expected verdict)")
+    separate = re.search(r"\(a run with (.+?) would separate them\)", verdict.blame_reason or "")
+    if rule == "one_runtime" and separate:
+        return f"run again with {separate.group(1)} among the candidates: it tells the runtime from the graph"
     if rule == "eager_off_oracle":
         return f"eager ({reference}) is the less accurate side: loosen the tolerance if this error is acceptable"
     return None
