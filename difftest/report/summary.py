@@ -177,6 +177,8 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
         for o in failures[:20]:
             first = (o.evidence or "").strip().splitlines()[0] if (o.evidence or "").strip() else ""
             hint = f": {first[:160]}{'…' if len(first) > 160 else ''}" if first else ""
+            if getattr(o, "blame_rule", None) == "training_mode":  # nothing else is worth reading before .eval()
+                hint = ": call model.eval() first: the model was checked in training mode (blame: model)"
             lines.append(f"  FAIL {o.case} [{o.candidate}] {o.label}: {o.reason}{hint}")
             if getattr(o, "next_step", None):
                 lines.append(f"       next step: {o.next_step}")
