@@ -6,6 +6,7 @@
 - ``onnx_file``: the user's own ONNX file as the export a case runs (bound to the model's inputs and outputs by
   name, then position), and the user's dynamic-axis names put back on difftest's own exports;
 - ``messages``: the one line of an exporter's message that matters (its boilerplate left out);
+- ``float64``: an ONNX graph widened to float64, the oracle of a bare ONNX file;
 - ``cache``: exports kept across runs, keyed on everything an export depends on and verified when read.
 
 May import: record, suite.

@@ -72,13 +72,13 @@ def load(location: Path) -> OnnxTest:
         if not sets:
             raise OnnxTestError(f"{location}: no test_data_set_* folder (expected test_data_set_0/input_0.pb …)")
         for data_set in sets:
-            feeds = {name: _read_pb(data_set / f"input_{i}.pb") for i, name in enumerate(test.input_names)}
-            expected = [_read_pb(data_set / f"output_{i}.pb") for i in range(len(outputs))]
+            feeds = {name: read_pb(data_set / f"input_{i}.pb") for i, name in enumerate(test.input_names)}
+            expected = [read_pb(data_set / f"output_{i}.pb") for i in range(len(outputs))]
             test.data_sets.append((feeds, expected))
     else:
         feeds = {i.name: _light_input(i) for i in inputs}
         prefix = str(model_path)[: -len(".onnx")]
-        expected = [_read_pb(Path(f"{prefix}_output_{i}.pb")) for i in range(len(outputs))]
+        expected = [read_pb(Path(f"{prefix}_output_{i}.pb")) for i in range(len(outputs))]
         test.data_sets.append((feeds, expected))
     return test
 
@@ -146,7 +146,7 @@ def _uses_external_data(model) -> bool:
     return any(t.data_location == 1 for t in _get_all_tensors(model))
 
 
-def _read_pb(path: Path) -> np.ndarray:
+def read_pb(path: Path) -> np.ndarray:
     from onnx import TensorProto, numpy_helper
 
     if not path.is_file():

@@ -238,7 +238,7 @@ def _generate(inputs: list[Any], shapes: dict[str, list[int]], spec: InputSpec, 
 
 def load_inputs(path: Path, names: list[str]) -> list[dict[str, np.ndarray]]:
     """Data sets from ``--inputs``: an .npz, a folder of input_<i>.pb, or a folder of test_data_set_* folders."""
-    from ..suite.onnx_tests import OnnxTestError, _read_pb
+    from ..suite.onnx_tests import OnnxTestError, read_pb
 
     if not path.exists():
         raise CaseDefinitionError(f"--inputs {path}: no such file or folder")
@@ -257,7 +257,7 @@ def load_inputs(path: Path, names: list[str]) -> list[dict[str, np.ndarray]]:
     sets = []
     try:
         for folder in folders:
-            sets.append({name: _read_pb(folder / f"input_{i}.pb") for i, name in enumerate(names)})
+            sets.append({name: read_pb(folder / f"input_{i}.pb") for i, name in enumerate(names)})
     except OnnxTestError as exc:
         raise CaseDefinitionError(f"--inputs: {exc}") from None
     return sets
