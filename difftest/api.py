@@ -203,7 +203,7 @@ def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: i
         lines.append(f"      … and {len(shown) - EVIDENCE_LINES} more ({more})")
     if training and outcome.blame_reason:
         lines.append(f"      blame: model: {outcome.blame_reason}")
-    if outcome.status == "fail" and getattr(outcome, "next_step", None):
+    if outcome.status in ("fail", "pass") and getattr(outcome, "next_step", None):  # a pass: a warning's step
         lines.append(f"      next step: {outcome.next_step}")
     return lines
 

@@ -245,3 +245,16 @@ def test_a_tracer_warning_keeps_its_file_and_line():
     case = pl.read_parquet(result.run_dir / "parts" / "cases").to_dicts()[0]
     traced = [w for w in case["export_warnings"] if w.startswith("TracerWarning")]
     assert traced and "test_next_step.py:" in traced[0]
+
+
+def test_a_dropout_model_in_training_mode_that_agrees_by_distribution_still_says_eval():
+    import torch
+
+    import difftest
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Dropout(0.5))  # left in training mode
+    result = difftest.check(model, (torch.randn(8, 16),), backends=["ort-cpu"], probes=["base"])
+    rows = result.verdicts.filter(result.verdicts["candidate"] == "ort-cpu").to_dicts()
+    assert {r["label"] for r in rows} == {"nondeterministic"}  # both sample: judged by distribution, a warning
+    assert all("call model.eval() first" in (r["next_step"] or "") for r in rows)
+    assert "next step: call model.eval() first" in str(result)
