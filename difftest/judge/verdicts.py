@@ -101,7 +101,9 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             ranked_from = ranked_source(case, candidate)
             accumulated_from = accumulation_source(case, candidate)
             own_export = exports.get(export_of.get(candidate, ""), {})
-            legacy = legacy_tie_evidence(rec, own_export)
+            # A bare ONNX file has no eager, so no independent tie evidence: the graph's own ranked values (made
+            # by a runtime that may be the candidate) never excuse it, whatever the run's age.
+            legacy = None if case.get("exporter") == "file" else legacy_tie_evidence(rec, own_export)
             for probe in rec.probes(candidate):
                 _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
                              accumulated_from, legacy)
