@@ -12,7 +12,7 @@ GPU_PYTHON ?= python3
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[cpu,transforms,dev,hf]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[cpu,openvino,transforms,dev,hf]'
 	touch $(STAMP)
 
 setup: $(STAMP)

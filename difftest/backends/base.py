@@ -32,11 +32,42 @@ class Subject:
         return dataclasses.replace(self, onnx_bytes=exported.onnx_bytes, graph_inputs=list(exported.graph_inputs))
 
 
+@dataclass(frozen=True)
+class Control:
+    """An automatic control a backend declares for its own failing candidates: the same candidate with one
+    setting changed (``opt=disable``, ``tf32=0``, ``precision=f32``, ``backend=aot_eager``).
+
+    ``rule`` is how blame reads the control (a key of ``judge.vocabulary.BLAME_RULES``); ``closes`` is who is blamed
+    when the control agrees with eager and the candidate does not (the part the setting switches off: ``tf32``,
+    ``inductor``, ``precision:{value}`` with the candidate's value put in); ``persists`` who is blamed when the
+    control fails the same way as the candidate (``dynamo``), None when that says nothing by itself; ``accepted``:
+    a gap that closes is reduced precision by design and counts as numeric (TF32); ``order``: ``first`` runs before
+    the graph controls (precision), ``last`` after them (ORT's optimizer)."""
+
+    setting: str
+    value: str
+    because: str
+    rule: str
+    closes: str
+    persists: str | None = None
+    accepted: bool = False
+    order: str = "first"
+    also: tuple[tuple[str, str], ...] = ()  # further settings changed with it (fastpath=0 with tf32=0)
+
+    def changes(self) -> dict[str, str]:
+        return {self.setting: self.value, **dict(self.also)}
+
+
 class Backend:
     """A runtime that turns named numpy feeds into a list of numpy outputs.
 
     Subclasses set ``name`` and implement ``unavailable_reason``, ``prepare``
-    and ``run``; nothing else. ``unavailable_reason`` never raises.
+    and ``run``; nothing else. ``unavailable_reason`` never raises. What a backend may also declare, read by the
+    candidate specs, the controls, blame, localization and the report (never by names spread through the code):
+    ``setting_values`` (the legal values of its own settings), ``setting_defaults`` (what an absent setting
+    means, for sentences), ``controls`` (the automatic controls of a failing candidate), ``localize_instead``
+    (for a backend that runs no ONNX graph: what to do instead of localizing), and ``teardown`` (what ``prepare``
+    built that must not outlive the case).
     """
 
     name: ClassVar[str]
@@ -45,6 +76,11 @@ class Backend:
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[str, ...]] = ()  # candidate-spec keys this backend accepts (see ``candidates``)
     runs_the_model: ClassVar[bool] = False  # calls the case's own module (not a graph, not a copy): guarded
+    # Legal values of settings this backend adds (``exporter``, ``transform``, ``threads`` and the ORT/CUDA ones are
+    # checked by ``candidates``); a backend may narrow a shared setting too.
+    setting_values: ClassVar[dict[str, tuple[str, ...]]] = {}
+    setting_defaults: ClassVar[dict[str, str]] = {}  # what an absent setting means ("opt": "all")
+    localize_instead: ClassVar[str] = ""  # for needs_onnx=False: what can be done instead of ONNX localization
 
     def __init__(self, threads: int | None = None, options: dict[str, str] | None = None):
         self.options = dict(options or {})
@@ -65,3 +101,20 @@ class Backend:
     def providers(self, session: Any) -> Sequence[str]:
         """What actually executed (ORT providers, torch device)."""
         return [self.device]
+
+    def teardown(self, session: Any) -> None:
+        """Release what ``prepare`` built (compiled graphs, caches, guards), after the last run of a case; it must
+        not reach the next case. Never raises (the worker ignores what it raises)."""
+        return None
+
+    @classmethod
+    def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
+        """The automatic controls of a failing ``candidate`` (a ``candidates.Candidate`` of this backend);
+        ``module`` is the case's model (a control may depend on what it contains). Only controls whose setting
+        differs from the candidate's are returned."""
+        return [c for c in cls.declared_controls(module) if candidate.get(c.setting) != c.value]
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        """Every control this backend declares (see ``controls``)."""
+        return []

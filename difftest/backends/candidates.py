@@ -7,7 +7,13 @@
     ort-cuda[tf32=0]                TF32 off (ORT's use_tf32; torch.backends.*.allow_tf32 for torch-cuda)
     torch-cuda[fastpath=0]          nn.MultiheadAttention's inference fast path off (torch.backends.mha)
     ort-cpu[transform=fp16]         a named post-export graph transform (see ``transforms``)
+    openvino[precision=f32]         OpenVINO's inference precision (f32 | bf16 | f16)
+    torch-compile[backend=aot_eager]   torch.compile's backend, mode and dynamic
     ort-cpu[exporter=torchscript,opt=disable]   settings combine
+
+Which settings a backend takes, their legal values and what an absent one means are declared by the backend class
+(``settings``, ``setting_values``, ``setting_defaults``); only the settings every ONNX backend shares (exporter,
+transform, threads) are checked here.
 
 The canonical form (settings in a fixed order, defaults kept as written) is the candidate's name in the
 tables, the report, expectations and the command line. Settings that change the ONNX model (exporter,
@@ -22,14 +28,28 @@ from typing import Any
 
 from ..errors import UsageError
 
-KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32", "fastpath")
+KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32", "fastpath")  # then each backend's own, as declared
 EXPORT_KEYS = ("exporter", "transform")
 VALUES = {
     "exporter": ("dynamo", "torchscript", "file"),  # file: the case's own ONNX file (Case(onnx=...))
-    "opt": ("disable", "basic", "extended", "all"),
-    "tf32": ("0", "1"),
-    "fastpath": ("0", "1"),
 }
+
+
+def key_order() -> tuple[str, ...]:
+    """Every setting key in canonical order: the shared ones, then those registered backends add."""
+    from . import REGISTRY
+
+    keys = list(KEY_ORDER)
+    for cls in REGISTRY.values():
+        keys.extend(k for k in cls.settings if k not in keys)
+    return tuple(keys)
+
+
+def legal_values(backend: str, key: str) -> tuple[str, ...] | None:
+    """The values ``backend`` accepts for ``key`` (None: not an enumerated setting)."""
+    from . import REGISTRY
+
+    return REGISTRY[backend].setting_values.get(key) or VALUES.get(key)
 _SPEC = re.compile(r"^(?P<backend>[a-z0-9][a-z0-9-]*)(?:\[(?P<settings>[^\[\]]*)\])?$")
 
 
@@ -135,13 +155,13 @@ def parse(spec: str) -> Candidate:
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
             raise UsageError(f"bad setting {item!r} in {spec!r}: write key=value")
-        if key not in KEY_ORDER:
-            raise UsageError(f"unknown setting {key!r} in {spec!r}; known: {', '.join(KEY_ORDER)}")
+        if key not in key_order():
+            raise UsageError(f"unknown setting {key!r} in {spec!r}; known: {', '.join(key_order())}")
         if key in settings:
             raise UsageError(f"setting {key!r} given twice in {spec!r}")
         _check_value(spec, backend, key, value)
         settings[key] = value
-    ordered = tuple((k, settings[k]) for k in KEY_ORDER if k in settings)
+    ordered = tuple((k, settings[k]) for k in key_order() if k in settings)
     return Candidate(backend, ordered)
 
 
@@ -153,8 +173,9 @@ def _check_value(spec: str, backend: str, key: str, value: str) -> None:
     if key not in cls.settings:
         raise UsageError(f"setting {key!r} does not apply to {backend!r} in {spec!r} "
                          f"(it takes: {', '.join(cls.settings) or 'no settings'})")
-    if key in VALUES and value not in VALUES[key]:
-        raise UsageError(f"bad value {value!r} for {key!r} in {spec!r}; one of: {', '.join(VALUES[key])}")
+    legal = legal_values(backend, key)
+    if legal is not None and value not in legal:
+        raise UsageError(f"bad value {value!r} for {key!r} in {spec!r}; one of: {', '.join(legal)}")
     if key == "threads" and not (value.isdigit() and int(value) >= 1):
         raise UsageError(f"bad value {value!r} for 'threads' in {spec!r}: a whole number from 1")
     if key == "transform" and value not in TRANSFORMS:
@@ -179,7 +200,8 @@ def variant_findings(results: dict[str, tuple[str, bool]], defaults: dict[str, s
     Compares every pair of candidates that differ in exactly one setting (a missing setting counts as its
     value in ``defaults``), so a reader sees at a glance which setting flips the verdict.
     """
-    defaults = {"opt": "all", "threads": "auto", "tf32": "default", **(defaults or {})}
+    from . import REGISTRY
+
     parsed = {name: parse(name) for name in results}
     found = []
     for a, pa in parsed.items():
@@ -192,8 +214,9 @@ def variant_findings(results: dict[str, tuple[str, bool]], defaults: dict[str, s
                 continue
             key = differing[0]
             failing, passing = (a, b) if not results[a][1] else (b, a)
-            value = parsed[failing].get(key) or defaults.get(key, "default")
-            other = parsed[passing].get(key) or defaults.get(key, "default")
+            known = {"threads": "auto", **REGISTRY[pa.backend].setting_defaults, **(defaults or {})}
+            value = parsed[failing].get(key) or known.get(key, "default")
+            other = parsed[passing].get(key) or known.get(key, "default")
             found.append(f"{parsed[failing].backend} fails only with {key}={value} ({failing}: "
                          f"{results[failing][0]}); with {key}={other} it is {results[passing][0]} ({passing})")
     return found

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, Subject
+from .base import Backend, BackendUnavailable, Control, Subject
 
 
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -18,6 +18,13 @@ class OrtCpu(Backend):
     provider = "CPUExecutionProvider"
     description = "ONNX Runtime, CPU execution provider"
     settings = ("exporter", "transform", "opt", "threads")
+    setting_values = {"opt": tuple(OPT_LEVELS)}
+    setting_defaults = {"opt": "all", "threads": "auto"}
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        return [Control("opt", "disable", "does an ORT graph optimization change {name}'s result?",
+                        rule="optimizer_control", closes="ort-optimizer", order="last")]
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -45,12 +52,19 @@ class OrtCpu(Backend):
     def provider_list(self) -> list[Any]:
         return [self.provider]
 
-    def prepare(self, subject: Subject) -> Any:
+    def session_for(self, model_bytes: bytes, opt: str | None = None, disabled: list[str] | None = None) -> Any:
+        """A session on ``model_bytes`` with this candidate's options, at optimization level ``opt`` and with the
+        named graph transformers ``disabled`` (localization's optimizer bisection)."""
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(
-            subject.onnx_bytes, sess_options=self.session_options(), providers=self.provider_list()
-        )
+        options = self.session_options()
+        if opt is not None:
+            options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, OPT_LEVELS[opt])
+        extra = {"disabled_optimizers": disabled} if disabled else {}
+        return onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=self.provider_list(), **extra)
+
+    def prepare(self, subject: Subject) -> Any:
+        session = self.session_for(subject.onnx_bytes)
         actual = session.get_providers()
         if not actual or actual[0] != self.provider:
             raise BackendUnavailable(
@@ -73,6 +87,13 @@ class OrtCuda(OrtCpu):
     device = "cuda"
     description = "ONNX Runtime, CUDA execution provider"
     settings = OrtCpu.settings + ("tf32",)
+    setting_values = {**OrtCpu.setting_values, "tf32": ("0", "1")}
+    setting_defaults = {**OrtCpu.setting_defaults, "tf32": "default"}
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        return [Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
+                        rule="tf32_control", closes="tf32", accepted=True), *super().declared_controls(module)]
 
     def unavailable_reason(self) -> str | None:
         reason = super().unavailable_reason()

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, Subject
+from .base import Backend, Control, Subject
 
 
 class TorchEager(Backend):
@@ -130,6 +130,24 @@ class TorchCuda(TorchOnDevice):
     device = "cuda"
     description = "PyTorch eager on CUDA"
     settings = ("tf32", "fastpath")
+    setting_values = {"tf32": ("0", "1"), "fastpath": ("0", "1")}
+    setting_defaults = {"tf32": "default"}
+    localize_instead = ("torch-cuda runs the PyTorch model on CUDA, not an ONNX graph: there is no ONNX node to "
+                        "localize. Its controls (tf32=0, fastpath=0) say whether a precision mode makes the gap; "
+                        "to find the op, run the model under torch.cuda and compare submodule outputs with forward "
+                        "hooks against the CPU run")
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        tf32 = Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
+                       rule="tf32_control", closes="tf32", accepted=True)
+        if not _has_attention(module):
+            return [tf32]
+        return [tf32,
+                Control("fastpath", "0", "does the gap close with nn.MultiheadAttention's inference fast path off?",
+                        rule="fastpath_control", closes="attention fast path"),
+                Control("fastpath", "0", "with both the attention fast path and TF32 off", rule="fastpath_control",
+                        closes="attention fast path", also=(("tf32", "0"),))]
 
     def unavailable_reason(self) -> str | None:
         import torch
@@ -187,6 +205,13 @@ def _set_fastpath(enabled: bool) -> None:
     mha = getattr(torch.backends, "mha", None)
     if mha is not None and hasattr(mha, "set_fastpath_enabled"):
         mha.set_fastpath_enabled(enabled)
+
+
+def _has_attention(module: Any) -> bool:
+    import torch
+
+    kinds = (torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)
+    return isinstance(module, torch.nn.Module) and any(isinstance(m, kinds) for m in module.modules())
 
 
 class ModelFault(RuntimeError):

@@ -16,6 +16,14 @@ recorded numbers and read by the report without parsing the evidence. The rules,
 7. with one runtime alone: ``<candidate> or <graph>``, saying which controls would separate them (never one
    that already ran).
 
+Before these, the controls a backend declares (``Backend.declared_controls``) are read: TF32 off (accepted as
+numeric), the attention fast path off, and the generic ones: a gap that closes with the control's setting blames
+what the setting switches off (``precision:bf16`` for OpenVINO's default inference precision, never accepted as
+noise; ``inductor`` when torch.compile's ``aot_eager`` backend agrees), a control that fails the same way blames
+what it keeps (``dynamo``, the capture). For a dynamo export, ``torch-export`` (the captured program run as a module)
+tells ``torch.export`` (the capture already differs) from ``onnx-translation`` (the capture agrees, the graph does
+not).
+
 "The graph" names what produced it: the exporter, a candidate's named transform (``transform:fp16``), or the
 case's own ``onnx_transform`` (when the same candidate on the untransformed export agrees with eager, the
 rewrite alone is blamed). Where the ONNX specification leaves the behaviour undefined (an integer output
@@ -73,6 +81,10 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                 verdict.blame_rule, verdict.blame_reason = "tf32_control", tf32
                 verdict.evidence += f" Counted as numeric (accepted: TF32): {tf32}."
                 continue
+            declared = _declared_control(candidate, key, judged, context)
+            if declared is not None:
+                verdict.blame, verdict.blame_rule, verdict.blame_reason = declared
+                continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
                 verdict.label, verdict.blame, verdict.blame_reason = fastpath
@@ -82,7 +94,8 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                     verdict.evidence += " Counted as numeric (accepted: the attention fast path)."
                 continue
             verdict.blame, verdict.blame_rule, reason = _value_blame(candidate, key, context)
-            verdict.blame_reason = f"{reason}.{_untested_tf32(candidate, judged)}"
+            verdict.blame_reason = (f"{reason}.{_untested_tf32(candidate, judged)}"
+                                    f"{_declared_not_it(candidate, key, judged)}")
 
 
 class _Context:
@@ -152,6 +165,95 @@ def _untested_tf32(candidate: str, verdicts: dict[str, dict[Key, Verdict]]) -> s
     control = with_settings(me, tf32="0")
     return (f" TF32 is not ruled out: no {control} control ran in this run ({me.backend} uses "
             "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)")
+
+
+GENERIC_CONTROL_RULES = ("precision_control", "compile_control")
+CAPTURE = "torch-export"  # the program torch.export captured, run as a module (a control for dynamo exports)
+
+
+def _declared(candidate: str) -> list[Any]:
+    """The generic controls the candidate's backend declares (TF32, the fast path and ORT's optimizer have rules of
+    their own), those whose setting differs from the candidate's."""
+    from ..backends import REGISTRY
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    backend = REGISTRY.get(me.backend)
+    if backend is None:
+        return []
+    return [c for c in backend.controls(me) if c.rule in GENERIC_CONTROL_RULES]
+
+
+def _setting_value(candidate: str, setting: str, key: Key, context: "_Context") -> str:
+    """The value a candidate ran with: its spec's, else what the run recorded (OpenVINO's inference precision),
+    else the backend's declared default."""
+    from ..backends import REGISTRY
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    if me.get(setting):
+        return me.get(setting)
+    if setting == "precision":
+        from ..backends.openvino import recorded_precision
+
+        row = context.rec.row(candidate, *key) or {}
+        found = recorded_precision(row.get("providers"))
+        if found:
+            return found
+    return REGISTRY[me.backend].setting_defaults.get(setting, "default")
+
+
+def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
+                      context: "_Context") -> tuple[str, str, str] | None:
+    """(blame, rule, reason) from a generic control the candidate's backend declares: the same candidate with one
+    setting changed agrees with eager (what the setting switches off is to blame: the precision, Inductor), or
+    fails the same way (what the control keeps is: Dynamo's capture). Never accepted as noise: the candidate
+    computes what it computes at its own settings."""
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    for control in _declared(candidate):
+        name = with_settings(me, **control.changes())
+        other = verdicts.get(name, {}).get(key)
+        if other is None:
+            continue
+        mine = _setting_value(candidate, control.setting, key, context)
+        if other.passed:
+            blame = control.closes.format(value=mine)
+            distances = _distances(context, key, {f"{control.setting}={mine}": candidate,
+                                                  f"{control.setting}={control.value}": name,
+                                                  "eager": context.reference})
+            reason = (f"the gap closes with {control.setting}={control.value} ({name}: {other.label}); {candidate} "
+                      f"ran with {control.setting}={mine}{distances}")
+            if control.rule == "precision_control":
+                reason += (f"; {me.backend} is not accurate on this output at {control.setting}={mine} (its default "
+                           f"here unless set): a deployment at that precision gets this error; with "
+                           f"{control.setting}={control.value} it agrees with eager")
+            else:
+                reason += f": {blame} (switched off by {control.setting}={control.value}) makes the difference"
+            return blame, control.rule, reason
+        if control.persists and _agree(context.rec, candidate, name, *key):
+            return control.persists, control.rule, (
+                f"{name} ({control.setting}={control.value}) computes what {candidate} computes ({other.label}): "
+                f"the gap is already there without what {control.setting}={control.value} switches off, so "
+                f"{control.persists} makes it")
+    return None
+
+
+def _declared_not_it(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]]) -> str:
+    """A note for a candidate whose declared control ran and failed too (not that setting), or did not run."""
+    from ..backends.candidates import parse
+
+    me = parse(candidate)
+    notes = []
+    for control in _declared(candidate):
+        name = with_settings(me, **control.changes())
+        other = verdicts.get(name, {}).get(key)
+        if other is None:
+            notes.append(f" {control.setting}={control.value} is not ruled out: no {name} control ran")
+        elif not other.passed:
+            notes.append(f" Not {control.setting}: {name} fails too ({other.label})")
+    return ".".join(notes) + ("." if notes else "")
 
 
 def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
@@ -316,7 +418,12 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
                     "(the export step that made it or the post-processing after) makes the difference")
             return f"exporter:{mine}", "other_exporter", (f"the {value or 'default'} exporter's graph ({name}) agrees "
                                                           "with eager")
+    capture = _capture_opinion(candidate, key, context)
+    if capture is not None and capture[0] == "candidate":
+        return "torch.export", "capture_control", capture[1]
     author, how = graph_author(candidate, context)
+    if capture is not None and capture[0] == "eager" and author == "exporter":
+        author, how = "onnx-translation", f"{how}; {capture[1]}: the ONNX translation of the captured program"
     spec = _spec_opinion(candidate, key, context)
     if spec is not None and spec[0] == "eager":
         return candidate, "spec_reference", f"{spec[1]}: the runtime, not the graph, computes something else"
@@ -349,6 +456,22 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
     if suggestions:
         why += f" (a run with {' or '.join(suggestions)} would separate them)"
     return f"{candidate} or {author}", "one_runtime", why
+
+
+def _capture_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str] | None:
+    """What the program torch.export captured says, for a candidate on a dynamo export: ("candidate", why) when it
+    computes what the candidate computes (the capture makes the gap), ("eager", why) when it agrees with eager;
+    None when it did not run, disagrees with both, or the graph is not a plain dynamo export."""
+    theirs = context.verdicts.get(CAPTURE, {}).get(key)
+    if theirs is None or context.onnx_exports.get(candidate) != "dynamo":
+        return None
+    if theirs.passed:
+        return "eager", f"{CAPTURE} (the program torch.export captured, run as a module) agrees with eager ({theirs.label})"
+    if _agree(context.rec, candidate, CAPTURE, *key):
+        return "candidate", (f"{CAPTURE} (the program torch.export captured, run as a module, before any ONNX "
+                             f"translation) computes what {candidate} computes ({theirs.label}): the capture differs "
+                             "from eager, and the ONNX graph only carries it")
+    return None
 
 
 def _spec_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str] | None:

@@ -127,13 +127,14 @@ BLAME_KINDS: dict[str, str] = {
     "runtime": "one runtime or execution provider",
     "optimizer": "ONNX Runtime's graph optimizer",
     "graph": "whoever made the graph: an exporter, a named transform, the case's own onnx_transform, the user's file",
-    "precision_mode": "a reduced-precision mode by design (TF32, the attention fast path)",
+    "precision_mode": "a reduced-precision mode by design (TF32, the attention fast path, OpenVINO's bf16 default)",
     "setup": "the case, the model or difftest: fix the suite or the machine",
     "undefined": "nobody: the ONNX specification leaves the behaviour undefined",
     "ambiguous": "one of two, the controls that would separate them did not run",
 }
 SETUP_BLAME = frozenset({"case", "model", "difftest"})
-_GRAPH_BLAME = ("exporter", "onnx_transform", "transform:", "case:bake_kwargs", "onnx-file")
+_GRAPH_BLAME = ("exporter", "onnx_transform", "transform:", "case:bake_kwargs", "onnx-file", "torch.export",
+                "onnx-translation", "dynamo")
 
 
 def blame_kind(blame: str | None, reference: str = "torch") -> str | None:
@@ -150,7 +151,7 @@ def blame_kind(blame: str | None, reference: str = "torch") -> str | None:
         return "reference"
     if blame == "ort-optimizer":
         return "optimizer"
-    if blame in ("tf32", "attention fast path"):
+    if blame in ("tf32", "attention fast path") or blame.startswith("precision:"):
         return "precision_mode"
     if blame.startswith(_GRAPH_BLAME):
         return "graph"
@@ -171,6 +172,9 @@ BLAME_RULES: dict[str, str] = {
     "undefined_cast": "an integer output through a float-to-integer Cast of NaN or out-of-range values",
     "tf32_control": "the gap closes with TF32 off",
     "fastpath_control": "the gap closes with the attention fast path off",
+    "precision_control": "the gap closes at the runtime's full precision (OpenVINO precision=f32): the precision is named",
+    "compile_control": "torch.compile's aot_eager backend agrees (Inductor is blamed) or fails the same way (Dynamo)",
+    "capture_control": "the program torch.export captured already computes what the ONNX candidate computes",
     "invalidated_graph": "a rewrite made the graph invalid and the runtime refused it",
     "stage": "the stage that failed",
     "training_mode": "the model was checked in training mode: eager ran dropout or batch statistics",

@@ -7,8 +7,13 @@ Two kinds of reference:
   intermediate tensor, and the same values are added as outputs of the candidate's graph. A mapped value
   is compared only where both sides have it; ONNX nodes between mapped values form the *region* of one
   FX node (an aten op decomposed into several ONNX ops).
-- **another runtime on the same graph** (ort-cpu against ort-cuda, optimizations on against off): every
-  value is evaluated on both and compared.
+- **another runtime on the same graph** (ort-cpu against ort-cuda, optimizations on against off, openvino against
+  onnx-ref): every value is evaluated on both and compared.
+
+Any backend that runs an ONNX graph can be localized and be the reference: values are exposed as extra graph
+outputs and run through the backend's own ``prepare``/``run``/``teardown`` (ONNX Runtime, OpenVINO, ``onnx-ref``).
+A backend that runs the PyTorch model (eager, torch-compile, torch-cuda) has no ONNX node to point at: the result
+says what its own controls do instead (``Backend.localize_instead``).
 
 A value diverges when the classifier fails it (default tolerances) *and* its relative RMSE exceeds a
 noise budget, so float drift accumulated through a deep net is not blamed on the node where it happens to
@@ -69,9 +74,10 @@ class Localization:
 # --- running graphs ------------------------------------------------------------------------------------
 
 
-def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], session_factory, cap: int = MEMORY_CAP
+def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], backend, cap: int = MEMORY_CAP
              ) -> dict[str, np.ndarray]:
-    """Values ``names`` of ``model`` on one runtime, in batches of extra graph outputs under a memory cap."""
+    """Values ``names`` of ``model`` on ``backend`` (any ONNX backend: its own prepare, run and teardown), in
+    batches of extra graph outputs under a memory cap."""
     import onnx
     from onnx import helper
 
@@ -92,10 +98,9 @@ def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], session_fact
         for name in batch:
             if name not in present:
                 augmented.graph.output.append(helper.make_value_info(name, types[name]))
-        session = session_factory(augmented.SerializeToString())
-        inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
-        for name, value in zip(batch, session.run(batch, inputs)):
-            found[name] = np.asarray(value)
+        for name, value in run_graph(backend, augmented.SerializeToString(), feeds).items():
+            if name in batch:
+                found[name] = value
         batch.clear()
 
     for name in wanted:
@@ -106,6 +111,27 @@ def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], session_fact
         budget += estimates[name]
     flush()
     return found
+
+
+def run_graph(backend, model_bytes: bytes, feeds: dict[str, np.ndarray], session_for=None) -> dict[str, np.ndarray]:
+    """Every output of the graph ``model_bytes`` on ``backend``, by name, through the backend's own prepare and run
+    (``session_for(bytes)`` builds the session instead, for ORT's optimizer bisection)."""
+    import onnx
+
+    from ..backends import Subject
+
+    graph = onnx.load_from_string(model_bytes).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    outputs = [o.name for o in graph.output]
+    subject = Subject(module=None, input_names=inputs, output_names=outputs, call=None, onnx_bytes=model_bytes,
+                      graph_inputs=inputs)
+    session = session_for(model_bytes) if session_for is not None else backend.prepare(subject)
+    try:
+        values = backend.run(session, {n: feeds[n] for n in inputs if n in feeds})
+    finally:
+        backend.teardown(session)
+    return {name: np.asarray(value) for name, value in zip(outputs, values)}
 
 
 def _estimate_bytes(type_proto, feeds: dict[str, np.ndarray]) -> int:
@@ -371,7 +397,14 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
 
     candidate = parse(candidate_spec)
     if not REGISTRY[candidate.backend].needs_onnx:
-        result.status, result.reason = "unsupported", f"{candidate_spec} runs no ONNX graph: nothing to localize in"
+        instead = REGISTRY[candidate.backend].localize_instead
+        result.status, result.reason = "unsupported", (f"{candidate_spec} runs no ONNX graph: nothing to localize in"
+                                                       + (f". Instead: {instead}" if instead else ""))
+        return
+    if reference not in ("torch", "eager") and not REGISTRY[parse(reference).backend].needs_onnx:
+        result.status, result.reason = "unsupported", (
+            f"the reference {reference} runs the PyTorch model, not a graph: localize against eager (--reference "
+            "torch) or against another ONNX runtime on the same graph")
         return
     torch.manual_seed(0)
     built = built or build(find_definition(ref))
@@ -421,12 +454,17 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
         import onnx
 
         model = onnx.load_from_string(exported.onnx_bytes)
-        ref_values = evaluate(model, _all_values(model), feeds, _session_factory(make(parse(reference))))
+        reference_backend = make(parse(reference))
+        unavailable = reference_backend.unavailable_reason()
+        if unavailable:
+            result.status, result.reason = "unsupported", f"the reference {reference} is not available here: {unavailable}"
+            return
+        ref_values = evaluate(model, _all_values(model), feeds, reference_backend)
     if budget.spent():
         result.status, result.reason = "not_found", "the time budget was spent evaluating the reference"
         return
     names = [n for n in _all_values(model) if n in ref_values]
-    cand_values = evaluate(model, names, feeds, _session_factory(backend))
+    cand_values = evaluate(model, names, feeds, backend)
     final = [o.name for o in model.graph.output]
     if not any(n in ref_values and n in cand_values and diverges(ref_values[n], cand_values[n])[0] for n in final):
         result.status, result.reason = "no_divergence", (
@@ -516,22 +554,6 @@ def _all_values(model) -> list[str]:
     return [o for node in model.graph.node for o in node.output if o]
 
 
-def _session_factory(backend, disabled: list[str] | None = None, opt: str | None = None):
-    import onnxruntime
-
-    from ..backends.onnxruntime import OPT_LEVELS
-
-    def factory(model_bytes: bytes):
-        options = backend.session_options()
-        if opt is not None:
-            options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, OPT_LEVELS[opt])
-        extra = {"disabled_optimizers": disabled} if disabled else {}
-        return onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=backend.provider_list(),
-                                            **extra)
-
-    return factory
-
-
 def _confirm(model, suspect: dict[str, Any], ref_values, feeds, backend, candidate_spec: str,
              result: Localization, out_dir: Path | None) -> None:
     """Rerun the culprit's region alone on the reference's inputs: does it reproduce the discrepancy?"""
@@ -541,7 +563,7 @@ def _confirm(model, suspect: dict[str, Any], ref_values, feeds, backend, candida
     if repro is None:
         result.reproduced = None
         return
-    got = evaluate(repro, [output], values, _session_factory(backend)).get(output)
+    got = evaluate(repro, [output], values, backend).get(output)
     if got is None:
         return
     result.reproduced = diverges(ref_values[output], got)[0]
@@ -557,15 +579,14 @@ def _bisect_optimizer(model, candidate, ref_values, feeds, final: list[str]) -> 
     optimizer whose removal closes it again (where ORT lets it be disabled)."""
     from ..backends.candidates import make
 
-    if candidate.backend not in ("ort-cpu", "ort-cuda") or candidate.get("opt") == "disable":
-        return None
     backend = make(candidate.without("opt"))
+    # ORT's (``OrtCpu.session_for``): a backend with graph optimization levels and transformers to switch off
+    if not hasattr(backend, "session_for") or "opt" not in backend.settings or candidate.get("opt") == "disable":
+        return None
     data = model.SerializeToString()
 
     def diverging(opt: str, disabled: list[str] | None = None) -> bool:
-        session = _session_factory(backend, disabled, opt)(data)
-        outputs = dict(zip([o.name for o in session.get_outputs()],
-                           session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})))
+        outputs = run_graph(backend, data, feeds, lambda b: backend.session_for(b, opt, disabled))
         return any(n in ref_values and diverges(ref_values[n], outputs[n])[0] for n in final if n in outputs)
 
     level = candidate.get("opt") or "all"

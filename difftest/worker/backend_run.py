@@ -70,14 +70,25 @@ def _run_backend_unlocked(task: Task, backend: Any, subject: Subject, probes: di
                                   seconds=time.perf_counter() - started, traceback=user_traceback(exc)))
         return
     prepare_seconds = time.perf_counter() - started
-    for probe, feeds in probes.items():
-        for rerun in range(1 + reruns):
-            ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds, providers,
-                           tensors, full, seed_value)
-            if after_run is not None:
-                after_run(f"the {name} run")
-            if not ok:
-                break
+    try:
+        for probe, feeds in probes.items():
+            for rerun in range(1 + reruns):
+                ok = _run_once(task, backend, name, session, subject, probe, feeds, rerun, prepare_seconds,
+                               providers, tensors, full, seed_value)
+                if after_run is not None:
+                    after_run(f"the {name} run")
+                if not ok:
+                    break
+    finally:
+        teardown(backend, session)
+
+
+def teardown(backend: Any, session: Any) -> None:
+    """The backend's own teardown (compiled graphs, caches): what it raises is no result of the case."""
+    try:
+        backend.teardown(session)
+    except Exception:
+        pass
 
 
 def _run_once(task: Task, backend: Any, name: str, session: Any, subject: Subject, probe: str,

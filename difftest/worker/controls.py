@@ -5,13 +5,15 @@ parent uses later); for each ONNX candidate with a value failure (mismatch, layo
 
 - ``onnx-ref`` on the same graph: the ONNX specification's reference implementation (numpy), a third opinion
   that separates the graph from the runtime;
-- the same runtime with ORT's graph optimizations off (``<candidate>[opt=disable]``): does an optimization
-  change the result?
+- when the case runs the user's own ONNX file: difftest's own export of the same model;
 - when the case rewrites its export (``onnx_transform``): the same runtime on the export without the rewrite;
-- for a CUDA candidate (ORT's CUDA provider, torch-cuda): the same with TF32 off (``[tf32=0]``): cuDNN and ORT's
-  CUDA provider use TF32 by default, and a gap that closes without it is reduced precision by design;
-- for torch-cuda running attention modules: the same with the inference fast path of nn.MultiheadAttention off
-  (``[fastpath=0]``, with and without TF32), since that fused path is what inference runs.
+- the controls the candidate's backend declares (``Backend.controls``): ORT with its graph optimizations off
+  (``opt=disable``), a CUDA candidate with TF32 off (``tf32=0``), torch-cuda running attention modules with
+  nn.MultiheadAttention's inference fast path off (``fastpath=0``, with and without TF32), OpenVINO at float32
+  (``precision=f32``: its CPU plugin infers in bf16 by default where the CPU has it), torch.compile with the
+  ``aot_eager`` backend (Dynamo's capture without Inductor's code generation);
+- for a failing dynamo-exported ONNX candidate: ``torch-export``, the program ``torch.export`` captured run as
+  a module, which tells the capture from the ONNX translation.
 
 Controls run only on the failing probes, within ``Task.control_budget`` seconds per case; what could not run
 is recorded with the reason. The case row's ``controls`` column holds, per control, whether it ran, for which
@@ -71,7 +73,8 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
         graph = graph_for(candidate)
         if graph is None:
             continue
-        wanted = _precision_controls(candidate, module)
+        declared = REGISTRY[candidate.backend].controls(candidate, module)
+        wanted = [_wanted(candidate, c) for c in declared if c.order == "first"]
         on_graph = REGISTRY[candidate.backend].needs_onnx
         if on_graph:
             wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
@@ -81,9 +84,13 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
                                "because": (f"does difftest's own {own_exporter} export of the same model agree with "
                                            "eager? Then the file (its export step or post-processing) makes the "
                                            "gap"), "graph": True})
-            if candidate.backend in ("ort-cpu", "ort-cuda") and candidate.get("opt") != "disable":
-                wanted.append({"name": with_settings(candidate, opt="disable"),
-                               "because": f"does an ORT graph optimization change {name}'s result?"})
+            if "torch-export" in REGISTRY and candidate.export_key(row.get("exporter") or "dynamo")[0] == "dynamo" \
+                    and not candidate.get("transform"):
+                wanted.append({"name": "torch-export",
+                               "because": ("does the program torch.export captured (run as a module, before any "
+                                           "ONNX translation) already differ from eager? Then the capture makes "
+                                           "the gap, else the ONNX translation"), "graph": "eager"})
+        wanted += [_wanted(candidate, c) for c in declared if c.order != "first"]
         for control in wanted:
             control_name = control["name"]
             if control_name in present or control_name in controls:
@@ -100,7 +107,8 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
                 continue
             enter_stage(f"control ({control_name})")
             before = len(tensors)
-            control_graph = graph_for(spec) if control.get("graph") else graph  # a control on another export
+            # A control on another export, or one that runs the model itself (torch-export)
+            control_graph = graph_for(spec) if control.get("graph") else graph
             if control_graph is None:
                 controls[control_name] = {"kind": "backend", "ran": False, "for": name,
                                           "reason": "its export failed (see the case's exports)"}
@@ -117,30 +125,10 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
         row["controls"] = json.dumps(controls)
 
 
-def _precision_controls(candidate: Any, module: Any) -> list[dict[str, str]]:
-    """TF32 off for a CUDA candidate; the attention fast path off (with and without TF32) for torch-cuda running
-    attention modules."""
-    from ..backends import REGISTRY
-
-    settings = REGISTRY[candidate.backend].settings
-    wanted = []
-    if "tf32" in settings and candidate.get("tf32") != "0":
-        wanted.append({"name": with_settings(candidate, tf32="0"),
-                       "because": f"does the gap close with TF32 off? ({candidate.backend} uses TF32 by default)"})
-    if "fastpath" in settings and candidate.get("fastpath") != "0" and _has_attention(module):
-        wanted.append({"name": with_settings(candidate, fastpath="0"),
-                       "because": "does the gap close with nn.MultiheadAttention's inference fast path off?"})
-        if "tf32" in settings:
-            wanted.append({"name": with_settings(candidate, fastpath="0", tf32="0"),
-                           "because": "with both the attention fast path and TF32 off"})
-    return wanted
-
-
-def _has_attention(module: Any) -> bool:
-    import torch
-
-    kinds = (torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)
-    return isinstance(module, torch.nn.Module) and any(isinstance(m, kinds) for m in module.modules())
+def _wanted(candidate: Any, control: Any) -> dict[str, str]:
+    """A declared control (``backends.base.Control``) as the control to run for ``candidate``."""
+    return {"name": with_settings(candidate, **control.changes()),
+            "because": control.because.format(name=candidate.name)}
 
 
 def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
