@@ -10,10 +10,12 @@ from typing import Sequence
 
 from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
+from .backends import DEFAULT_BACKENDS
 
 BACKENDS_HELP = ("comma-separated candidates, each a backend with optional settings: ort-cpu, "
                  "ort-cpu[exporter=torchscript], ort-cpu[opt=disable], ort-cpu[threads=1], ort-cuda[tf32=0], "
-                 "ort-cpu[transform=fp16]; the reference (torch) is always run (default: torch,ort-cpu,ort-cuda)")
+                 "ort-cpu[transform=fp16]; the reference (torch) is always run (default: "
+                 f"{','.join(DEFAULT_BACKENDS)}); also openvino[precision=f32], torch-compile[backend=aot_eager]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("targets", nargs="*", metavar="TARGET",
                      help="suite file, folder of suite files, file.py::case, an ONNX file or a folder of them, or an "
                           "ONNX test folder (default: suites/)")
-    run.add_argument("--backends", default="torch,ort-cpu,ort-cuda", help=BACKENDS_HELP)
+    run.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=BACKENDS_HELP)
     run.add_argument("--out", help="run directory (default: reports/<timestamp>, linked as reports/latest)")
     run.add_argument("-k", dest="keyword", help="only cases whose id contains this substring")
     run.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU core)")

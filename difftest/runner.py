@@ -19,6 +19,13 @@ from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
 from .suite.probes import ALL_PROBES
 
+
+def _default_backends() -> tuple[str, ...]:
+    from .backends import DEFAULT_BACKENDS
+
+    return DEFAULT_BACKENDS
+
+
 DEFAULT_TIMEOUT = 600.0
 
 
@@ -27,7 +34,7 @@ class RunConfig:
     """Everything a run was asked to do; saved beside the results as config.json."""
 
     targets: list[str] = field(default_factory=lambda: ["suites"])
-    backends: list[str] = field(default_factory=lambda: ["torch", "ort-cpu", "ort-cuda"])
+    backends: list[str] = field(default_factory=lambda: list(_default_backends()))
     out: str | None = None
     keyword: str | None = None
     jobs: int = 0  # 0: from the machine
