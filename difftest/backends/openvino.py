@@ -67,7 +67,7 @@ class OpenVino(Backend):
         core = openvino.Core()
         model = core.read_model(subject.onnx_bytes, b"")
         compiled = core.compile_model(model, "CPU", self.config())
-        graph = onnx.load_from_string(subject.onnx_bytes, load_external_data=False).graph
+        graph = onnx.load_from_string(subject.onnx_bytes).graph
         return _Session(compiled, [i.name for i in graph.input], [o.name for o in graph.output])
 
     def run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
