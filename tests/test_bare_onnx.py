@@ -76,10 +76,22 @@ def test_a_runtime_that_differs_from_the_spec_fails_and_is_blamed(tmp_path):
     assert len(fp16) and set(fp16["blame"]) == {"transform:fp16"}
 
 
-def test_the_reference_is_the_first_listed_of_two_runtimes_without_onnx_ref():
-    assert reference_for(["torch", "ort-cpu"]) == "onnx-ref"
-    assert reference_for(["torch", "ort-cpu", "onnx-ref", "ort-cuda"]) == "onnx-ref"
-    assert reference_for(["torch", "ort-cpu[opt=disable]", "ort-cpu"]) == "ort-cpu[opt=disable]"
+def test_onnx_ref_is_the_reference_and_a_graph_it_cannot_run_falls_back_to_the_first_runtime(tmp_path):
+    assert reference_for(["torch", "ort-cpu", "ort-cuda", "openvino"]) == "onnx-ref"
+    # com.microsoft's FusedMatMul is an ONNX Runtime contrib op the specification's evaluator does not have
+    graph = helper.make_graph([helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain="com.microsoft", alpha=2.0)],
+                              "contrib", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+                                          helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    path = tmp_path / "contrib.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.microsoft", 1)]), str(path))
+    code, comparisons, cases, _ = _run(tmp_path, path, "--backends", "torch,ort-cpu,ort-cpu[opt=disable]")
+    assert code == 0
+    judged = comparisons.filter(pl.col("candidate") == "ort-cpu[opt=disable]")
+    assert set(judged["reference"]) == {"ort-cpu"} and judged["passed"].all() and len(judged) >= 2
+    (case,) = cases.to_dicts()
+    assert any(w.startswith("onnx-ref cannot run this graph") for w in case["warnings"])
 
 
 def test_input_options_are_checked_against_the_graph(tmp_path, capsys):
