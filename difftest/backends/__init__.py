@@ -1,6 +1,6 @@
 """The runtimes a case runs on, registered by name in one table (no if/elif chain): PyTorch eager on CPU and CUDA and
-in float64 (the oracle), ONNX Runtime's CPU and CUDA providers, the ONNX reference evaluator, OpenVINO's CPU plugin;
-and the candidate specs that pick one with its settings (``candidates``: ``ort-cuda[tf32=0]``).
+in float64 (the oracle), ONNX Runtime's CPU and CUDA providers, the ONNX reference evaluator, OpenVINO's CPU plugin,
+torch.compile and torch.export (opt-in); and the candidate specs that pick one with its settings (``candidates``: ``ort-cuda[tf32=0]``).
 
 May import: record, suite, export.
 """
@@ -11,11 +11,12 @@ from .base import Backend, BackendUnavailable, Subject
 from .onnx_reference import OnnxReference
 from .onnxruntime import OrtCpu, OrtCuda
 from .openvino import OpenVino
+from .torch_compile import TorchCompile, TorchExport
 from .torch_eager import TorchCuda, TorchEager, TorchFloat64
 
 REGISTRY: dict[str, type[Backend]] = {
     cls.name: cls for cls in (TorchEager, OrtCpu, OrtCuda, TorchCuda, TorchFloat64, OnnxReference,
-                              OpenVino)
+                              OpenVino, TorchCompile, TorchExport)
 }
 
 DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "openvino")

@@ -21,8 +21,8 @@ numeric), the attention fast path off, and the generic ones: a gap that closes w
 what the setting switches off (``precision:bf16`` for OpenVINO's default inference precision, never accepted as
 noise; ``inductor`` when torch.compile's ``aot_eager`` backend agrees), a control that fails the same way blames
 what it keeps (``dynamo``, the capture). For a dynamo export, ``torch-export`` (the captured program run as a module)
-tells ``torch.export`` (the capture already differs) from ``onnx-translation`` (the capture agrees, the graph does
-not).
+tells ``torch.export`` (the capture already differs) from the exporter's ONNX translation (the capture agrees with
+eager, the graph does not: the blame stays ``exporter``, its reason says the translation).
 
 "The graph" names what produced it: the exporter, a candidate's named transform (``transform:fp16``), or the
 case's own ``onnx_transform`` (when the same candidate on the untransformed export agrees with eager, the
@@ -423,7 +423,8 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
         return "torch.export", "capture_control", capture[1]
     author, how = graph_author(candidate, context)
     if capture is not None and capture[0] == "eager" and author == "exporter":
-        author, how = "onnx-translation", f"{how}; {capture[1]}: the ONNX translation of the captured program"
+        how = (f"{how}; {capture[1]}, so not the capture: the exporter's ONNX translation of the captured program "
+               "makes the difference")
     spec = _spec_opinion(candidate, key, context)
     if spec is not None and spec[0] == "eager":
         return candidate, "spec_reference", f"{spec[1]}: the runtime, not the graph, computes something else"
