@@ -72,7 +72,7 @@ class OpenVino(Backend):
 
     def run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         request = session.compiled.create_infer_request()
-        inputs = {name: np.ascontiguousarray(feeds[name]) for name in session.inputs if name in feeds}
+        inputs = {name: np.asarray(feeds[name], order="C") for name in session.inputs if name in feeds}  # keeps 0-d
         request.infer(inputs)
         outputs = []
         for index, name in enumerate(session.outputs):
