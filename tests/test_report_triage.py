@@ -209,3 +209,17 @@ def test_charts_are_drawn_offline_in_a_real_browser(night, tmp_path):
          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('class="marks"') >= 4  # Vega drew histogram, scatter and heatmap from ../assets/
+
+
+def test_signatures_take_out_every_runtime_familys_names():
+    from types import SimpleNamespace
+
+    from difftest.report.triage import _signature
+
+    def outcome(evidence):
+        return SimpleNamespace(label="mismatch", evidence=evidence)
+
+    assert _signature(outcome("openvino differs from eager; onnx-ref agrees")) == _signature(
+        outcome("openvino[precision=f32] differs from eager; onnx-ref agrees"))
+    assert _signature(outcome("torch-compile[mode=reduce-overhead] differs")) == _signature(
+        outcome("ort-cpu differs"))

@@ -89,11 +89,21 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _candidate_names() -> "re.Pattern[str]":
+    """Any registered backend's name, with its settings (``openvino[precision=f32]``, ``ort-cuda[tf32=0]``), and the
+    pseudo-backends named like them (``onnx-ref-fp64``): every runtime family is taken out alike (the reference,
+    ``torch``, stays: it is the same in every evidence)."""
+    from ..backends import REGISTRY
+
+    names = "|".join(re.escape(n) for n in sorted(REGISTRY, key=len, reverse=True) if n != "torch")  # the reference
+    return re.compile(rf"(?<![\w-])(?:{names}|(?:ort|torch|onnx)-[\w-]+)(?:\[[^\]]*\])?(?![\w-])")
+
+
 def _signature(outcome: Any) -> str:
     """What makes two results the same root cause: the label and the evidence without candidate names and
     numbers (the blame is a column of its own, not part of the evidence)."""
     text = outcome.evidence or ""
-    text = re.sub(r"\b(?:ort|torch|onnx)-[\w-]+(?:\[[^\]]*\])?", "<candidate>", text)
+    text = _candidate_names().sub("<candidate>", text)
     text = re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", text)
     return f"{outcome.label}|{text[:400]}"
 
