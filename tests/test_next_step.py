@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from onnx import TensorProto, helper
 
 import difftest
+from data.models_as_written_suite import Scores, _zero_where_masked  # the suite's own padding-only rewrite
 from difftest.export.messages import headline
 from difftest.judge import next_step
 from difftest.judge.classify import Verdict
@@ -21,7 +21,6 @@ from difftest.judge.compare import describe_statistics, error_statistics
 from difftest.judge.expectations import Outcome
 from difftest.report import case_view, triage
 from difftest.report.summary import format_summary
-from difftest.suite.graph_edit import rewire_output
 
 DYNAMO_FAILURE = """TorchExportError: Failed to export the model with torch.export. This is step 1/3 of exporting the \
 model to ONNX. Next steps:
@@ -173,20 +172,6 @@ def test_rejudge_prints_the_runs_summary(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.splitlines()[1].startswith("status:   ")
     assert "report: " in printed
-
-
-def _zero_where_masked(model):
-    def make(inner, outer):
-        return [helper.make_node("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
-                helper.make_node("Unsqueeze", ["mask_f", "axes"], ["mask_3d"]),
-                helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [1], [2])),
-                helper.make_node("Mul", [inner, "mask_3d"], [outer])]
-    return rewire_output(make)(model)
-
-
-class Scores(torch.nn.Module):
-    def forward(self, x, mask):
-        return x * 2 + mask.sum()
 
 
 def test_a_mismatch_only_where_a_mask_is_zero_suggests_the_exact_output_masks():

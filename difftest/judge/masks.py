@@ -71,13 +71,7 @@ def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate:
     if not total:
         return None
     sentences = []
-    for name in rec.outputs("input", probe):
-        values = rec.array("input", probe, name)
-        if values is None or not is_mask(values):
-            continue
-        keep = broadcast_mask(values, reference.shape)
-        if keep is None:
-            continue
+    for name, keep in _probe_masks(rec, probe, reference.shape):
         at_zero = int((bad & ~keep).sum())
         if at_zero == total:
             sentences.append(f"all {total} mismatching elements are at positions where {name} is 0")
@@ -99,12 +93,17 @@ def padding_only(rec: Any, probe: str, reference: np.ndarray, candidate: np.ndar
     bad = ~within(reference, candidate, *tolerance_for(reference, rtol, atol))
     if not bad.any():
         return []
+    return [name for name, keep in _probe_masks(rec, probe, reference.shape) if keep.any() and not (bad & keep).any()]
+
+
+def _probe_masks(rec: Any, probe: str, shape: tuple[int, ...]) -> list[tuple[str, np.ndarray]]:
+    """(name, where it is nonzero broadcast to ``shape``) for every mask input of the probe that lines up."""
     found = []
     for name in rec.outputs("input", probe):
         values = rec.array("input", probe, name)
         if values is None or not is_mask(values):
             continue
-        keep = broadcast_mask(values, reference.shape)
-        if keep is not None and keep.any() and not (bad & keep).any():
-            found.append(name)
+        keep = broadcast_mask(values, shape)
+        if keep is not None:
+            found.append((name, keep))
     return found
