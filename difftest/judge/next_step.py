@@ -85,11 +85,11 @@ def apply(verdicts: dict[str, dict[Key, Verdict]], case: dict[str, Any], referen
         for key, verdict in found.items():
             if verdict.passed:
                 if training is not None and verdict.label == "nondeterministic":
-                    # Dropout in training mode samples in eager and in the exported graph alike: they agree in
-                    # distribution, and the file a user would ship gives random outputs.
-                    verdict.next_step = ("call model.eval() first: the model was checked in training mode, so it "
-                                         "samples (eager and the exported graph alike) and was compared only by "
-                                         "distribution; the file exported this way gives random outputs")
+                    # Dropout in training mode samples in eager (and in a graph exported that way): outputs that
+                    # agree in distribution say nothing element by element.
+                    verdict.next_step = ("call model.eval() first: the model was checked in training mode, so eager "
+                                         "samples and the outputs were compared only by distribution, not element "
+                                         "by element (a file exported in training mode gives random outputs too)")
                 continue
             if training and verdict.label in DISCREPANCY:
                 _blame_training(verdict, training)
