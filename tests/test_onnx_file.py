@@ -200,3 +200,28 @@ def test_a_suite_case_names_its_file_beside_the_suite(shipped, tmp_path):
     assert main(["run", str(tmp_path / "shipped_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out)]) == 0
     cases = pl.read_parquet(out / "cases.parquet").to_dicts()
     assert cases[0]["exporter"] == "file" and cases[0]["outputs"] == ["logits"]
+
+
+def test_a_file_that_declares_batch_dynamic_but_fixed_it_inside_fails_on_other_sizes(tmp_path):
+    """The export script traced a reshape to the example's batch (2) and still declared batch dynamic: the file
+    passes on the example and must fail on the shape probe, never pass."""
+    class Generic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.fc = torch.nn.Linear(12, 3)
+
+        def forward(self, image):
+            return self.fc(image.flatten(1))
+
+    class Traced(Generic):
+        def forward(self, image):
+            return self.fc(image.reshape(2, 12))
+
+    model, x = Generic().eval(), torch.randn(2, 3, 4)
+    path = _export(Traced().eval(), (x,), tmp_path / "traced.onnx", ["image"], ["output"], {"image": {0: "batch"}})
+    result = difftest.check(model, (x,), onnx=path, backends=["ort-cpu"])
+    assert not result.passed
+    rows = {r["probe"]: r for r in _verdicts(result) if r["candidate"] == "ort-cpu"}
+    assert rows["base"]["passed"]
+    assert not rows["shape"]["passed"]
