@@ -23,8 +23,11 @@ class OrtCpu(Backend):
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        return [Control("opt", "disable", "does an ORT graph optimization change {name}'s result?",
-                        rule="optimizer_control", closes="ort-optimizer", order="last")]
+        # A provider with a tf32 setting (ORT's CUDA provider, or a subclass that adds one) uses TF32 by default.
+        tf32 = [Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
+                        rule="tf32_control", closes="tf32", accepted=True)] if "tf32" in cls.settings else []
+        return [*tf32, Control("opt", "disable", "does an ORT graph optimization change {name}'s result?",
+                               rule="optimizer_control", closes="ort-optimizer", order="last")]
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -89,11 +92,6 @@ class OrtCuda(OrtCpu):
     settings = OrtCpu.settings + ("tf32",)
     setting_values = {**OrtCpu.setting_values, "tf32": ("0", "1")}
     setting_defaults = {**OrtCpu.setting_defaults, "tf32": "default"}
-
-    @classmethod
-    def declared_controls(cls, module: Any = None) -> list[Control]:
-        return [Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
-                        rule="tf32_control", closes="tf32", accepted=True), *super().declared_controls(module)]
 
     def unavailable_reason(self) -> str | None:
         reason = super().unavailable_reason()
