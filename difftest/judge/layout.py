@@ -48,7 +48,8 @@ def find_layout(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol:
     complex_pairs = _complex_pairs(reference, candidate, rtol, atol)
     if complex_pairs is not None:
         return complex_pairs
-    if reference.size != candidate.size or reference.size == 0 or not _informative(reference):
+    # One value has no arrangement: a [1, 1] against a scalar is a shape difference, whichever is the reference.
+    if reference.size != candidate.size or reference.size < 2 or not _informative(reference):
         return None
     if bit_identical(reference, candidate):
         return None
