@@ -30,6 +30,7 @@ from ..errors import UsageError
 
 KEY_ORDER = ("exporter", "transform", "opt", "threads", "tf32", "fastpath")  # then each backend's own, as declared
 EXPORT_KEYS = ("exporter", "transform")
+USER_FILE = "file"  # the export name of a case's own ONNX file (``Case(onnx=...)``)
 VALUES = {
     "exporter": ("dynamo", "torchscript", "file"),  # file: the case's own ONNX file (Case(onnx=...))
 }

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.candidates import with_settings
+from ..backends.candidates import USER_FILE, with_settings
 from ..record.recorded import Recorded
 from .classify import Verdict, tolerance_for
 from .randomness import is_random
@@ -46,7 +46,6 @@ Key = tuple[str, str]
 VALUE_LABELS = {"mismatch", "layout", "nonfinite", "shape", "nondeterministic"}
 EAGER_WORSE_FACTOR = 3.0
 SPEC_REFERENCE = "onnx-ref"
-USER_FILE = "file"  # the export name of a case's own ONNX file
 USER_FILE_BLAME = "onnx-file"  # the file, whoever made it: the user's export script or its post-processing
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..export.messages import headline
+from ..backends.candidates import USER_FILE
 from ..record.recorded import Recorded
 from ..record.tables import read_table
 from ..suite.probes import SYNTHETIC_PROBES
@@ -103,7 +104,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             own_export = exports.get(export_of.get(candidate, ""), {})
             # A bare ONNX file has no eager, so no independent tie evidence: the graph's own ranked values (made
             # by a runtime that may be the candidate) never excuse it, whatever the run's age.
-            legacy = None if case.get("exporter") == "file" else legacy_tie_evidence(rec, own_export)
+            legacy = None if case.get("exporter") == USER_FILE else legacy_tie_evidence(rec, own_export)
             for probe in rec.probes(candidate):
                 _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
                              accumulated_from, legacy)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import REGISTRY, Subject
+from ..backends.candidates import USER_FILE
 from ..export.exporter import ExportResult, described
 from ..record.names import INPUTS
 from ..record.tables import tensor_row
@@ -29,7 +30,6 @@ from .task import Task, enter_stage
 
 SPEC_REFERENCE = "onnx-ref"
 FP64_ORACLE = "onnx-ref-fp64"  # the graph widened to float64 on the reference evaluator (a pseudo-backend)
-USER_FILE = "file"
 DEFAULT_RANGE = (0.0, 1.0)
 BARE_PROBES = ("base", "alt", "shape")
 

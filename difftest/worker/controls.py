@@ -27,9 +27,7 @@ import json
 import time
 from typing import Any, Callable
 
-from ..backends.candidates import with_settings
-
-USER_FILE = "file"  # the export name of a case's own ONNX file (``worker.execute.USER_FILE``)
+from ..backends.candidates import USER_FILE, with_settings
 
 
 def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, set[str]]:

@@ -24,7 +24,7 @@ from ..record.names import INPUTS, RESEEDED, pseudo_backend, slug
 from ..record.tables import tensor_row
 from ..suite.cases import Case, CaseDefinitionError, CaseSkipped, build
 from .backend_run import record_export, record_graph_evidence, run_backend
-from .controls import USER_FILE  # the export name of the user's own ONNX file (``Case(onnx=...)``)
+from ..backends.candidates import USER_FILE  # the export name of the user's own ONNX file (``Case(onnx=...)``)
 from .task import RESEED, Task, enter_stage, seed, user_traceback
 
 
