@@ -28,6 +28,13 @@ import torch
 from difftest import Case, case, importorskip, skip
 
 TAGS = ["transformers"]
+
+# OpenVINO's CPU plugin infers in bf16 by default on CPUs with bfloat16 instructions (INFERENCE_PRECISION_HINT). The
+# cases marked with this are not accurate at bf16 even by bf16's own tolerance (difftest.judge.precision; blame
+# says precision:bf16, since openvino[precision=f32] agrees with eager): a finding about deploying them at
+# OpenVINO's default, declared so the zoo can run OpenVINO every night. Where the CPU has no bf16 (and at f32) they
+# agree: numeric, or reduced_precision where only bf16's own tolerance holds.
+OPENVINO_BF16 = {"openvino": ["mismatch", "reduced_precision", "numeric"]}
 # Candidates that run the TorchScript exporter's graph, for the cases whose verdict depends on the exporter.
 TORCHSCRIPT_CANDIDATES = ("ort-cpu[exporter=torchscript]", "ort-cuda[exporter=torchscript]")
 VOCAB = 100
@@ -123,10 +130,13 @@ def _needs_cache_keyword(model):
              "cache= keyword of later 5.x releases (5.24 is pinned in constraints.txt)")
 
 
-@case(tags=TAGS + ["text", "decoder", "cache"], dynamic_axes=_text_axes("input_ids"))
+@case(tags=TAGS + ["text", "decoder", "cache"], dynamic_axes=_text_axes("input_ids"), expect=OPENVINO_BF16)
 def gpt2_default_cache():
     """GPT2LMHeadModel called as ``model(input_ids)``: use_cache defaults to True, so besides the logits the
-    output holds a DynamicCache, compared as output_cache_layers_<i>_keys / _values."""
+    output holds a DynamicCache, compared as output_cache_layers_<i>_keys / _values.
+
+    On OpenVINO at its bf16 default: the cached keys and values are 1.1x beyond bf16's own tolerance.
+    """
     return _gpt2(), (_ids(3, VOCAB, 2, 6),)
 
 
@@ -204,9 +214,12 @@ def t5_encoder():
     return model, (_ids(7, VOCAB, 2, 7),), {"attention_mask": _padding_mask([7, 4], 7)}
 
 
-@case(tags=TAGS + ["text", "encoder"], dynamic_axes=_text_axes("input_ids", "attention_mask"))
+@case(tags=TAGS + ["text", "encoder"], dynamic_axes=_text_axes("input_ids", "attention_mask"), expect=OPENVINO_BF16)
 def clip_text():
-    """CLIPTextModel: causal mask plus padding mask; pooler_output gathered at the first EOS token (id 99)."""
+    """CLIPTextModel: causal mask plus padding mask; pooler_output gathered at the first EOS token (id 99).
+
+    On OpenVINO at its bf16 default: the hidden states are just beyond bf16's own tolerance (1.03x).
+    """
     importorskip("transformers")
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -251,10 +264,14 @@ def vit():
 # ----------------------------------------------------------------------------------------------- speech
 
 
-@case(tags=TAGS + ["speech"], dynamic_axes={"input_values": {0: "batch", 1: "samples"}})
+@case(tags=TAGS + ["speech"], dynamic_axes={"input_values": {0: "batch", 1: "samples"}}, expect=OPENVINO_BF16)
 def wav2vec2():
     """Wav2Vec2Model: convolutional feature extractor (group norm) and transformer on 800 raw samples. No
-    attention_mask, as documented for group-norm checkpoints (wav2vec2-base)."""
+    attention_mask, as documented for group-norm checkpoints (wav2vec2-base).
+
+    On OpenVINO at its bf16 default: the hidden states are 2.2x beyond bf16's own tolerance (largest error
+    3.5% of the output's scale).
+    """
     importorskip("transformers")
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 

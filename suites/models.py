@@ -16,6 +16,13 @@ from torch import nn
 
 from difftest import Case, case
 
+# OpenVINO's CPU plugin infers in bf16 by default on CPUs with bfloat16 instructions (INFERENCE_PRECISION_HINT). The
+# cases marked with this are not accurate at bf16 even by bf16's own tolerance (difftest.judge.precision; blame
+# says precision:bf16, since openvino[precision=f32] agrees with eager): a finding about deploying them at
+# OpenVINO's default, declared so the zoo can run OpenVINO every night. Where the CPU has no bf16 (and at f32) they
+# agree: numeric, or reduced_precision where only bf16's own tolerance holds.
+OPENVINO_BF16 = {"openvino": ["mismatch", "reduced_precision", "numeric"]}
+
 # ---------------------------------------------------------------------------------------------------
 # Helpers and shared building blocks
 # ---------------------------------------------------------------------------------------------------
@@ -391,11 +398,15 @@ class SlideSegmenter(nn.Module):
         return {"logits": logits, "classes": logits.argmax(1)}
 
 
-@case(tags=["model", "cnn", "segmentation"])
+@case(tags=["model", "cnn", "segmentation"], expect=OPENVINO_BF16)
 def unet_slide():
     """A small UNet (max-pool encoder, transposed-conv decoder, skip concatenation) run by MMSeg-style
     slide inference: 2x2 overlapping 24px windows with stride 16 over a 40x40 image accumulated into a
-    canvas with a count map; outputs the logits and the argmax class map."""
+    canvas with a count map; outputs the logits and the argmax class map.
+
+    On OpenVINO at its bf16 default: the argmax class map differs at near-tied pixels (0.9784
+    against 0.9783: bf16 cannot tell them apart), so the class map is wrong there.
+    """
     torch.manual_seed(0)
     model = SlideSegmenter(trained_looking(UNet()), classes=4)
     return model.eval(), (randn(106, 1, 3, 40, 40),)
@@ -481,11 +492,15 @@ class FPNDetector(nn.Module):
         return {"scores": scores * (~suppressed).to(scores.dtype), "boxes": boxes, "labels": labels}
 
 
-@case(tags=["model", "cnn", "detection"])
+@case(tags=["model", "cnn", "detection"], expect=OPENVINO_BF16)
 def fpn_detector():
     """FPN detector: strided backbone, top-down feature pyramid, shared class/box head over 3 levels,
     anchor decoding with clamped exp, max over classes, top-20 over scores, gathered boxes and labels,
-    and class-aware Fast-NMS from a pairwise IoU matrix (no torchvision)."""
+    and class-aware Fast-NMS from a pairwise IoU matrix (no torchvision).
+
+    On OpenVINO at its bf16 default: a score near the detection threshold moves across it (0.204
+    becomes 0), so the top-20 scores differ by up to 97% of the output's scale.
+    """
     torch.manual_seed(0)
     return trained_looking(FPNDetector()).init_head(), (randn(107, 1, 3, 64, 64),)
 
@@ -513,10 +528,14 @@ class ViT(nn.Module):
         return self.head(self.norm(self.encoder(tokens))[:, 0])
 
 
-@case(tags=["model", "transformer", "vision"])
+@case(tags=["model", "transformer", "vision"], expect=OPENVINO_BF16)
 def vit():
     """ViT: conv patch embedding, class token, learned position embedding, nn.TransformerEncoder
-    (pre-norm, GELU), classification from the class token; batch is dynamic."""
+    (pre-norm, GELU), classification from the class token; batch is dynamic.
+
+    On OpenVINO at its bf16 default: the logits are 1.1x beyond bf16's own tolerance (largest
+    error 1.8% of the output's scale).
+    """
     torch.manual_seed(0)
     return Case(ViT().eval(), (randn(108, 2, 3, 32, 32),), dynamic_axes={"x": {0: "batch"}})
 

@@ -94,10 +94,14 @@ class ResizeLike(torch.nn.Module):
 DYNAMIC = {"x": {2: "h", 3: "w"}, "guide": {2: "gh", 3: "gw"}}
 
 
-@case(tags=["pitfall", "resize"], expect="shape_specialized")
+@case(tags=["pitfall", "resize"], expect={"*": "shape_specialized", "openvino": ["shape_specialized", "shape"]})
 def resize_size_from_int():
     """Pitfall 3: the output size built with int() from another tensor's shape is frozen into the traced
-    (TorchScript) graph; right on the traced shape, wrong on any other."""
+    (TorchScript) graph; right on the traced shape, wrong on any other.
+
+    On OpenVINO at its bf16 default (CPUs with bfloat16 instructions) the traced shape's values differ by bf16
+    rounding too, so "right on the traced shape" cannot be said and the verdict is the plain ``shape`` difference;
+    at f32 (and on CPUs without bf16) it is ``shape_specialized`` like everywhere else."""
     return Case(ResizeLike(frozen=True).eval(), (torch.randn(1, 2, 4, 4), torch.randn(1, 1, 8, 6)),
                 exporter="torchscript", dynamic_axes=DYNAMIC)
 

@@ -98,3 +98,37 @@ def test_localization_is_cached_and_its_bundle_copied_into_the_run(tmp_path):
     assert runs[0]["culprit"]["name"] == runs[1]["culprit"]["name"] == "node_pad"
     assert "cached" not in runs[0] and runs[1]["cached"] is True
     assert runs[1]["repro"].startswith(str(tmp_path / "second")) and Path(runs[1]["repro"], "model.onnx").exists()
+
+
+def _faulty_file(tmp_path, fault):
+    """The user's own ONNX file of Net (a dynamo export, as a user's script would make it) with ``fault`` in it."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    x = torch.randn(1, 3, 6, 6)
+    program = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"], output_names=["output"])
+    proto = fault(program.model_proto)
+    path = tmp_path / "shipped.onnx"
+    onnx.save(proto, str(path))
+    return model, x, path
+
+
+def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_path):
+    """The candidate ran the user's file: localization must look for the divergence in that file (against the
+    ONNX reference on the same graph, since the file's values have no FX names to map eager's onto), never in
+    difftest's own re-export of the model, which has no fault and would say there is nothing to localize."""
+    import difftest
+
+    fault = Fault("pad_swap", "Pad", 0, swap_pads)
+    model, x, path = _faulty_file(tmp_path, fault)
+    result = difftest.check(model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base",
+                            localize_budget=120, out=tmp_path / "run")
+    assert not result.passed
+    import polars as pl
+
+    (case,) = pl.read_parquet(tmp_path / "run" / "cases.parquet").to_dicts()
+    found = json.loads(case["localization"])["ort-cpu"]
+    assert found["status"] == "found", found
+    assert found["culprit"]["name"] in fault.injected, (found["culprit"], fault.injected)
+    assert found["reference"] != "torch"  # held against a runtime on the same file

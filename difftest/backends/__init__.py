@@ -19,10 +19,10 @@ REGISTRY: dict[str, type[Backend]] = {
                               OpenVino, TorchCompile, TorchExport)
 }
 
-# openvino is not a default yet: at its bf16 default it fails 124 zoo cases (84 blamed precision:bf16, 12 on openvino
-# itself: NaN dropped by Relu/Clamp/Max, float64 computed in float32, Cast(NaN->bool)), which the suite files must
-# declare as expectations with that finding as the reason before `make suite` can run it and exit 0.
-DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda")
+# The candidates a run gets unless told otherwise: every CPU runtime cheap enough to run every night (OpenVINO's
+# CPU plugin included: recorded as skipped with the reason where it is not installed), ORT's CUDA provider where
+# there is one. torch-compile (seconds of compilation per case) and torch-export are opt-in.
+DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "openvino")
 REFERENCE = "torch"
 ORACLE = "torch-fp64"
 

@@ -41,7 +41,8 @@ class Control:
     when the control agrees with eager and the candidate does not (the part the setting switches off: ``tf32``,
     ``inductor``, ``precision:{value}`` with the candidate's value put in); ``persists`` who is blamed when the
     control fails the same way as the candidate (``dynamo``), None when that says nothing by itself; ``accepted``:
-    a gap that closes is reduced precision by design and counts as numeric (TF32); ``order``: ``first`` runs before
+    a gap that closes is reduced precision by design and counts as numeric (TF32); ``tolerances``: the reduced
+    precisions whose own tolerance a gap that closes is held to (``reduced_precision`` within it); ``order``: ``first`` runs before
     the graph controls (precision), ``last`` after them (ORT's optimizer)."""
 
     setting: str
@@ -53,6 +54,9 @@ class Control:
     accepted: bool = False
     order: str = "first"
     also: tuple[tuple[str, str], ...] = ()  # further settings changed with it (fastpath=0 with tf32=0)
+    # Reduced precisions a gap that closes may come from, with each one's own rtol (OpenVINO: bf16 1.6e-2): a result
+    # within it is ``reduced_precision`` (a warning), beyond it a discrepancy (``judge.precision``).
+    tolerances: tuple[tuple[str, float], ...] = ()
 
     def changes(self) -> dict[str, str]:
         return {self.setting: self.value, **dict(self.also)}

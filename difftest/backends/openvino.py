@@ -19,6 +19,9 @@ import numpy as np
 from .base import Backend, BackendUnavailable, Control, Subject
 
 PRECISIONS = ("f32", "bf16", "f16")
+# Each reduced precision's own tolerance (torch.testing's defaults for the dtype, about four units of roundoff):
+# a result that differs at float32 tolerance but is within this one is reduced_precision, beyond it a discrepancy.
+PRECISION_RTOL = {"bf16": 1.6e-2, "f16": 1e-3}
 PRECISION_PREFIX = "inference precision "  # in the providers a run records: "inference precision bf16"
 
 
@@ -34,7 +37,8 @@ class OpenVino(Backend):
         return [Control("precision", "f32",
                         "does the gap close at float32? (OpenVINO's CPU plugin infers in bf16 by default on CPUs "
                         "with bfloat16 instructions: INFERENCE_PRECISION_HINT)",
-                        rule="precision_control", closes="precision:{value}")]
+                        rule="precision_control", closes="precision:{value}",
+                        tolerances=tuple(PRECISION_RTOL.items()))]
 
     def unavailable_reason(self) -> str | None:
         try:

@@ -82,7 +82,10 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                 continue
             declared = _declared_control(candidate, key, judged, context)
             if declared is not None:
-                verdict.blame, verdict.blame_rule, verdict.blame_reason = declared
+                verdict.blame, verdict.blame_rule, verdict.blame_reason, relabel = declared
+                if relabel:  # within the reduced precision's own tolerance: a warning
+                    verdict.label, verdict.rule = "reduced_precision", "reduced precision"
+                    verdict.evidence += f" Counted as reduced_precision (a warning, not float noise): {verdict.blame_reason}."
                 continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
@@ -203,11 +206,13 @@ def _setting_value(candidate: str, setting: str, key: Key, context: "_Context") 
 
 
 def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
-                      context: "_Context") -> tuple[str, str, str] | None:
-    """(blame, rule, reason) from a generic control the candidate's backend declares: the same candidate with one
-    setting changed agrees with eager (what the setting switches off is to blame: the precision, Inductor), or
-    fails the same way (what the control keeps is: Dynamo's capture). Never accepted as noise: the candidate
-    computes what it computes at its own settings."""
+                      context: "_Context") -> tuple[str, str, str, bool] | None:
+    """(blame, rule, reason, whether the label becomes reduced_precision) from a generic control the candidate's backend declares: the same
+    candidate with one setting changed agrees with eager (what the setting switches off is to blame: the precision,
+    Inductor), or fails the same way (what the control keeps is: Dynamo's capture). Never accepted as noise: the
+    candidate computes what it computes at its own settings. A gap that closes at full precision is held to the
+    reduced precision's own tolerance where the control declares one (``judge.precision``): within it the label
+    becomes ``reduced_precision`` (a warning), beyond it the discrepancy stands and the reason says so."""
     from ..backends.candidates import parse
 
     me = parse(candidate)
@@ -224,19 +229,58 @@ def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ve
                                                   "eager": context.reference})
             reason = (f"the gap closes with {control.setting}={control.value} ({name}: {other.label}); {candidate} "
                       f"ran with {control.setting}={mine}{distances}")
+            relabel = False
             if control.rule == "precision_control":
-                reason += (f"; {me.backend} is not accurate on this output at {control.setting}={mine} (its default "
-                           f"here unless set): a deployment at that precision gets this error; with "
-                           f"{control.setting}={control.value} it agrees with eager")
+                held = _held_to_precision(candidate, key, mine, dict(control.tolerances), context)
+                default = "its default here" if not me.get(control.setting) else "as set"
+                if held is None:
+                    reason += (f"; {me.backend} is not accurate on this output at {control.setting}={mine} ({default}) "
+                               f"by float32's tolerance: a deployment at that precision gets this error; with "
+                               f"{control.setting}={control.value} it agrees with eager")
+                else:
+                    reason += (f"; at {control.setting}={mine} ({default}): {held.describe(mine)}"
+                               f"; with {control.setting}={control.value} it agrees with eager")
+                    if held.within:
+                        relabel = True
+                    else:
+                        reason += "; a deployment at that precision gets this error"
             else:
                 reason += f": {blame} (switched off by {control.setting}={control.value}) makes the difference"
-            return blame, control.rule, reason
+            return blame, control.rule, reason, relabel
         if control.persists and _agree(context.rec, candidate, name, *key):
             return control.persists, control.rule, (
                 f"{name} ({control.setting}={control.value}) computes what {candidate} computes ({other.label}): "
                 f"the gap is already there without what {control.setting}={control.value} switches off, so "
-                f"{control.persists} makes it")
+                f"{control.persists} makes it"), False
     return None
+
+
+def _held_to_precision(candidate: str, key: Key, precision: str, tolerances: dict[str, float],
+                       context: "_Context") -> Any:
+    """The candidate's output held to ``precision``'s own tolerance against the float64 oracle (eager without one):
+    a ``precision.PrecisionCheck``, or None when the precision declares no tolerance or nothing can be compared."""
+    from . import precision as reduced
+
+    if precision not in tolerances:
+        return None
+    values = context.rec.array(candidate, *key)
+    truth, truth_name = (context.rec.array(context.oracle, *key) if context.oracle else None), "the float64 oracle"
+    if truth is None:
+        truth, truth_name = context.rec.array(context.reference, *key), "eager"
+    if values is None or truth is None:
+        return None
+    return reduced.check(values, truth, tolerances[precision], truth_name, keep=_declared_keep(key, truth, context))
+
+
+def _declared_keep(key: Key, truth: np.ndarray, context: "_Context") -> np.ndarray | None:
+    """Where the case's ``output_masks`` declare an output's positions judged (the mask is 1), as the verdict
+    judged them; None for an output without one."""
+    from . import masks
+
+    probe, output = key
+    name = (json.loads(context.case.get("tolerances") or "{}").get("output_masks") or {}).get(output)
+    values = context.rec.array("input", probe, name) if name else None
+    return masks.broadcast_mask(values, truth.shape) if values is not None else None
 
 
 def _declared_not_it(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]]) -> str:

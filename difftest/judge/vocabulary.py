@@ -38,6 +38,9 @@ LABEL_TABLE: tuple[Label, ...] = (
     Label("dtype", "warns", "warning", 4, "same values, different dtype"),
     Label("nondeterministic", "warns", "warning", 5,
           "within a run-to-run spread, or a draw of the same distribution by a model that samples"),
+    Label("reduced_precision", "warns", "warning", 6,
+          "beyond float32 tolerance at the runtime's reduced default precision (OpenVINO bf16), within that "
+          "precision's own tolerance, and the runtime agrees at float32"),
     Label("layout", "fails", "discrepancy", 10, "the reference's values in another arrangement"),
     Label("shape", "fails", "discrepancy", 11, "shapes differ"),
     Label("nonfinite", "fails", "discrepancy", 12, "NaN or Inf in other places"),
@@ -172,7 +175,8 @@ BLAME_RULES: dict[str, str] = {
     "undefined_cast": "an integer output through a float-to-integer Cast of NaN or out-of-range values",
     "tf32_control": "the gap closes with TF32 off",
     "fastpath_control": "the gap closes with the attention fast path off",
-    "precision_control": "the gap closes at the runtime's full precision (OpenVINO precision=f32): the precision is named",
+    "precision_control": "the gap closes at the runtime's full precision (OpenVINO precision=f32): the precision is "
+                         "named, and the result is held to that precision's own tolerance",
     "compile_control": "torch.compile's aot_eager backend agrees (Inductor is blamed) or fails the same way (Dynamo)",
     "capture_control": "the program torch.export captured already computes what the ONNX candidate computes",
     "invalidated_graph": "a rewrite made the graph invalid and the runtime refused it",
