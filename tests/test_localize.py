@@ -131,4 +131,34 @@ def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_
     found = json.loads(case["localization"])["ort-cpu"]
     assert found["status"] == "found", found
     assert found["culprit"]["name"] in fault.injected, (found["culprit"], fault.injected)
-    assert found["reference"] != "torch"  # held against a runtime on the same file
+    assert found["reference"] == "torch" and "mapped onto" in found["note"]  # eager's values, by name and operator
+
+
+def test_a_users_file_with_no_names_in_common_is_localized_against_the_onnx_reference(tmp_path):
+    """A file whose values were all renamed (post-processed, or made by another tool): eager's values cannot be
+    mapped onto it, so the runtime is held against onnx-ref on the same file, and the result says what that can
+    and cannot find (a fault in the file itself shows as no divergence between two runtimes)."""
+    import difftest
+
+    def renamed(model):
+        names = {}
+        for i, node in enumerate(model.graph.node):
+            for j, out in enumerate(node.output):
+                if out and out not in {o.name for o in model.graph.output}:
+                    names[out] = f"v{i}_{j}"
+        for node in model.graph.node:
+            node.input[:] = [names.get(n, n) for n in node.input]
+            node.output[:] = [names.get(n, n) for n in node.output]
+        del model.graph.value_info[:]
+        return Fault("pad_swap", "Pad", 0, swap_pads)(model)
+
+    model, x, path = _faulty_file(tmp_path, renamed)
+    result = difftest.check(model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base",
+                            localize_budget=120, out=tmp_path / "run")
+    assert not result.passed
+    import polars as pl
+
+    (case,) = pl.read_parquet(tmp_path / "run" / "cases.parquet").to_dicts()
+    found = json.loads(case["localization"])["ort-cpu"]
+    assert found["reference"] == "onnx-ref" and "cannot be mapped" in found["note"], found
+    assert found["status"] == "no_divergence" and "in the graph itself" in found["reason"], found

@@ -90,7 +90,7 @@ class ExportCache:
         try:
             model_path.parent.mkdir(parents=True, exist_ok=True)
             self._mark()
-            meta = {k: v for k, v in vars(result).items() if k not in ("onnx_bytes", "cache_note")}
+            meta = {k: v for k, v in vars(result).items() if k not in ("onnx_bytes", "cache_note", "program")}
             meta.update(has_model=result.onnx_bytes is not None, key=key)
             if result.onnx_bytes is not None:
                 meta["model_sha256"] = hashlib.sha256(result.onnx_bytes).hexdigest()

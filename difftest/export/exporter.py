@@ -39,6 +39,9 @@ class ExportResult:
     invalidated_by: list[str] | None = None
     # Graph outputs whose order along an axis the graph leaves unspecified (TopK with sorted=0): name -> axis.
     unordered_outputs: dict[str, int] = field(default_factory=dict)
+    # The ONNXProgram of a fresh dynamo export, kept in memory for the case (never cached): localization maps
+    # eager's FX values onto the graph's value names with it instead of exporting the model again.
+    program: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -189,7 +192,10 @@ def export(
 
         # The file in onnx/ is one a user could ship: its dynamic axes carry the user's names, not s36, s43 ...
         notes = [f"DynamicAxes: {note}" for note in name_dynamic_axes(model, live_axes)]
-    return described(exporter, model, named_transforms(transform), started, summarize_warnings(seen) + notes)
+    result = described(exporter, model, named_transforms(transform), started, summarize_warnings(seen) + notes)
+    if exporter == "dynamo" and result.ok:
+        result.program = program
+    return result
 
 
 def unordered_outputs(model: Any) -> dict[str, int]:

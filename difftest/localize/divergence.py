@@ -66,6 +66,7 @@ class Localization:
     repro: str | None = None
     optimizer: str | None = None
     seconds: float = 0.0
+    note: str | None = None  # how it was localized, where that is not the plain way (another reference)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -368,12 +369,22 @@ class _Budget:
 
 
 def localize(ref, candidate: str = "ort-cpu", reference: str = "torch", probe: str = "base",
-             out_dir: Path | None = None, budget_seconds: float | None = None, built=None) -> Localization:
-    """Localize the discrepancy of ``candidate`` against ``reference`` on one probe of the case ``ref``."""
+             out_dir: Path | None = None, budget_seconds: float | None = None, built=None,
+             graph=None, own_export=None) -> Localization:
+    """Localize the discrepancy of ``candidate`` against ``reference`` on one probe of the case ``ref``.
+
+    ``graph``: the export the candidate ran (an ``ExportResult``, as the worker made it: its ONNX bytes, and for a
+    fresh dynamo export its ONNXProgram), so the divergence is looked for in the graph that failed and nothing is
+    exported again. A graph eager's values cannot be mapped onto (the user's own file, a TorchScript export) is
+    localized against the ONNX reference implementation on the same graph instead (``ort-cpu`` when the candidate
+    is ``onnx-ref``) when its values share no names with difftest's own dynamo export (``own_export``, the
+    worker's, else made here) to map eager's onto. Without it the case is built and exported here
+    (``difftest localize``)."""
     started = time.monotonic()
     result = Localization("error", "", reference, candidate, probe)
     try:
-        _localize(ref, candidate, reference, probe, out_dir, _Budget(budget_seconds), result, built)
+        _localize(ref, candidate, reference, probe, out_dir, _Budget(budget_seconds), result, built, graph,
+                  own_export)
     except Exception as exc:  # localization is advisory: its failure is reported, never fatal
         from ..export.exporter import describe_exception
 
@@ -383,7 +394,7 @@ def localize(ref, candidate: str = "ort-cpu", reference: str = "torch", probe: s
 
 
 def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Path | None, budget: _Budget,
-              result: Localization, built) -> None:
+              result: Localization, built, graph=None, own_export=None) -> None:
     import torch
 
     from ..backends import REGISTRY
@@ -429,37 +440,14 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
         result.status, result.reason = "unsupported", f"{candidate_spec} is not available here: {reason}"
         return
 
-    if reference in ("torch", "eager"):
-        if (candidate.get("exporter") or built.exporter or "dynamo") != "dynamo":
-            result.status, result.reason = "unsupported", (
-                "localizing against eager maps ONNX values to the dynamo exporter's FX node names; this candidate "
-                "uses the TorchScript exporter. Localize it against another runtime on the same graph instead "
-                "(--reference ort-cpu), or with exporter=dynamo.")
-            return
-        program, model = _dynamo_export(flat.for_export(), example, signature, frozen, output_names, built, transform)
-        live = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in live_names]
-        ref_values = torch_values(program.exported_program, live)
-        ref_values.update({name: ref_values.get(fx, None) for name, fx in zip(output_names, _fx_outputs(program))
-                           if fx in ref_values})
-        ref_values = {k: v for k, v in ref_values.items() if v is not None}
+    setup = _Setup(built, flat, example, signature, frozen, output_names, live_names, feeds, transform)
+    if graph is not None and getattr(graph, "onnx_bytes", None):
+        found = _on_the_graph_that_ran(graph, own_export, reference, candidate, setup, result)
     else:
-        from ..export.exporter import export
-
-        exported = export(flat.for_export(), tuple(t for n, t in zip(signature.names, example) if n not in frozen), output_names,
-                          exporter=candidate.get("exporter") or built.exporter or "dynamo", opset=built.opset,
-                          dynamic_axes=built.dynamic_axes, transform=transform)
-        if not exported.ok:
-            result.status, result.reason = "unsupported", f"the export failed: {exported.error[:300]}"
-            return
-        import onnx
-
-        model = onnx.load_from_string(exported.onnx_bytes)
-        reference_backend = make(parse(reference))
-        unavailable = reference_backend.unavailable_reason()
-        if unavailable:
-            result.status, result.reason = "unsupported", f"the reference {reference} is not available here: {unavailable}"
-            return
-        ref_values = evaluate(model, _all_values(model), feeds, reference_backend)
+        found = _on_a_fresh_export(reference, candidate, setup, result)
+    if found is None:
+        return
+    model, ref_values = found
     if budget.spent():
         result.status, result.reason = "not_found", "the time budget was spent evaluating the reference"
         return
@@ -467,9 +455,15 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     cand_values = evaluate(model, names, feeds, backend)
     final = [o.name for o in model.graph.output]
     if not any(n in ref_values and n in cand_values and diverges(ref_values[n], cand_values[n])[0] for n in final):
-        result.status, result.reason = "no_divergence", (
-            "the graph's outputs agree with the reference on this probe once intermediate values are exposed "
-            "(extra outputs can change which fusions a runtime applies); nothing to localize")
+        if result.note and result.reference not in ("torch", "eager"):
+            result.status, result.reason = "no_divergence", (
+                f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: the "
+                "runtime does what the graph says, so a difference from eager is in the graph itself, and its values "
+                "cannot be mapped onto eager's to say where")
+        else:
+            result.status, result.reason = "no_divergence", (
+                "the graph's outputs agree with the reference on this probe once intermediate values are exposed "
+                "(extra outputs can change which fusions a runtime applies); nothing to localize")
         result.compared = len(names)
         return
     suspects, result.compared, result.divergent = first_divergent(model, ref_values, cand_values)
@@ -504,6 +498,133 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     if budget.spent():
         return
     result.optimizer = _bisect_optimizer(model, candidate, ref_values, feeds, final)
+
+
+@dataclass
+class _Setup:
+    """What localizing needs from the built case: the model flattened, its example and the probe's feeds."""
+
+    built: Any
+    flat: Any
+    example: Any
+    signature: Any
+    frozen: dict[str, Any]
+    output_names: list[str]
+    live_names: list[str]
+    feeds: dict[str, np.ndarray]
+    transform: Any
+
+    def dynamo_export(self, transform: Any = None) -> tuple[Any, Any]:
+        return _dynamo_export(self.flat.for_export(), self.example, self.signature, self.frozen, self.output_names,
+                              self.built, self.transform if transform is None else transform)
+
+
+def _on_the_graph_that_ran(graph, own_export, reference: str, candidate, setup: _Setup, result: Localization
+                           ) -> tuple[Any, dict[str, np.ndarray]] | None:
+    """(the graph the candidate ran, the reference's values on it): eager's FX values where they map onto the
+    graph's value names, else a runtime's on the same graph (see ``localize``)."""
+    import onnx
+
+    model = onnx.load_from_string(graph.onnx_bytes)
+    if reference not in ("torch", "eager"):
+        values = _reference_values(model, setup.feeds, reference, result)
+        return None if values is None else (model, values)
+    program = graph.program if graph.exporter == "dynamo" else getattr(own_export, "program", None)
+    if program is None:  # served from the export cache, or not a dynamo export: the FX program is made here
+        program, _ = setup.dynamo_export(transform=[])
+    values = _eager_values(program, setup.feeds, setup.live_names, [o.name for o in model.graph.output])
+    if graph.exporter == "dynamo":
+        return model, values
+    # Another graph (the user's own file, a TorchScript export): eager's values are mapped onto it only where a
+    # value of the same name is made by the same operator in difftest's own dynamo export.
+    values, shared = _shared_values(model, program.model_proto, values)
+    if shared:
+        result.note = (f"the candidate ran {_graph_words(graph.exporter)}: eager's values were mapped onto {shared} "
+                       "of its values that difftest's own dynamo export makes under the same name with the same "
+                       "operator")
+        return model, values
+    reference = "ort-cpu" if candidate.backend == "onnx-ref" else "onnx-ref"
+    result.reference = reference
+    result.note = (f"the candidate ran {_graph_words(graph.exporter)}, whose values share no names with difftest's "
+                   f"own dynamo export, so eager's values cannot be mapped onto them: localized against {reference} "
+                   "on the same graph, which finds where the runtime departs from the graph's meaning, not a fault "
+                   "in the graph itself")
+    values = _reference_values(model, setup.feeds, reference, result)
+    return None if values is None else (model, values)
+
+
+def _on_a_fresh_export(reference: str, candidate, setup: _Setup, result: Localization
+                       ) -> tuple[Any, dict[str, np.ndarray]] | None:
+    """(the candidate's graph exported here, the reference's values on it), for ``difftest localize``."""
+    import onnx
+
+    built = setup.built
+    exporter = candidate.get("exporter") or built.exporter or "dynamo"
+    if reference in ("torch", "eager"):
+        if exporter != "dynamo":
+            result.status, result.reason = "unsupported", (
+                "localizing against eager maps ONNX values to the dynamo exporter's FX node names; this candidate "
+                "uses the TorchScript exporter. Localize it against another runtime on the same graph instead "
+                "(--reference ort-cpu), or with exporter=dynamo.")
+            return None
+        program, model = setup.dynamo_export()
+        return model, _eager_values(program, setup.feeds, setup.live_names, setup.output_names)
+    from ..export.exporter import export
+
+    live_example = tuple(t for n, t in zip(setup.signature.names, setup.example) if n not in setup.frozen)
+    exported = export(setup.flat.for_export(), live_example, setup.output_names, exporter=exporter,
+                      opset=built.opset, dynamic_axes=built.dynamic_axes, transform=setup.transform)
+    if not exported.ok:
+        result.status, result.reason = "unsupported", f"the export failed: {exported.error[:300]}"
+        return None
+    model = onnx.load_from_string(exported.onnx_bytes)
+    values = _reference_values(model, setup.feeds, reference, result)
+    return None if values is None else (model, values)
+
+
+def _shared_values(model, own_model, values: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """Eager's ``values`` kept where ``model`` has a value of the same name made by the same operator type as in
+    ``own_model`` (difftest's own dynamo export, whose value names are eager's FX node names), plus the graph's
+    outputs; and how many intermediate values were shared."""
+    def producers(graph_model) -> dict[str, str]:
+        return {out: node.op_type for node in graph_model.graph.node for out in node.output}
+
+    mine, theirs = producers(own_model), producers(model)
+    outputs = {o.name for o in model.graph.output}
+    shared = {name for name, op in theirs.items() if name not in outputs and mine.get(name) == op and name in values}
+    return {k: v for k, v in values.items() if k in shared or k in outputs}, len(shared)
+
+
+def _graph_words(exporter: str) -> str:
+    from ..backends.candidates import USER_FILE
+
+    return "the case's own ONNX file" if exporter == USER_FILE else f"the {exporter} exporter's graph"
+
+
+def _eager_values(program, feeds: dict[str, np.ndarray], live_names: list[str], output_names: list[str]
+                  ) -> dict[str, np.ndarray]:
+    """Eager's value of every FX node of the dynamo export's program on ``feeds``, under the node names the ONNX
+    graph's values carry (and the graph outputs under their output names)."""
+    import torch
+
+    live = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in live_names]
+    values = torch_values(program.exported_program, live)
+    values.update({name: values.get(fx, None) for name, fx in zip(output_names, _fx_outputs(program))
+                   if fx in values})
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _reference_values(model, feeds: dict[str, np.ndarray], reference: str, result: Localization
+                      ) -> dict[str, np.ndarray] | None:
+    """Every value of ``model`` on the reference runtime, or None (with ``result`` saying why) when it cannot run."""
+    from ..backends.candidates import make, parse
+
+    reference_backend = make(parse(reference))
+    unavailable = reference_backend.unavailable_reason()
+    if unavailable:
+        result.status, result.reason = "unsupported", f"the reference {reference} is not available here: {unavailable}"
+        return None
+    return evaluate(model, _all_values(model), feeds, reference_backend)
 
 
 def _dynamo_export(flat, example, signature, frozen, output_names, built, transform):

@@ -18,9 +18,11 @@ from .task import Task, enter_stage
 
 
 def localize_failures(task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]],
-                      row: dict[str, Any], cache_keys: dict[str, str | None]) -> None:
+                      row: dict[str, Any], exports: Any) -> None:
     """Localize each ONNX candidate that fails on values on the base probe (``failing``: candidate -> probes, as
-    the case's own judge found them, tolerances included), within the budget.
+    the case's own judge found them, tolerances included), within the budget, in the graph it ran: the worker's
+    export (``exports``, the case's ``CaseExports``), so nothing is exported again and the user's own file is
+    localized as it ran (difftest's own dynamo export, where the case made one, maps eager's values onto it).
 
     A localization is a function of the same things as its export (plus the candidate), so it is cached
     beside the export: a nightly run re-localizes only what changed."""
@@ -28,6 +30,8 @@ def localize_failures(task: Task, built: Case, candidates: list[Any], failing: d
 
     deadline = time.monotonic() + task.localize_budget
     found: dict[str, Any] = {}
+    cache_keys = {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates}
+    own_export = exports.done.get(("dynamo", None))
     for candidate in candidates:
         if not REGISTRY[candidate.backend].needs_onnx or "base" not in failing.get(candidate.name, ()):
             continue
@@ -41,7 +45,8 @@ def localize_failures(task: Task, built: Case, candidates: list[Any], failing: d
         if cached is not None:
             found[candidate.name] = {**cached, "cached": True, "repro": _copy_bundle(cached.get("repro"), folder)}
             continue
-        result = localize(task.ref, candidate.name, "torch", "base", folder, left, built)
+        result = localize(task.ref, candidate.name, "torch", "base", folder, left, built,
+                          graph=exports.done.get(candidate.export_key(row["exporter"])), own_export=own_export)
         found[candidate.name] = json.loads(result.to_json())
         _store_localization(task, cache_keys.get(candidate.name), candidate.name, found[candidate.name])
     if found:

@@ -301,8 +301,7 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
 
-        localize_failures(task, built, candidates, failing, row,
-                          {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates})
+        localize_failures(task, built, candidates, failing, row, exports)
 
 
 
