@@ -1,4 +1,5 @@
-"""The GPU checks as one command (``make gpu-check``): the CUDA tests, then the zoo on all four candidates.
+"""The GPU checks as one command (``make gpu-check``): the CUDA tests, then the zoo on the nightly four candidates,
+then the basics suite on ORT's TensorRT provider and torch.compile on CUDA.
 
 Uses the Python it is run with (no virtual environment is created: a GPU machine may have no network, its
 packages installed beforehand). Prints a summary small enough to read in a log and, when ``$OUT`` (or
@@ -21,6 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GPU_TESTS = ["tests/test_backends.py", "tests/test_device_placement.py", "tests/test_gpu_night.py"]
 CANDIDATES = "torch,ort-cpu,ort-cuda,torch-cuda"
+# The GPU runtimes beyond the nightly four, on the basics suite: ORT's TensorRT provider (skipped with its reason
+# where TensorRT's libraries are absent) at fp32 and fp16, and torch.compile on CUDA. Their verdicts are findings
+# printed for the note; they do not decide gpu-check's exit code (the nightly four do).
+MORE_CANDIDATES = "torch,ort-trt,ort-trt[precision=fp16],torch-compile-cuda"
+MORE_TARGETS = ["suites/basics.py"]
 
 
 def environment() -> dict:
@@ -53,6 +59,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--targets", nargs="*", default=["suites"])
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--skip-more", action="store_true",
+                        help="do not run the basics suite on ort-trt and torch-compile-cuda")
     args = parser.parse_args()
     out = Path(args.out) if args.out else None
     started = time.time()
@@ -92,6 +100,9 @@ def main() -> int:
                      f"{failure['evidence'][:160]}")
     if run.returncode not in (0, 1):
         lines += [f"  {line}" for line in (run.stderr or run.stdout).strip().splitlines()[-15:]]
+    more = _more_runtimes(args) if not args.skip_more else {}
+    for line in more.get("lines", []):
+        lines.append(line)
     lines.append(f"gpu-check took {time.time() - started:.0f} s")
     text = "\n".join(lines)
     print(text)
@@ -99,10 +110,33 @@ def main() -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu-check.txt").write_text(text + "\n\n" + tests.stdout[-20000:] + "\n" + run.stdout[-20000:] + "\n")
         (out / "gpu-check.json").write_text(json.dumps({"environment": env, "tests_exit": tests.returncode,
-                                                        "run_exit": run.returncode, "summary": summary}, indent=1))
+                                                        "run_exit": run.returncode, "summary": summary,
+                                                        "more_runtimes": more.get("summary")}, indent=1))
         if run_dir.exists():
             _archive(run_dir, out)
     return 0 if tests.returncode == 0 and run.returncode == 0 else 1
+
+
+def _more_runtimes(args) -> dict:
+    """The basics suite on TensorRT and torch.compile on CUDA: a summary and lines to print."""
+    import tempfile
+
+    run_dir = Path(tempfile.mkdtemp(prefix="gpu-check-more-")) / "run"
+    command = [sys.executable, "-m", "difftest", "run", *MORE_TARGETS, "--backends", MORE_CANDIDATES,
+               "--jobs", str(args.jobs), "--timeout", str(args.timeout), "--localize-budget", "0",
+               "--out", str(run_dir), "--no-cache"]
+    started = time.time()
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    lines = [f"more runtimes ({' '.join(MORE_TARGETS)}, {MORE_CANDIDATES}): exit {run.returncode} in "
+             f"{time.time() - started:.0f} s; status {summary.get('status')}; verdicts {summary.get('labels')}"]
+    lines += [f"  {line.strip()}" for line in run.stdout.splitlines() if line.strip().startswith("skipped")][:6]
+    for failure in summary.get("failures", [])[:20]:
+        lines.append(f"  FAIL {failure['case']} [{failure['candidate']}] {failure['label']}: "
+                     f"{failure['evidence'][:160]}")
+    if run.returncode not in (0, 1):
+        lines += [f"  {line}" for line in (run.stderr or run.stdout).strip().splitlines()[-10:]]
+    return {"summary": summary, "lines": lines}
 
 
 def _archive(run_dir: Path, out: Path, limit: int = 15 * 2**20, parts: int = 5) -> None:

@@ -177,3 +177,19 @@ def test_translation_wrong_blames_the_onnx_export_not_the_capture_end_to_end():
     assert row["blame"] != "torch.export"
     assert "torch-export" in row["blame_reason"] and "agrees with eager" in row["blame_reason"], row["blame_reason"]
     assert "ONNX translation" in row["blame_reason"]
+
+
+def test_ort_trt_fp16_gap_that_closes_at_fp32_is_held_to_fp16s_own_tolerance():
+    """ORT's TensorRT provider at fp16: its precision=fp32 control agrees, so the precision is blamed and the result
+    held to fp16's tolerance (1e-3): a small gap is reduced_precision, a large one stays a mismatch."""
+    fp16_close = [1.0, 2.001, 3.002, 3.998]
+    rows = _judge([_ok("ort-trt[precision=fp16]", fp16_close), _ok("ort-trt[precision=fp32]", TRUTH)],
+                  ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"])
+    row = rows["ort-trt[precision=fp16]"]
+    assert row["label"] == "reduced_precision" and row["blame"] == "precision:fp16", row
+    assert "within fp16's own tolerance" in row["blame_reason"]
+    rows = _judge([_ok("ort-trt[precision=fp16]", [1.0, 2.0, 3.0, 4.2]), _ok("ort-trt[precision=fp32]", TRUTH)],
+                  ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"])
+    row = rows["ort-trt[precision=fp16]"]
+    assert row["label"] == "mismatch" and row["blame"] == "precision:fp16"
+    assert "not accurate at fp16" in row["blame_reason"]

@@ -1,6 +1,7 @@
 """The runtimes a case runs on, registered by name in one table (no if/elif chain): PyTorch eager on CPU and CUDA and
-in float64 (the oracle), ONNX Runtime's CPU and CUDA providers, the ONNX reference evaluator, OpenVINO's CPU plugin,
-torch.compile and torch.export (opt-in); and the candidate specs that pick one with its settings (``candidates``: ``ort-cuda[tf32=0]``).
+in float64 (the oracle), ONNX Runtime's CPU, CUDA and TensorRT providers, the ONNX reference evaluator, OpenVINO's
+CPU plugin, torch.compile on CPU and CUDA, and torch.export (opt-in); and the candidate specs that pick one with its
+settings (``candidates``: ``ort-cuda[tf32=0]``).
 
 May import: record, suite, export.
 """
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 from .base import Backend, BackendUnavailable, Subject
 from .onnx_reference import OnnxReference
-from .onnxruntime import OrtCpu, OrtCuda
+from .onnxruntime import OrtCpu, OrtCuda, OrtTensorRT
 from .openvino import OpenVino
-from .torch_compile import TorchCompile, TorchExport
+from .torch_compile import TorchCompile, TorchCompileCuda, TorchExport
 from .torch_eager import TorchCuda, TorchEager, TorchFloat64
 
 REGISTRY: dict[str, type[Backend]] = {
     cls.name: cls for cls in (TorchEager, OrtCpu, OrtCuda, TorchCuda, TorchFloat64, OnnxReference,
-                              OpenVino, TorchCompile, TorchExport)
+                              OpenVino, TorchCompile, TorchExport, OrtTensorRT, TorchCompileCuda)
 }
 
 # The candidates a run gets unless told otherwise: every CPU runtime cheap enough to run every night (OpenVINO's

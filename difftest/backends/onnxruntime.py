@@ -1,4 +1,4 @@
-"""ONNX Runtime on CPU and on CUDA."""
+"""ONNX Runtime on CPU, on CUDA and through its TensorRT execution provider."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import numpy as np
 from .base import Backend, BackendUnavailable, Control, Subject
 
 
+# TensorRT's precisions (ort-trt's ``precision`` setting) and each reduced one's own tolerance (torch.testing's
+# defaults for the dtype): a gap that closes at fp32 is held to it (judge.precision).
+TRT_PRECISIONS = ("fp32", "fp16", "bf16")
+TRT_PRECISION_RTOL = {"fp16": 1e-3, "bf16": 1.6e-2}
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
               "all": "ORT_ENABLE_ALL"}
 
@@ -112,3 +116,54 @@ class OrtCuda(OrtCpu):
         if "tf32" in self.options:
             cuda_options["use_tf32"] = self.options["tf32"]  # ORT enables TF32 by default
         return [(self.provider, cuda_options), "CPUExecutionProvider"]
+
+
+class OrtTensorRT(OrtCuda):
+    """ONNX Runtime's TensorRT execution provider (``ort-trt``): TensorRT engines for the subgraphs it takes, CUDA and
+    then CPU for the rest, as ORT places them. Checked against the session's actual providers like ``ort-cuda``: a
+    session where TensorRT was dropped (no TensorRT libraries, a failed engine build) is a skip, never a result.
+
+    ``precision``: ``fp32`` (the provider's default), ``fp16`` (``trt_fp16_enable``) or ``bf16``
+    (``trt_bf16_enable``). A failing candidate at a reduced precision gets ``precision=fp32`` as its automatic control,
+    read like OpenVINO's (``precision:fp16`` blamed, the result held to that precision's own tolerance). TensorRT
+    builds float32 layers with TF32 on Ampere and later unless ``NVIDIA_TF32_OVERRIDE=0`` is in the environment
+    before CUDA starts; ORT exposes no per-session switch for it, so ``ort-trt`` has no ``tf32`` setting (compare it
+    with ``ort-cuda[tf32=0]`` to see TF32's share). Engines are not cached between cases."""
+
+    name = "ort-trt"
+    provider = "TensorrtExecutionProvider"
+    description = "ONNX Runtime, TensorRT execution provider (CUDA and CPU for what TensorRT does not take)"
+    settings = OrtCpu.settings + ("precision",)
+    setting_values = {**OrtCpu.setting_values, "precision": tuple(TRT_PRECISIONS)}
+    setting_defaults = {**OrtCpu.setting_defaults, "precision": "fp32"}
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        return [Control("precision", "fp32", "does the gap close with TensorRT at float32 (fp16/bf16 off)?",
+                        rule="precision_control", closes="precision:{value}",
+                        tolerances=tuple(TRT_PRECISION_RTOL.items())),
+                *super().declared_controls(module)]
+
+    @classmethod
+    def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
+        # fp32 is the provider's default: a candidate without a precision already runs what the control would
+        precision = candidate.get("precision") or cls.setting_defaults["precision"]
+        return [c for c in cls.declared_controls(module)
+                if not (c.setting == "precision" and precision == c.value) and candidate.get(c.setting) != c.value]
+
+    def unavailable_reason(self) -> str | None:
+        reason = OrtCpu.unavailable_reason(self)
+        if reason and "not installed" not in reason:
+            import onnxruntime
+
+            return (f"onnxruntime {onnxruntime.__version__} has no TensorrtExecutionProvider (available: "
+                    f"{', '.join(onnxruntime.get_available_providers())}); it needs onnxruntime-gpu and TensorRT's "
+                    "libraries (pip install tensorrt) on a machine with an NVIDIA GPU")
+        return reason
+
+    def provider_list(self) -> list[Any]:
+        precision = self.options.get("precision", "fp32")
+        trt_options: dict[str, Any] = {"device_id": 0, "trt_engine_cache_enable": False}
+        if precision != "fp32":  # only the option asked for: an older provider may not know trt_bf16_enable
+            trt_options[f"trt_{precision}_enable"] = True
+        return [(self.provider, trt_options), ("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]

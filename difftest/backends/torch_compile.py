@@ -1,5 +1,6 @@
-"""The PyTorch model compiled: ``torch-compile`` (``torch.compile``, Inductor by default) and ``torch-export`` (the
-program ``torch.export`` captures, the first step of the dynamo ONNX exporter, run as a module).
+"""The PyTorch model compiled: ``torch-compile`` (``torch.compile``, Inductor by default; ``torch-compile-cuda`` on the
+GPU) and ``torch-export`` (the program ``torch.export`` captures, the first step of the dynamo ONNX exporter, run as
+a module).
 
 ``torch-compile`` settings: ``mode`` (default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs),
 ``dynamic`` (auto | 0 | 1: ``torch.compile(dynamic=None|False|True)``) and ``backend`` (inductor | aot_eager | eager).
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, Control, Subject
-from .torch_eager import TorchEager
+from .torch_eager import TorchCuda, TorchEager
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
@@ -70,18 +71,64 @@ class TorchCompile(TorchEager):
     def prepare(self, subject: Subject) -> Any:
         import copy
 
-        import torch
-
-        _reset_dynamo()
-        dynamic = {"auto": None, "0": False, "1": True}[self.options.get("dynamic", "auto")]
-        backend = self.options.get("backend", "inductor")
-        options: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
-        mode = self.options.get("mode", "default")
-        if mode != "default" and backend == "inductor":
-            options["mode"] = mode
         compiled = copy.copy(subject)
-        compiled.call = torch.compile(subject.call, **options)
+        compiled.call = compile_call(subject.call, self.options)
         return compiled
+
+    def teardown(self, session: Any) -> None:
+        _reset_dynamo()
+
+
+def compile_call(call: Any, options: dict[str, str]) -> Any:
+    """``call`` compiled with a candidate's torch.compile settings, after a Dynamo reset (nothing a previous case
+    compiled or guarded on is reused)."""
+    import torch
+
+    _reset_dynamo()
+    dynamic = {"auto": None, "0": False, "1": True}[options.get("dynamic", "auto")]
+    backend = options.get("backend", "inductor")
+    settings: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
+    mode = options.get("mode", "default")
+    if mode != "default" and backend == "inductor":
+        settings["mode"] = mode
+    return torch.compile(call, **settings)
+
+
+class TorchCompileCuda(TorchCuda):
+    """``torch-compile-cuda``: the model moved to CUDA as ``torch-cuda`` runs it, then compiled (Inductor's Triton
+    kernels by default). The same settings as ``torch-compile`` plus ``tf32``; a failing candidate gets the
+    ``backend=aot_eager`` control (Inductor against Dynamo) and the ``tf32=0`` one."""
+
+    name = "torch-compile-cuda"
+    description = "torch.compile (Inductor) on CUDA, the PyTorch model moved to the GPU and compiled"
+    settings = ("mode", "dynamic", "backend", "tf32")
+    setting_values = {**TorchCompile.setting_values, "tf32": ("0", "1")}
+    setting_defaults = {**TorchCompile.setting_defaults, "tf32": "default"}
+    localize_instead = TorchCompile.localize_instead.replace("torch-compile", "torch-compile-cuda")
+
+    @classmethod
+    def declared_controls(cls, module: Any = None) -> list[Control]:
+        tf32 = [c for c in TorchCuda.declared_controls.__func__(cls, module) if c.rule == "tf32_control"]
+        return [*tf32, *TorchCompile.declared_controls()]
+
+    def unavailable_reason(self) -> str | None:
+        reason = TorchCuda.unavailable_reason(self)
+        if reason:
+            return reason
+        if self.options.get("backend", "inductor") == "inductor":
+            try:
+                from torch.utils._triton import has_triton
+            except ImportError:  # pragma: no cover - torch without the helper
+                return None
+            if not has_triton():
+                return ("Inductor on CUDA generates Triton kernels and triton is not importable here (pip install "
+                        "triton, which CUDA builds of torch normally bring), or use torch-compile-cuda[backend=aot_eager]")
+        return None
+
+    def prepare(self, subject: Subject) -> Any:
+        placed = super().prepare(subject)
+        placed.call = compile_call(placed.call, self.options)
+        return placed
 
     def teardown(self, session: Any) -> None:
         _reset_dynamo()

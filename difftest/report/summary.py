@@ -138,6 +138,18 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
     ET.ElementTree(root).write(run_dir / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 
+def _worth_a_look(outcomes: list[Any], most: int = 4) -> list[str]:
+    """One line per candidate × warning label (a pass worth a look: reduced_precision, nondeterministic, dtype), so
+    a pass that is only a pass at a runtime's reduced precision is said, not folded into "no unexpected failures"."""
+    found = Counter((o.candidate, o.label) for o in outcomes
+                    if o.status == "pass" and vocabulary.label(o.label).outcome == "warns")
+    lines = [f"worth a look: {candidate}: {label} on {n} case(s): {vocabulary.label(label).meaning}"
+             for (candidate, label), n in found.most_common(most)]
+    if len(found) > most:
+        lines.append(f"… and {len(found) - most} more candidate × warning pair(s) (see the report)")
+    return lines
+
+
 SUMMARY_STATUSES = ("pass", "xfail", "waived", "fail", "skipped", "not_applicable")  # the order the summary says them
 
 
@@ -157,6 +169,7 @@ def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[An
     judged = {label: n for label, n in c["labels"].items() if label != "skipped"}
     if judged:
         lines.append("verdicts: " + ", ".join(f"{label} {n}" for label, n in judged.items()))
+    lines += _worth_a_look(outcomes)
     warned = [(c["case"], w) for c in cases for w in (c.get("warnings") or [])]
     for case_id, warning in warned[:5]:
         lines.append(f"warning: {case_id}: {warning}")
