@@ -112,6 +112,12 @@ class Backend:
         return None
 
     @classmethod
+    def recorded_setting(cls, setting: str, providers: Sequence[str] | None) -> str | None:
+        """The value a run actually used for ``setting``, read from the providers it recorded (``providers``), where
+        the runtime chose it (OpenVINO's inference precision); None when the run did not record one."""
+        return None
+
+    @classmethod
     def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
         """The automatic controls of a failing ``candidate`` (a ``candidates.Candidate`` of this backend);
         ``module`` is the case's model (a control may depend on what it contains). Only controls whose setting

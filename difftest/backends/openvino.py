@@ -40,6 +40,10 @@ class OpenVino(Backend):
                         rule="precision_control", closes="precision:{value}",
                         tolerances=tuple(PRECISION_RTOL.items()))]
 
+    @classmethod
+    def recorded_setting(cls, setting: str, providers: Any) -> str | None:
+        return recorded_precision(providers) if setting == "precision" else None
+
     def unavailable_reason(self) -> str | None:
         try:
             import openvino

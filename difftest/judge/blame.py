@@ -85,7 +85,8 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                 verdict.blame, verdict.blame_rule, verdict.blame_reason, relabel = declared
                 if relabel:  # within the reduced precision's own tolerance: a warning
                     verdict.label, verdict.rule = "reduced_precision", "reduced precision"
-                    verdict.evidence += f" Counted as reduced_precision (a warning, not float noise): {verdict.blame_reason}."
+                    verdict.evidence = (verdict.evidence.rstrip().rstrip(".") + ". Counted as reduced_precision (a "
+                                        f"warning, not float noise): {verdict.blame_reason}.")
                 continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
@@ -195,14 +196,9 @@ def _setting_value(candidate: str, setting: str, key: Key, context: "_Context") 
     me = parse(candidate)
     if me.get(setting):
         return me.get(setting)
-    if setting == "precision":
-        from ..backends.openvino import recorded_precision
-
-        row = context.rec.row(candidate, *key) or {}
-        found = recorded_precision(row.get("providers"))
-        if found:
-            return found
-    return REGISTRY[me.backend].setting_defaults.get(setting, "default")
+    row = context.rec.row(candidate, *key) or {}
+    found = REGISTRY[me.backend].recorded_setting(setting, row.get("providers"))
+    return found or REGISTRY[me.backend].setting_defaults.get(setting, "default")
 
 
 def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],

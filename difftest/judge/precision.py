@@ -37,8 +37,9 @@ class PrecisionCheck:
         if self.within:
             return (f"{relative}, within {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the output's "
                     f"RMS): accurate at {precision}")
+        over = f", {self.worst:.3g}x over" if np.isfinite(self.worst) else ""
         return (f"{self.note or relative}, beyond {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the "
-                f"output's RMS, {self.worst:.3g}x over): not accurate at {precision}")
+                f"output's RMS{over}): not accurate at {precision}")
 
 
 def check(candidate: np.ndarray, truth: np.ndarray, rtol: float, truth_name: str = "the float64 oracle",
