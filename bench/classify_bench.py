@@ -20,8 +20,11 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default=str(HERE / "classify_corpus.py"),
-                        help="the labelled suite file to run (default: bench/classify_corpus.py)")
+    parser.add_argument(
+        "--corpus",
+        default=str(HERE / "classify_corpus.py"),
+        help="the labelled suite file to run (default: bench/classify_corpus.py)",
+    )
     parser.add_argument("--out", help="run directory (default: a temporary one)")
     parser.add_argument("--rejudge", metavar="DIR", help="re-judge a stored corpus run instead of running it")
     args = parser.parse_args(argv)
@@ -40,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             corpus = HERE / corpus.name  # a bare file name means one of the corpora beside this script
         if not corpus.is_file():
             parser.error(f"--corpus: no such file: {args.corpus}")
-        run(RunConfig(targets=[str(corpus.resolve())], backends=["torch", "ort-cpu"], out=str(out)),
-            echo=lambda line: None)
+        run(
+            RunConfig(targets=[str(corpus.resolve())], backends=["torch", "ort-cpu"], out=str(out)),
+            echo=lambda line: None,
+        )
         run_dir = out
     cases = read_table(run_dir, "cases").to_dicts()
     results = outcomes(cases, read_table(run_dir, "comparisons").to_dicts())
@@ -59,8 +64,10 @@ def report(pairs: list[tuple[str, str, str, str]]) -> str:
     labels = sorted({t for _, t, _, _ in pairs} | {p for _, _, p, _ in pairs})
     matrix = Counter((t, p) for _, t, p, _ in pairs)
     width = max(len(label) for label in labels) + 2
-    lines = ["confusion matrix (rows: true label, columns: predicted)", " " * width + "".join(
-        f"{label[:9]:>10}" for label in labels)]
+    lines = [
+        "confusion matrix (rows: true label, columns: predicted)",
+        " " * width + "".join(f"{label[:9]:>10}" for label in labels),
+    ]
     for t in labels:
         lines.append(f"{t:<{width}}" + "".join(f"{matrix.get((t, p), 0) or '.':>10}" for p in labels))
     lines.append("")

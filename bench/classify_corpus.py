@@ -62,10 +62,12 @@ def _select_last(model):
 
 def _noise(scale):
     """Add fresh random noise on every run: a nondeterministic kernel."""
-    return rewire_output(lambda inner, outer: [
-        helper.make_node("RandomNormalLike", [inner], ["noise"], scale=scale),
-        helper.make_node("Add", [inner, "noise"], [outer]),
-    ])
+    return rewire_output(
+        lambda inner, outer: [
+            helper.make_node("RandomNormalLike", [inner], ["noise"], scale=scale),
+            helper.make_node("Add", [inner, "noise"], [outer]),
+        ]
+    )
 
 
 def _cast(to):
@@ -79,8 +81,11 @@ def _transpose(perm):
 def _flip_rows(n):
     def make(inner, outer):
         index = helper.make_tensor("flip_index", TensorProto.INT64, [n], list(range(n - 1, -1, -1)))
-        return [helper.make_node("Constant", [], ["flip_idx"], value=index),
-                helper.make_node("Gather", [inner, "flip_idx"], [outer], axis=0)]
+        return [
+            helper.make_node("Constant", [], ["flip_idx"], value=index),
+            helper.make_node("Gather", [inner, "flip_idx"], [outer], axis=0),
+        ]
+
     return rewire_output(make)
 
 
@@ -91,8 +96,11 @@ def _concat_self(axis):
 def _scale_output(factor):
     def make(inner, outer):
         value = helper.make_tensor("factor_value", TensorProto.FLOAT, [], [factor])
-        return [helper.make_node("Constant", [], ["factor"], value=value),
-                helper.make_node("Mul", [inner, "factor"], [outer])]
+        return [
+            helper.make_node("Constant", [], ["factor"], value=value),
+            helper.make_node("Mul", [inner, "factor"], [outer]),
+        ]
+
     return rewire_output(make)
 
 
@@ -103,6 +111,7 @@ def _ln_epsilon(model):
 
 
 # --- benign: must pass -------------------------------------------------------------------------------
+
 
 @case(exporter=TS, expect=AGREE, tags=["benign"])
 def deep_conv_stack():
@@ -131,30 +140,33 @@ def cumsum_long():
 @case(exporter=TS, expect=AGREE, tags=["benign"])
 def softmax_layernorm_gelu():
     """Softmax, LayerNorm and GELU (tanh approximation): transcendental noise."""
-    return seeded(Fn(lambda p, x: F.gelu(p[0](x.softmax(-1) * 10), approximate="tanh"), torch.nn.LayerNorm(64))), \
-        (randn(4, 64),)
+    return seeded(Fn(lambda p, x: F.gelu(p[0](x.softmax(-1) * 10), approximate="tanh"), torch.nn.LayerNorm(64))), (
+        randn(4, 64),
+    )
 
 
 @case(exporter=TS, expect=AGREE, tags=["benign"])
 def attention():
     """Multi-head self-attention."""
-    return seeded(Fn(lambda p, x: p[0](x, x, x, need_weights=False)[0], torch.nn.MultiheadAttention(32, 4,
-                                                                                                  batch_first=True))), \
-        (randn(2, 12, 32),)
+    return seeded(
+        Fn(lambda p, x: p[0](x, x, x, need_weights=False)[0], torch.nn.MultiheadAttention(32, 4, batch_first=True))
+    ), (randn(2, 12, 32),)
 
 
 @case(exporter=TS, expect=AGREE, tags=["benign"])
 def mlp_large_values():
     """Large activations: absolute errors exceed atol while relative errors are tiny."""
-    return seeded(torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 16))), \
-        (randn(8, 64) * 1000,)
+    return seeded(torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 16))), (
+        randn(8, 64) * 1000,
+    )
 
 
 @case(exporter=TS, expect=AGREE, tags=["benign"])
 def lstm():
     """A two-layer LSTM over 20 steps."""
-    return seeded(Fn(lambda p, x: p[0](x)[0], torch.nn.LSTM(16, 32, num_layers=2, batch_first=True))), \
-        (randn(2, 20, 16),)
+    return seeded(Fn(lambda p, x: p[0](x)[0], torch.nn.LSTM(16, 32, num_layers=2, batch_first=True))), (
+        randn(2, 20, 16),
+    )
 
 
 @case(exporter=TS, expect=["exact", "numeric", "tie_break"], tags=["benign", "ties"])
@@ -172,8 +184,9 @@ def argmax_equal_logits():
 @case(exporter=TS, expect="tie_break", tags=["benign", "ties"], onnx_transform=_select_last)
 def argmax_some_ties():
     """Some rows tied at the maximum, some not."""
-    return Fn(lambda p, x: x.argmax(1)), (torch.tensor([[1.0, 5.0, 5.0, 0.0], [3.0, 1.0, 2.0, 0.0],
-                                                          [2.0, 2.0, 2.0, 2.0]]),)
+    return Fn(lambda p, x: x.argmax(1)), (
+        torch.tensor([[1.0, 5.0, 5.0, 0.0], [3.0, 1.0, 2.0, 0.0], [2.0, 2.0, 2.0, 2.0]]),
+    )
 
 
 @case(exporter=TS, expect=["exact", "tie_break"], tags=["benign", "ties"])
@@ -223,6 +236,7 @@ def noisy_kernel():
 
 # --- real faults: must be caught, with the right label ------------------------------------------------
 
+
 @case(exporter=TS, expect="mismatch", tags=["fault"], onnx_transform=replace_op("Mul", "Add"))
 def wrong_operator():
     """Mul rewritten as Add."""
@@ -259,23 +273,29 @@ def sigmoid_became_hard():
     return Fn(lambda p, x: torch.sigmoid(x)), (randn(4, 8),)
 
 
-@case(exporter=TS, expect="mismatch", tags=["fault", "ties"], onnx_transform=replace_op("ArgMax", "ArgMin",
-                                                                                           axis=-1, keepdims=0))
+@case(
+    exporter=TS,
+    expect="mismatch",
+    tags=["fault", "ties"],
+    onnx_transform=replace_op("ArgMax", "ArgMin", axis=-1, keepdims=0),
+)
 def argmax_became_argmin():
     """A real index error: ArgMin where eager takes ArgMax; the values are not tied."""
     return Fn(lambda p, x: x.argmax(-1)), (randn(5, 7),)
 
 
-@case(exporter=TS, expect="mismatch", tags=["fault"],
-      onnx_transform=edit_constant_input("Resize", 2, lambda s: s))
+@case(exporter=TS, expect="mismatch", tags=["fault"], onnx_transform=edit_constant_input("Resize", 2, lambda s: s))
 def resize_mode_changed():
     """Resize: nearest in eager, linear in the graph."""
+
     def make(model):
         for node in nodes_of(model, "Resize"):
             set_attribute(node, "mode", "linear")
         return model
-    return Case(Fn(lambda p, x: F.interpolate(x, scale_factor=2.0, mode="nearest")), (randn(1, 2, 4, 4),),
-                onnx_transform=make)
+
+    return Case(
+        Fn(lambda p, x: F.interpolate(x, scale_factor=2.0, mode="nearest")), (randn(1, 2, 4, 4),), onnx_transform=make
+    )
 
 
 @case(exporter=TS, expect="mismatch", tags=["fault"], onnx_transform=replace_op("Add", "Sub"))
@@ -323,12 +343,15 @@ def output_duplicated():
 @case(exporter=TS, expect="shape", tags=["fault"])
 def slice_end_off_by_one():
     """A slice's end moved by one: one row short."""
+
     def make(model):
         node = nodes_of(model, "Slice")[0]
         from difftest.suite.graph_edit import constant, set_constant
+
         ends = constant(model, node.input[2])
         set_constant(model, node.input[2], (ends - 1).astype(ends.dtype))
         return model
+
     return Case(Fn(lambda p, x: x[1:5] * 2), (randn(6, 3),), onnx_transform=make)
 
 
@@ -369,15 +392,18 @@ def scale_baked_in_dynamo():
 @case(exporter=TS, expect="shape_specialized", tags=["fault"])
 def reshape_with_int_batch():
     """x.view(int(x.shape[0]), -1): the batch size is frozen into the traced graph."""
-    return Case(Fn(lambda p, x: x.view(int(x.shape[0]), -1) * 2), (randn(2, 3, 4),),
-                dynamic_axes={"arg0": {0: "batch"}})
+    return Case(
+        Fn(lambda p, x: x.view(int(x.shape[0]), -1) * 2), (randn(2, 3, 4),), dynamic_axes={"arg0": {0: "batch"}}
+    )
 
 
 @case(exporter=TS, expect="shape_specialized", tags=["fault"])
 def interpolate_to_frozen_size():
     """Interpolate to a size built with int() from the input's shape times two."""
+
     def fn(p, x):
         return F.interpolate(x, size=(int(x.shape[2]) * 2, int(x.shape[3]) * 2), mode="nearest")
+
     return Case(Fn(fn), (randn(1, 1, 3, 3),), dynamic_axes={"arg0": {2: "h", 3: "w"}})
 
 
@@ -393,14 +419,19 @@ def unknown_operator_in_graph():
     return Fn(lambda p, x: x * 2.0), (randn(3),)
 
 
-@case(exporter=TS, expect="runtime_error", tags=["fault"],
-      onnx_transform=edit_constant_input("Reshape", 1, lambda s: np.array([7, -1], dtype=s.dtype)))
+@case(
+    exporter=TS,
+    expect="runtime_error",
+    tags=["fault"],
+    onnx_transform=edit_constant_input("Reshape", 1, lambda s: np.array([7, -1], dtype=s.dtype)),
+)
 def impossible_reshape():
     """A Reshape target that cannot hold the data: ONNX Runtime refuses at run time."""
     return Fn(lambda p, x: x.reshape(4, 6)), (randn(2, 12),)
 
 
 # --- the harness keeps the model as the factory made it ---------------------------------------------
+
 
 class DropoutHead(torch.nn.Module):
     """A head with dropout, built and put in eval mode by the factory."""
@@ -443,6 +474,7 @@ def forward_writes_its_buffer():
 
 # --- generated probes keep the model's contract ---------------------------------------------------------
 
+
 class ScatterIntoMask(torch.nn.Module):
     def forward(self, x, mask, source):
         return x.masked_scatter(mask, source)
@@ -473,15 +505,19 @@ def declared_dynamic_but_fixed():
 
 # --- the same values in another arrangement -----------------------------------------------------------
 
+
 def _flatten_channels_last(channels):
     def make(inner, outer):
         shape = helper.make_tensor("cl_shape", TensorProto.INT64, [3], [0, channels, -1])
         flat = helper.make_tensor("cl_flat", TensorProto.INT64, [2], [0, -1])
-        return [helper.make_node("Constant", [], ["cl_s"], value=shape),
-                helper.make_node("Constant", [], ["cl_f"], value=flat),
-                helper.make_node("Reshape", [inner, "cl_s"], ["cl_split"]),
-                helper.make_node("Transpose", ["cl_split"], ["cl_t"], perm=[0, 2, 1]),
-                helper.make_node("Reshape", ["cl_t", "cl_f"], [outer])]
+        return [
+            helper.make_node("Constant", [], ["cl_s"], value=shape),
+            helper.make_node("Constant", [], ["cl_f"], value=flat),
+            helper.make_node("Reshape", [inner, "cl_s"], ["cl_split"]),
+            helper.make_node("Transpose", ["cl_split"], ["cl_t"], perm=[0, 2, 1]),
+            helper.make_node("Reshape", ["cl_t", "cl_f"], [outer]),
+        ]
+
     return rewire_output(make)
 
 
@@ -495,8 +531,11 @@ def features_flattened_channels_last():
 def _gather_rows(order):
     def make(inner, outer):
         index = helper.make_tensor("row_order", TensorProto.INT64, [len(order)], order)
-        return [helper.make_node("Constant", [], ["row_idx"], value=index),
-                helper.make_node("Gather", [inner, "row_idx"], [outer], axis=0)]
+        return [
+            helper.make_node("Constant", [], ["row_idx"], value=index),
+            helper.make_node("Gather", [inner, "row_idx"], [outer], axis=0),
+        ]
+
     return rewire_output(make)
 
 
@@ -527,6 +566,7 @@ def class_map_with_swapped_rows():
 
 # --- a decision the trace froze -------------------------------------------------------------------------
 
+
 class NormalizeIfLarge(torch.nn.Module):
     def forward(self, x):
         peak = x.abs().max()
@@ -543,6 +583,7 @@ def normalize_branch_frozen():
 
 
 # --- long accumulations: float32 order, not a bug -------------------------------------------------------
+
 
 @case(exporter=TS, expect=AGREE, tags=["benign", "precision"])
 def sum_of_a_million_positive():

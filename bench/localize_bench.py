@@ -147,13 +147,24 @@ def run(suites: list[str], per_kind: int, echo=print) -> list[dict[str, Any]]:
                 if not fault.injected:
                     break  # no (more) such node in this model, or the model does not export: nothing injected
                 names = [s["name"] for s in result.suspects]
-                row = {"case": ref.id, "kind": kind, "op": op, "index": index, "injected": fault.injected,
-                       "status": result.status, "top1": bool(names[:1]) and names[0] in fault.injected,
-                       "top3": any(n in fault.injected for n in names[:3]), "seconds": result.seconds,
-                       "culprit": names[0] if names else None, "reason": result.reason}
+                row = {
+                    "case": ref.id,
+                    "kind": kind,
+                    "op": op,
+                    "index": index,
+                    "injected": fault.injected,
+                    "status": result.status,
+                    "top1": bool(names[:1]) and names[0] in fault.injected,
+                    "top3": any(n in fault.injected for n in names[:3]),
+                    "seconds": result.seconds,
+                    "culprit": names[0] if names else None,
+                    "reason": result.reason,
+                }
                 results.append(row)
-                echo(f"{ref.id:<40} {kind:<12} {op}#{index}: {result.status:<14} top1={row['top1']!s:<5} "
-                     f"top3={row['top3']!s:<5} {result.seconds:5.1f}s  {row['culprit']}")
+                echo(
+                    f"{ref.id:<40} {kind:<12} {op}#{index}: {result.status:<14} top1={row['top1']!s:<5} "
+                    f"top3={row['top3']!s:<5} {result.seconds:5.1f}s  {row['culprit']}"
+                )
     return results
 
 
@@ -161,30 +172,39 @@ def summary(results: list[dict[str, Any]]) -> str:
     if not results:
         return "no faults injected"
     faults = [r for r in results if r["status"] != "no_divergence"]
-    lines = [f"{len(results)} faults injected, {len(results) - len(faults)} changed nothing the reference could see "
-             f"(no divergence: excluded), {len(faults)} scored"]
+    lines = [
+        f"{len(results)} faults injected, {len(results) - len(faults)} changed nothing the reference could see "
+        f"(no divergence: excluded), {len(faults)} scored"
+    ]
     if faults:
         top1 = sum(r["top1"] for r in faults) / len(faults)
         top3 = sum(r["top3"] for r in faults) / len(faults)
         times = [r["seconds"] for r in faults]
-        lines.append(f"top-1 {100 * top1:.0f}%, top-3 {100 * top3:.0f}%, time median {statistics.median(times):.1f} s, "
-                     f"max {max(times):.1f} s")
+        lines.append(
+            f"top-1 {100 * top1:.0f}%, top-3 {100 * top3:.0f}%, time median {statistics.median(times):.1f} s, "
+            f"max {max(times):.1f} s"
+        )
         by_kind: dict[str, list[dict]] = {}
         for r in faults:
             by_kind.setdefault(r["kind"], []).append(r)
         for kind, rows in sorted(by_kind.items()):
-            lines.append(f"  {kind:<12} {len(rows):>3} faults, top-1 {sum(r['top1'] for r in rows)}/{len(rows)}, "
-                         f"top-3 {sum(r['top3'] for r in rows)}/{len(rows)}")
+            lines.append(
+                f"  {kind:<12} {len(rows):>3} faults, top-1 {sum(r['top1'] for r in rows)}/{len(rows)}, "
+                f"top-3 {sum(r['top3'] for r in rows)}/{len(rows)}"
+            )
         misses = [r for r in faults if not r["top3"]]
         for r in misses:
-            lines.append(f"  missed: {r['case']} {r['kind']} {r['op']}#{r['index']} ({r['status']}): {r['reason'][:160]}")
+            lines.append(
+                f"  missed: {r['case']} {r['kind']} {r['op']}#{r['index']} ({r['status']}): {r['reason'][:160]}"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", nargs="+", default=[str(ROOT / "suites" / "models.py"),
-                                                       str(ROOT / "suites" / "basics.py")])
+    parser.add_argument(
+        "--suite", nargs="+", default=[str(ROOT / "suites" / "models.py"), str(ROOT / "suites" / "basics.py")]
+    )
     parser.add_argument("--per-kind", type=int, default=2)
     args = parser.parse_args(argv)
     started = time.perf_counter()

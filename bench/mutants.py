@@ -52,8 +52,14 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-DEFAULT_TARGETS = ["suites/basics.py", "suites/models.py", "suites/ops.py", "suites/pitfalls.py",
-                   "bench/public_corpus.py", "bench/classify_corpus.py"]
+DEFAULT_TARGETS = [
+    "suites/basics.py",
+    "suites/models.py",
+    "suites/ops.py",
+    "suites/pitfalls.py",
+    "bench/public_corpus.py",
+    "bench/classify_corpus.py",
+]
 HF_TARGET = "suites/hf_transformers.py"
 CANDIDATE = "ort-cpu"
 NOT_KILLED = ("pass", "xfail", "waived", "skipped", "not_applicable")
@@ -83,8 +89,11 @@ def _parameters(model: Any) -> set[str]:
                 while name and name not in found:
                     found.add(name)
                     producer = producers.get(name)
-                    name = producer.input[0] if producer is not None and producer.op_type in ("Identity", "Cast") \
-                        and producer.input else ""
+                    name = (
+                        producer.input[0]
+                        if producer is not None and producer.op_type in ("Identity", "Cast") and producer.input
+                        else ""
+                    )
     return found
 
 
@@ -193,8 +202,11 @@ def _inferred(model: Any) -> Any:
 def _types(model: Any) -> dict[str, int]:
     """name -> element type for every value whose type is known."""
     graph = _inferred(model).graph
-    found = {i.name: i.type.tensor_type.elem_type for i in list(graph.value_info) + list(graph.input)
-             + list(graph.output) if i.type.tensor_type.elem_type}
+    found = {
+        i.name: i.type.tensor_type.elem_type
+        for i in list(graph.value_info) + list(graph.input) + list(graph.output)
+        if i.type.tensor_type.elem_type
+    }
     found.update({i.name: i.data_type for i in graph.initializer})
     return found
 
@@ -307,16 +319,23 @@ def _scalar(name: str, value: float, elem: int) -> Any:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
-        np.asarray(value, dtype=_numpy_type(elem)), name))
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype=_numpy_type(elem)), name)
+    )
 
 
 def add_constant(model: Any) -> Any:
     """+1e-3 on every element of the first float output."""
     from onnx import helper
 
-    return _rewire(model, FLOAT_TYPES, lambda inner, outer, elem: [
-        _scalar("mutant_c", 1e-3, elem), helper.make_node("Add", [inner, "mutant_c"], [outer])])
+    return _rewire(
+        model,
+        FLOAT_TYPES,
+        lambda inner, outer, elem: [
+            _scalar("mutant_c", 1e-3, elem),
+            helper.make_node("Add", [inner, "mutant_c"], [outer]),
+        ],
+    )
 
 
 def flip_signs(model: Any) -> Any:
@@ -324,22 +343,32 @@ def flip_signs(model: Any) -> Any:
     magnitude is flipped (the small values: a tensor's large elements must not excuse them)."""
     from onnx import helper
 
-    return _rewire(model, FLOAT_TYPES, lambda inner, outer, elem: [
-        helper.make_node("Abs", [inner], ["mutant_abs"]),
-        helper.make_node("ReduceMean", ["mutant_abs"], ["mutant_mean"], keepdims=1),
-        helper.make_node("Less", ["mutant_abs", "mutant_mean"], ["mutant_small"]),
-        helper.make_node("Neg", [inner], ["mutant_neg"]),
-        helper.make_node("Where", ["mutant_small", "mutant_neg", inner], [outer])])
+    return _rewire(
+        model,
+        FLOAT_TYPES,
+        lambda inner, outer, elem: [
+            helper.make_node("Abs", [inner], ["mutant_abs"]),
+            helper.make_node("ReduceMean", ["mutant_abs"], ["mutant_mean"], keepdims=1),
+            helper.make_node("Less", ["mutant_abs", "mutant_mean"], ["mutant_small"]),
+            helper.make_node("Neg", [inner], ["mutant_neg"]),
+            helper.make_node("Where", ["mutant_small", "mutant_neg", inner], [outer]),
+        ],
+    )
 
 
 def random_noise(model: Any) -> Any:
     """y * (1 + N(0, 1e-3)) on the first float output, drawn afresh on every run (RandomNormalLike, no seed)."""
     from onnx import helper
 
-    return _rewire(model, FLOAT_TYPES, lambda inner, outer, elem: [
-        helper.make_node("RandomNormalLike", [inner], ["mutant_noise"], scale=1e-3),
-        helper.make_node("Mul", [inner, "mutant_noise"], ["mutant_scaled_noise"]),
-        helper.make_node("Add", [inner, "mutant_scaled_noise"], [outer])])
+    return _rewire(
+        model,
+        FLOAT_TYPES,
+        lambda inner, outer, elem: [
+            helper.make_node("RandomNormalLike", [inner], ["mutant_noise"], scale=1e-3),
+            helper.make_node("Mul", [inner, "mutant_noise"], ["mutant_scaled_noise"]),
+            helper.make_node("Add", [inner, "mutant_scaled_noise"], [outer]),
+        ],
+    )
 
 
 def narrowing_cast(model: Any) -> Any:
@@ -348,9 +377,14 @@ def narrowing_cast(model: Any) -> Any:
 
     for source, narrow in ((TensorProto.FLOAT, TensorProto.FLOAT16), (TensorProto.INT64, TensorProto.INT32)):
         if _first_output(model, (source,)) is not None:
-            return _rewire(model, (source,), lambda inner, outer, elem: [
-                helper.make_node("Cast", [inner], ["mutant_narrow"], to=narrow),
-                helper.make_node("Cast", ["mutant_narrow"], [outer], to=source)])
+            return _rewire(
+                model,
+                (source,),
+                lambda inner, outer, elem: [
+                    helper.make_node("Cast", [inner], ["mutant_narrow"], to=narrow),
+                    helper.make_node("Cast", ["mutant_narrow"], [outer], to=source),
+                ],
+            )
     return None
 
 
@@ -361,7 +395,7 @@ def swap_outputs(model: Any) -> Any:
     shapes = _shapes(model)
     outputs = list(model.graph.output)
     for i, a in enumerate(outputs):
-        for b in outputs[i + 1:]:
+        for b in outputs[i + 1 :]:
             ta, tb = a.type.tensor_type, b.type.tensor_type
             da, db = shapes.get(a.name), shapes.get(b.name)
             if ta.elem_type != tb.elem_type or da is None or da != db or None in da:
@@ -379,8 +413,12 @@ def swap_outputs(model: Any) -> Any:
                     return None  # an output that is a constant: leave such graphs alone
             if any(i.name in renamed for i in model.graph.input):
                 return None
-            model.graph.node.extend([helper.make_node("Identity", [renamed[b.name]], [a.name]),
-                                     helper.make_node("Identity", [renamed[a.name]], [b.name])])
+            model.graph.node.extend(
+                [
+                    helper.make_node("Identity", [renamed[b.name]], [a.name]),
+                    helper.make_node("Identity", [renamed[a.name]], [b.name]),
+                ]
+            )
             return model
     return None
 
@@ -418,8 +456,14 @@ def integer_plus_one(model: Any) -> Any:
     """+1 on every element of the first integer output."""
     from onnx import helper
 
-    return _rewire(model, INT_TYPES, lambda inner, outer, elem: [
-        _scalar("mutant_one", 1, elem), helper.make_node("Add", [inner, "mutant_one"], [outer])])
+    return _rewire(
+        model,
+        INT_TYPES,
+        lambda inner, outer, elem: [
+            _scalar("mutant_one", 1, elem),
+            helper.make_node("Add", [inner, "mutant_one"], [outer]),
+        ],
+    )
 
 
 OPERATORS: dict[str, Callable[[Any], Any]] = {
@@ -519,13 +563,15 @@ for _entry in _json.loads(_Path({plan!r}).read_text()):
 # The benchmark
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _run(targets: list[str], out: Path, jobs: int, controls: bool) -> Any:
     import difftest
 
     budget = 60.0 if controls else 0.0
     started = time.perf_counter()
-    result = difftest.run(targets, backends=["torch", CANDIDATE], out=str(out), jobs=jobs,
-                          localize_budget=budget, control_budget=budget)
+    result = difftest.run(
+        targets, backends=["torch", CANDIDATE], out=str(out), jobs=jobs, localize_budget=budget, control_budget=budget
+    )
     print(f"  {out}: {len(result.outcomes)} outcomes in {time.perf_counter() - started:.0f}s", flush=True)
     return result
 
@@ -535,8 +581,11 @@ def _tables(run_dir: Path, tensor_columns: list[str] | None = None) -> dict[str,
     from difftest.record.tables import read_table
 
     tensors = read_table(run_dir, "tensors")
-    return {"cases": read_table(run_dir, "cases").to_dicts(), "comparisons": read_table(run_dir, "comparisons").to_dicts(),
-            "tensors": tensors.select(tensor_columns) if tensor_columns else tensors}
+    return {
+        "cases": read_table(run_dir, "cases").to_dicts(),
+        "comparisons": read_table(run_dir, "comparisons").to_dicts(),
+        "tensors": tensors.select(tensor_columns) if tensor_columns else tensors,
+    }
 
 
 def _outcomes(tables: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -551,8 +600,9 @@ def _is_random(case_row: dict[str, Any], tensors: list[dict[str, Any]]) -> bool:
         return True
     mine = [t for t in tensors if t["status"] == "ok" and not t["rerun"]]
     eager = {(t["probe"], t["output"]): t["digest"] for t in mine if t["backend"] == "torch"}
-    return any(eager.get((t["probe"], t["output"])) not in (None, t["digest"])
-               for t in mine if t["backend"] == "reseeded")
+    return any(
+        eager.get((t["probe"], t["output"])) not in (None, t["digest"]) for t in mine if t["backend"] == "reseeded"
+    )
 
 
 def control_targets(control: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -576,8 +626,9 @@ def control_targets(control: Path) -> tuple[list[dict[str, Any]], dict[str, int]
         if reason:
             excluded[reason] = excluded.get(reason, 0) + 1
             continue
-        targets.append({"case": row["case"], "path": row["path"], "name": row["name"],
-                        "onnx": str(control / row["onnx_path"])})
+        targets.append(
+            {"case": row["case"], "path": row["path"], "name": row["name"], "onnx": str(control / row["onnx_path"])}
+        )
     return targets, excluded
 
 
@@ -613,8 +664,16 @@ def plan(targets: list[dict[str, Any]], operators: list[str], per_operator: int 
                         picked.append(by_suite[suite].pop())
             found = picked
         for t in found:
-            chosen.append({"operator": op, "source": t["case"], "source_path": t["path"], "source_name": t["name"],
-                           "control_onnx": t["onnx"], "applicable_total": len(applicable[op])})
+            chosen.append(
+                {
+                    "operator": op,
+                    "source": t["case"],
+                    "source_path": t["path"],
+                    "source_name": t["name"],
+                    "control_onnx": t["onnx"],
+                    "applicable_total": len(applicable[op]),
+                }
+            )
     return chosen
 
 
@@ -633,8 +692,11 @@ def write_suite(entries: list[dict[str, Any]], folder: Path) -> Path:
     plan_file.write_text(json.dumps(entries, indent=1))
     suite = folder / "mutant_cases.py"
     source = Path(__file__).resolve()
-    suite.write_text(SUITE_TEMPLATE.format(plan=str(plan_file), mutants=str(source),
-                                           digest=hashlib.sha256(source.read_bytes()).hexdigest()))
+    suite.write_text(
+        SUITE_TEMPLATE.format(
+            plan=str(plan_file), mutants=str(source), digest=hashlib.sha256(source.read_bytes()).hexdigest()
+        )
+    )
     return suite
 
 
@@ -692,8 +754,11 @@ def must_kill(entry: dict[str, Any], tensors: list[dict[str, Any]]) -> tuple[str
         return "unknown", f"the unmutated graph does not load in ORT: {exc}"
     invalid_runs, found = 0, None
     for probe in probes:
-        inputs = {t["output"]: decode(t) for t in rows if t["backend"] == "input" and t["probe"] == probe
-                  and t["status"] == "ok" and not t["sampled"]}
+        inputs = {
+            t["output"]: decode(t)
+            for t in rows
+            if t["backend"] == "input" and t["probe"] == probe and t["status"] == "ok" and not t["sampled"]
+        }
         ref_rows = [r for (p, _), r in reference.items() if p == probe]
         if not ref_rows or any(r["status"] != "ok" for r in ref_rows):
             continue  # the reference rejects this probe (invalid_probe): not judged, not used
@@ -715,8 +780,14 @@ def must_kill(entry: dict[str, Any], tensors: list[dict[str, Any]]) -> tuple[str
                 found = found or f"{where}: shape {list(mutant.shape)} vs unmutated {list(base.shape)}"
                 continue
             ref, orc = reference.get((probe, t["output"])), oracle.get((probe, t["output"]))
-            have_oracle = ref is not None and orc is not None and orc["status"] == "ok" and not ref["sampled"] \
-                and not orc["sampled"] and decode(ref).shape == decode(orc).shape == base.shape
+            have_oracle = (
+                ref is not None
+                and orc is not None
+                and orc["status"] == "ok"
+                and not ref["sampled"]
+                and not orc["sampled"]
+                and decode(ref).shape == decode(orc).shape == base.shape
+            )
             if mutant.dtype.kind in "biu" and base.dtype.kind in "biu":
                 differ = mutant.astype(object) != base.astype(object) if mutant.size < 1_000_000 else mutant != base
                 differ = np.asarray(differ, dtype=bool)
@@ -739,8 +810,10 @@ def must_kill(entry: dict[str, Any], tensors: list[dict[str, Any]]) -> tuple[str
             eps = float(np.finfo(base.dtype if base.dtype.kind == "f" else np.float32).eps)
             floor = 2 * eps * (float(finite.max()) if finite.size else 0.0)
             if distance > max(error, floor):
-                found = found or (f"{where}: max |mutant - unmutated| {distance:.3g} > eager's float64 error "
-                                     f"{error:.3g}" + ("" if have_oracle else " (no oracle)"))
+                found = found or (
+                    f"{where}: max |mutant - unmutated| {distance:.3g} > eager's float64 error "
+                    f"{error:.3g}" + ("" if have_oracle else " (no oracle)")
+                )
     if invalid_runs:  # a mutant some run cannot even execute proves nothing about the judge's benign rules
         return "invalid", f"the mutated graph failed on {invalid_runs} run(s) where the unmutated one did not"
     if found:
@@ -751,8 +824,10 @@ def must_kill(entry: dict[str, Any], tensors: list[dict[str, Any]]) -> tuple[str
 def analyse(entries: list[dict[str, Any]], run_dir: Path) -> list[dict[str, Any]]:
     tables = _tables(run_dir)
     results = _outcomes(tables)
-    by_case = {key[0] if isinstance(key, tuple) else key: frame
-               for key, frame in tables["tensors"].partition_by("case", as_dict=True).items()}
+    by_case = {
+        key[0] if isinstance(key, tuple) else key: frame
+        for key, frame in tables["tensors"].partition_by("case", as_dict=True).items()
+    }
     comparisons: dict[str, list[dict[str, Any]]] = {}
     for c in tables["comparisons"]:
         if c["candidate"] == CANDIDATE:
@@ -767,16 +842,23 @@ def analyse(entries: list[dict[str, Any]], run_dir: Path) -> list[dict[str, Any]
         passed = [c for c in comparisons.get(case_id, []) if c["passed"] and c["label"] != "exact"]
         rules = sorted({f"{c['label']}:{c['accepted_by']}" if c.get("accepted_by") else c["label"] for c in passed})
         beyond = [c for c in passed if c["label"] != "numeric" or c.get("accepted_by")]
-        rows.append({
-            "passed_by": ("a benign rule" if beyond else "the tolerance") if status in NOT_KILLED else None,
-            "mutant": entry["name"], "case": entry["source"], "operator": entry["operator"], "kind": kind,
-            "why": why, "status": status, "killed": status not in NOT_KILLED,
-            "label": outcome.label if outcome else None,
-            "accepted_by": (outcome.accepted_by if outcome else []) or [],
-            "benign_rows": rules,
-            "evidence": ((outcome.evidence or "") if outcome else "").splitlines()[0:1],
-            "probe": outcome.probe if outcome else None,
-        })
+        rows.append(
+            {
+                "passed_by": ("a benign rule" if beyond else "the tolerance") if status in NOT_KILLED else None,
+                "mutant": entry["name"],
+                "case": entry["source"],
+                "operator": entry["operator"],
+                "kind": kind,
+                "why": why,
+                "status": status,
+                "killed": status not in NOT_KILLED,
+                "label": outcome.label if outcome else None,
+                "accepted_by": (outcome.accepted_by if outcome else []) or [],
+                "benign_rows": rules,
+                "evidence": ((outcome.evidence or "") if outcome else "").splitlines()[0:1],
+                "probe": outcome.probe if outcome else None,
+            }
+        )
     return rows
 
 
@@ -786,50 +868,74 @@ def summarize(rows: list[dict[str, Any]], operators: list[str], planned: dict[st
         mine = [r for r in rows if r["operator"] == op]
         kill = [r for r in mine if r["kind"] == "must_kill"]
         killed = [r for r in kill if r["killed"]]
-        table.append({"operator": op, "applicable": planned.get(op, 0), "run": len(mine),
-                      "invalid": sum(r["kind"] == "invalid" for r in mine),
-                      "equivalent": sum(r["kind"] == "equivalent" for r in mine),
-                      "must_kill": len(kill), "killed": len(killed),
-                      "kill_rate": len(killed) / len(kill) if kill else None})
+        table.append(
+            {
+                "operator": op,
+                "applicable": planned.get(op, 0),
+                "run": len(mine),
+                "invalid": sum(r["kind"] == "invalid" for r in mine),
+                "equivalent": sum(r["kind"] == "equivalent" for r in mine),
+                "must_kill": len(kill),
+                "killed": len(killed),
+                "kill_rate": len(killed) / len(kill) if kill else None,
+            }
+        )
     kill = [r for r in rows if r["kind"] == "must_kill"]
     killed = sum(r["killed"] for r in kill)
     by_tolerance = sum(not r["killed"] and r["passed_by"] == "the tolerance" for r in kill)
-    return {"operators": table, "total": {
-        "run": len(rows), "must_kill": len(kill), "killed": killed,
-        "kill_rate": killed / len(kill) if kill else None,
-        "survivors_within_tolerance": by_tolerance,
-        "survivors_by_benign_rule": len(kill) - killed - by_tolerance,
-        "kill_rate_beyond_tolerance": killed / (len(kill) - by_tolerance) if len(kill) > by_tolerance else None,
-        "equivalent": sum(r["kind"] == "equivalent" for r in rows),
-        "invalid": sum(r["kind"] == "invalid" for r in rows),
-        "equivalent_but_failed": sum(r["kind"] == "equivalent" and r["killed"] for r in rows)},
-        "survivors": [r for r in kill if not r["killed"]]}
+    return {
+        "operators": table,
+        "total": {
+            "run": len(rows),
+            "must_kill": len(kill),
+            "killed": killed,
+            "kill_rate": killed / len(kill) if kill else None,
+            "survivors_within_tolerance": by_tolerance,
+            "survivors_by_benign_rule": len(kill) - killed - by_tolerance,
+            "kill_rate_beyond_tolerance": killed / (len(kill) - by_tolerance) if len(kill) > by_tolerance else None,
+            "equivalent": sum(r["kind"] == "equivalent" for r in rows),
+            "invalid": sum(r["kind"] == "invalid" for r in rows),
+            "equivalent_but_failed": sum(r["kind"] == "equivalent" and r["killed"] for r in rows),
+        },
+        "survivors": [r for r in kill if not r["killed"]],
+    }
 
 
 def render(summary: dict[str, Any]) -> str:
-    lines = [f"{'operator':<18}{'applic.':>8}{'run':>6}{'invalid':>8}{'equiv.':>7}{'must-kill':>10}"
-             f"{'killed':>7}{'rate':>8}"]
+    lines = [
+        f"{'operator':<18}{'applic.':>8}{'run':>6}{'invalid':>8}{'equiv.':>7}{'must-kill':>10}{'killed':>7}{'rate':>8}"
+    ]
     for r in summary["operators"]:
         rate = f"{100 * r['kill_rate']:.0f}%" if r["kill_rate"] is not None else "-"
-        lines.append(f"{r['operator']:<18}{r['applicable']:>8}{r['run']:>6}{r['invalid']:>8}{r['equivalent']:>7}"
-                     f"{r['must_kill']:>10}{r['killed']:>7}{rate:>8}")
+        lines.append(
+            f"{r['operator']:<18}{r['applicable']:>8}{r['run']:>6}{r['invalid']:>8}{r['equivalent']:>7}"
+            f"{r['must_kill']:>10}{r['killed']:>7}{rate:>8}"
+        )
     t = summary["total"]
     rate = f"{100 * t['kill_rate']:.1f}%" if t["kill_rate"] is not None else "-"
-    lines.append(f"{'total':<18}{'':>8}{t['run']:>6}{t['invalid']:>8}{t['equivalent']:>7}{t['must_kill']:>10}"
-                 f"{t['killed']:>7}{rate:>8}")
-    lines.append(f"equivalent mutants (not counted): {t['equivalent']} (of which difftest failed anyway: "
-                 f"{t['equivalent_but_failed']}); invalid (the mutated graph does not run): {t['invalid']}")
+    lines.append(
+        f"{'total':<18}{'':>8}{t['run']:>6}{t['invalid']:>8}{t['equivalent']:>7}{t['must_kill']:>10}"
+        f"{t['killed']:>7}{rate:>8}"
+    )
+    lines.append(
+        f"equivalent mutants (not counted): {t['equivalent']} (of which difftest failed anyway: "
+        f"{t['equivalent_but_failed']}); invalid (the mutated graph does not run): {t['invalid']}"
+    )
     rate = t["kill_rate_beyond_tolerance"]
-    lines.append(f"survivors: {t['survivors_by_benign_rule']} passed by a benign rule, {t['survivors_within_tolerance']} "
-                 "within the case's plain tolerance (numeric, no rule); kill rate without the latter: "
-                 + (f"{100 * rate:.1f}%" if rate is not None else "-"))
+    lines.append(
+        f"survivors: {t['survivors_by_benign_rule']} passed by a benign rule, {t['survivors_within_tolerance']} "
+        "within the case's plain tolerance (numeric, no rule); kill rate without the latter: "
+        + (f"{100 * rate:.1f}%" if rate is not None else "-")
+    )
     if summary["survivors"]:
         lines.append("")
         lines.append("surviving must-kill mutants (case, operator: status label, accepted_by; evidence):")
         for r in sorted(summary["survivors"], key=lambda r: r["passed_by"] != "a benign rule"):
             rules = ", ".join(r["accepted_by"]) or "-"
-            lines.append(f"  {r['case']}  {r['operator']}: {r['status']} {r['label']} accepted_by={rules} "
-                         f"rows={'; '.join(r['benign_rows']) or '-'} (passed by {r['passed_by']})")
+            lines.append(
+                f"  {r['case']}  {r['operator']}: {r['status']} {r['label']} accepted_by={rules} "
+                f"rows={'; '.join(r['benign_rows']) or '-'} (passed by {r['passed_by']})"
+            )
             lines.append(f"      must-kill because {r['why']}")
             if r["evidence"]:
                 lines.append(f"      evidence [{r['probe']}]: {r['evidence'][0][:300]}")
@@ -842,16 +948,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-hf", action="store_true", help=f"also {HF_TARGET} (slow: minutes per model)")
     parser.add_argument("--operators", help=f"comma-separated subset of: {', '.join(OPERATORS)}")
     parser.add_argument("--cases", help="only source cases whose id contains this substring")
-    parser.add_argument("--per-operator", type=int, default=20,
-                        help="at most N applicable mutants per operator, spread over the suites (default 20)")
+    parser.add_argument(
+        "--per-operator",
+        type=int,
+        default=20,
+        help="at most N applicable mutants per operator, spread over the suites (default 20)",
+    )
     parser.add_argument("--all", action="store_true", help="every applicable mutant (the whole zoo: long)")
-    parser.add_argument("--out", default=str(ROOT / "reports" / "mutants"), help="work folder (default reports/mutants)")
+    parser.add_argument(
+        "--out", default=str(ROOT / "reports" / "mutants"), help="work folder (default reports/mutants)"
+    )
     parser.add_argument("--control", help="reuse this control run (the unmutated targets) instead of running one")
     parser.add_argument("--json", default=str(ROOT / "reports" / "mutants.json"), help="summary file")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: the CPUs)")
     parser.add_argument("--controls", action="store_true", help="keep difftest's localization and blame controls")
-    parser.add_argument("--reanalyse", action="store_true",
-                        help="run nothing: analyse the mutant run already in --out (its suite/plan.json)")
+    parser.add_argument(
+        "--reanalyse",
+        action="store_true",
+        help="run nothing: analyse the mutant run already in --out (its suite/plan.json)",
+    )
     args = parser.parse_args(argv)
 
     operators = args.operators.split(",") if args.operators else list(OPERATORS)
@@ -896,14 +1011,28 @@ def main(argv: list[str] | None = None) -> int:
     return report(entries, work, operators, args, started, targets, len(mutable), excluded, control)
 
 
-def report(entries: list[dict[str, Any]], work: Path, operators: list[str], args: Any, started: float,
-           targets: list[str], cases: int | None, excluded: dict[str, int], control: Path) -> int:
+def report(
+    entries: list[dict[str, Any]],
+    work: Path,
+    operators: list[str],
+    args: Any,
+    started: float,
+    targets: list[str],
+    cases: int | None,
+    excluded: dict[str, int],
+    control: Path,
+) -> int:
     planned = {e["operator"]: e["applicable_total"] for e in entries}
     rows = analyse(entries, work)
     summary = summarize(rows, operators, planned)
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["targets"] = {"suites": [Path(t).name for t in targets], "cases": cases, "excluded": excluded,
-                          "hf_transformers": args.with_hf, "onnx_backend": "not a target (no eager reference)"}
+    summary["targets"] = {
+        "suites": [Path(t).name for t in targets],
+        "cases": cases,
+        "excluded": excluded,
+        "hf_transformers": args.with_hf,
+        "onnx_backend": "not a target (no eager reference)",
+    }
     summary["mutants"] = rows
     summary["runs"] = {"control": str(control), "mutants": str(work)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

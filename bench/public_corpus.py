@@ -256,8 +256,9 @@ def reducemax_drops_nan():
     """https://github.com/microsoft/onnxruntime/issues/10514 (#10514): ORT's ReduceMax does not propagate NaN
     the way torch.amax does; rows containing NaN come back finite."""
     nan = float("nan")
-    return AMax().eval(), (torch.tensor([[2.0, nan, 7.0, 4.0, 1.0], [2.0, 4.0, 7.0, 1.0, nan],
-                                         [0.5, -1.0, 3.0, 2.0, 0.0]]),)
+    return AMax().eval(), (
+        torch.tensor([[2.0, nan, 7.0, 4.0, 1.0], [2.0, 4.0, 7.0, 1.0, nan], [0.5, -1.0, 3.0, 2.0, 0.0]]),
+    )
 
 
 class FloorDivide(torch.nn.Module):
@@ -285,8 +286,16 @@ def sdpa_fully_masked_row():
     """https://github.com/pytorch/pytorch/pull/159973 (#159973, microsoft/onnxscript#2479): eager SDPA returns
     zeros for a query row whose boolean mask is all False; the export masks with the float minimum instead
     of -inf, so those rows get a uniform average of V. Only the padded rows are wrong."""
-    mask = torch.tensor([[True] * 6, [False] * 6, [True, False, True, False, True, True], [False] * 6,
-                         [True] * 6, [True, True, False, False, False, False]])
+    mask = torch.tensor(
+        [
+            [True] * 6,
+            [False] * 6,
+            [True, False, True, False, True, True],
+            [False] * 6,
+            [True] * 6,
+            [True, True, False, False, False, False],
+        ]
+    )
     return Attention().eval(), (randn(1, 2, 6, 8), mask)
 
 
@@ -309,8 +318,11 @@ class IndexPutAccumulate(torch.nn.Module):
 def index_put_accumulate_dups():
     """https://github.com/pytorch/pytorch/issues/61034 (#61034): index_put with accumulate=True and repeated
     indices keeps only the last update in the TorchScript export instead of summing them."""
-    return IndexPutAccumulate().eval(), (torch.zeros(6), torch.tensor([1, 3, 1, 1, 4]),
-                                         torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    return IndexPutAccumulate().eval(), (
+        torch.zeros(6),
+        torch.tensor([1, 3, 1, 1, 4]),
+        torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]),
+    )
 
 
 class ScatterMean(torch.nn.Module):
@@ -322,8 +334,7 @@ class ScatterMean(torch.nn.Module):
 def scatter_reduce_mean():
     """https://github.com/pytorch/pytorch/issues/101535 (#101535, onnx/onnx#5100): ONNX has no mean reduction
     for ScatterElements; the dynamo export maps "mean" to "none", so the last update wins."""
-    return ScatterMean().eval(), (torch.ones(6), torch.tensor([1, 3, 1, 1, 4]),
-                                  torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    return ScatterMean().eval(), (torch.ones(6), torch.tensor([1, 3, 1, 1, 4]), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
 
 
 class Roll(torch.nn.Module):

@@ -27,8 +27,9 @@ def scaled_copy(source: Path, target: Path, cases: int) -> None:
     copies = []
     for i in range(-(-cases // len(originals))):
         mapping = {c: f"{c}_{i:04d}" for c in originals}
-        copies.append({name: df.with_columns(pl.col("case").replace(mapping))
-                       for name, df in tables.items() if name != "runs"})
+        copies.append(
+            {name: df.with_columns(pl.col("case").replace(mapping)) for name, df in tables.items() if name != "runs"}
+        )
     target.mkdir(parents=True)
     for name in ("cases", "tensors", "comparisons"):
         frame = pl.concat([c[name] for c in copies])
@@ -56,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     index = (work / "index.html").stat().st_size
     total = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and p.suffix in (".html", ".pb", ".txt"))
-    print(f"{args.cases} cases from {source}: render {seconds:.2f} s, index.html {index / 1e6:.2f} MB, "
-          f"report (pages + repro bundles) {total / 1e6:.1f} MB")
+    print(
+        f"{args.cases} cases from {source}: render {seconds:.2f} s, index.html {index / 1e6:.2f} MB, "
+        f"report (pages + repro bundles) {total / 1e6:.1f} MB"
+    )
     shutil.rmtree(work.parent)
     return 0
 

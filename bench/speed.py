@@ -26,17 +26,50 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
-    *(f"suites/pitfalls.py::{n}" for n in (
-        "slide_inference_inplace", "slide_inference_padded", "pad_order_swapped", "pad_order_correct",
-        "resize_size_from_int", "resize_size_from_shape", "kwargs_baked", "kwargs_as_input", "argmax_ties",
-        "argmax_no_ties", "argmax_wrong_index", "nms_equal_scores")),
-    *(f"suites/basics.py::{n}" for n in (
-        "mlp", "mlp_torchscript", "conv_bn_relu", "integer_arithmetic", "attention_block", "dict_outputs",
-        "dynamic_batch")),
-    *(f"suites/ops.py::{n}" for n in (
-        "interpolate_bilinear_align0_scale1_5", "pad_reflect_2d", "int_floor_divide", "softmax_rows_of_neg_inf",
-        "layer_norm", "gelu_tanh", "grid_sample_bilinear_zeros_align0", "topk_ties", "einsum_attention",
-        "matmul_broadcast")),
+    *(
+        f"suites/pitfalls.py::{n}"
+        for n in (
+            "slide_inference_inplace",
+            "slide_inference_padded",
+            "pad_order_swapped",
+            "pad_order_correct",
+            "resize_size_from_int",
+            "resize_size_from_shape",
+            "kwargs_baked",
+            "kwargs_as_input",
+            "argmax_ties",
+            "argmax_no_ties",
+            "argmax_wrong_index",
+            "nms_equal_scores",
+        )
+    ),
+    *(
+        f"suites/basics.py::{n}"
+        for n in (
+            "mlp",
+            "mlp_torchscript",
+            "conv_bn_relu",
+            "integer_arithmetic",
+            "attention_block",
+            "dict_outputs",
+            "dynamic_batch",
+        )
+    ),
+    *(
+        f"suites/ops.py::{n}"
+        for n in (
+            "interpolate_bilinear_align0_scale1_5",
+            "pad_reflect_2d",
+            "int_floor_divide",
+            "softmax_rows_of_neg_inf",
+            "layer_norm",
+            "gelu_tanh",
+            "grid_sample_bilinear_zeros_align0",
+            "topk_ties",
+            "einsum_attention",
+            "matmul_broadcast",
+        )
+    ),
     *(f"suites/models.py::{n}" for n in ("resnet_basic", "mobilenet_v2", "vit", "lstm")),
 ]
 
@@ -52,8 +85,14 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> dict[str, 
         "print(json.dumps({'wall': wall, 'cpu': c.ru_utime + c.ru_stime, 'peak_mb': c.ru_maxrss / 1024, "
         "'code': code}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, **(env or {})}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *command],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,8 +151,9 @@ def verify_loop() -> None:
         path, name = target.split("::")
         built = build(find_definition(CaseRef(str(ROOT / path), name)))
         try:
-            program = torch.onnx.export(built.module, built.args, kwargs=dict(built.kwargs or {}) or None,
-                                        dynamo=True, verbose=False)
+            program = torch.onnx.export(
+                built.module, built.args, kwargs=dict(built.kwargs or {}) or None, dynamo=True, verbose=False
+            )
             verify_onnx_program(program)
         except Exception:
             continue
@@ -139,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         cache = work / f"cache{repeat}"
         results["hand"].append(measure([sys.executable, __file__, "--inner", "hand"]))
         results["verify"].append(measure([sys.executable, __file__, "--inner", "verify"]))
-        results["cold"].append(measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"c{repeat}")]))
-        results["warm"].append(measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"w{repeat}")]))
+        results["cold"].append(
+            measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"c{repeat}")])
+        )
+        results["warm"].append(
+            measure([*difftest, *same, "--cache-dir", str(cache), "--out", str(work / f"w{repeat}")])
+        )
         measure([*difftest, "--cache-dir", str(cache), "--out", str(work / f"fw{repeat}")])  # fills the localizations
         results["full"].append(measure([*difftest, "--cache-dir", str(cache), "--out", str(work / f"f{repeat}")]))
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
@@ -149,18 +193,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: dict[str, list[dict[str, float]]], cases: int) -> str:
-    names = {"hand": "hand-written loop", "verify": "verify_onnx_program loop", "cold": "difftest same work, cold",
-             "warm": "difftest same work, warm", "full": "difftest full work, warm"}
-    med = {k: {m: statistics.median(r[m] for r in runs) for m in ("wall", "cpu", "peak_mb")}
-           for k, runs in results.items()}
-    lines = [f"{cases} cases, {len(next(iter(results.values())))} repeats, {os.cpu_count()} CPUs "
-             f"(median; spread = (max - min) / median of wall time)",
-             f"{'configuration':<28}{'wall s':>9}{'cpu s':>9}{'peak MB':>9}{'spread':>9}"]
+    names = {
+        "hand": "hand-written loop",
+        "verify": "verify_onnx_program loop",
+        "cold": "difftest same work, cold",
+        "warm": "difftest same work, warm",
+        "full": "difftest full work, warm",
+    }
+    med = {
+        k: {m: statistics.median(r[m] for r in runs) for m in ("wall", "cpu", "peak_mb")} for k, runs in results.items()
+    }
+    lines = [
+        f"{cases} cases, {len(next(iter(results.values())))} repeats, {os.cpu_count()} CPUs "
+        f"(median; spread = (max - min) / median of wall time)",
+        f"{'configuration':<28}{'wall s':>9}{'cpu s':>9}{'peak MB':>9}{'spread':>9}",
+    ]
     for key, label in names.items():
         walls = [r["wall"] for r in results[key]]
         spread = (max(walls) - min(walls)) / med[key]["wall"] if med[key]["wall"] else 0
-        lines.append(f"{label:<28}{med[key]['wall']:>9.1f}{med[key]['cpu']:>9.1f}{med[key]['peak_mb']:>9.0f}"
-                     f"{100 * spread:>8.0f}%")
+        lines.append(
+            f"{label:<28}{med[key]['wall']:>9.1f}{med[key]['cpu']:>9.1f}{med[key]['peak_mb']:>9.0f}"
+            f"{100 * spread:>8.0f}%"
+        )
     ratio = lambda a, b: med[a]["wall"] / med[b]["wall"]  # noqa: E731
     lines += [
         "",

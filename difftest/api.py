@@ -40,8 +40,13 @@ class Result:
     """What difftest found for one model (``check``) or one run (``run``): outcomes per case × candidate, the
     verdicts behind them, and the run folder they were recorded in."""
 
-    def __init__(self, run_dir: Path, outcomes: list[Any], comparisons: list[dict[str, Any]] | None = None,
-                 title: str = "difftest"):
+    def __init__(
+        self,
+        run_dir: Path,
+        outcomes: list[Any],
+        comparisons: list[dict[str, Any]] | None = None,
+        title: str = "difftest",
+    ):
         self.run_dir = Path(run_dir)
         self.outcomes = outcomes
         self._comparisons = comparisons
@@ -91,8 +96,9 @@ class Result:
         if not self.passed:
             raise AssertionError(str(self))
         if self.outcomes and not self.compared:
-            raise NothingCompared(f"{self.title}: nothing was compared, every candidate was skipped "
-                                  f"({self.skip_reason})")
+            raise NothingCompared(
+                f"{self.title}: nothing was compared, every candidate was skipped ({self.skip_reason})"
+            )
         return self
 
     def __str__(self) -> str:
@@ -159,8 +165,14 @@ class Run(Result):
 
         cases = read_table(self.run_dir, "cases").to_dicts()
         row = read_table(self.run_dir, "runs").to_dicts()[0]
-        return format_summary(self.run_dir, cases, self.outcomes, json.loads(row["backends_skipped"] or "{}"),
-                              row["seconds"], self.waivers)
+        return format_summary(
+            self.run_dir,
+            cases,
+            self.outcomes,
+            json.loads(row["backends_skipped"] or "{}"),
+            row["seconds"],
+            self.waivers,
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -170,14 +182,21 @@ class NothingCompared(AssertionError):
     """``raise_for_failures`` on a result where every candidate was skipped: no verdict to pass."""
 
 
-def candidate_evidence(outcome: Any, comparisons: list[dict[str, Any]], width: int,
-                       more: str = "result.verdicts has them all") -> list[str]:
+def candidate_evidence(
+    outcome: Any, comparisons: list[dict[str, Any]], width: int, more: str = "result.verdicts has them all"
+) -> list[str]:
     """Polygraphy-style: the candidate's verdict on one line, then the evidence of each output that needs reading
     (every failing one; for a pass, the worst)."""
     from .judge.classify import severity
 
-    status = {"pass": "ok", "fail": "FAIL", "xfail": "expected", "waived": "waived", "skipped": "skipped",
-              "not_applicable": "n/a"}[outcome.status]
+    status = {
+        "pass": "ok",
+        "fail": "FAIL",
+        "xfail": "expected",
+        "waived": "waived",
+        "skipped": "skipped",
+        "not_applicable": "n/a",
+    }[outcome.status]
     head = f"  {outcome.candidate:<{width}}  {outcome.label:<12} {status}"
     if outcome.blame and outcome.status == "fail":
         head += f"  [blame: {outcome.blame}]"
@@ -214,11 +233,22 @@ class Session:
 
     ``out`` None: a temporary folder, removed when the session and the results that use it are gone."""
 
-    def __init__(self, out: str | Path | None = None, *, backends: Sequence[str] | str | None = None,
-                 probes: Sequence[str] | str | None = None, exporter: str | None = None, oracle: bool = True,
-                 reruns: int = 1, localize_budget: float = 0.0, control_budget: float = 60.0,
-                 cache: bool = True, cache_dir: str | None = None, capture_output: bool = True,
-                 isolate: str = "case"):
+    def __init__(
+        self,
+        out: str | Path | None = None,
+        *,
+        backends: Sequence[str] | str | None = None,
+        probes: Sequence[str] | str | None = None,
+        exporter: str | None = None,
+        oracle: bool = True,
+        reruns: int = 1,
+        localize_budget: float = 0.0,
+        control_budget: float = 60.0,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        capture_output: bool = True,
+        isolate: str = "case",
+    ):
         from . import backends as backend_table
         from .backends.candidates import parse_list, split_specs
         from .runner import RunConfig, validate
@@ -228,9 +258,18 @@ class Session:
         self.defaults = list(self.candidates)  # a check's candidates unless it names its own
         self.reference = backend_table.REFERENCE
         self.oracle = backend_table.ORACLE if oracle else None
-        self.config = RunConfig(targets=[], backends=[self.reference, *self.candidates], exporter=exporter,
-                                probes=_probes(probes), reruns=reruns, oracle=oracle, localize_budget=localize_budget,
-                                control_budget=control_budget, use_cache=cache, cache_dir=cache_dir)
+        self.config = RunConfig(
+            targets=[],
+            backends=[self.reference, *self.candidates],
+            exporter=exporter,
+            probes=_probes(probes),
+            reruns=reruns,
+            oracle=oracle,
+            localize_budget=localize_budget,
+            control_budget=control_budget,
+            use_cache=cache,
+            cache_dir=cache_dir,
+        )
         validate(self.config)
         self._temporary = None if out is not None else tempfile.TemporaryDirectory(prefix="difftest-")
         self.run_dir = Path(out) if out is not None else Path(self._temporary.name)
@@ -243,8 +282,10 @@ class Session:
         self.started = time.time()
         self.capture_output = capture_output
         if isolate not in ("case", "none"):
-            raise UsageError(f"isolate must be 'case' (each check in a forked child, the default) or 'none' (in this "
-                             f"process, for debugging), got {isolate!r}")
+            raise UsageError(
+                f"isolate must be 'case' (each check in a forked child, the default) or 'none' (in this "
+                f"process, for debugging), got {isolate!r}"
+            )
         self.isolate = isolate
         process_baseline()  # the process state checks start from, taken before the first one runs
         self._ids: set[str] = set()
@@ -259,9 +300,18 @@ class Session:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def check(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *, name: str | None = None,
-              source: str | None = None, backends: Sequence[str] | str | None = None,
-              save_onnx: str | Path | None = None, **case_options: Any) -> Result:
+    def check(
+        self,
+        module: Any,
+        args: Any = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        source: str | None = None,
+        backends: Sequence[str] | str | None = None,
+        save_onnx: str | Path | None = None,
+        **case_options: Any,
+    ) -> Result:
         """Run one model as a case of this session; see :func:`check`. ``source``: the file the case is named
         after (default: the file that defines the model's class). ``backends``: this check's candidates (default:
         the session's); they join the session's report, where the other candidates are not applicable to it.
@@ -272,8 +322,9 @@ class Session:
 
         unknown = sorted(set(case_options) - set(CASE_OPTIONS))
         if unknown:
-            raise TypeError(f"check() got unknown option(s) {', '.join(unknown)}; the case options are "
-                            f"{', '.join(CASE_OPTIONS)}")
+            raise TypeError(
+                f"check() got unknown option(s) {', '.join(unknown)}; the case options are {', '.join(CASE_OPTIONS)}"
+            )
         args = args if isinstance(args, tuple) else (args,)
         name = name or type(module).__name__
         from .suite.cases import Case
@@ -302,10 +353,15 @@ class Session:
         own = [info for name, info in exports.items() if info.get("exporter") in ("dynamo", "torchscript")]
         made = next((info for info in own if info.get("onnx_path")), None)
         if made is None:
-            why = (own[0].get("error") or "it failed") if own else (
-                "the case runs the ONNX file it was given, and difftest's own export was not needed as a control"
-                if row.get("exporter") == "file" else "no export was made (no candidate runs ONNX, or the case "
-                "failed before exporting)")
+            why = (
+                (own[0].get("error") or "it failed")
+                if own
+                else (
+                    "the case runs the ONNX file it was given, and difftest's own export was not needed as a control"
+                    if row.get("exporter") == "file"
+                    else "no export was made (no candidate runs ONNX, or the case failed before exporting)"
+                )
+            )
             warnings.warn(f"save_onnx={str(target)!r}: nothing saved: {str(why).splitlines()[0][:300]}", stacklevel=3)
             return None
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,8 +381,10 @@ class Session:
         specs = split_specs(backends) if isinstance(backends, str) else list(backends)
         names = [c.name for c in parse_list(",".join(specs)) if c.name not in (self.reference, self.oracle)]
         if not names:
-            raise UsageError(f"backends {','.join(specs) or '(none)'}: no candidate to compare with the reference "
-                             f"{self.reference}; name one, e.g. ort-cpu")
+            raise UsageError(
+                f"backends {','.join(specs) or '(none)'}: no candidate to compare with the reference "
+                f"{self.reference}; name one, e.g. ort-cpu"
+            )
         for name in names:
             if name not in self.candidates:
                 self.candidates.append(name)
@@ -360,10 +418,10 @@ class Session:
 
         def from_baseline() -> list[str]:
             inherited = process_state.restore(process_baseline())
-            return ([f"this process had changed process state since its first check: {c}; the check ran with it "
-                     "put back" for c in inherited.changed]
-                    + [f"this process had changed process state that cannot be put back: {c}"
-                       for c in inherited.unrestorable])
+            return [
+                f"this process had changed process state since its first check: {c}; the check ran with it put back"
+                for c in inherited.changed
+            ] + [f"this process had changed process state that cannot be put back: {c}" for c in inherited.unrestorable]
 
         mode, why = self.isolate, None
         if mode == "case":
@@ -383,8 +441,12 @@ class Session:
         outcome = run_isolated(task.ref.id, rows, log, prepare=from_baseline)
         if isinstance(outcome, Failure):
             case = execute.case_row(task)
-            case.update(status=outcome.kind if outcome.kind != "internal" else "error", stage=outcome.stage,
-                        message=outcome.message, seconds=outcome.seconds)
+            case.update(
+                status=outcome.kind if outcome.kind != "internal" else "error",
+                stage=outcome.stage,
+                message=outcome.message,
+                seconds=outcome.seconds,
+            )
             if definition is not None:
                 case.update(tags=list(definition.tags), description=definition.doc)
             return {"case": case, "tensors": []}
@@ -394,12 +456,19 @@ class Session:
         from .worker.execute import case_row
 
         case = case_row(self._task(ref))
-        case.update(status=status, stage="build", message=message, tags=list(definition.tags),
-                    description=definition.doc, seconds=0.0)
+        case.update(
+            status=status,
+            stage="build",
+            message=message,
+            tags=list(definition.tags),
+            description=definition.doc,
+            seconds=0.0,
+        )
         return self._record(ref, case, [])
 
-    def _record(self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]],
-                candidates: list[str] | None = None) -> Result:
+    def _record(
+        self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]], candidates: list[str] | None = None
+    ) -> Result:
         from .judge.expectations import outcomes
         from .judge.verdicts import RunContext, judge_case
 
@@ -409,16 +478,22 @@ class Session:
         if ref.path not in self._targets:
             self._targets.append(ref.path)
         self._write_runs_row()
-        context = RunContext(run=self.run_id, reference=self.reference, oracle=self.oracle,
-                             candidates=candidates, skipped=self._availability(candidates)[1])
+        context = RunContext(
+            run=self.run_id,
+            reference=self.reference,
+            oracle=self.oracle,
+            candidates=candidates,
+            skipped=self._availability(candidates)[1],
+        )
         comparisons = judge_case(case, tensors, context)
         return Result(self.run_dir, outcomes([case], comparisons), comparisons, title=f"difftest check {ref.id}")
 
     def _task(self, ref: Any, candidates: list[str] | None = None) -> Any:
         from .runner import task_for
 
-        return task_for(self.config, ref, self.run_id, self.run_dir, self._availability(candidates)[0],
-                        self.reference, self.oracle)
+        return task_for(
+            self.config, ref, self.run_id, self.run_dir, self._availability(candidates)[0], self.reference, self.oracle
+        )
 
     def _availability(self, candidates: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
         """(backends that run here, {backend: why not}) for these candidates (default: the session's); each
@@ -431,8 +506,12 @@ class Session:
                 self._reasons[name] = make(name).unavailable_reason()
             return self._reasons[name]
 
-        return availability([self.reference, *(self.candidates if candidates is None else candidates)],
-                            self.reference, self.oracle, reason)
+        return availability(
+            [self.reference, *(self.candidates if candidates is None else candidates)],
+            self.reference,
+            self.oracle,
+            reason,
+        )
 
     def _unique(self, name: str) -> str:
         """Case names are ids within a run: a second check of the same class gets a numbered name."""
@@ -452,8 +531,15 @@ class Session:
 
         if self._row is None:
             available, skipped = self._availability()
-            self._row = runs_row(self.run_id, self.config, [self.reference, *self.candidates], available, skipped,
-                                 self.reference, self.started)
+            self._row = runs_row(
+                self.run_id,
+                self.config,
+                [self.reference, *self.candidates],
+                available,
+                skipped,
+                self.reference,
+                self.started,
+            )
             self._row.update(oracle=self.oracle, environment=environment_facts(), repositories={})
         made_for = (tuple(self._targets), tuple(self.candidates))
         if self._row_for != made_for:  # a check from another file, or with candidates of its own
@@ -463,12 +549,19 @@ class Session:
             available, skipped = self._availability()
             self.config.backends = [self.reference, *self.candidates]
             config = dataclasses.replace(self.config, targets=list(self._targets), out=str(self.run_dir))
-            self._row.update(targets=list(self._targets), config=json.dumps(dataclasses.asdict(config)),
-                             backends_requested=[self.reference, *self.candidates], backends_available=available,
-                             backends_skipped=json.dumps(skipped))
-        row = {**self._row, "seconds": time.time() - self.started,
-               "finished": dt.datetime.now().isoformat(timespec="seconds"),
-               "environment": json.dumps({**self._row["environment"], "repositories": self._row["repositories"]})}
+            self._row.update(
+                targets=list(self._targets),
+                config=json.dumps(dataclasses.asdict(config)),
+                backends_requested=[self.reference, *self.candidates],
+                backends_available=available,
+                backends_skipped=json.dumps(skipped),
+            )
+        row = {
+            **self._row,
+            "seconds": time.time() - self.started,
+            "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            "environment": json.dumps({**self._row["environment"], "repositories": self._row["repositories"]}),
+        }
         row.pop("repositories")
         write_table(self.run_dir, "runs", [row])
 
@@ -500,9 +593,19 @@ class Session:
             cases, tensors = case_part(self.run_dir, "cases", key), case_part(self.run_dir, "tensors", key)
             if cases is None or tensors is None:
                 continue
-            extra = [{"run": self.run_id, "case": case_id, "probe": "*", "backend": name, "rerun": 0, "status": "skipped",
-                      "stage": "run", "message": f"not applicable: this check asked for {', '.join(ran)} only"}
-                     for name in missing]
+            extra = [
+                {
+                    "run": self.run_id,
+                    "case": case_id,
+                    "probe": "*",
+                    "backend": name,
+                    "rerun": 0,
+                    "status": "skipped",
+                    "stage": "run",
+                    "message": f"not applicable: this check asked for {', '.join(ran)} only",
+                }
+                for name in missing
+            ]
             self._manifest.write(key, case_id, cases.to_dicts()[0], tensors.to_dicts() + extra)
             self._ran[key] = (case_id, [*ran, *missing])
 
@@ -511,11 +614,25 @@ class Session:
             self._temporary.cleanup()
 
 
-def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
-          backends: Sequence[str] | str | None = None, probes: Sequence[str] | str | None = None,
-          exporter: str | None = None, expect: Any = None, out: str | Path | None = None, name: str | None = None,
-          oracle: bool = True, localize_budget: float = 0.0, control_budget: float = 60.0, cache: bool = True,
-          isolate: str = "case", save_onnx: str | Path | None = None, **case_options: Any) -> Result:
+def check(
+    module: Any,
+    args: Any = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    backends: Sequence[str] | str | None = None,
+    probes: Sequence[str] | str | None = None,
+    exporter: str | None = None,
+    expect: Any = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    oracle: bool = True,
+    localize_budget: float = 0.0,
+    control_budget: float = 60.0,
+    cache: bool = True,
+    isolate: str = "case",
+    save_onnx: str | Path | None = None,
+    **case_options: Any,
+) -> Result:
     """Export ``module`` called as ``module(*args, **kwargs)``, run it on the candidates and on PyTorch eager (the
     reference), and classify every difference; in a child forked from this process (``isolate="none"``: in this
     process, for debugging; see the module docstring).
@@ -533,8 +650,17 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
     control that says whether the file (your export step, your post-processing) or the runtime is to blame.
     ``save_onnx``: copy difftest's own export (dynamic axes under your names) there.
     """
-    session = Session(out, backends=backends, probes=probes, exporter=exporter, oracle=oracle,
-                      localize_budget=localize_budget, control_budget=control_budget, cache=cache, isolate=isolate)
+    session = Session(
+        out,
+        backends=backends,
+        probes=probes,
+        exporter=exporter,
+        oracle=oracle,
+        localize_budget=localize_budget,
+        control_budget=control_budget,
+        cache=cache,
+        isolate=isolate,
+    )
     result = session.check(module, args, kwargs, name=name, expect=expect, save_onnx=save_onnx, **case_options)
     result._session = session
     if out is not None:  # a kept run folder holds the tables `difftest run` writes, not only the per-case parts
@@ -546,8 +672,9 @@ def check(module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
     return result
 
 
-def run(targets: Sequence[str] | str = ("suites",), *, echo: Callable[[str], None] | None = None,
-        **options: Any) -> Run:
+def run(
+    targets: Sequence[str] | str = ("suites",), *, echo: Callable[[str], None] | None = None, **options: Any
+) -> Run:
     """Run suites as ``difftest run`` does (worker processes, timeouts, the whole pipeline to the report) and
     return the finished run. ``options`` are the run's settings by name: ``backends``, ``out``, ``keyword``,
     ``jobs``, ``exporter``, ``timeout``, ``probes``, ``baseline``, ``expectations`` … (see ``RunConfig``);
@@ -616,7 +743,8 @@ def _source_of(module: Any) -> str:
     except (TypeError, OSError):
         defined = None
     library = type(module).__module__.split(".")[0] in ("torch", "functools", "builtins") or (
-        defined is not None and "site-packages" in defined)
+        defined is not None and "site-packages" in defined
+    )
     if defined and not library:
         return str(Path(defined).resolve())
     ours = str(Path(__file__).resolve().parent)

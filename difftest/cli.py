@@ -12,10 +12,12 @@ from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
 from .backends import DEFAULT_BACKENDS
 
-BACKENDS_HELP = ("comma-separated candidates, each a backend with optional settings: ort-cpu, "
-                 "ort-cpu[exporter=torchscript], ort-cpu[opt=disable], ort-cpu[threads=1], ort-cuda[tf32=0], "
-                 "ort-cpu[transform=fp16]; the reference (torch) is always run (default: "
-                 f"{','.join(DEFAULT_BACKENDS)}); also openvino[precision=f32], torch-compile[backend=aot_eager]")
+BACKENDS_HELP = (
+    "comma-separated candidates, each a backend with optional settings: ort-cpu, "
+    "ort-cpu[exporter=torchscript], ort-cpu[opt=disable], ort-cpu[threads=1], ort-cuda[tf32=0], "
+    "ort-cpu[transform=fp16]; the reference (torch) is always run (default: "
+    f"{','.join(DEFAULT_BACKENDS)}); also openvino[precision=f32], torch-compile[backend=aot_eager]"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,55 +31,114 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run cases and write a report")
-    run.add_argument("targets", nargs="*", metavar="TARGET",
-                     help="suite file, folder of suite files, file.py::case, an ONNX file or a folder of them, or an "
-                          "ONNX test folder (default: suites/)")
+    run.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="suite file, folder of suite files, file.py::case, an ONNX file or a folder of them, or an "
+        "ONNX test folder (default: suites/)",
+    )
     run.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help=BACKENDS_HELP)
     run.add_argument("--out", help="run directory (default: reports/<timestamp>, linked as reports/latest)")
     run.add_argument("-k", dest="keyword", help="only cases whose id contains this substring")
     run.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU core)")
-    run.add_argument("--exporter", choices=["dynamo", "torchscript"],
-                     help="exporter for every case (default: each case's own, else dynamo)")
+    run.add_argument(
+        "--exporter",
+        choices=["dynamo", "torchscript"],
+        help="exporter for every case (default: each case's own, else dynamo)",
+    )
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (default 600)")
-    run.add_argument("--probes", help="comma-separated input probes: base,alt,ties,ramp,shape,special "
-                     "(default: all that apply to each case; special only where a case opts in)")
-    run.add_argument("--reruns", type=int, default=1, help="extra runs per backend and probe, to measure "
-                     "run-to-run spread (default 1)")
+    run.add_argument(
+        "--probes",
+        help="comma-separated input probes: base,alt,ties,ramp,shape,special "
+        "(default: all that apply to each case; special only where a case opts in)",
+    )
+    run.add_argument(
+        "--reruns",
+        type=int,
+        default=1,
+        help="extra runs per backend and probe, to measure run-to-run spread (default 1)",
+    )
     run.add_argument("--no-oracle", action="store_true", help="do not run the float64 torch oracle")
-    run.add_argument("--baseline", metavar="DIR", help="a previous run: report failures as new or known, write "
-                     "compare.md/html, and exit 1 only on new failures")
-    run.add_argument("--shard", metavar="K/N", help="run the K-th of N stable slices of the cases (merge the shard "
-                     "runs with `difftest merge`)")
+    run.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="a previous run: report failures as new or known, write compare.md/html, and exit 1 only on new failures",
+    )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N stable slices of the cases (merge the shard runs with `difftest merge`)",
+    )
     run.add_argument("--durations", metavar="DIR", help="a previous run whose case durations balance --shard")
-    run.add_argument("--localize-budget", type=float, default=60.0, metavar="SECONDS",
-                     help="time per case to localize a failing candidate to its first divergent ONNX node "
-                     "(default 60; 0 turns it off)")
-    run.add_argument("--control-budget", type=float, default=60.0, metavar="SECONDS",
-                     help="time per case for automatic controls on failing candidates (onnx-ref, opt=disable, the "
-                     "export without the case's rewrite) that decide blame (default 60; 0 turns them off)")
-    run.add_argument("--expectations", metavar="FILE",
-                     help="waiver file (default: suites/expectations.toml when it exists)")
+    run.add_argument(
+        "--localize-budget",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time per case to localize a failing candidate to its first divergent ONNX node "
+        "(default 60; 0 turns it off)",
+    )
+    run.add_argument(
+        "--control-budget",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time per case for automatic controls on failing candidates (onnx-ref, opt=disable, the "
+        "export without the case's rewrite) that decide blame (default 60; 0 turns them off)",
+    )
+    run.add_argument(
+        "--expectations", metavar="FILE", help="waiver file (default: suites/expectations.toml when it exists)"
+    )
     run.add_argument("--no-cache", action="store_true", help="export every case afresh (no export cache)")
     run.add_argument("--cache-dir", help="export cache folder (default: $DIFFTEST_CACHE_DIR or ~/.cache/difftest)")
-    run.add_argument("--resume", action="store_true",
-                     help="finish the run in --out: only the cases it has no result for are run")
-    run.add_argument("--memory-limit", type=int, dest="memory_limit_mb", metavar="MB",
-                     help="address-space limit per worker process, in MiB")
-    run.add_argument("--require", metavar="CANDIDATES", default="",
-                     help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
-                     "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason")
-    run.add_argument("--input-shapes", action="append", default=[], metavar="NAME:DIMS",
-                     help="bare ONNX files: the size of an input's symbolic dims, e.g. pixels:1x3x224x224 (repeat per "
-                          "input; default 1 for each symbolic dim)")
-    run.add_argument("--val-range", action="append", default=[], metavar="[NAME:][LO,HI]",
-                     help="bare ONNX files: the range generated input values are drawn from, e.g. ids:[0,30000] or "
-                          "[-1,1] for every input (default [0,1]; integers within it)")
-    run.add_argument("--inputs", metavar="FILE", help="bare ONNX files: feed these inputs instead of generated ones: "
-                     "an .npz of arrays named after the graph's inputs, a folder of input_<i>.pb TensorProtos or of "
-                     "test_data_set_*/ folders")
-    run.add_argument("--isolate", choices=["case", "spawn"], default="case",
-                     help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
-                     "a fresh interpreter per case as well (slower: torch is imported for every case)")
+    run.add_argument(
+        "--resume", action="store_true", help="finish the run in --out: only the cases it has no result for are run"
+    )
+    run.add_argument(
+        "--memory-limit",
+        type=int,
+        dest="memory_limit_mb",
+        metavar="MB",
+        help="address-space limit per worker process, in MiB",
+    )
+    run.add_argument(
+        "--require",
+        metavar="CANDIDATES",
+        default="",
+        help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
+        "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason",
+    )
+    run.add_argument(
+        "--input-shapes",
+        action="append",
+        default=[],
+        metavar="NAME:DIMS",
+        help="bare ONNX files: the size of an input's symbolic dims, e.g. pixels:1x3x224x224 (repeat per "
+        "input; default 1 for each symbolic dim)",
+    )
+    run.add_argument(
+        "--val-range",
+        action="append",
+        default=[],
+        metavar="[NAME:][LO,HI]",
+        help="bare ONNX files: the range generated input values are drawn from, e.g. ids:[0,30000] or "
+        "[-1,1] for every input (default [0,1]; integers within it)",
+    )
+    run.add_argument(
+        "--inputs",
+        metavar="FILE",
+        help="bare ONNX files: feed these inputs instead of generated ones: "
+        "an .npz of arrays named after the graph's inputs, a folder of input_<i>.pb TensorProtos or of "
+        "test_data_set_*/ folders",
+    )
+    run.add_argument(
+        "--isolate",
+        choices=["case", "spawn"],
+        default="case",
+        help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
+        "a fresh interpreter per case as well (slower: torch is imported for every case)",
+    )
 
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")
@@ -92,9 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     localize = commands.add_parser("localize", help="find the first divergent ONNX node of a failing case")
     localize.add_argument("target", metavar="FILE::CASE")
     localize.add_argument("--candidate", default="ort-cpu", help="the candidate to localize (default ort-cpu)")
-    localize.add_argument("--reference", default="torch",
-                          help="torch (eager, via the dynamo exporter's value names) or another runtime on the "
-                          "same graph, e.g. ort-cpu[opt=disable]")
+    localize.add_argument(
+        "--reference",
+        default="torch",
+        help="torch (eager, via the dynamo exporter's value names) or another runtime on the "
+        "same graph, e.g. ort-cpu[opt=disable]",
+    )
     localize.add_argument("--probe", default="base", help="the input probe to localize on (default base)")
     localize.add_argument("--out", help="folder for the repro bundle (default: none written)")
     localize.add_argument("--json", action="store_true", help="print one JSON object")
@@ -110,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="re-render the HTML report of a stored run (no model is run)")
     report.add_argument("run_dir", metavar="DIR")
-    report.add_argument("--rejudge", action="store_true",
-                        help="recompute the comparisons from the stored tensors with this version's classifier")
+    report.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="recompute the comparisons from the stored tensors with this version's classifier",
+    )
     return parser
 
 
@@ -130,8 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"difftest: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR
     except Interrupted as exc:
-        print(f"difftest: stopped by {exc.signal_name}; the finished cases are kept (finish with --resume)",
-              file=sys.stderr)
+        print(
+            f"difftest: stopped by {exc.signal_name}; the finished cases are kept (finish with --resume)",
+            file=sys.stderr,
+        )
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `difftest list | head`: the reader left, nothing went wrong
         import os
@@ -146,12 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if disk_full(exc):  # an OSError, or polars' ComputeError wrapping ENOSPC
             where = getattr(exc, "filename", None) or "while writing"
-            print(f"difftest: error: the disk is full ({where}): free some space, then finish the run with --resume "
-                  "(the cases that finished are kept)", file=sys.stderr)
+            print(
+                f"difftest: error: the disk is full ({where}): free some space, then finish the run with --resume "
+                "(the cases that finished are kept)",
+                file=sys.stderr,
+            )
             return ExitCode.USAGE_ERROR
         traceback.print_exc()
-        print("difftest: internal error (a bug in difftest, please report it with the traceback above)",
-              file=sys.stderr)
+        print(
+            "difftest: internal error (a bug in difftest, please report it with the traceback above)", file=sys.stderr
+        )
         return ExitCode.INTERNAL_ERROR
 
 
@@ -186,12 +259,28 @@ def _run(args: argparse.Namespace) -> ExitCode:
     except ValueError as exc:
         raise UsageError(f"--probes: {exc}") from None
     result = run(
-        args.targets or ["suites"], echo=print, backends=split_specs(args.backends), out=args.out,
-        keyword=args.keyword, jobs=args.jobs, exporter=args.exporter, timeout=args.timeout,
-        memory_limit_mb=args.memory_limit_mb, resume=args.resume, probes=probes, reruns=args.reruns,
-        oracle=not args.no_oracle, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-        expectations=args.expectations, baseline=args.baseline, shard=args.shard, durations=args.durations,
-        localize_budget=args.localize_budget, control_budget=args.control_budget, isolate=args.isolate,
+        args.targets or ["suites"],
+        echo=print,
+        backends=split_specs(args.backends),
+        out=args.out,
+        keyword=args.keyword,
+        jobs=args.jobs,
+        exporter=args.exporter,
+        timeout=args.timeout,
+        memory_limit_mb=args.memory_limit_mb,
+        resume=args.resume,
+        probes=probes,
+        reruns=args.reruns,
+        oracle=not args.no_oracle,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        expectations=args.expectations,
+        baseline=args.baseline,
+        shard=args.shard,
+        durations=args.durations,
+        localize_budget=args.localize_budget,
+        control_budget=args.control_budget,
+        isolate=args.isolate,
         require=[c.name for c in parse_list(args.require)] if args.require else [],
         onnx_inputs=onnx_inputs(args.input_shapes, args.val_range, args.inputs),
     )
@@ -210,8 +299,9 @@ def onnx_inputs(shapes: list[str], ranges: list[str], data: str | None) -> dict:
         name, sep, dims = text.rpartition(":")
         numbers = re.split(r"[x,]", dims.strip().strip("[]")) if dims.strip().strip("[]") else []
         if not sep or not name or not all(n.strip().isdigit() for n in numbers):
-            raise UsageError(f"--input-shapes {text!r}: expected NAME:DIMS, e.g. pixels:1x3x224x224 or "
-                             "pixels:[1,3,224,224]")
+            raise UsageError(
+                f"--input-shapes {text!r}: expected NAME:DIMS, e.g. pixels:1x3x224x224 or pixels:[1,3,224,224]"
+            )
         found["shapes"][name] = [int(n) for n in numbers]
     for text in ranges:
         match = re.fullmatch(r"(?:(?P<name>[^:\[]+):)?\[?\s*(?P<lo>[-+.\deE]+)\s*,\s*(?P<hi>[-+.\deE]+)\s*\]?", text)
@@ -259,8 +349,11 @@ def format_localization(result) -> str:
         for i, s in enumerate(result.suspects[1:5], 2):
             lines.append(f"suspect {i}: {s['name']} ({s['op_type']}), relative error {s['relative_error']:.3g}")
     if result.reproduced is not None:
-        lines.append("reproduced alone: " + ("yes" if result.reproduced else "no (the error needs more context)")
-                     + (f", bundle {result.repro}" if result.repro else ""))
+        lines.append(
+            "reproduced alone: "
+            + ("yes" if result.reproduced else "no (the error needs more context)")
+            + (f", bundle {result.repro}" if result.repro else "")
+        )
     if result.optimizer:
         lines.append(f"ORT optimizer: {result.optimizer}")
     return "\n".join(lines)
@@ -305,8 +398,10 @@ def _cache(action: str, folder: str | None) -> ExitCode:
         print(f"removed {cache.clear()} cached export(s) from {cache.root}")
     else:
         info = cache.info()
-        print(f"{info['root']}: {info['entries']} export(s), {info['bytes'] / 2**20:.1f} MiB "
-              f"(bound {info['max_bytes'] / 2**30:.1f} GiB, least recently used removed first)")
+        print(
+            f"{info['root']}: {info['entries']} export(s), {info['bytes'] / 2**20:.1f} MiB "
+            f"(bound {info['max_bytes'] / 2**30:.1f} GiB, least recently used removed first)"
+        )
     return ExitCode.OK
 
 

@@ -28,17 +28,37 @@ STATE = pytest.StashKey["_SessionState"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("difftest", "difftest: differential tests of PyTorch models deployed through ONNX")
-    group.addoption("--difftest", action="store_true", default=False,
-                    help="collect @case factories as tests, one per case × candidate")
-    group.addoption("--difftest-backends", metavar="SPECS", default=None,
-                    help="candidates to run (default: ort-cpu,ort-cuda), e.g. 'ort-cpu,ort-cpu[opt=disable]'")
+    group.addoption(
+        "--difftest",
+        action="store_true",
+        default=False,
+        help="collect @case factories as tests, one per case × candidate",
+    )
+    group.addoption(
+        "--difftest-backends",
+        metavar="SPECS",
+        default=None,
+        help="candidates to run (default: ort-cpu,ort-cuda), e.g. 'ort-cpu,ort-cpu[opt=disable]'",
+    )
     group.addoption("--difftest-probes", metavar="NAMES", default=None, help="probes to run (default: all)")
-    group.addoption("--difftest-exporter", metavar="NAME", default=None,
-                    help="dynamo or torchscript for every case (default: each case's own)")
-    group.addoption("--difftest-report", metavar="DIR", default=None,
-                    help="write one difftest HTML report of the session's checks and cases to DIR")
-    group.addoption("--difftest-in-process", action="store_true", default=False,
-                    help="run each case in the pytest process (for debugging) instead of a forked child of it")
+    group.addoption(
+        "--difftest-exporter",
+        metavar="NAME",
+        default=None,
+        help="dynamo or torchscript for every case (default: each case's own)",
+    )
+    group.addoption(
+        "--difftest-report",
+        metavar="DIR",
+        default=None,
+        help="write one difftest HTML report of the session's checks and cases to DIR",
+    )
+    group.addoption(
+        "--difftest-in-process",
+        action="store_true",
+        default=False,
+        help="run each case in the pytest process (for debugging) instead of a forked child of it",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,9 +101,12 @@ def difftest(request: pytest.FixtureRequest) -> Any:
     for result in checker.results:
         if not result.checked:
             verdict = "it FAILED" if not all(o.status in PASSING for o in result.outcomes) else "it passed"
-            request.node.warn(pytest.PytestWarning(
-                f"difftest: the result of {result.title} was never checked ({verdict}); call "
-                ".raise_for_failures() on it, or assert on .passed"))
+            request.node.warn(
+                pytest.PytestWarning(
+                    f"difftest: the result of {result.title} was never checked ({verdict}); call "
+                    ".raise_for_failures() on it, or assert on .passed"
+                )
+            )
 
 
 PASSING = ("pass", "xfail", "waived", "skipped", "not_applicable")
@@ -97,9 +120,18 @@ class Checker:
         self.state, self.node = state, node
         self.results: list[Any] = []
 
-    def __call__(self, module: Any, args: Any = (), kwargs: dict[str, Any] | None = None, *,
-                 name: str | None = None, backends: Any = None, probes: Any = None, exporter: str | None = None,
-                 **options: Any) -> Any:
+    def __call__(
+        self,
+        module: Any,
+        args: Any = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        backends: Any = None,
+        probes: Any = None,
+        exporter: str | None = None,
+        **options: Any,
+    ) -> Any:
         __tracebackhide__ = True
         name = name or _case_name(self.node.name)
         if probes is not None:  # the case's own options: the session's run holds every call
@@ -107,8 +139,9 @@ class Checker:
         if exporter is not None:
             options["exporter"] = exporter
         try:
-            result = self.state.session().check(module, args, kwargs, name=name, source=str(self.node.path),
-                                                backends=backends, **options)
+            result = self.state.session().check(
+                module, args, kwargs, name=name, source=str(self.node.path), backends=backends, **options
+            )
         except TypeError as exc:  # the caller's own mistake (an unknown option): said without our frames
             raise TypeError(str(exc)) from None
         result.more_hint = self.state.more_hint()
@@ -144,12 +177,14 @@ class DifftestFile(pytest.File):
             raise self.CollectError(
                 f"two suite files share the name {self.path.stem!r}: {other} and {self.path}. Case ids are "
                 "'<file name>::<case>', so their cases (and results) would collide; rename one of the files or run "
-                "them in separate pytest sessions")
+                "them in separate pytest sessions"
+            )
         for definition in definitions:
             ref = CaseRef(str(self.path), definition.name)
             for candidate in state.candidates():
-                yield DifftestItem.from_parent(self, name=f"{definition.name}[{candidate}]", definition=definition,
-                                               ref=ref, candidate=candidate)
+                yield DifftestItem.from_parent(
+                    self, name=f"{definition.name}[{candidate}]", definition=definition, ref=ref, candidate=candidate
+                )
 
 
 class DifftestItem(pytest.Item):
@@ -174,9 +209,15 @@ class DifftestItem(pytest.Item):
 
             state = self.config.stash[STATE]
             rows = [c for c in result.verdicts.to_dicts() if c["candidate"] == self.candidate]
-            raise DifftestFailure("\n".join([f"{self.ref.id} [{self.candidate}]: {outcome.reason}",
-                                             *candidate_evidence(outcome, rows, len(self.candidate), state.more_hint()),
-                                             state.report_hint()]))
+            raise DifftestFailure(
+                "\n".join(
+                    [
+                        f"{self.ref.id} [{self.candidate}]: {outcome.reason}",
+                        *candidate_evidence(outcome, rows, len(self.candidate), state.more_hint()),
+                        state.report_hint(),
+                    ]
+                )
+            )
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, DifftestFailure):
@@ -219,10 +260,13 @@ class _SessionState:
             from .api import Session
 
             report = self.config.getoption("difftest_report")
-            self._session = Session(report, backends=self.candidates(),
-                                    probes=self.config.getoption("difftest_probes"),
-                                    exporter=self.config.getoption("difftest_exporter"),
-                                    isolate="none" if self.config.getoption("difftest_in_process") else "case")
+            self._session = Session(
+                report,
+                backends=self.candidates(),
+                probes=self.config.getoption("difftest_probes"),
+                exporter=self.config.getoption("difftest_exporter"),
+                isolate="none" if self.config.getoption("difftest_in_process") else "case",
+            )
         return self._session
 
     def case_result(self, definition: Any, ref: Any) -> Any:

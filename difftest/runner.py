@@ -55,8 +55,7 @@ class RunConfig:
     isolate: str = "case"  # "case": each case in a child forked from a preloaded template; "spawn": a fresh one too
     require: list[str] = field(default_factory=list)  # candidates that must run here: skipping one is an error
     # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
-    max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES",
-                                                                             256 * 2**20)))
+    max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES", 256 * 2**20)))
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
     # Bare ONNX files' inputs: {"shapes": {input: [dims]}, "ranges": {input or "*": [lo, hi]}, "data": path}.
@@ -95,8 +94,9 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     config = absolute_paths(config)  # a case that changes directory cannot move the run's files
     jobs = config.jobs or default_jobs()
     threads = max(1, default_jobs() // jobs)
-    pool = WorkerPool(jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb,
-                      isolate=config.isolate)
+    pool = WorkerPool(
+        jobs, config.timeout, threads=threads, memory_limit_mb=config.memory_limit_mb, isolate=config.isolate
+    )
     pool.start(1)
     try:
         with _interruptible() as interrupted:
@@ -112,8 +112,10 @@ def validate(config: RunConfig) -> None:
     if not config.timeout > 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout:g}")
     if config.memory_limit_mb is not None and config.memory_limit_mb < 256:
-        raise UsageError(f"--memory-limit {config.memory_limit_mb}: give at least 256 MiB per worker (torch alone "
-                         "needs about that much)")
+        raise UsageError(
+            f"--memory-limit {config.memory_limit_mb}: give at least 256 MiB per worker (torch alone "
+            "needs about that much)"
+        )
     if config.reruns < 0:
         raise UsageError("--reruns must be 0 or more")
     if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
@@ -124,15 +126,19 @@ def validate(config: RunConfig) -> None:
     from .backends import ORACLE, REFERENCE
 
     if not [name for name in names if name not in (REFERENCE, ORACLE)]:
-        raise UsageError(f"--backends {','.join(config.backends) or '(none)'}: no candidate to compare with the "
-                         f"reference {REFERENCE} (it always runs, and {ORACLE} is its float64 oracle), so nothing "
-                         f"would be judged; add one, e.g. --backends {REFERENCE},ort-cpu")
+        raise UsageError(
+            f"--backends {','.join(config.backends) or '(none)'}: no candidate to compare with the "
+            f"reference {REFERENCE} (it always runs, and {ORACLE} is its float64 oracle), so nothing "
+            f"would be judged; add one, e.g. --backends {REFERENCE},ort-cpu"
+        )
     unknown = [name for name in config.require if name not in names]
     if unknown:
         raise UsageError(f"--require {','.join(unknown)}: not among --backends ({','.join(config.backends)})")
     if config.isolate not in ("case", "spawn"):
-        raise UsageError(f"--isolate must be case or spawn, got {config.isolate!r} (every case runs in a clean "
-                         "process; there is no mode that shares one between cases)")
+        raise UsageError(
+            f"--isolate must be case or spawn, got {config.isolate!r} (every case runs in a clean "
+            "process; there is no mode that shares one between cases)"
+        )
     for name in ("localize_budget", "control_budget"):
         if getattr(config, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of seconds")
@@ -150,9 +156,15 @@ def absolute_paths(config: RunConfig) -> RunConfig:
         return str(Path(value).absolute()) if value else value
 
     return dataclasses.replace(
-        config, out=absolute(config.out), reports_root=absolute(config.reports_root), cache_dir=absolute(config.cache_dir),
-        expectations=absolute(config.expectations), baseline=absolute(config.baseline), durations=absolute(config.durations),
-        targets=[_absolute_target(t) for t in config.targets])
+        config,
+        out=absolute(config.out),
+        reports_root=absolute(config.reports_root),
+        cache_dir=absolute(config.cache_dir),
+        expectations=absolute(config.expectations),
+        baseline=absolute(config.baseline),
+        durations=absolute(config.durations),
+        targets=[_absolute_target(t) for t in config.targets],
+    )
 
 
 def _absolute_target(target: str) -> str:
@@ -189,8 +201,15 @@ class _interruptible:
             signal.signal(sig, previous)
 
 
-def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads: int,
-         echo: Callable[[str], None], interrupted: dict[str, str | None]) -> RunResult:
+def _run(
+    config: RunConfig,
+    candidates: list[Any],
+    pool: Any,
+    jobs: int,
+    threads: int,
+    echo: Callable[[str], None],
+    interrupted: dict[str, str | None],
+) -> RunResult:
     from . import backends as backend_table
     from .suite.cases import CaseRef
 
@@ -201,8 +220,10 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
     discovered = pool.discover(config.targets, config.keyword, requested + ([oracle] if oracle else []))
     found = [(CaseRef(path, name), None) for path, name in discovered["cases"]]
     if not found:
-        raise UsageError(f"no cases found in {' '.join(config.targets)}"
-                         + (f" matching -k {config.keyword!r}" if config.keyword else ""))
+        raise UsageError(
+            f"no cases found in {' '.join(config.targets)}"
+            + (f" matching -k {config.keyword!r}" if config.keyword else "")
+        )
     if discovered["problems"]:
         raise UsageError(discovered["problems"][0])
     if config.baseline and not (Path(config.baseline) / "comparisons.parquet").exists():
@@ -217,12 +238,20 @@ def _run(config: RunConfig, candidates: list[Any], pool: Any, jobs: int, threads
         keep = select([ref.id for ref, _ in found], index, total, durations_from(durations_dir))
         found = [(ref, d) for ref, d in found if ref.id in keep]
         if not found:
-            raise UsageError(f"--shard {config.shard}: this shard holds no case (only {total} shards for "
-                             "fewer cases?)")
+            raise UsageError(f"--shard {config.shard}: this shard holds no case (only {total} shards for fewer cases?)")
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = prepare_dir(Path(config.out) if config.out else Path(config.reports_root) / run_id)
-    plan = _Plan(run_dir, found, run_id, started, reference, oracle, requested, discovered["unavailable"],
-                 discovered.get("environment") or {})
+    plan = _Plan(
+        run_dir,
+        found,
+        run_id,
+        started,
+        reference,
+        oracle,
+        requested,
+        discovered["unavailable"],
+        discovered.get("environment") or {},
+    )
     with RunLock(run_dir):
         return _run_locked(config, plan, pool, jobs, threads, echo, interrupted)
 
@@ -242,8 +271,15 @@ class _Plan:
     environment: dict[str, Any] = field(default_factory=dict)
 
 
-def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: int, echo: Callable[[str], None],
-                interrupted: dict[str, str | None]) -> RunResult:
+def _run_locked(
+    config: RunConfig,
+    plan: _Plan,
+    pool: Any,
+    jobs: int,
+    threads: int,
+    echo: Callable[[str], None],
+    interrupted: dict[str, str | None],
+) -> RunResult:
     from . import backends as backend_table
     from .backends.candidates import make as make_backend
     from .record.names import slug
@@ -260,8 +296,9 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
             raise UsageError(f"--resume: {run_dir} holds no run to resume")
         check_resumable(run_dir, config)
         run_id = read_table(run_dir, "runs")["run"][0]
-    available, skipped = availability(requested, reference, oracle,
-                                      lambda name: plan.unavailable.get(make_backend(name).name))
+    available, skipped = availability(
+        requested, reference, oracle, lambda name: plan.unavailable.get(make_backend(name).name)
+    )
     for name in config.require:
         if name in skipped:
             raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
@@ -270,7 +307,9 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     # The cases this run (this shard) is to run: a merge names the ones a stopped shard never finished.
-    (run_dir / "plan.json").write_text(json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in found]}) + "\n")
+    (run_dir / "plan.json").write_text(
+        json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in found]}) + "\n"
+    )
     _save_waivers(run_dir, config)
     write_table(run_dir, "runs", [run_row])
 
@@ -285,12 +324,17 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     from .suite.sources import source_digests
 
     sources = {path: source_digests(path) for path in dict.fromkeys(ref.path for ref, _ in found)}
-    changed = [ref for ref, _ in found if slug(ref.id) in done
-               and manifest.entries[slug(ref.id)].get("sources") != sources[ref.path]]
+    changed = [
+        ref
+        for ref, _ in found
+        if slug(ref.id) in done and manifest.entries[slug(ref.id)].get("sources") != sources[ref.path]
+    ]
     if changed:  # a result of other code is not this run's: its suite file or a module it imports changed since
         done -= {slug(ref.id) for ref in changed}
-        echo(f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
-             f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})")
+        echo(
+            f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
+            f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})"
+        )
     tasks = []
     for ref, _ in found:
         key = slug(ref.id)
@@ -308,21 +352,32 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
             from .worker.execute import case_row
 
             case = case_row(task)
-            case.update(status=result.kind if result.kind != "internal" else "error", stage=result.stage,
-                        message=result.message, seconds=result.seconds)
+            case.update(
+                status=result.kind if result.kind != "internal" else "error",
+                stage=result.stage,
+                message=result.message,
+                seconds=result.seconds,
+            )
             tensors: list[dict[str, Any]] = []
         else:
             case, tensors = result["case"], result["tensors"]
         case["log"] = f"logs/{key}.log"
-        manifest.write(key, task.ref.id, case, tensors,  # the case row last: its presence marks the case done
-                       sources=sources[task.ref.path])
+        manifest.write(
+            key,
+            task.ref.id,
+            case,
+            tensors,  # the case row last: its presence marks the case done
+            sources=sources[task.ref.path],
+        )
         status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
         echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
     if interrupted["signal"] is not None:
         for table in ("cases", "tensors"):
             consolidate(run_dir, table, manifest.keys() & set(expected))
-        echo(f"difftest: stopped by {interrupted['signal']} after {finished} of {len(tasks)} case(s); the finished "
-             f"ones are kept in {run_dir}: finish with `difftest run ... --out {run_dir} --resume`")
+        echo(
+            f"difftest: stopped by {interrupted['signal']} after {finished} of {len(tasks)} case(s); the finished "
+            f"ones are kept in {run_dir}: finish with `difftest run ... --out {run_dir} --resume`"
+        )
         raise Interrupted(interrupted["signal"])
     lost = manifest.verify(expected)
     for key, case_id, reason in lost:
@@ -343,8 +398,9 @@ def _run_locked(config: RunConfig, plan: _Plan, pool: Any, jobs: int, threads: i
     return result
 
 
-def availability(requested: list[str], reference: str, oracle: str | None,
-                 reason_of: Callable[[str], str | None]) -> tuple[list[str], dict[str, str]]:
+def availability(
+    requested: list[str], reference: str, oracle: str | None, reason_of: Callable[[str], str | None]
+) -> tuple[list[str], dict[str, str]]:
     """(the backends that run here: reference, oracle, then candidates; {backend: why it cannot run})."""
     skipped = {}
     for name in requested + ([oracle] if oracle else []):
@@ -358,18 +414,37 @@ def availability(requested: list[str], reference: str, oracle: str | None,
     return available, skipped
 
 
-def task_for(config: RunConfig, ref: Any, run_id: str, run_dir: Path, available: list[str], reference: str,
-             oracle: str | None, threads: int | None = None) -> Any:
+def task_for(
+    config: RunConfig,
+    ref: Any,
+    run_id: str,
+    run_dir: Path,
+    available: list[str],
+    reference: str,
+    oracle: str | None,
+    threads: int | None = None,
+) -> Any:
     """What a worker (or ``difftest.check``, in the calling process) is given to run one case of this run."""
     from .worker.task import Task
 
     cache_root = config.cache_root()
-    return Task(ref=ref, run_id=run_id, backends=available, reference=reference, exporter=config.exporter,
-                artifacts_dir=str((run_dir / "onnx").resolve()), threads=threads, probes=list(config.probes),
-                reruns=config.reruns, cache_dir=str(cache_root) if cache_root else None,
-                localize_budget=config.localize_budget, control_budget=config.control_budget,
-                max_tensor_bytes=config.max_tensor_bytes, onnx_inputs=config.onnx_inputs or None,
-                reference_variants=[oracle] if oracle and oracle in available else [])
+    return Task(
+        ref=ref,
+        run_id=run_id,
+        backends=available,
+        reference=reference,
+        exporter=config.exporter,
+        artifacts_dir=str((run_dir / "onnx").resolve()),
+        threads=threads,
+        probes=list(config.probes),
+        reruns=config.reruns,
+        cache_dir=str(cache_root) if cache_root else None,
+        localize_budget=config.localize_budget,
+        control_budget=config.control_budget,
+        max_tensor_bytes=config.max_tensor_bytes,
+        onnx_inputs=config.onnx_inputs or None,
+        reference_variants=[oracle] if oracle and oracle in available else [],
+    )
 
 
 RESUME_SETTINGS = ("targets", "backends", "keyword", "exporter", "probes", "reruns", "oracle", "shard")
@@ -379,8 +454,10 @@ def check_resumable(run_dir: Path, config: RunConfig) -> None:
     """Refuse to resume a run that was asked to do something else, naming what differs."""
     path = run_dir / "config.json"
     if not path.exists():
-        raise UsageError(f"--resume: {run_dir} holds no config.json, so difftest cannot tell what it was asked "
-                         "to run; start a new run in another --out")
+        raise UsageError(
+            f"--resume: {run_dir} holds no config.json, so difftest cannot tell what it was asked "
+            "to run; start a new run in another --out"
+        )
     stored = json.loads(path.read_text())
     differs = []
     for name in RESUME_SETTINGS:
@@ -390,8 +467,10 @@ def check_resumable(run_dir: Path, config: RunConfig) -> None:
         if before != now:
             differs.append(f"{name}: {before!r} then, {now!r} now")
     if differs:
-        raise UsageError(f"--resume: {run_dir} was run with other settings ({'; '.join(differs)}); resume with the "
-                         "same settings, or start a new run in another --out")
+        raise UsageError(
+            f"--resume: {run_dir} was run with other settings ({'; '.join(differs)}); resume with the "
+            "same settings, or start a new run in another --out"
+        )
 
 
 class RunLock:
@@ -411,8 +490,10 @@ class RunLock:
             self.handle.seek(0)
             holder = self.handle.read().strip() or "unknown"
             self.handle.close()
-            raise UsageError(f"{self.path.parent} is in use by another difftest run (pid {holder}); wait for it or "
-                             "choose another --out") from None
+            raise UsageError(
+                f"{self.path.parent} is in use by another difftest run (pid {holder}); wait for it or "
+                "choose another --out"
+            ) from None
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(str(os.getpid()))
@@ -445,8 +526,11 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     from .record.tables import drop_links_out
 
     for link, target in drop_links_out(run_dir):  # a crafted (or vandalised) folder: never write through a link
-        print(f"difftest: removed the symbolic link {link} -> {target}: it leads out of the run folder, and difftest "
-              "never writes through one", file=sys.stderr)
+        print(
+            f"difftest: removed the symbolic link {link} -> {target}: it leads out of the run folder, and difftest "
+            "never writes through one",
+            file=sys.stderr,
+        )
     started = time.time()
     phases = {}
     if rejudge or not (run_dir / "comparisons.parquet").exists():
@@ -458,17 +542,21 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
         from .errors import RunDataError
 
         empty = "cases" if not cases else "comparisons"
-        raise RunDataError(f"{run_dir / f'{empty}.parquet'}: holds no row, so there is nothing to report "
-                           f"({len(cases)} case(s), {len(comparisons)} verdict(s)); a damaged or crafted run folder, "
-                           "or a run stopped before any case finished (finish it with --resume)")
+        raise RunDataError(
+            f"{run_dir / f'{empty}.parquet'}: holds no row, so there is nothing to report "
+            f"({len(cases)} case(s), {len(comparisons)} verdict(s)); a damaged or crafted run folder, "
+            "or a run stopped before any case finished (finish it with --resume)"
+        )
     from .judge.classify import LABELS
 
     unknown = sorted({str(c["label"]) for c in comparisons} - set(LABELS))
     if unknown:
         from .errors import RunDataError
 
-        raise RunDataError(f"{run_dir / 'comparisons.parquet'}: column 'label' holds {', '.join(map(repr, unknown))}, "
-                           "not a verdict label (a damaged or crafted table); rerun with `difftest report DIR --rejudge`")
+        raise RunDataError(
+            f"{run_dir / 'comparisons.parquet'}: column 'label' holds {', '.join(map(repr, unknown))}, "
+            "not a verdict label (a damaged or crafted table); rerun with `difftest report DIR --rejudge`"
+        )
     results, waiver_report = run_outcomes(run_dir, cases, comparisons)
     new_keys = _baseline_changes(run_dir, baseline)
     runs = read_table(run_dir, "runs").to_dicts()
@@ -515,7 +603,9 @@ def prepare_dir(path: Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"cannot write the run directory {path}: {exc.strerror or exc}; choose another --out") from None
+        raise UsageError(
+            f"cannot write the run directory {path}: {exc.strerror or exc}; choose another --out"
+        ) from None
     return path
 
 
@@ -534,8 +624,15 @@ def _link_latest(run_dir: Path, root: Path) -> None:
         pass
 
 
-def runs_row(run_id: str, config: RunConfig, requested: list[str], available: list[str], skipped: dict[str, str],
-             reference: str, started: float) -> dict[str, Any]:
+def runs_row(
+    run_id: str,
+    config: RunConfig,
+    requested: list[str],
+    available: list[str],
+    skipped: dict[str, str],
+    reference: str,
+    started: float,
+) -> dict[str, Any]:
     return {
         "run": run_id,
         "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
@@ -606,8 +703,11 @@ def repositories(targets: list[str]) -> dict[str, dict[str, Any]]:
             continue
         seen_roots[root] = label
         status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-        entry.update(root=root, commit=_git(folder, "rev-parse", "--verify", "-q", "HEAD"),
-                     dirty=bool(status) if status is not None else None)
+        entry.update(
+            root=root,
+            commit=_git(folder, "rev-parse", "--verify", "-q", "HEAD"),
+            dirty=bool(status) if status is not None else None,
+        )
     return found
 
 
@@ -627,7 +727,9 @@ def _gpu() -> str | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):

@@ -59,14 +59,17 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--targets", nargs="*", default=["suites"])
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--skip-more", action="store_true",
-                        help="do not run the basics suite on ort-trt and torch-compile-cuda")
+    parser.add_argument(
+        "--skip-more", action="store_true", help="do not run the basics suite on ort-trt and torch-compile-cuda"
+    )
     args = parser.parse_args()
     out = Path(args.out) if args.out else None
     started = time.time()
     env = environment()
-    lines = [f"gpu-check on {env['gpu'] or 'no GPU'}: torch {env['versions'].get('torch')} (CUDA {env['torch_cuda']}, "
-             f"cuDNN {env['cudnn']}), onnxruntime {env['onnxruntime_imported']}, providers {env['providers']}"]
+    lines = [
+        f"gpu-check on {env['gpu'] or 'no GPU'}: torch {env['versions'].get('torch')} (CUDA {env['torch_cuda']}, "
+        f"cuDNN {env['cudnn']}), onnxruntime {env['onnxruntime_imported']}, providers {env['providers']}"
+    ]
     if env["both_ort_distributions"]:
         lines.append("note: onnxruntime and onnxruntime-gpu are both installed; the one imported is named above")
     problems = []
@@ -78,8 +81,12 @@ def main() -> int:
         print("\n".join(lines + [f"cannot check: {p}" for p in problems]))
         return 2
 
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *GPU_TESTS],
-                           cwd=ROOT, capture_output=True, text=True)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *GPU_TESTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     test_lines = [line for line in tests.stdout.splitlines() if line.strip()]
     lines.append(f"tests ({' '.join(GPU_TESTS)}): exit {tests.returncode}: {test_lines[-1] if test_lines else ''}")
     lines += [f"  {line}" for line in test_lines if line.startswith(("FAILED", "ERROR", "SKIPPED"))][:20]
@@ -87,17 +94,38 @@ def main() -> int:
     import tempfile
 
     run_dir = Path(tempfile.mkdtemp(prefix="gpu-check-")) / "run"  # only a few files go to --out
-    command = [sys.executable, "-m", "difftest", "run", *args.targets, "--backends", CANDIDATES,
-               "--require", "ort-cuda,torch-cuda", "--jobs", str(args.jobs), "--timeout", str(args.timeout),
-               "--localize-budget", "10", "--out", str(run_dir), "--no-cache"]
+    command = [
+        sys.executable,
+        "-m",
+        "difftest",
+        "run",
+        *args.targets,
+        "--backends",
+        CANDIDATES,
+        "--require",
+        "ort-cuda,torch-cuda",
+        "--jobs",
+        str(args.jobs),
+        "--timeout",
+        str(args.timeout),
+        "--localize-budget",
+        "10",
+        "--out",
+        str(run_dir),
+        "--no-cache",
+    ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    lines.append(f"suite ({' '.join(args.targets)}, {CANDIDATES}): exit {run.returncode}, "
-                 f"{summary.get('cases')} cases, {summary.get('comparisons')} results; status {summary.get('status')}")
+    lines.append(
+        f"suite ({' '.join(args.targets)}, {CANDIDATES}): exit {run.returncode}, "
+        f"{summary.get('cases')} cases, {summary.get('comparisons')} results; status {summary.get('status')}"
+    )
     lines.append(f"  verdicts: {summary.get('labels')}")
     for failure in summary.get("failures", [])[:40]:
-        lines.append(f"  FAIL {failure['case']} [{failure['candidate']}] {failure['label']}: {failure['reason']}: "
-                     f"{failure['evidence'][:160]}")
+        lines.append(
+            f"  FAIL {failure['case']} [{failure['candidate']}] {failure['label']}: {failure['reason']}: "
+            f"{failure['evidence'][:160]}"
+        )
     if run.returncode not in (0, 1):
         lines += [f"  {line}" for line in (run.stderr or run.stdout).strip().splitlines()[-15:]]
     more = _more_runtimes(args) if not args.skip_more else {}
@@ -109,9 +137,18 @@ def main() -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu-check.txt").write_text(text + "\n\n" + tests.stdout[-20000:] + "\n" + run.stdout[-20000:] + "\n")
-        (out / "gpu-check.json").write_text(json.dumps({"environment": env, "tests_exit": tests.returncode,
-                                                        "run_exit": run.returncode, "summary": summary,
-                                                        "more_runtimes": more.get("summary")}, indent=1))
+        (out / "gpu-check.json").write_text(
+            json.dumps(
+                {
+                    "environment": env,
+                    "tests_exit": tests.returncode,
+                    "run_exit": run.returncode,
+                    "summary": summary,
+                    "more_runtimes": more.get("summary"),
+                },
+                indent=1,
+            )
+        )
         if run_dir.exists():
             _archive(run_dir, out)
     return 0 if tests.returncode == 0 and run.returncode == 0 else 1
@@ -122,18 +159,36 @@ def _more_runtimes(args) -> dict:
     import tempfile
 
     run_dir = Path(tempfile.mkdtemp(prefix="gpu-check-more-")) / "run"
-    command = [sys.executable, "-m", "difftest", "run", *MORE_TARGETS, "--backends", MORE_CANDIDATES,
-               "--jobs", str(args.jobs), "--timeout", str(args.timeout), "--localize-budget", "0",
-               "--out", str(run_dir), "--no-cache"]
+    command = [
+        sys.executable,
+        "-m",
+        "difftest",
+        "run",
+        *MORE_TARGETS,
+        "--backends",
+        MORE_CANDIDATES,
+        "--jobs",
+        str(args.jobs),
+        "--timeout",
+        str(args.timeout),
+        "--localize-budget",
+        "0",
+        "--out",
+        str(run_dir),
+        "--no-cache",
+    ]
     started = time.time()
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    lines = [f"more runtimes ({' '.join(MORE_TARGETS)}, {MORE_CANDIDATES}): exit {run.returncode} in "
-             f"{time.time() - started:.0f} s; status {summary.get('status')}; verdicts {summary.get('labels')}"]
+    lines = [
+        f"more runtimes ({' '.join(MORE_TARGETS)}, {MORE_CANDIDATES}): exit {run.returncode} in "
+        f"{time.time() - started:.0f} s; status {summary.get('status')}; verdicts {summary.get('labels')}"
+    ]
     lines += [f"  {line.strip()}" for line in run.stdout.splitlines() if line.strip().startswith("skipped")][:6]
     for failure in summary.get("failures", [])[:20]:
-        lines.append(f"  FAIL {failure['case']} [{failure['candidate']}] {failure['label']}: "
-                     f"{failure['evidence'][:160]}")
+        lines.append(
+            f"  FAIL {failure['case']} [{failure['candidate']}] {failure['label']}: {failure['evidence'][:160]}"
+        )
     if run.returncode not in (0, 1):
         lines += [f"  {line}" for line in (run.stderr or run.stdout).strip().splitlines()[-10:]]
     return {"summary": summary, "lines": lines}
@@ -144,8 +199,15 @@ def _archive(run_dir: Path, out: Path, limit: int = 15 * 2**20, parts: int = 5) 
     ``tensors-K.parquet`` pieces under the size a transfer allows: concatenated, they re-judge elsewhere."""
     import polars as pl
 
-    keep = ["runs.parquet", "cases.parquet", "comparisons.parquet", "summary.json", "junit.xml", "config.json",
-            "waivers.json"]
+    keep = [
+        "runs.parquet",
+        "cases.parquet",
+        "comparisons.parquet",
+        "summary.json",
+        "junit.xml",
+        "config.json",
+        "waivers.json",
+    ]
     with tarfile.open(out / "run.tar.gz", "w:gz") as archive:
         for name in keep:
             if (run_dir / name).exists():

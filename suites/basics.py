@@ -59,7 +59,10 @@ class IntegerOps(torch.nn.Module):
 def integer_arithmetic():
     """int64 arithmetic: must be bit-identical."""
     g = torch.Generator().manual_seed(0)
-    return IntegerOps().eval(), (torch.randint(-50, 50, (4, 5), generator=g), torch.randint(-50, 50, (4, 5), generator=g))
+    return IntegerOps().eval(), (
+        torch.randint(-50, 50, (4, 5), generator=g),
+        torch.randint(-50, 50, (4, 5), generator=g),
+    )
 
 
 class Attention(torch.nn.Module):

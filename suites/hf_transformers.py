@@ -59,7 +59,7 @@ def _padding_mask(lengths, seq, left=False):
     mask = torch.zeros(len(lengths), seq, dtype=torch.long)
     for row, n in enumerate(lengths):
         if left:
-            mask[row, seq - n:] = 1
+            mask[row, seq - n :] = 1
         else:
             mask[row, :n] = 1
     return mask
@@ -73,8 +73,9 @@ def _gpt2():
     importorskip("transformers")
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    config = GPT2Config(
+        vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0, pad_token_id=0
+    )
     return _build(GPT2LMHeadModel, config)
 
 
@@ -82,10 +83,22 @@ def _bart():
     importorskip("transformers")
     from transformers import BartConfig, BartModel
 
-    config = BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                        decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
-                        eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None)
+    config = BartConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=None,
+    )
     return _build(BartModel, config)
 
 
@@ -99,8 +112,15 @@ def bert_masked():
     importorskip("transformers")
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+    )
     model = _build(BertModel, config)
     types = torch.cat([torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long)], 1)
     return model, (_ids(1, VOCAB, 2, 8),), {"attention_mask": _padding_mask([8, 5], 8), "token_type_ids": types}
@@ -112,8 +132,9 @@ def distilbert_masked():
     importorskip("transformers")
     from transformers import DistilBertConfig, DistilBertModel
 
-    config = DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=64)
+    config = DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64
+    )
     model = _build(DistilBertModel, config)
     return model, (_ids(2, VOCAB, 2, 8),), {"attention_mask": _padding_mask([8, 3], 8)}
 
@@ -126,8 +147,10 @@ def _needs_cache_keyword(model):
     import transformers
 
     if "cache" not in inspect.signature(model.forward).parameters:
-        skip(f"transformers {transformers.__version__} calls the cache past_key_values; this case is written for the "
-             "cache= keyword of later 5.x releases (5.24 is pinned in constraints.txt)")
+        skip(
+            f"transformers {transformers.__version__} calls the cache past_key_values; this case is written for the "
+            "cache= keyword of later 5.x releases (5.24 is pinned in constraints.txt)"
+        )
 
 
 @case(tags=TAGS + ["text", "decoder", "cache"], dynamic_axes=_text_axes("input_ids"), expect=OPENVINO_BF16)
@@ -146,9 +169,14 @@ _PAST, _NEW = 4, 2
 _CACHE_INPUTS = [f"cache_layers_{i}_{kv}" for i in range(2) for kv in ("keys", "values")]
 
 
-@case(tags=TAGS + ["text", "decoder", "cache"],
-      dynamic_axes={"input_ids": {0: "batch", 1: "new"}, "attention_mask": {0: "batch", 1: "total"},
-                    **{name: {0: "batch", 2: "past"} for name in _CACHE_INPUTS}})
+@case(
+    tags=TAGS + ["text", "decoder", "cache"],
+    dynamic_axes={
+        "input_ids": {0: "batch", 1: "new"},
+        "attention_mask": {0: "batch", 1: "total"},
+        **{name: {0: "batch", 2: "past"} for name in _CACHE_INPUTS},
+    },
+)
 def gpt2_cache_input():
     """A decoding step as generate() runs it: ``model(input_ids, attention_mask=..., cache=cache)`` where the
     cache is the DynamicCache a first forward over a 4-token prefix returned, and the mask covers past and new
@@ -188,12 +216,16 @@ def gpt2_left_padded():
     model = _gpt2()
     mask = _padding_mask([6, 3], 6, left=True)
     ids = _ids(6, VOCAB, 2, 6).masked_fill(mask == 0, 0)  # pad_token_id
-    return Case(model, (ids,), {"attention_mask": mask, "use_cache": False},
-                output_masks={"output_logits": "attention_mask"})
+    return Case(
+        model, (ids,), {"attention_mask": mask, "use_cache": False}, output_masks={"output_logits": "attention_mask"}
+    )
 
 
-@case(tags=TAGS + ["text", "encoder"], dynamic_axes=_text_axes("input_ids", "attention_mask"),
-      expect={"*": "export_error", **dict.fromkeys(TORCHSCRIPT_CANDIDATES, ["exact", "numeric"])})
+@case(
+    tags=TAGS + ["text", "encoder"],
+    dynamic_axes=_text_axes("input_ids", "attention_mask"),
+    expect={"*": "export_error", **dict.fromkeys(TORCHSCRIPT_CANDIDATES, ["exact", "numeric"])},
+)
 def t5_encoder():
     """T5EncoderModel (relative position buckets, RMS norm) with a right-padded attention_mask.
 
@@ -208,8 +240,16 @@ def t5_encoder():
     importorskip("transformers")
     from transformers import T5Config, T5EncoderModel
 
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    config = T5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_heads=2,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+    )
     model = _build(T5EncoderModel, config)
     return model, (_ids(7, VOCAB, 2, 7),), {"attention_mask": _padding_mask([7, 4], 7)}
 
@@ -223,9 +263,17 @@ def clip_text():
     importorskip("transformers")
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    config = CLIPTextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, max_position_embeddings=16, pad_token_id=1,
-                            bos_token_id=98, eos_token_id=99)
+    config = CLIPTextConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        pad_token_id=1,
+        bos_token_id=98,
+        eos_token_id=99,
+    )
     model = _build(CLIPTextModel, config)
     ids = _ids(8, 98, 2, 8)
     ids[0, -1] = 99
@@ -237,14 +285,19 @@ def clip_text():
 # -------------------------------------------------------------------------------------- encoder-decoder
 
 
-@case(tags=TAGS + ["encoder-decoder", "cache"],
-      dynamic_axes={**_text_axes("input_ids", "attention_mask"), "decoder_input_ids": {0: "batch", 1: "tgt"}})
+@case(
+    tags=TAGS + ["encoder-decoder", "cache"],
+    dynamic_axes={**_text_axes("input_ids", "attention_mask"), "decoder_input_ids": {0: "batch", 1: "tgt"}},
+)
 def bart():
     """BartModel(input_ids, attention_mask=..., decoder_input_ids=...) with its defaults: use_cache=True, so
     the output holds an EncoderDecoderCache (self-attention and cross-attention keys/values of both decoder
     layers) beside last_hidden_state and encoder_last_hidden_state."""
-    return _bart(), (_ids(9, VOCAB, 2, 7),), {"attention_mask": _padding_mask([7, 5], 7),
-                                              "decoder_input_ids": _ids(10, VOCAB, 2, 4)}
+    return (
+        _bart(),
+        (_ids(9, VOCAB, 2, 7),),
+        {"attention_mask": _padding_mask([7, 5], 7), "decoder_input_ids": _ids(10, VOCAB, 2, 4)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- vision
@@ -256,8 +309,15 @@ def vit():
     importorskip("transformers")
     from transformers import ViTConfig, ViTModel
 
-    config = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=64)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     return _build(ViTModel, config), (_randn(11, 2, 3, 32, 32),)
 
 
@@ -275,9 +335,18 @@ def wav2vec2():
     importorskip("transformers")
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    config = Wav2Vec2Config(vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    config = Wav2Vec2Config(
+        vocab_size=32,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
     return _build(Wav2Vec2Model, config), (_randn(12, 2, 800),)
 
 
@@ -288,9 +357,22 @@ def whisper_encoder():
     importorskip("transformers")
     from transformers import WhisperConfig, WhisperModel
 
-    config = WhisperConfig(vocab_size=VOCAB, num_mel_bins=16, d_model=32, encoder_layers=2, decoder_layers=2,
-                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                           decoder_ffn_dim=64, max_source_positions=16, max_target_positions=16,
-                           pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=0)
+    config = WhisperConfig(
+        vocab_size=VOCAB,
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=16,
+        max_target_positions=16,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=0,
+    )
     encoder = _build(WhisperModel, config).get_encoder().eval()
     return encoder, (_randn(13, 2, 16, 32),)

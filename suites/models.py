@@ -152,9 +152,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         cout = width * self.expansion
         self.body = self.make_body(cin, width, stride)
-        self.shortcut = (
-            ConvNormAct(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
-        )
+        self.shortcut = ConvNormAct(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
 
     @staticmethod
     def make_body(cin, width, stride):
@@ -258,8 +256,14 @@ def mobilenet_v2():
     """MobileNetV2: inverted residuals with depthwise 3x3 convs, ReLU6 and linear bottlenecks."""
     torch.manual_seed(0)
     r6 = nn.ReLU6
-    rows = [(1, 16, 3, 1, r6, None), (6, 24, 3, 2, r6, None), (6, 24, 3, 1, r6, None),
-            (6, 32, 3, 2, r6, None), (6, 32, 3, 1, r6, None), (6, 48, 3, 1, r6, None)]
+    rows = [
+        (1, 16, 3, 1, r6, None),
+        (6, 24, 3, 2, r6, None),
+        (6, 24, 3, 1, r6, None),
+        (6, 32, 3, 2, r6, None),
+        (6, 32, 3, 1, r6, None),
+        (6, 48, 3, 1, r6, None),
+    ]
     model = trained_looking(MobileNet(16, rows, 128, nn.ReLU6))
     return model, (randn(102, 2, 3, 48, 48),)
 
@@ -274,8 +278,14 @@ def mobilenet_v3():
         return SqueezeExcite(c, max(8, c // 4), nn.ReLU, nn.Hardsigmoid)
 
     hs, re = nn.Hardswish, nn.ReLU
-    rows = [(1, 16, 3, 2, re, se), (4, 24, 3, 2, re, None), (3, 24, 3, 1, re, None),
-            (4, 40, 5, 2, hs, se), (6, 40, 5, 1, hs, se), (3, 48, 5, 1, hs, se)]
+    rows = [
+        (1, 16, 3, 2, re, se),
+        (4, 24, 3, 2, re, None),
+        (3, 24, 3, 1, re, None),
+        (4, 40, 5, 2, hs, se),
+        (6, 40, 5, 1, hs, se),
+        (3, 48, 5, 1, hs, se),
+    ]
     model = trained_looking(MobileNet(16, rows, 96, nn.Hardswish))
     return model, (randn(103, 1, 3, 64, 64),)
 
@@ -290,8 +300,13 @@ def efficientnet():
     def se_for(cin):
         return lambda c: SqueezeExcite(c, max(4, cin // 4), nn.SiLU, nn.Sigmoid)
 
-    rows = [(1, 16, 3, 1, silu, se_for(24)), (6, 24, 3, 2, silu, se_for(16)), (6, 24, 3, 1, silu, se_for(24)),
-            (6, 40, 5, 2, silu, se_for(24)), (6, 40, 5, 1, silu, se_for(40))]
+    rows = [
+        (1, 16, 3, 1, silu, se_for(24)),
+        (6, 24, 3, 2, silu, se_for(16)),
+        (6, 24, 3, 1, silu, se_for(24)),
+        (6, 40, 5, 2, silu, se_for(24)),
+        (6, 40, 5, 1, silu, se_for(40)),
+    ]
     model = trained_looking(MobileNet(24, rows, 128, nn.SiLU))
     return model, (randn(104, 1, 3, 64, 64),)
 
@@ -516,8 +531,9 @@ class ViT(nn.Module):
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.pos_embed = nn.Parameter(torch.randn(1, (image_size // patch) ** 2 + 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
@@ -677,8 +693,9 @@ def bert():
     attention_mask = torch.ones(2, 12, dtype=torch.int64)
     attention_mask[1, 8:] = 0
     axes = {0: "batch", 1: "sequence"}
-    return Case(BertEncoder().eval(), (input_ids, attention_mask),
-                dynamic_axes={"input_ids": axes, "attention_mask": axes})
+    return Case(
+        BertEncoder().eval(), (input_ids, attention_mask), dynamic_axes={"input_ids": axes, "attention_mask": axes}
+    )
 
 
 class GPT(nn.Module):
@@ -738,8 +755,7 @@ def lstm():
     torch older than 2.13 only."""
     torch.manual_seed(0)
     expect = {"ort-*": "export_error", "onnx-ref*": "export_error"} if TORCH_VERSION < (2, 13) else None
-    return Case(LSTMClassifier().eval(), (randn(112, 2, 10, 16),), dynamic_axes={"x": {1: "sequence"}},
-                expect=expect)
+    return Case(LSTMClassifier().eval(), (randn(112, 2, 10, 16),), dynamic_axes={"x": {1: "sequence"}}, expect=expect)
 
 
 class GRUTagger(nn.Module):
@@ -768,9 +784,7 @@ def gru():
 
 class ConvNormAct1d(nn.Sequential):
     def __init__(self, cin, cout, kernel, stride=1):
-        super().__init__(
-            nn.Conv1d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU()
-        )
+        super().__init__(nn.Conv1d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
 
 
 class AudioNet(nn.Module):
@@ -779,10 +793,14 @@ class AudioNet(nn.Module):
     def __init__(self, classes=8):
         super().__init__()
         self.features = nn.Sequential(
-            ConvNormAct1d(1, 16, 80, 4), nn.MaxPool1d(4),
-            ConvNormAct1d(16, 16, 3), nn.MaxPool1d(4),
-            ConvNormAct1d(16, 32, 3), nn.MaxPool1d(4),
-            ConvNormAct1d(32, 32, 3), nn.AdaptiveAvgPool1d(1),
+            ConvNormAct1d(1, 16, 80, 4),
+            nn.MaxPool1d(4),
+            ConvNormAct1d(16, 16, 3),
+            nn.MaxPool1d(4),
+            ConvNormAct1d(16, 32, 3),
+            nn.MaxPool1d(4),
+            ConvNormAct1d(32, 32, 3),
+            nn.AdaptiveAvgPool1d(1),
         )
         self.fc = nn.Linear(32, classes)
 
@@ -799,8 +817,10 @@ def audio_conv1d():
     return Case(model, (randn(114, 2, 1, 4000) * 0.3,), dynamic_axes={"waveform": {0: "batch"}})
 
 
-@case(tags=["model", "cnn", "audio", "dynamic-shape"],
-      expect={"*": "export_error", **dict.fromkeys(TORCHSCRIPT_CANDIDATES, ["exact", "numeric"])})
+@case(
+    tags=["model", "cnn", "audio", "dynamic-shape"],
+    expect={"*": "export_error", **dict.fromkeys(TORCHSCRIPT_CANDIDATES, ["exact", "numeric"])},
+)
 def audio_conv1d_dynamic_length():
     """The same audio classifier with a dynamic waveform length. Known exporter failure (torch 2.13):
     the dynamo exporter raises TorchExportError, "The inequality, Eq((((x/16)//4)) - 62, 0), cannot be
@@ -866,5 +886,6 @@ def gnn():
     torch.manual_seed(0)
     nodes, edges = 12, 30
     edge_index = randint(115, nodes, 2, edges)
-    return Case(GNN().eval(), (randn(116, nodes, 8), edge_index),
-                dynamic_axes={"x": {0: "nodes"}, "edge_index": {1: "edges"}})
+    return Case(
+        GNN().eval(), (randn(116, nodes, 8), edge_index), dynamic_axes={"x": {0: "nodes"}, "edge_index": {1: "edges"}}
+    )

@@ -19,8 +19,17 @@ DATA = Path(_spec.origin).parent / "backend" / "test" / "data" if _spec and _spe
 # Operator versions ONNX Runtime has no CPU kernel for (its kernels for these ops start at version 7 or
 # later; see docs/OperatorKernels.md in the onnxruntime repository). Seen as NOT_IMPLEMENTED at session
 # build in onnxruntime 1.32 on models exported at opsets 1-6; a model that uses one cannot run at all.
-NO_ORT_KERNEL = {("Add", 6), ("Sub", 6), ("Mul", 6), ("Div", 6), ("Pow", 1), ("Gemm", 6), ("PRelu", 6),
-                 ("BatchNormalization", 6), ("AveragePool", 1)}
+NO_ORT_KERNEL = {
+    ("Add", 6),
+    ("Sub", 6),
+    ("Mul", 6),
+    ("Div", 6),
+    ("Pow", 1),
+    ("Gemm", 6),
+    ("PRelu", 6),
+    ("BatchNormalization", 6),
+    ("AveragePool", 1),
+}
 
 
 # OpenVINO's CPU plugin has no float64 kernels: it computes a float64 graph in float32, so float64 values beyond
@@ -29,8 +38,10 @@ FLOAT32_MAX = 3.4028234663852886e38
 # Seen on OpenVINO 2026.4.1, at bf16 and at f32, while ONNX Runtime and the recorded outputs agree: its Softmax
 # output is 0.125 where the recorded output (1000 equal classes) is 0.001. Not localized: an ONNX test folder has no
 # PyTorch model to map values to.
-OPENVINO_WRONG = {"light_squeezenet": "OpenVINO's CPU plugin computes another softmax over the 1000 classes (0.125 "
-                                      "where ONNX Runtime and the recorded output give 0.001, at f32 as at bf16)"}
+OPENVINO_WRONG = {
+    "light_squeezenet": "OpenVINO's CPU plugin computes another softmax over the 1000 classes (0.125 "
+    "where ONNX Runtime and the recorded output give 0.001, at f32 as at bf16)"
+}
 
 
 def _known(location: Path):
@@ -42,8 +53,10 @@ def _known(location: Path):
         why.append(ort)
     if _float64_beyond_float32(location):
         expect["openvino*"] = "mismatch"
-        why.append("its float64 values exceed float32's range, and OpenVINO computes float64 in float32 (they come "
-                   "back as ±3.4e38): https://github.com/openvinotoolkit/openvino/issues/37968")
+        why.append(
+            "its float64 values exceed float32's range, and OpenVINO computes float64 in float32 (they come "
+            "back as ±3.4e38): https://github.com/openvinotoolkit/openvino/issues/37968"
+        )
     name = location.name.removesuffix(".onnx")
     if name in OPENVINO_WRONG:
         expect["openvino*"] = "mismatch"
@@ -60,13 +73,17 @@ def _no_ort_kernel(location: Path) -> str | None:
     if opset is None or opset >= 7:
         return None
     model = onnx.load(str(model_path), load_external_data=False)
-    missing = sorted({(n.op_type, defs.get_schema(n.op_type, opset).since_version) for n in model.graph.node
-                      if defs.has(n.op_type)} & NO_ORT_KERNEL)
+    missing = sorted(
+        {(n.op_type, defs.get_schema(n.op_type, opset).since_version) for n in model.graph.node if defs.has(n.op_type)}
+        & NO_ORT_KERNEL
+    )
     if not missing:
         return None
     ops = ", ".join(f"{op}-{version}" for op, version in missing)
-    return (f"Exported at opset {opset}; ONNX Runtime has no kernel for {ops}, so its session cannot be built. Not a "
-            "numerical discrepancy: convert with onnx.version_converter to test it on ONNX Runtime.")
+    return (
+        f"Exported at opset {opset}; ONNX Runtime has no kernel for {ops}, so its session cannot be built. Not a "
+        "numerical discrepancy: convert with onnx.version_converter to test it on ONNX Runtime."
+    )
 
 
 def _float64_beyond_float32(location: Path) -> bool:

@@ -24,9 +24,9 @@ class SlideInferenceInPlace(torch.nn.Module):
         preds = torch.zeros(image.shape[0], 2, 8, 8)
         count = torch.zeros(image.shape[0], 1, 8, 8)
         for y1, x1 in WINDOWS:
-            crop = self.head(image[:, :, y1:y1 + 4, x1:x1 + 4])
-            preds[:, :, y1:y1 + 4, x1:x1 + 4] += crop
-            count[:, :, y1:y1 + 4, x1:x1 + 4] += 1
+            crop = self.head(image[:, :, y1 : y1 + 4, x1 : x1 + 4])
+            preds[:, :, y1 : y1 + 4, x1 : x1 + 4] += crop
+            count[:, :, y1 : y1 + 4, x1 : x1 + 4] += 1
         return preds / count
 
 
@@ -37,7 +37,7 @@ class SlideInferencePadded(SlideInferenceInPlace):
         preds = torch.zeros(image.shape[0], 2, 8, 8)
         count = torch.zeros(image.shape[0], 1, 8, 8)
         for y1, x1 in WINDOWS:
-            crop = self.head(image[:, :, y1:y1 + 4, x1:x1 + 4])
+            crop = self.head(image[:, :, y1 : y1 + 4, x1 : x1 + 4])
             pad = (x1, 8 - x1 - 4, y1, 8 - y1 - 4)  # PyTorch order: last dim first, (left, right, top, bottom)
             preds = preds + F.pad(crop, pad)
             count = count + F.pad(torch.ones_like(crop[:, :1]), pad)
@@ -64,8 +64,7 @@ class PadRight(torch.nn.Module):
         return F.pad(x, (1, 3), value=0.0) * 2.0  # one column on the left, three on the right
 
 
-@case(tags=["pitfall", "pad-order"], onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end),
-      expect="layout")
+@case(tags=["pitfall", "pad-order"], onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end), expect="layout")
 def pad_order_swapped():
     """Pitfall 2: a graph rewrite that read PyTorch's (left, right) pad pairs into ONNX's
     (begin..., end...) layout the wrong way round. Same values, shifted by two columns."""
@@ -102,15 +101,23 @@ def resize_size_from_int():
     On OpenVINO at its bf16 default (CPUs with bfloat16 instructions) the traced shape's values differ by bf16
     rounding too, so "right on the traced shape" cannot be said and the verdict is the plain ``shape`` difference;
     at f32 (and on CPUs without bf16) it is ``shape_specialized`` like everywhere else."""
-    return Case(ResizeLike(frozen=True).eval(), (torch.randn(1, 2, 4, 4), torch.randn(1, 1, 8, 6)),
-                exporter="torchscript", dynamic_axes=DYNAMIC)
+    return Case(
+        ResizeLike(frozen=True).eval(),
+        (torch.randn(1, 2, 4, 4), torch.randn(1, 1, 8, 6)),
+        exporter="torchscript",
+        dynamic_axes=DYNAMIC,
+    )
 
 
 @case(tags=["pitfall", "resize"])
 def resize_size_from_shape():
     """Pitfall 3, fixed: the size taken from `guide.shape` stays symbolic in the graph."""
-    return Case(ResizeLike(frozen=False).eval(), (torch.randn(1, 2, 4, 4), torch.randn(1, 1, 8, 6)),
-                exporter="torchscript", dynamic_axes=DYNAMIC)
+    return Case(
+        ResizeLike(frozen=False).eval(),
+        (torch.randn(1, 2, 4, 4), torch.randn(1, 1, 8, 6)),
+        exporter="torchscript",
+        dynamic_axes=DYNAMIC,
+    )
 
 
 class Masked(torch.nn.Module):
@@ -152,8 +159,7 @@ def _argmax_to_argmin(model):
 def argmax_ties():
     """Pitfall 5: on tied maxima a runtime may pick another index. This graph picks the last of the ties
     (select_last_index=1), eager the first: the values are tied, so this is tie-breaking, not a bug."""
-    return Case(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]]),),
-                onnx_transform=_select_last_index)
+    return Case(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]]),), onnx_transform=_select_last_index)
 
 
 @case(tags=["pitfall", "ties"])
@@ -165,8 +171,7 @@ def argmax_no_ties():
 @case(tags=["pitfall", "ties"], expect="mismatch")
 def argmax_wrong_index():
     """Pitfall 5, the real bug it must not hide: a graph that computes ArgMin instead of ArgMax."""
-    return Case(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 2.0], [5.0, 4.0, 0.0]]),),
-                onnx_transform=_argmax_to_argmin)
+    return Case(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 2.0], [5.0, 4.0, 0.0]]),), onnx_transform=_argmax_to_argmin)
 
 
 class TopBoxes(torch.nn.Module):

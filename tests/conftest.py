@@ -22,6 +22,7 @@ def tiny_run(tmp_path_factory):
     from difftest.cli import main
 
     out = tmp_path_factory.mktemp("run") / "tiny"
-    code = main(["run", str(DATA / "tiny_suite.py"), "--backends", "torch,ort-cpu,ort-cuda", "--out", str(out),
-                 "--jobs", "2"])
+    code = main(
+        ["run", str(DATA / "tiny_suite.py"), "--backends", "torch,ort-cpu,ort-cuda", "--out", str(out), "--jobs", "2"]
+    )
     return code, out

@@ -66,9 +66,15 @@ def test_ties_are_tie_break_not_a_failure():
 
 
 def test_a_swapped_pad_is_layout_and_fails_with_the_evidence():
-    result = difftest.check(PadRight().eval(), (torch.randn(1, 2, 3, 5),), backends=["ort-cpu"], probes=["base"],
-                            cache=False, exporter="torchscript",
-                            onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end))
+    result = difftest.check(
+        PadRight().eval(),
+        (torch.randn(1, 2, 3, 5),),
+        backends=["ort-cpu"],
+        probes=["base"],
+        cache=False,
+        exporter="torchscript",
+        onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end),
+    )
     assert not result.passed
     (outcome,) = result.failures
     assert outcome.label == "layout"
@@ -79,31 +85,48 @@ def test_a_swapped_pad_is_layout_and_fails_with_the_evidence():
 
 
 def test_an_expected_verdict_is_an_expected_failure():
-    result = difftest.check(PadRight().eval(), (torch.randn(1, 2, 3, 5),), backends=["ort-cpu"], probes=["base"],
-                            cache=False, exporter="torchscript", expect="layout",
-                            onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end))
+    result = difftest.check(
+        PadRight().eval(),
+        (torch.randn(1, 2, 3, 5),),
+        backends=["ort-cpu"],
+        probes=["base"],
+        cache=False,
+        exporter="torchscript",
+        expect="layout",
+        onnx_transform=edit_constant_input("Pad", 1, swap_pad_begin_end),
+    )
     assert result.passed and result.outcomes[0].status == "xfail"
 
 
 def test_a_baked_keyword_input_is_frozen_input():
     mask = (torch.rand(2, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    result = difftest.check(Masked().eval(), (torch.randn(2, 6),), {"mask": mask}, backends=["ort-cpu"],
-                            probes=["base", "alt"], cache=False, exporter="torchscript", bake_kwargs=True)
+    result = difftest.check(
+        Masked().eval(),
+        (torch.randn(2, 6),),
+        {"mask": mask},
+        backends=["ort-cpu"],
+        probes=["base", "alt"],
+        cache=False,
+        exporter="torchscript",
+        bake_kwargs=True,
+    )
     assert not result.passed
     assert result.failures[0].label == "frozen_input" and "mask" in result.failures[0].evidence
 
 
 def test_an_export_that_fails_is_export_error_blamed_on_the_exporter():
-    result = difftest.check(StableSort().eval(), (torch.randn(2, 6),), backends=["ort-cpu"], probes=["base"],
-                            cache=False)
+    result = difftest.check(
+        StableSort().eval(), (torch.randn(2, 6),), backends=["ort-cpu"], probes=["base"], cache=False
+    )
     (outcome,) = result.failures
     assert outcome.label == "export_error" and outcome.blame == "exporter"
     assert "export_error" in str(result)
 
 
 def test_an_unavailable_candidate_is_skipped_with_the_reason():
-    result = difftest.check(Mlp().eval(), (torch.randn(3, 8),), backends=["ort-cpu", "ort-cuda"], probes=["base"],
-                            cache=False)
+    result = difftest.check(
+        Mlp().eval(), (torch.randn(3, 8),), backends=["ort-cpu", "ort-cuda"], probes=["base"], cache=False
+    )
     statuses = {o.candidate: o.status for o in result.outcomes}
     if statuses["ort-cuda"] == "skipped":
         assert result.passed and "CUDAExecutionProvider" in str(result)
@@ -115,7 +138,8 @@ def test_the_report_is_the_html_a_run_writes(tmp_path):
     assert index.name == "index.html" and "test_api::Mlp" in index.read_text()
     assert (tmp_path / "report" / "junit.xml").exists() and list((tmp_path / "report" / "cases").glob("*.html"))
     assert not list((tmp_path / "report").glob("onnx/*.onnx")) or all(
-        p.stat().st_size for p in (tmp_path / "report").glob("onnx/*.onnx"))
+        p.stat().st_size for p in (tmp_path / "report").glob("onnx/*.onnx")
+    )
 
 
 def test_a_kept_run_folder_reports_in_place(tmp_path):
@@ -148,8 +172,13 @@ def test_a_session_holds_several_checks_in_one_report(tmp_path):
 
 
 def test_run_goes_through_the_same_pipeline_as_the_cli(tmp_path, data_dir):
-    run = difftest.run(str(data_dir / "passing_suite.py"), backends="torch,ort-cpu", probes="base", oracle=False,
-                       out=str(tmp_path / "run"))
+    run = difftest.run(
+        str(data_dir / "passing_suite.py"),
+        backends="torch,ort-cpu",
+        probes="base",
+        oracle=False,
+        out=str(tmp_path / "run"),
+    )
     assert isinstance(run, difftest.Run) and run.passed and run.exit_code == 0
     assert "no unexpected failures" in str(run)
     assert set(run.verdicts["candidate"]) == {"ort-cpu"}
@@ -169,9 +198,23 @@ def test_the_cli_run_is_a_layer_over_the_api(monkeypatch, tmp_path, data_dir):
         return real(targets, **options)
 
     monkeypatch.setattr(difftest.api, "run", spy)
-    assert main(["run", str(data_dir / "passing_suite.py"), "--backends", "torch,ort-cpu", "--probes", "base",
-                 "--no-oracle", "--out", str(tmp_path / "cli")]) == 0
-    (targets, options), = calls
+    assert (
+        main(
+            [
+                "run",
+                str(data_dir / "passing_suite.py"),
+                "--backends",
+                "torch,ort-cpu",
+                "--probes",
+                "base",
+                "--no-oracle",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
+    ((targets, options),) = calls
     assert targets == [str(data_dir / "passing_suite.py")] and options["backends"] == ["torch", "ort-cpu"]
 
 
@@ -184,8 +227,7 @@ def test_check_keeps_the_callers_model_as_it_was():
 
 def test_partial_models_work_too():
     mask = torch.ones(2, 6)
-    result = difftest.check(functools.partial(Masked().eval(), mask=mask), (torch.randn(2, 6),), name="partial",
-                            **FAST)
+    result = difftest.check(functools.partial(Masked().eval(), mask=mask), (torch.randn(2, 6),), name="partial", **FAST)
     assert result.passed
 
 
@@ -204,6 +246,7 @@ def test_check_after_the_caller_used_openmp_does_not_hang():
         def forward(self, a):
             return (a @ a.T).sum(-1)
 
-    result = difftest.check(Square().eval(), (torch.randn(384, 384),), backends=["ort-cpu"], control_budget=0.0,
-                            probes=["base"])
+    result = difftest.check(
+        Square().eval(), (torch.randn(384, 384),), backends=["ort-cpu"], control_budget=0.0, probes=["base"]
+    )
     assert {o.label for o in result.outcomes} <= {"exact", "numeric"}

@@ -30,8 +30,9 @@ def labels(out: Path) -> dict[str, str]:
 
 
 def run_cli(*argv: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "difftest", *argv], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "difftest", *argv], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 # --- 2: a case's process-global changes do not reach the next case ---------------------------------------
@@ -77,8 +78,9 @@ def test_process_state_does_not_leak_into_the_next_case(tmp_path):
     suite = write_suite(tmp_path / "suites", "leaks", LEAKS)
     workdir = tmp_path / "cwd"
     workdir.mkdir()
-    result = run_cli("run", str(suite), "--backends", "torch,ort-cpu", "--out", "relative-out", "--jobs", "1",
-                     *FAST, cwd=workdir)
+    result = run_cli(
+        "run", str(suite), "--backends", "torch,ort-cpu", "--out", "relative-out", "--jobs", "1", *FAST, cwd=workdir
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = workdir / "relative-out"
     assert set(labels(out).values()) == {"exact"}
@@ -91,7 +93,10 @@ def test_process_state_does_not_leak_into_the_next_case(tmp_path):
 
 
 def test_isolate_case_gives_each_case_a_fresh_worker(tmp_path):
-    suite = write_suite(tmp_path, "pids", '''
+    suite = write_suite(
+        tmp_path,
+        "pids",
+        """
 class Pid(torch.nn.Module):
     def forward(self, x):
         return x + 0
@@ -107,29 +112,57 @@ def first():
 def second():
     print("PID", os.getpid())
     return Pid().eval(), (torch.ones(2),)
-''')
+""",
+    )
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", "--isolate", "case",
-                 *FAST]) == 0
-    pids = {line.split()[1] for log in (out / "logs").glob("*.log") for line in log.read_text().splitlines()
-            if line.startswith("PID")}
+    assert (
+        main(
+            [
+                "run",
+                str(suite),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+                "--isolate",
+                "case",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    pids = {
+        line.split()[1]
+        for log in (out / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("PID")
+    }
     assert len(pids) == 2
 
 
 # --- 4: case ids never collide ------------------------------------------------------------------------
 
+
 def test_two_suite_files_with_one_name_are_refused(tmp_path, capsys):
     body = "@case()\ndef same():\n    return torch.nn.Identity(), (torch.ones(2),)\n"
     first = write_suite(tmp_path / "a", "models", body)
     second = write_suite(tmp_path / "b", "models", body)
-    assert main(["run", str(first), str(second), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert (
+        main(["run", str(first), str(second), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"), *FAST])
+        == 2
+    )
     err = capsys.readouterr().err
     assert str(first) in err and str(second) in err
 
 
 def test_thousands_of_generated_names_all_reach_the_tables(tmp_path):
     """2,500 names with a long shared prefix: the short hashes of the old part names collided here."""
-    suite = write_suite(tmp_path, "many", '''
+    suite = write_suite(
+        tmp_path,
+        "many",
+        """
 class Add(torch.nn.Module):
     def __init__(self, k):
         super().__init__()
@@ -145,7 +178,8 @@ def make(k):
 
 for k in range(2500):
     case(name="a_very_long_shared_prefix_for_generated_cases_" * 2 + f"{k:05d}")(make(k))
-''')
+""",
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,torch-cuda", "--out", str(out), "--jobs", "2", *FAST]) == 0
     cases = pl.read_parquet(out / "cases.parquet")
@@ -156,7 +190,7 @@ for k in range(2500):
 
 # --- 5, 6: one run per folder, and resume only what was asked --------------------------------------------
 
-SLOW = '''
+SLOW = """
 class Slow(torch.nn.Module):
     def forward(self, x):
         # Holds the run until the test says so (not a fixed sleep: on a busy machine the second run could start
@@ -170,7 +204,7 @@ class Slow(torch.nn.Module):
 @case()
 def slow():
     return Slow().eval(), (torch.ones(2),)
-'''
+"""
 
 
 def test_second_run_into_a_busy_folder_is_refused(tmp_path):
@@ -178,8 +212,24 @@ def test_second_run_into_a_busy_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     release = tmp_path / "release"
     env = {**os.environ, "DIFFTEST_TEST_RELEASE": str(release)}
-    first = subprocess.Popen([sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch,torch-cuda", "--out",
-                              str(out), *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "difftest",
+            "run",
+            str(suite),
+            "--backends",
+            "torch,torch-cuda",
+            "--out",
+            str(out),
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 300  # a cap for a broken run, not a timing assertion
         while not (out / ".lock").exists() or not (out / ".lock").read_text().strip():
@@ -206,7 +256,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
 
 # --- 9: a case cannot make another case's results vanish ---------------------------------------------------
 
-VANDAL = '''
+VANDAL = """
 class Same(torch.nn.Module):
     def forward(self, x):
         return x * 2
@@ -224,7 +274,7 @@ def b_vandal():
     for path in glob.glob(os.environ["DIFFTEST_TEST_OUT"] + "/parts/*/*a_victim*.parquet"):
         Path(path).unlink()
     return Same().eval(), (torch.ones(3),)
-'''
+"""
 
 
 def test_deleted_part_files_are_reported_not_lost(tmp_path, monkeypatch):
@@ -241,7 +291,7 @@ def test_deleted_part_files_are_reported_not_lost(tmp_path, monkeypatch):
 
 # --- 12: no orphans, and a stop keeps what finished ----------------------------------------------------------
 
-SPAWNS = '''
+SPAWNS = """
 class Spawns(torch.nn.Module):
     def forward(self, x):
         import subprocess
@@ -260,7 +310,7 @@ def a_quick():
 @case(exporter="torchscript")
 def b_spawns_and_hangs():
     return Spawns().eval(), (torch.ones(2),)
-'''
+"""
 
 
 def _alive(pid: int) -> bool:
@@ -289,8 +339,22 @@ def test_processes_a_case_started_do_not_outlive_it(tmp_path, how):
     suite = write_suite(tmp_path, "spawns", SPAWNS)
     out = tmp_path / "run"
     env = {**os.environ, "DIFFTEST_TEST_PIDS": str(pids)}
-    argv = [sys.executable, "-m", "difftest", "run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out),
-            "--jobs", "1", "--timeout", "8" if how == "timeout" else "600", *FAST]
+    argv = [
+        sys.executable,
+        "-m",
+        "difftest",
+        "run",
+        str(suite),
+        "--backends",
+        "torch,ort-cpu",
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--timeout",
+        "8" if how == "timeout" else "600",
+        *FAST,
+    ]
     parent = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child = _wait_for_pid(pids)
     if how == "sigkill":
@@ -312,8 +376,17 @@ def test_processes_a_case_started_do_not_outlive_it(tmp_path, how):
 
 # --- 15: options, logs, workers ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-5"], ["--memory-limit", "10"],
-                                    ["--expectations", "no-such-file.toml"], ["--localize-budget", "-1"]])
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--timeout", "0"],
+        ["--timeout", "-5"],
+        ["--memory-limit", "10"],
+        ["--expectations", "no-such-file.toml"],
+        ["--localize-budget", "-1"],
+    ],
+)
 def test_bad_option_values_are_usage_errors(tmp_path, option, capsys):
     suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"), *option]) == 2
@@ -321,7 +394,10 @@ def test_bad_option_values_are_usage_errors(tmp_path, option, capsys):
 
 
 def test_a_flooding_case_log_is_capped_and_says_so(tmp_path):
-    suite = write_suite(tmp_path, "loud", '''
+    suite = write_suite(
+        tmp_path,
+        "loud",
+        """
 class Loud(torch.nn.Module):
     def forward(self, x):
         sys.stdout.write("x" * (12 * 2**20))
@@ -332,7 +408,8 @@ class Loud(torch.nn.Module):
 @case()
 def loud():
     return Loud().eval(), (torch.ones(2),)
-''')
+""",
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 0
     (log,) = (out / "logs").glob("*.log")
@@ -353,8 +430,22 @@ def test_one_case_starts_one_worker(tmp_path):
     WorkerPool._start = counting
     try:
         suite = write_suite(tmp_path, "tiny", "@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(2),)\n")
-        assert main(["run", str(suite), "--backends", "torch,torch-cuda", "--out", str(tmp_path / "run"), "--jobs", "4",
-                     *FAST]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(suite),
+                    "--backends",
+                    "torch,torch-cuda",
+                    "--out",
+                    str(tmp_path / "run"),
+                    "--jobs",
+                    "4",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
     finally:
         WorkerPool._start = original
     assert len(started) == 1
@@ -362,7 +453,7 @@ def test_one_case_starts_one_worker(tmp_path):
 
 # --- 1: a partial comparison is never a full pass -----------------------------------------------------------
 
-HUGE = '''
+HUGE = """
 from onnx import TensorProto, helper, numpy_helper
 import numpy as np
 from difftest.suite.graph_edit import rewire_output
@@ -392,7 +483,7 @@ def odd_faults():
 @case(exporter="torchscript")
 def identical():
     return Double().eval(), ((torch.arange(N) % 97).float(),)
-'''
+"""
 
 
 def test_faults_the_stored_sample_cannot_see_are_still_caught(tmp_path, monkeypatch):
@@ -400,8 +491,11 @@ def test_faults_the_stored_sample_cannot_see_are_still_caught(tmp_path, monkeypa
     suite = write_suite(tmp_path, "huge", HUGE)
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
-    rows = {r["case"].split("::")[1]: r for r in pl.read_parquet(out / "comparisons.parquet").to_dicts()
-            if r["candidate"] == "ort-cpu"}
+    rows = {
+        r["case"].split("::")[1]: r
+        for r in pl.read_parquet(out / "comparisons.parquet").to_dicts()
+        if r["candidate"] == "ort-cpu"
+    }
     tensors = pl.read_parquet(out / "tensors.parquet").filter(pl.col("backend") == "ort-cpu")
     assert tensors["sampled"].all()
     odd = rows["odd_faults"]
@@ -413,7 +507,7 @@ def test_faults_the_stored_sample_cannot_see_are_still_caught(tmp_path, monkeypa
 
 # --- 3, 10: the export cache serves only what it can vouch for, and deletes only what it wrote ---------------
 
-CACHED = '''
+CACHED = """
 import helper_module
 
 
@@ -434,9 +528,9 @@ def first():
 @case(exporter="torchscript")
 def second():
     return Scaled().eval(), (torch.full((3,), 2.0),)
-'''
+"""
 
-HELPER = '''
+HELPER = """
 import json
 from pathlib import Path
 
@@ -445,13 +539,26 @@ FACTOR = {factor}
 
 def load_table():
     return json.loads((Path(__file__).parent / "table.json").read_text())
-'''
+"""
 
 
 def _cache_run(tmp_path, name, cache):
     out = tmp_path / name
-    code = main(["run", str(tmp_path / "suite" / "cached.py"), "--backends", "torch,ort-cpu", "--out", str(out),
-                 "--cache-dir", str(cache), "--jobs", "1", *FAST])
+    code = main(
+        [
+            "run",
+            str(tmp_path / "suite" / "cached.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--jobs",
+            "1",
+            *FAST,
+        ]
+    )
     return code, out
 
 
@@ -492,7 +599,7 @@ def test_helper_module_and_file_built_buffers_are_in_the_cache_key(tmp_path):
     assert not any(pl.read_parquet(three / "cases.parquet")["export_cached"].to_list())
 
 
-FLAKY = '''
+FLAKY = """
 class Flaky(torch.nn.Module):
     def forward(self, x):
         if torch.jit.is_tracing() and os.path.exists(os.environ["DIFFTEST_TEST_BUSY"]):
@@ -503,7 +610,7 @@ class Flaky(torch.nn.Module):
 @case(exporter="torchscript")
 def flaky():
     return Flaky().eval(), (torch.ones(2),)
-'''
+"""
 
 
 def test_a_transient_export_failure_is_not_replayed(tmp_path, monkeypatch):
@@ -528,8 +635,22 @@ def test_cache_clear_touches_only_its_own_entries(tmp_path, capsys):
     assert main(["cache", "clear", "--cache-dir", str(user)]) == 0  # not a cache folder: nothing is removed
     assert (user / "ab" / "notes.json").exists() and (user / "ab" / "notes.onnx").exists()
     _setup_cached_suite(tmp_path)
-    assert main(["run", str(tmp_path / "suite" / "cached.py"), "--backends", "torch,ort-cpu", "--out",
-                 str(tmp_path / "run"), "--cache-dir", str(user), *FAST]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "suite" / "cached.py"),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(tmp_path / "run"),
+                "--cache-dir",
+                str(user),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert len(list(user.glob("*/*.onnx"))) == 3  # two exports beside the user's file
     capsys.readouterr()
     assert main(["cache", "clear", "--cache-dir", str(user)]) == 0
@@ -539,7 +660,7 @@ def test_cache_clear_touches_only_its_own_entries(tmp_path, capsys):
 
 # --- 7, 8: merge only like with like; compare sees candidates come and go -----------------------------------------
 
-TWO = '''
+TWO = """
 @case(exporter="torchscript")
 def one():
     return torch.nn.Identity(), (torch.ones(2),)
@@ -548,13 +669,23 @@ def one():
 @case(exporter="torchscript")
 def two():
     return torch.nn.Identity(), (torch.ones(3),)
-'''
+"""
 
 
 def test_merge_refuses_shards_run_with_other_settings_and_leaves_nothing(tmp_path, capsys):
     suite = write_suite(tmp_path, "two", TWO)
-    base = ["run", str(suite), "--backends", "torch,ort-cpu", "--probes", "base", "--reruns", "0",
-            "--localize-budget", "0"]
+    base = [
+        "run",
+        str(suite),
+        "--backends",
+        "torch,ort-cpu",
+        "--probes",
+        "base",
+        "--reruns",
+        "0",
+        "--localize-budget",
+        "0",
+    ]
     assert main([*base, "--out", str(tmp_path / "s1"), "--shard", "1/2"]) == 0
     assert main([*base, "--out", str(tmp_path / "s2"), "--shard", "2/2", "--no-oracle"]) == 0
     capsys.readouterr()
@@ -566,8 +697,7 @@ def test_merge_refuses_shards_run_with_other_settings_and_leaves_nothing(tmp_pat
 
 def test_compare_reports_a_candidate_that_disappeared(tmp_path, capsys):
     suite = write_suite(tmp_path, "two", TWO)
-    assert main(["run", str(suite), "--backends", "torch,ort-cpu,onnx-ref", "--out", str(tmp_path / "a"),
-                 *FAST]) == 0
+    assert main(["run", str(suite), "--backends", "torch,ort-cpu,onnx-ref", "--out", str(tmp_path / "a"), *FAST]) == 0
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "b"), *FAST]) == 0
     capsys.readouterr()
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
@@ -579,8 +709,12 @@ def test_compare_reports_a_candidate_that_disappeared(tmp_path, capsys):
 
 # --- 11, 13, 14, 15: hostile run folders, waivers and messages ------------------------------------------------------
 
+
 def test_report_never_reads_outside_the_run_folder(tmp_path):
-    suite = write_suite(tmp_path, "wrong", '''
+    suite = write_suite(
+        tmp_path,
+        "wrong",
+        """
 from difftest.suite.graph_edit import replace_op
 
 
@@ -592,7 +726,8 @@ class Double(torch.nn.Module):
 @case(exporter="torchscript", onnx_transform=replace_op("Mul", "Add"))
 def wrong():
     return Double().eval(), (torch.ones(3),)
-''')
+""",
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
     secret = tmp_path / "secret.txt"
@@ -615,8 +750,22 @@ def test_waiver_fields_of_the_wrong_type_are_a_usage_error_at_start(tmp_path, ca
     suite = write_suite(tmp_path, "two", TWO)
     waivers = tmp_path / "waivers.toml"
     waivers.write_text('[[waiver]]\ncase = 5\nlabel = "mismatch"\nreason = "r"\n')
-    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(tmp_path / "run"),
-                 "--expectations", str(waivers), *FAST]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(suite),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(tmp_path / "run"),
+                "--expectations",
+                str(waivers),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "waiver #1" in err and "case must be a string" in err
     assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "parts").exists()
@@ -625,7 +774,10 @@ def test_waiver_fields_of_the_wrong_type_are_a_usage_error_at_start(tmp_path, ca
 def test_control_characters_in_messages_keep_junit_valid(tmp_path):
     import xml.etree.ElementTree as ET
 
-    suite = write_suite(tmp_path, "noisy", '''
+    suite = write_suite(
+        tmp_path,
+        "noisy",
+        """
 class Fails(torch.nn.Module):
     def forward(self, x):
         raise RuntimeError("bad \\x00 byte \\x1b[31m and \\x07 bell")
@@ -634,7 +786,8 @@ class Fails(torch.nn.Module):
 @case(exporter="torchscript")
 def noisy():
     return Fails().eval(), (torch.ones(2),)
-''')
+""",
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
     ET.parse(out / "junit.xml")  # parses: the forbidden characters were escaped
@@ -676,6 +829,7 @@ def test_a_full_disk_is_said_plainly_and_leaves_no_temporary_files(tmp_path, mon
 
 
 # --- issue 22: the other entry points and the nightly keep the guarantees ------------------------------------------
+
 
 def test_backends_without_a_candidate_is_a_usage_error(tmp_path, capsys):
     """`--backends torch` ran the reference alone and said "no unexpected failures", exit 0: nothing was judged."""
@@ -731,8 +885,10 @@ def test_merge_never_copies_what_a_link_points_to(tmp_path):
     suite = write_suite(tmp_path, "two", TWO)
     one, two = tmp_path / "s1", tmp_path / "s2"
     for k, folder in ((1, one), (2, two)):
-        assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(folder), "--shard", f"{k}/2",
-                     *FAST]) == 0
+        assert (
+            main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(folder), "--shard", f"{k}/2", *FAST])
+            == 0
+        )
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "key.txt").write_text("TOP SECRET")
@@ -760,16 +916,41 @@ def test_damaged_run_folders_are_usage_errors_naming_the_file_and_column(tmp_pat
         "empty_cases": ("cases", lambda df: df.clear(), [], "cases.parquet", "holds no row"),
         "empty_runs": ("runs", lambda df: df.clear(), [], "runs.parquet", "holds 0 rows"),
         "no_case_column": ("cases", lambda df: df.drop("case"), [], "cases.parquet", "'case'"),
-        "seconds_as_text": ("cases", lambda df: df.with_columns(pl.lit("soon").alias("seconds")), [],
-                            "cases.parquet", "'seconds'"),
-        "backend_as_number": ("tensors", lambda df: df.with_columns(pl.lit(7).alias("backend")), ["--rejudge"],
-                              "tensors.parquet", "'backend'"),
-        "bogus_label": ("comparisons", lambda df: df.with_columns(pl.lit("bogus").alias("label")), [],
-                        "comparisons.parquet", "'label'"),
-        "exports_not_json": ("cases", lambda df: df.with_columns(pl.lit("{not json").alias("exports")), [],
-                             "cases.parquet", "'exports'"),
-        "null_candidate": ("comparisons", lambda df: df.with_columns(pl.lit(None, pl.String).alias("candidate")), [],
-                           "comparisons.parquet", "'candidate'"),
+        "seconds_as_text": (
+            "cases",
+            lambda df: df.with_columns(pl.lit("soon").alias("seconds")),
+            [],
+            "cases.parquet",
+            "'seconds'",
+        ),
+        "backend_as_number": (
+            "tensors",
+            lambda df: df.with_columns(pl.lit(7).alias("backend")),
+            ["--rejudge"],
+            "tensors.parquet",
+            "'backend'",
+        ),
+        "bogus_label": (
+            "comparisons",
+            lambda df: df.with_columns(pl.lit("bogus").alias("label")),
+            [],
+            "comparisons.parquet",
+            "'label'",
+        ),
+        "exports_not_json": (
+            "cases",
+            lambda df: df.with_columns(pl.lit("{not json").alias("exports")),
+            [],
+            "cases.parquet",
+            "'exports'",
+        ),
+        "null_candidate": (
+            "comparisons",
+            lambda df: df.with_columns(pl.lit(None, pl.String).alias("candidate")),
+            [],
+            "comparisons.parquet",
+            "'candidate'",
+        ),
     }
     for name, (table, change, extra, file, column) in attacks.items():
         crafted = _crafted(out, tmp_path / name, table, change)
@@ -781,7 +962,10 @@ def test_damaged_run_folders_are_usage_errors_naming_the_file_and_column(tmp_pat
 
 
 def test_control_bytes_and_markdown_never_reach_the_report_raw(tmp_path, capsys):
-    noisy = write_suite(tmp_path / "new", "noisy", '''
+    noisy = write_suite(
+        tmp_path / "new",
+        "noisy",
+        """
 class Fails(torch.nn.Module):
     def forward(self, x):
         raise RuntimeError("bad \\x00 byte \\x1b[31m red [click](https://evil.example) <b>bold</b> @someone | cell")
@@ -790,10 +974,23 @@ class Fails(torch.nn.Module):
 @case(exporter="torchscript", name="n_[x](https://evil.example)_*b*_`c`")
 def noisy():
     return Fails().eval(), (torch.ones(2),)
-''')
+""",
+    )
     base, new = tmp_path / "base", tmp_path / "new_run"
-    assert main(["run", str(write_suite(tmp_path / "old", "noisy", TWO)), "--backends", "torch,ort-cpu", "--out",
-                 str(base), *FAST]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(write_suite(tmp_path / "old", "noisy", TWO)),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(base),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert main(["run", str(noisy), "--backends", "torch,ort-cpu", "--out", str(new), *FAST]) == 1
     for page in [new / "index.html", *(new / "cases").glob("*.html")]:
         text = page.read_text()
@@ -808,7 +1005,7 @@ def noisy():
     assert rows and all(line.count(" | ") == 4 for line in rows)  # a '|' in a message adds no cell
 
 
-RESUMED = '''
+RESUMED = """
 import helper_for_resume
 from difftest.suite.graph_edit import replace_op
 
@@ -826,7 +1023,7 @@ def doubles():
 @case(exporter="torchscript")
 def untouched():
     return Double().eval(), (torch.ones(2),)
-'''
+"""
 
 
 def test_resume_runs_again_a_case_whose_suite_or_helper_changed(tmp_path, capsys):

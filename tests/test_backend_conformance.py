@@ -41,11 +41,13 @@ def subject():
     x, n = torch.randn(5, 4), torch.arange(5, dtype=torch.int32)
     signature, example = signature_of(module, (x, n), {})
     flat = FlatModule(module, signature)
-    exported = export(flat, tuple(example), OUTPUTS, exporter="torchscript",
-                      dynamic_axes={"x": {0: "batch"}, "n": {0: "batch"}})
+    exported = export(
+        flat, tuple(example), OUTPUTS, exporter="torchscript", dynamic_axes={"x": {0: "batch"}, "n": {0: "batch"}}
+    )
     assert exported.ok, exported.error
-    subj = Subject(module, signature.names, list(OUTPUTS), flat, onnx_bytes=exported.onnx_bytes,
-                   graph_inputs=exported.graph_inputs)
+    subj = Subject(
+        module, signature.names, list(OUTPUTS), flat, onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs
+    )
     return subj, to_feeds(signature.names, example)
 
 
@@ -169,8 +171,9 @@ def test_onnx_backends_expose_intermediate_values(name, subject):
     want = evaluate(model, names, feeds, make("ort-cpu"))
     assert set(want) <= set(got) and len(want) >= len(OUTPUTS)
     for value in want:
-        np.testing.assert_allclose(got[value].astype(np.float64), want[value].astype(np.float64), rtol=1e-5,
-                                   atol=1e-5, err_msg=value)
+        np.testing.assert_allclose(
+            got[value].astype(np.float64), want[value].astype(np.float64), rtol=1e-5, atol=1e-5, err_msg=value
+        )
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if not REGISTRY[n].needs_onnx and n not in ("torch", "torch-fp64")])

@@ -27,8 +27,9 @@ def subject():
     flat = FlatModule(module, signature)
     exported = export(flat, tuple(example), ["y", "idx"], exporter="torchscript")
     assert exported.ok, exported.error
-    subj = Subject(module, signature.names, ["y", "idx"], flat, onnx_bytes=exported.onnx_bytes,
-                   graph_inputs=exported.graph_inputs)
+    subj = Subject(
+        module, signature.names, ["y", "idx"], flat, onnx_bytes=exported.onnx_bytes, graph_inputs=exported.graph_inputs
+    )
     return subj, to_feeds(signature.names, example)
 
 
@@ -44,8 +45,12 @@ def test_backend_runs_and_agrees_with_eager(name, subject):
     # fp32): a reduced-precision default is judged by the classifier and blame, not here.
     from difftest.backends.candidates import parse, with_settings
 
-    changes = {k: v for c in REGISTRY[name].declared_controls() if c.rule in ("tf32_control", "precision_control")
-               for k, v in c.changes().items()}
+    changes = {
+        k: v
+        for c in REGISTRY[name].declared_controls()
+        if c.rule in ("tf32_control", "precision_control")
+        for k, v in c.changes().items()
+    }
     spec = with_settings(parse(name), **changes) if changes else name
     backend = make(spec, threads=1)
     reason = backend.unavailable_reason()
@@ -82,8 +87,9 @@ def test_ort_trt_asks_for_tensorrt_first_and_only_the_precision_it_was_given():
     assert make("ort-trt[precision=fp16]").provider_list()[0][1]["trt_fp16_enable"] is True
     # fp32 is the provider's default: a plain candidate gets no precision control, an fp16 one gets precision=fp32
     assert [c.setting for c in REGISTRY["ort-trt"].controls(parse("ort-trt"))] == ["opt"]
-    assert ("precision", "fp32") in [(c.setting, c.value) for c in
-                                     REGISTRY["ort-trt"].controls(parse("ort-trt[precision=fp16]"))]
+    assert ("precision", "fp32") in [
+        (c.setting, c.value) for c in REGISTRY["ort-trt"].controls(parse("ort-trt[precision=fp16]"))
+    ]
 
 
 def test_ort_trt_and_torch_compile_cuda_say_why_they_are_unavailable():

@@ -19,13 +19,20 @@ def _classifier(path, scale=1.0, logits=False):
     rng = np.random.default_rng(0)
     weight = (rng.standard_normal((4, 3)) * scale).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["pixels", "W"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"]),
-         helper.make_node("ArgMax", ["logits"], ["top"], axis=-1, keepdims=0)],
-        "classifier", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("top", TensorProto.INT64, ["batch"])]
+        [
+            helper.make_node("MatMul", ["pixels", "W"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probs"]),
+            helper.make_node("ArgMax", ["logits"], ["top"], axis=-1, keepdims=0),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 4])],
+        [
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("top", TensorProto.INT64, ["batch"]),
+        ]
         + ([helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])] if logits else []),
-        initializer=[numpy_helper.from_array(weight, "W")])
+        initializer=[numpy_helper.from_array(weight, "W")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -54,8 +61,7 @@ def test_a_bare_file_with_generated_inputs_is_judged_against_onnx_ref(tmp_path):
 def test_a_bare_file_with_loaded_inputs_and_shapes(tmp_path):
     model = _classifier(tmp_path / "classifier.onnx")
     np.savez(tmp_path / "inputs.npz", pixels=np.linspace(-1, 1, 28, dtype=np.float32).reshape(7, 4))
-    code, comparisons, _, _ = _run(tmp_path, model, "--backends", "torch,ort-cpu", "--inputs",
-                                   tmp_path / "inputs.npz")
+    code, comparisons, _, _ = _run(tmp_path, model, "--backends", "torch,ort-cpu", "--inputs", tmp_path / "inputs.npz")
     assert code == 0
     judged = comparisons.filter(pl.col("candidate") == "ort-cpu")
     assert set(judged["probe"]) == {"base"} and judged["passed"].all()
@@ -65,8 +71,16 @@ def test_a_bare_file_with_loaded_inputs_and_shapes(tmp_path):
 def test_a_runtime_that_differs_from_the_spec_fails_and_is_blamed(tmp_path):
     # fp16 weights move the logits far beyond float32 tolerance, and the float64 oracle says whose fault it is
     model = _classifier(tmp_path / "classifier.onnx", logits=True)
-    code, comparisons, _, _ = _run(tmp_path, model, "--backends", "torch,onnx-ref,ort-cpu,ort-cpu[transform=fp16]",
-                                   "--input-shapes", "pixels:8x4", "--val-range", "[-1,1]")
+    code, comparisons, _, _ = _run(
+        tmp_path,
+        model,
+        "--backends",
+        "torch,onnx-ref,ort-cpu,ort-cpu[transform=fp16]",
+        "--input-shapes",
+        "pixels:8x4",
+        "--val-range",
+        "[-1,1]",
+    )
     assert code == 1
     plain = comparisons.filter(pl.col("candidate") == "ort-cpu")
     assert plain["passed"].all() and set(plain["reference"]) == {"onnx-ref"}
@@ -79,13 +93,20 @@ def test_a_runtime_that_differs_from_the_spec_fails_and_is_blamed(tmp_path):
 def test_onnx_ref_is_the_reference_and_a_graph_it_cannot_run_falls_back_to_the_first_runtime(tmp_path):
     assert reference_for(["torch", "ort-cpu", "ort-cuda", "openvino"]) == "onnx-ref"
     # com.microsoft's FusedMatMul is an ONNX Runtime contrib op the specification's evaluator does not have
-    graph = helper.make_graph([helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain="com.microsoft", alpha=2.0)],
-                              "contrib", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
-                                          helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain="com.microsoft", alpha=2.0)],
+        "contrib",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+    )
     path = tmp_path / "contrib.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                      helper.make_opsetid("com.microsoft", 1)]), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]),
+        str(path),
+    )
     code, comparisons, cases, _ = _run(tmp_path, path, "--backends", "torch,ort-cpu,ort-cpu[opt=disable]")
     assert code == 0
     judged = comparisons.filter(pl.col("candidate") == "ort-cpu[opt=disable]")
@@ -113,10 +134,15 @@ def test_a_python_target_that_is_neither_says_what_a_target_is(tmp_path, capsys)
 
 def test_widened_graph_is_float64_throughout():
     graph = helper.make_graph(
-        [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.float32([2.0]), "c")),
-         helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT), helper.make_node("Mul", ["xf", "c"], ["y"])],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+        [
+            helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.float32([2.0]), "c")),
+            helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["xf", "c"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     wide = widened(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     from onnx.reference import ReferenceEvaluator
 

@@ -15,8 +15,18 @@ from difftest.record.tables import tensor_row
 @pytest.fixture(scope="module")
 def blame_run(tmp_path_factory, data_dir_module):
     out = tmp_path_factory.mktemp("blame") / "run"
-    code = main(["run", str(data_dir_module / "blame_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out),
-                 "--jobs", "2"])
+    code = main(
+        [
+            "run",
+            str(data_dir_module / "blame_suite.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+        ]
+    )
     return code, out
 
 
@@ -63,8 +73,11 @@ def test_the_cases_own_rewrite_is_blamed_not_the_exporter(blame_run):
 
 def test_controls_are_recorded_but_are_not_results(blame_run):
     _, out = blame_run
-    case = pl.read_parquet(out / "cases.parquet").filter(pl.col("case") == "blame_suite::runtime_drops_nan").row(
-        0, named=True)
+    case = (
+        pl.read_parquet(out / "cases.parquet")
+        .filter(pl.col("case") == "blame_suite::runtime_drops_nan")
+        .row(0, named=True)
+    )
     controls = json.loads(case["controls"])
     assert controls["onnx-ref"]["ran"] and controls["ort-cpu[opt=disable]"]["ran"]
     summary = json.loads((out / "summary.json").read_text())
@@ -79,8 +92,16 @@ def _ok(backend, values, dtype=np.float32):
 
 
 def _case(**extra):
-    return {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": "{}", "expect": None,
-            "exporter": "dynamo", **extra}
+    return {
+        "case": "s::c",
+        "status": "ok",
+        "stage": None,
+        "message": None,
+        "tolerances": "{}",
+        "expect": None,
+        "exporter": "dynamo",
+        **extra,
+    }
 
 
 def test_a_present_control_is_never_asked_for():
@@ -95,14 +116,23 @@ def test_a_present_control_is_never_asked_for():
 
 
 def _cast_input(values, output="output", cast="node_Cast_3"):
-    return tensor_row(TASK, "cast_inputs:dynamo", "base", output=cast, array=np.asarray(values, dtype=np.float32),
-                      message=json.dumps({"to": 6, "output": output}))
+    return tensor_row(
+        TASK,
+        "cast_inputs:dynamo",
+        "base",
+        output=cast,
+        array=np.asarray(values, dtype=np.float32),
+        message=json.dumps({"to": 6, "output": output}),
+    )
 
 
 def test_undefined_casts_blame_nobody():
     exports = json.dumps({"dynamo": {"float_to_int_casts": ["node_Cast_3"], "dropped_inputs": []}})
-    tensors = [_ok("torch", [1, -2147483648], np.int32), _ok("ort-cpu", [1, 2147483647], np.int32),
-               _cast_input([1.0, 3e9])]
+    tensors = [
+        _ok("torch", [1, -2147483648], np.int32),
+        _ok("ort-cpu", [1, 2147483647], np.int32),
+        _cast_input([1.0, 3e9]),
+    ]
     context = RunContext("r", "torch", ["ort-cpu"], {}, None)
     (row,) = judge_case(_case(exports=exports), tensors, context)
     assert row["label"] == "mismatch" and row["blame"] == "none (undefined behaviour)"
@@ -130,8 +160,11 @@ def test_nan_on_the_candidate_only_is_not_blamed_on_torch():
     """Eager is a little off the oracle everywhere; the candidate is exact except for one NaN. The NaN is the
     largest error there is, so eager is not the one farther from float64."""
     truth = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float64)
-    tensors = [_ok("torch", truth + 0.01), _ok("ort-cpu", [1.0, 2.0, np.nan, 4.0]),
-               tensor_row(TASK, "torch-fp64", "base", output="output", index=0, array=truth)]
+    tensors = [
+        _ok("torch", truth + 0.01),
+        _ok("ort-cpu", [1.0, 2.0, np.nan, 4.0]),
+        tensor_row(TASK, "torch-fp64", "base", output="output", index=0, array=truth),
+    ]
     context = RunContext("r", "torch", ["ort-cpu"], {}, "torch-fp64")
     (row,) = judge_case(_case(), tensors, context)
     assert row["label"] == "nonfinite" and row["blame"] != "torch", row["evidence"]
@@ -147,8 +180,14 @@ def test_a_transform_that_makes_the_graph_invalid_is_blamed():
 
 
 def test_a_failing_named_transform_is_an_export_error_blamed_on_it():
-    failed = tensor_row(TASK, "ort-cpu[transform=fp16]", "*", status="error", stage="transform:fp16",
-                        message="the graph transform failed: ValueError: already float16")
+    failed = tensor_row(
+        TASK,
+        "ort-cpu[transform=fp16]",
+        "*",
+        status="error",
+        stage="transform:fp16",
+        message="the graph transform failed: ValueError: already float16",
+    )
     context = RunContext("r", "torch", ["ort-cpu[transform=fp16]"], {}, None)
     (row,) = judge_case(_case(), [_ok("torch", [1.0]), failed], context)
     assert row["label"] == "export_error" and row["blame"] == "transform:fp16"

@@ -57,8 +57,16 @@ def test_key_is_the_same_in_every_process(tmp_path):
     from pathlib import Path
 
     script = KEY_IN_A_FRESH_PROCESS.format(tests=str(Path(__file__).parent))
-    keys = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip() for seed in (1, 2, 3)}
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
     assert len(keys) == 1
 
 
@@ -80,8 +88,16 @@ def test_cache_roundtrip_and_pruning(tmp_path):
 
 def test_second_run_uses_the_cache(tmp_path, data_dir, capsys):
     cache = tmp_path / "cache"
-    args = ["run", str(data_dir / "passing_suite.py"), "--backends", "torch,ort-cpu", "--probes", "base",
-            "--cache-dir", str(cache)]
+    args = [
+        "run",
+        str(data_dir / "passing_suite.py"),
+        "--backends",
+        "torch,ort-cpu",
+        "--probes",
+        "base",
+        "--cache-dir",
+        str(cache),
+    ]
     assert main([*args, "--out", str(tmp_path / "cold")]) == 0
     assert main([*args, "--out", str(tmp_path / "warm")]) == 0
     cold = pl.read_parquet(tmp_path / "cold" / "cases.parquet").to_dicts()[0]

@@ -51,7 +51,9 @@ def test_collect_folder_file_and_single_case(data_dir):
     assert ids[:2] == ["tiny_suite::double", "tiny_suite::affine"]
     assert [r.id for r, _ in collect([str(data_dir / "tiny_suite.py") + "::affine"])] == ["tiny_suite::affine"]
     assert [r.id for r, _ in collect([str(data_dir / "tiny_suite.py")], keyword="WRONG_OP")] == [
-        "tiny_suite::wrong_op", "tiny_suite::wrong_op_expected"]
+        "tiny_suite::wrong_op",
+        "tiny_suite::wrong_op_expected",
+    ]
 
 
 def test_missing_case_and_target_are_usage_errors(data_dir):
@@ -74,8 +76,10 @@ def test_import_error_names_file_and_module(data_dir):
 def test_a_suite_named_like_an_installed_package_is_refused(tmp_path):
     """A suite's folder goes first on sys.path: ``polars.py`` there would be what every ``import polars`` finds."""
     suite = tmp_path / "polars.py"
-    suite.write_text("import torch\nfrom difftest import case\n\n@case()\ndef one():\n"
-                     "    return torch.nn.Identity(), (torch.ones(2),)\n")
+    suite.write_text(
+        "import torch\nfrom difftest import case\n\n@case()\ndef one():\n"
+        "    return torch.nn.Identity(), (torch.ones(2),)\n"
+    )
     with pytest.raises(SuiteLoadError, match=r"polars.py: this suite has the name of the installed module 'polars'"):
         collect([str(suite)])
     fine = tmp_path / "polars_suite.py"

@@ -14,8 +14,11 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 def test_workflows_match_githubs_schema():
     check = Path(sys.executable).with_name("check-jsonschema")
-    out = subprocess.run([str(check), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(check), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert {w.name for w in WORKFLOWS} == {"ci.yml", "nightly-gpu.yml"}
 
@@ -58,6 +61,9 @@ def test_nightly_pins_a_working_cuda_pair_and_requires_the_gpu_candidates():
     assert "constraints-gpu.txt" in steps and "cu130" in nightly["env"]["TORCH_INDEX"]
     assert '--require "$REQUIRE"' in steps and nightly["env"]["REQUIRE"] == "ort-cuda,torch-cuda"
     assert "CUDAExecutionProvider" in steps  # the provider is checked to load before the run
-    pins = dict(line.split("==") for line in (ROOT / "constraints-gpu.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints-gpu.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert pins["torch"] == "2.11.0" and pins["onnxruntime-gpu"] == "1.31.1"

@@ -85,8 +85,19 @@ def test_ulp_distance_across_zero_and_signs():
 
 
 def test_every_label_has_pass_and_severity():
-    assert {"exact", "numeric", "mismatch", "shape", "dtype", "nonfinite", "export_error", "runtime_error",
-            "skipped", "crash", "timeout"} <= set(LABELS)
+    assert {
+        "exact",
+        "numeric",
+        "mismatch",
+        "shape",
+        "dtype",
+        "nonfinite",
+        "export_error",
+        "runtime_error",
+        "skipped",
+        "crash",
+        "timeout",
+    } <= set(LABELS)
 
 
 def test_oracle_turns_reduction_noise_into_numeric_but_not_a_real_error():

@@ -21,16 +21,27 @@ def test_tables_have_their_columns(tiny_run):
         df = pl.read_parquet(out / f"{table}.parquet")
         assert list(df.columns) == list(schema(table)), table
     comparisons = pl.read_parquet(out / "comparisons.parquet")
-    required = {"case": pl.String, "probe": pl.String, "output": pl.String, "reference": pl.String,
-                "candidate": pl.String, "label": pl.String, "passed": pl.Boolean, "max_abs": pl.Float64,
-                "max_rel": pl.Float64, "mismatched": pl.Int64, "evidence": pl.String}
+    required = {
+        "case": pl.String,
+        "probe": pl.String,
+        "output": pl.String,
+        "reference": pl.String,
+        "candidate": pl.String,
+        "label": pl.String,
+        "passed": pl.Boolean,
+        "max_abs": pl.Float64,
+        "max_rel": pl.Float64,
+        "mismatched": pl.Int64,
+        "evidence": pl.String,
+    }
     for column, dtype in required.items():
         assert comparisons.schema[column] == dtype
 
 
 def _labels(out, candidate="ort-cpu", probe="base"):
     df = pl.read_parquet(out / "comparisons.parquet").filter(
-        (pl.col("candidate") == candidate) & pl.col("probe").is_in([probe, "*"]))
+        (pl.col("candidate") == candidate) & pl.col("probe").is_in([probe, "*"])
+    )
     return {row["case"].split("::")[1]: row for row in df.to_dicts()}
 
 
@@ -116,15 +127,18 @@ def test_passing_suite_exits_0(tmp_path, data_dir):
     assert main(["run", str(data_dir / "passing_suite.py"), "--out", str(out)]) == 2  # already holds a run
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "{data}/broken_suite.py"], "syntax error"),
-    (["run", "{data}/import_error_suite.py"], "no_such_module_for_difftest"),
-    (["run", "{data}/passing_suite.py", "--backends", "torch,ort-gpu"], "unknown backend 'ort-gpu'"),
-    (["run", "{data}/missing.py"], "no such file"),
-    (["run", "{data}/passing_suite.py::nothing"], "no case named 'nothing'"),
-    (["report", "{data}/nowhere"], "no such run directory"),
-    (["run", "--jobs", "x"], "invalid int value"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "{data}/broken_suite.py"], "syntax error"),
+        (["run", "{data}/import_error_suite.py"], "no_such_module_for_difftest"),
+        (["run", "{data}/passing_suite.py", "--backends", "torch,ort-gpu"], "unknown backend 'ort-gpu'"),
+        (["run", "{data}/missing.py"], "no such file"),
+        (["run", "{data}/passing_suite.py::nothing"], "no case named 'nothing'"),
+        (["report", "{data}/nowhere"], "no such run directory"),
+        (["run", "--jobs", "x"], "invalid int value"),
+    ],
+)
 def test_usage_errors_exit_2_with_a_message(argv, message, data_dir, capsys):
     argv = [a.replace("{data}", str(data_dir)) for a in argv]
     assert main(argv) == 2

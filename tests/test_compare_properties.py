@@ -75,8 +75,11 @@ def test_ulp_distance_is_symmetric_and_zero_on_self(pair):
 
 
 @PROPERTY
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
-                  elements=st.floats(-100, 100, width=32)))
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), elements=st.floats(-100, 100, width=32)
+    )
+)
 def test_a_found_transform_really_maps_reference_onto_candidate(a):
     rolled = np.roll(a, 1, axis=0)
     description = find_transform(a, rolled, 0.0, 0.0)

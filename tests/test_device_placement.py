@@ -91,11 +91,18 @@ def test_a_model_that_still_mixes_devices_is_a_finding_about_the_model():
 
 
 def test_device_errors_name_the_op():
-    assert mixed_devices("Expected all tensors to be on the same device, but got index is on cpu, different from "
-                         "other tensors on cuda:0 (when checking argument for argument index in method "
-                         "wrapper_CUDA__index_add_)") == " in index_add_"
-    assert mixed_devices("expected self and mask to be on the same device, but got mask on cuda:0 and self on cpu"
-                         ) == " (between self and mask)"
+    assert (
+        mixed_devices(
+            "Expected all tensors to be on the same device, but got index is on cpu, different from "
+            "other tensors on cuda:0 (when checking argument for argument index in method "
+            "wrapper_CUDA__index_add_)"
+        )
+        == " in index_add_"
+    )
+    assert (
+        mixed_devices("expected self and mask to be on the same device, but got mask on cuda:0 and self on cpu")
+        == " (between self and mask)"
+    )
     assert mixed_devices("CUDA out of memory") is None
 
 

@@ -32,8 +32,16 @@ def test_index_values_and_gathered_outputs_are_told_apart():
 def test_argmax_forms_are_recognised():
     x = torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]])
     keep, squeezed, flat, converted, max_dim, argsort = _explain(
-        lambda t: (t.argmax(-1, keepdim=True), t.argmax(-1, keepdim=True).squeeze(-1), t.argmax(),
-                   t.argmax(-1).to(torch.int32), t.max(0).indices, t.argsort(-1, descending=True)), x)
+        lambda t: (
+            t.argmax(-1, keepdim=True),
+            t.argmax(-1, keepdim=True).squeeze(-1),
+            t.argmax(),
+            t.argmax(-1).to(torch.int32),
+            t.max(0).indices,
+            t.argsort(-1, descending=True),
+        ),
+        x,
+    )
     assert keep[0]["keepdims"] and keep[0]["axis"] == 1
     assert squeezed[0]["keepdims"] is False and squeezed[0]["kind"] == "index"
     assert flat[0]["keepdims"] is False and flat[1].shape == (6,)

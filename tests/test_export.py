@@ -47,9 +47,15 @@ def test_shared_registry_gives_the_same_model_as_a_fresh_exporter(monkeypatch):
 
     monkeypatch.setattr(export_module, "reuse_torchlib_registry", lambda: False)  # the child exports the stock way
     stock = subprocess.run(
-        [sys.executable, "-c", "import difftest.export.exporter as e; e.reuse_torchlib_registry = lambda: False\n"
-         + SCRIPT.format(tests=str(Path(__file__).parent))],
-        capture_output=True, check=True).stdout
+        [
+            sys.executable,
+            "-c",
+            "import difftest.export.exporter as e; e.reuse_torchlib_registry = lambda: False\n"
+            + SCRIPT.format(tests=str(Path(__file__).parent)),
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     monkeypatch.undo()
     assert reuse_torchlib_registry()
     assert _exported() == stock

@@ -15,6 +15,7 @@ from difftest.judge.expectations import expectation_for, outcomes
 
 # --- expectations describe the exported graph, not every candidate ---------------------------------------------
 
+
 def test_a_case_wide_expectation_applies_to_graph_candidates_only():
     labels, scope = expectation_for("tie_break", "ort-cuda")
     assert labels == ["tie_break"] and "runs the exported graph" in scope
@@ -43,22 +44,26 @@ def test_a_key_naming_an_exporter_follows_the_exporter_a_plain_candidate_ran():
     assert expectation_for(expect, "ort-cpu[exporter=torchscript]", "dynamo")[0] == ["exact", "numeric"]
     assert expectation_for({"ort-*[exporter=torchscript]": "layout"}, "ort-cuda", "torchscript")[0] == ["layout"]
     cases = [{"case": "s::c", "expect": json.dumps(expect), "exporter": "torchscript"}]
-    comparisons = [{"case": "s::c", "candidate": "ort-cpu", "label": "numeric", "passed": True, "evidence": "e",
-                    "probe": "base"}]
+    comparisons = [
+        {"case": "s::c", "candidate": "ort-cpu", "label": "numeric", "passed": True, "evidence": "e", "probe": "base"}
+    ]
     (result,) = outcomes(cases, comparisons)
     assert result.status == "pass"
 
 
 def test_outcomes_say_which_candidate_an_expectation_applied_to():
     cases = [{"case": "s::c", "expect": json.dumps("layout")}]
-    comparisons = [{"case": "s::c", "candidate": c, "label": label, "passed": label == "exact", "evidence": "e",
-                    "probe": "base"} for c, label in (("ort-cpu", "layout"), ("torch-cuda", "exact"))]
+    comparisons = [
+        {"case": "s::c", "candidate": c, "label": label, "passed": label == "exact", "evidence": "e", "probe": "base"}
+        for c, label in (("ort-cpu", "layout"), ("torch-cuda", "exact"))
+    ]
     results = {o.candidate: o for o in outcomes(cases, comparisons)}
     assert results["ort-cpu"].status == "xfail" and "ort-cpu" in results["ort-cpu"].scope
     assert results["torch-cuda"].status == "pass" and "runs no export" in results["torch-cuda"].scope
 
 
 # --- TF32: a precision switch, stood in for on CPU --------------------------------------------------------------
+
 
 class Tf32StandIn(OrtCpu):
     """ONNX Runtime CPU with a 'tf32' setting that, when on (the default, as on CUDA), rounds float inputs to
@@ -100,14 +105,25 @@ def test_a_gap_that_closes_without_tf32_is_numeric_blamed_on_tf32(tmp_path, monk
 
     monkeypatch.setitem(REGISTRY, Tf32StandIn.name, Tf32StandIn)
     suite = tmp_path / "tf32_suite.py"
-    suite.write_text("import torch\nfrom difftest import case\nfrom test_gpu_night import Mlp\n\n"
-                     "@case(exporter='torchscript')\ndef mlp():\n"
-                     "    return Mlp().eval(), (torch.randn(16, 64, generator=torch.Generator().manual_seed(1)),)\n")
+    suite.write_text(
+        "import torch\nfrom difftest import case\nfrom test_gpu_night import Mlp\n\n"
+        "@case(exporter='torchscript')\ndef mlp():\n"
+        "    return Mlp().eval(), (torch.randn(16, 64, generator=torch.Generator().manual_seed(1)),)\n"
+    )
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     ref = CaseRef(str(suite), "mlp")
-    task = Task(ref=ref, run_id="r", backends=["torch", "torch-fp64", "ort-tf32sim"], reference="torch",
-                exporter=None, artifacts_dir=str(tmp_path / "onnx"), reference_variants=["torch-fp64"],
-                probes=["base"], reruns=0, control_budget=60)
+    task = Task(
+        ref=ref,
+        run_id="r",
+        backends=["torch", "torch-fp64", "ort-tf32sim"],
+        reference="torch",
+        exporter=None,
+        artifacts_dir=str(tmp_path / "onnx"),
+        reference_variants=["torch-fp64"],
+        probes=["base"],
+        reruns=0,
+        control_budget=60,
+    )
     result = run_task(task)
     case = result["case"]
     assert case["status"] == "ok", case["message"]
@@ -121,19 +137,40 @@ def test_a_gap_that_closes_without_tf32_is_numeric_blamed_on_tf32(tmp_path, monk
 
 # --- a candidate that must run, and cannot, is a configuration error --------------------------------------------
 
+
 def test_require_makes_a_missing_gpu_candidate_an_error(tmp_path, data_dir, capsys):
     from difftest.backends.candidates import make
 
     if make("ort-cuda").unavailable_reason() is None:
         pytest.skip("a CUDA provider is present: the error path is not reachable here")
-    code = main(["run", str(data_dir / "passing_suite.py"), "--backends", "torch,ort-cpu,ort-cuda", "--require",
-                 "ort-cuda", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "run",
+            str(data_dir / "passing_suite.py"),
+            "--backends",
+            "torch,ort-cpu,ort-cuda",
+            "--require",
+            "ort-cuda",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "--require ort-cuda" in err and "CUDAExecutionProvider" in err
 
 
 def test_require_must_name_requested_candidates(tmp_path, data_dir, capsys):
-    code = main(["run", str(data_dir / "passing_suite.py"), "--backends", "torch,ort-cpu", "--require", "ort-cuda",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "run",
+            str(data_dir / "passing_suite.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--require",
+            "ort-cuda",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2 and "not among --backends" in capsys.readouterr().err

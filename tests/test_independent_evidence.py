@@ -16,15 +16,31 @@ def run(tmp_path_factory):
     from pathlib import Path
 
     out = tmp_path_factory.mktemp("evidence") / "run"
-    code = main(["run", str(Path(__file__).parent / "data" / f"{SUITE}.py"), "--backends", "torch,ort-cpu", "--out",
-                 str(out), "--jobs", "2", "--localize-budget", "0"])
+    code = main(
+        [
+            "run",
+            str(Path(__file__).parent / "data" / f"{SUITE}.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--localize-budget",
+            "0",
+        ]
+    )
     return code, out
 
 
 def _rows(out, name, candidate="ort-cpu"):
     comparisons = pl.read_parquet(out / "comparisons.parquet")
-    return {(r["probe"], r["output"]): r for r in comparisons.filter(
-        (pl.col("case") == f"{SUITE}::{name}") & (pl.col("candidate") == candidate)).to_dicts()}
+    return {
+        (r["probe"], r["output"]): r
+        for r in comparisons.filter(
+            (pl.col("case") == f"{SUITE}::{name}") & (pl.col("candidate") == candidate)
+        ).to_dicts()
+    }
 
 
 def _tensors(out, name):

@@ -73,8 +73,12 @@ def _alive(pid: int) -> bool:
 
 # --- the CLI: a leak in one case never reaches the next -------------------------------------------------------
 
+
 def test_autocast_left_on_does_not_soften_the_next_cases_tolerance(tmp_path):
-    suite = write_suite(tmp_path, "autocast", '''
+    suite = write_suite(
+        tmp_path,
+        "autocast",
+        """
 class Double(torch.nn.Module):
     def forward(self, x):
         return x * 2
@@ -85,7 +89,9 @@ def a_leaves_autocast_on():
     torch.set_autocast_enabled("cpu", True)
     torch.set_autocast_dtype("cpu", torch.bfloat16)
     return Double().eval(), (torch.ones(4),)
-''' + FAULTY)
+"""
+        + FAULTY,
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", *FAST]) == 1
     comparisons = rows(out, "comparisons")
@@ -96,7 +102,10 @@ def a_leaves_autocast_on():
 
 
 def test_a_case_that_forges_difftests_encoder_cannot_forge_the_next_case(tmp_path):
-    suite = write_suite(tmp_path, "forger", '''
+    suite = write_suite(
+        tmp_path,
+        "forger",
+        """
 import numpy as np
 import difftest.record.tables as tables
 
@@ -111,14 +120,19 @@ def a_forges_the_encoder():
     real = tables.encode
     tables.encode = lambda array, max_bytes: real(np.zeros_like(array), max_bytes)  # everything agrees
     return Double().eval(), (torch.ones(4),)
-''' + FAULTY)
+"""
+        + FAULTY,
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", *FAST]) == 1
     assert rows(out, "comparisons")["z_faulty"]["label"] == "mismatch"
 
 
 def test_every_case_runs_in_its_own_process_from_one_template(tmp_path):
-    suite = write_suite(tmp_path, "pids", '''
+    suite = write_suite(
+        tmp_path,
+        "pids",
+        """
 class Pid(torch.nn.Module):
     def forward(self, x):
         return x + 0
@@ -133,24 +147,49 @@ def make(k):
 
 for k in range(3):
     case(name=f"c{k}", exporter="torchscript")(make(k))
-''')
+""",
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", *FAST]) == 0
-    seen = [line.split() for log in (out / "logs").glob("*.log") for line in log.read_text().splitlines()
-            if line.startswith("PID")]
+    seen = [
+        line.split()
+        for log in (out / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("PID")
+    ]
     assert len({s[1] for s in seen}) == 3  # a process per case
     assert len({s[3] for s in seen}) == 1  # forked from one template, not an interpreter start each
     spawned = tmp_path / "spawned"
-    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(spawned), "--jobs", "1",
-                 "--isolate", "spawn", *FAST]) == 0
-    parents = {line.split()[3] for log in (spawned / "logs").glob("*.log") for line in log.read_text().splitlines()
-               if line.startswith("PID")}
+    assert (
+        main(
+            [
+                "run",
+                str(suite),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(spawned),
+                "--jobs",
+                "1",
+                "--isolate",
+                "spawn",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    parents = {
+        line.split()[3]
+        for log in (spawned / "logs").glob("*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("PID")
+    }
     assert len(parents) == 3  # --isolate spawn: a fresh template per case as well
 
 
 # --- results belong to their task ------------------------------------------------------------------------------
 
-FORKS = '''
+FORKS = """
 class Double(torch.nn.Module):
     def forward(self, x):
         return x * 2
@@ -181,7 +220,7 @@ def b_forks_and_only_the_copy_carries_on():
 @case(exporter="torchscript")
 def c_victim():
     return Triple().eval(), (torch.full((5,), 2.0),)
-'''
+"""
 
 
 def test_a_forking_factory_cannot_replace_another_cases_result(tmp_path):
@@ -199,18 +238,23 @@ def test_a_forking_factory_cannot_replace_another_cases_result(tmp_path):
     # the victim has its own result, not a copy of another case's
     assert comparisons["c_victim"]["label"] == "exact"
     tensors = pl.read_parquet(out / "tensors.parquet").filter(
-        (pl.col("case").str.ends_with("c_victim")) & (pl.col("backend") == "torch") & (pl.col("output") == "output"))
+        (pl.col("case").str.ends_with("c_victim")) & (pl.col("backend") == "torch") & (pl.col("output") == "output")
+    )
     assert tensors["shape"].to_list() == [[5]]
 
 
 # --- orphans die with their case -------------------------------------------------------------------------------
+
 
 def test_processes_a_case_leaves_in_their_own_session_die_with_the_case(tmp_path, monkeypatch):
     pids = tmp_path / "pids.txt"
     seen = tmp_path / "seen.txt"
     monkeypatch.setenv("DIFFTEST_TEST_PIDS", str(pids))
     monkeypatch.setenv("DIFFTEST_TEST_SEEN", str(seen))
-    suite = write_suite(tmp_path, "daemons", '''
+    suite = write_suite(
+        tmp_path,
+        "daemons",
+        """
 class Daemonizes(torch.nn.Module):
     def forward(self, x):
         server = subprocess.Popen(["sleep", "300"], start_new_session=True)  # a server's own session
@@ -251,10 +295,28 @@ def b_looks_for_them():
     with open(os.environ["DIFFTEST_TEST_SEEN"], "w") as handle:
         handle.write(" ".join(f"{p}:{_alive(p)}" for p in pids))
     return torch.nn.Identity().eval(), (torch.ones(2),)
-''')
+""",
+    )
     out = tmp_path / "run"
-    code = main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1",
-                 "--probes", "base", "--no-oracle", "--localize-budget", "0", "--control-budget", "0"])
+    code = main(
+        [
+            "run",
+            str(suite),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--probes",
+            "base",
+            "--no-oracle",
+            "--localize-budget",
+            "0",
+            "--control-budget",
+            "0",
+        ]
+    )
     assert code == 0
     found = dict(item.split(":") for item in seen.read_text().split())
     assert len(found) >= 2 and set(found.values()) == {"False"}, f"alive when the next case ran: {found}"
@@ -264,7 +326,10 @@ def b_looks_for_them():
 def test_a_setsid_process_of_a_timed_out_case_is_killed(tmp_path, monkeypatch):
     pids = tmp_path / "pids.txt"
     monkeypatch.setenv("DIFFTEST_TEST_PIDS", str(pids))
-    suite = write_suite(tmp_path, "hangs", '''
+    suite = write_suite(
+        tmp_path,
+        "hangs",
+        """
 class Hangs(torch.nn.Module):
     def forward(self, x):
         server = subprocess.Popen(["sleep", "300"], start_new_session=True)
@@ -277,10 +342,27 @@ class Hangs(torch.nn.Module):
 @case(exporter="torchscript")
 def hangs():
     return Hangs().eval(), (torch.ones(2),)
-''')
+""",
+    )
     out = tmp_path / "run"
-    assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1",
-                 "--timeout", "10", *FAST]) == 1
+    assert (
+        main(
+            [
+                "run",
+                str(suite),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+                "--timeout",
+                "10",
+                *FAST,
+            ]
+        )
+        == 1
+    )
     assert rows(out, "comparisons")["hangs"]["label"] == "timeout"
     (pid,) = [int(p) for p in pids.read_text().split()]
     deadline = time.monotonic() + 15
@@ -290,6 +372,7 @@ def hangs():
 
 
 # --- difftest.check and Session: each check in a forked child -------------------------------------------------
+
 
 class Lin(torch.nn.Module):
     def __init__(self):
@@ -321,8 +404,9 @@ def _weights_off(model):
 
 def _faulty_check(**options):
     x = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
-    return difftest.check(Lin().eval(), (x,), exporter="torchscript", onnx_transform=_weights_off, name="faulty",
-                          **CHECK_FAST, **options)
+    return difftest.check(
+        Lin().eval(), (x,), exporter="torchscript", onnx_transform=_weights_off, name="faulty", **CHECK_FAST, **options
+    )
 
 
 def test_check_leaves_the_callers_process_as_it_was_and_the_next_check_fails_the_fault():
@@ -339,8 +423,7 @@ def test_a_check_starts_from_the_process_state_of_the_first_one(tmp_path):
     session = difftest.Session(tmp_path / "s", **CHECK_FAST)
     torch.set_autocast_enabled("cpu", True)  # the caller's own leak, between checks
     try:
-        result = session.check(Lin().eval(), (torch.randn(4, 16),), exporter="torchscript",
-                               onnx_transform=_weights_off)
+        result = session.check(Lin().eval(), (torch.randn(4, 16),), exporter="torchscript", onnx_transform=_weights_off)
     finally:
         torch.set_autocast_enabled("cpu", False)
     assert result.outcomes[0].label == "mismatch"
@@ -403,6 +486,7 @@ def test_process_state_covers_autocast_denormals_and_the_fp32_precision_api():
 
 # --- item 17: the exporter's caches do not leak between exports in one process ---------------------------------
 
+
 class Recurrent(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -420,16 +504,26 @@ def test_one_recurrent_model_exports_twice_in_one_process():
     for _ in range(2):
         model = Recurrent().eval()
         signature, example = signature_of(model, (torch.randn(2, 5, 4),), {})
-        result = export(FlatModule(model, signature).for_export(), tuple(example), ["output"], exporter="dynamo",
-                        dynamic_axes={"x": {0: "batch", 1: "seq"}})
+        result = export(
+            FlatModule(model, signature).for_export(),
+            tuple(example),
+            ["output"],
+            exporter="dynamo",
+            dynamic_axes={"x": {0: "batch", 1: "seq"}},
+        )
         assert result.ok, result.error
 
 
 @pytest.mark.parametrize("isolate", ["case", "none"])
 def test_two_checks_of_one_recurrent_model_both_export(isolate):
     for _ in range(2):
-        result = difftest.check(Recurrent().eval(), (torch.randn(2, 5, 4),), dynamic_axes={"x": {0: "b", 1: "seq"}},
-                                isolate=isolate, **CHECK_FAST)
+        result = difftest.check(
+            Recurrent().eval(),
+            (torch.randn(2, 5, 4),),
+            dynamic_axes={"x": {0: "b", 1: "seq"}},
+            isolate=isolate,
+            **CHECK_FAST,
+        )
         assert result.outcomes[0].label != "export_error", str(result)
         assert result.passed, str(result)
 
@@ -438,7 +532,7 @@ def test_two_checks_of_one_recurrent_model_both_export(isolate):
 
 pytest_plugins = ["pytester"]
 
-PLUGIN_HELPERS = '''
+PLUGIN_HELPERS = """
 import torch
 from onnx import numpy_helper
 
@@ -471,9 +565,9 @@ class LeavesAutocast(torch.nn.Module):
         torch.set_autocast_enabled("cpu", True)
         torch.set_default_dtype(torch.float64)
         return x * 2
-'''
+"""
 
-PLUGIN_ZOO = '''
+PLUGIN_ZOO = """
 import torch
 from difftest import case
 from helpers import Double, Lin, _weights_off
@@ -489,9 +583,9 @@ def a_leaves_autocast_on():
 @case(exporter="torchscript", onnx_transform=_weights_off)
 def z_faulty():
     return Lin().eval(), (torch.randn(4, 16, generator=torch.Generator().manual_seed(1)),)
-'''
+"""
 
-PLUGIN_TESTS = '''
+PLUGIN_TESTS = """
 import torch
 from helpers import LeavesAutocast, Lin, _weights_off
 
@@ -507,15 +601,25 @@ def test_b_faulty(difftest):
 
 def test_c_the_pytest_process_is_untouched():
     assert not torch.is_autocast_enabled("cpu") and torch.get_default_dtype() == torch.float32
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["forked", "in-process"])
 def test_the_plugin_keeps_a_leak_from_reaching_the_next_case(pytester, mode):
     pytester.makepyfile(helpers=PLUGIN_HELPERS, zoo=PLUGIN_ZOO, test_leaks=PLUGIN_TESTS)
     extra = ["--difftest-in-process"] if mode == "in-process" else []
-    result = pytester.runpytest_subprocess("--difftest", "zoo.py", "test_leaks.py", "--difftest-backends", "ort-cpu",
-                                           "--difftest-probes", "base", "-p", "no:cacheprovider", *extra)
+    result = pytester.runpytest_subprocess(
+        "--difftest",
+        "zoo.py",
+        "test_leaks.py",
+        "--difftest-backends",
+        "ort-cpu",
+        "--difftest-probes",
+        "base",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    )
     result.assert_outcomes(passed=3, failed=2)  # both faulty cases fail, after the leaking ones
     out = result.stdout.str()
     assert "zoo::z_faulty [ort-cpu]: unexpected mismatch" in out

@@ -67,8 +67,14 @@ def test_per_output_tolerance_is_used():
 def comparison(label, candidate="ort-cpu", probe="base"):
     from difftest.judge.classify import passes
 
-    return {"case": "s::c", "candidate": candidate, "label": label, "passed": passes(label), "evidence": "e",
-            "probe": probe}
+    return {
+        "case": "s::c",
+        "candidate": candidate,
+        "label": label,
+        "passed": passes(label),
+        "evidence": "e",
+        "probe": probe,
+    }
 
 
 def test_outcome_statuses_follow_expectations():
@@ -88,14 +94,21 @@ def test_outcome_statuses_follow_expectations():
 
 
 def _inputs(probe, **arrays):
-    return [tensor_row(TASK, "input", probe, output=name, index=i, array=np.asarray(a, dtype=np.float32))
-            for i, (name, a) in enumerate(arrays.items())]
+    return [
+        tensor_row(TASK, "input", probe, output=name, index=i, array=np.asarray(a, dtype=np.float32))
+        for i, (name, a) in enumerate(arrays.items())
+    ]
 
 
 def test_frozen_input_when_graph_dropped_a_changed_input():
-    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]),
-               ok("torch", [5, 6], probe="alt"), ok("ort-cpu", [3, 4], probe="alt"),
-               *_inputs("base", x=[1, 2], mask=[1, 1]), *_inputs("alt", x=[3, 4], mask=[0, 1])]
+    tensors = [
+        ok("torch", [1, 2]),
+        ok("ort-cpu", [1, 2]),
+        ok("torch", [5, 6], probe="alt"),
+        ok("ort-cpu", [3, 4], probe="alt"),
+        *_inputs("base", x=[1, 2], mask=[1, 1]),
+        *_inputs("alt", x=[3, 4], mask=[0, 1]),
+    ]
     rows = {r["probe"]: r for r in judge(tensors, case=case_row(dropped_inputs=["mask"]))}
     assert rows["base"]["label"] == "exact"
     assert rows["alt"]["label"] == "frozen_input" and "dropped input(s) mask" in rows["alt"]["evidence"]
@@ -103,17 +116,28 @@ def test_frozen_input_when_graph_dropped_a_changed_input():
 
 
 def test_alt_mismatch_without_frozen_evidence_stays_mismatch():
-    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]),
-               ok("torch", [5, 6], probe="alt"), ok("ort-cpu", [3, 4], probe="alt"),
-               *_inputs("base", x=[1, 2]), *_inputs("alt", x=[3, 4])]
+    tensors = [
+        ok("torch", [1, 2]),
+        ok("ort-cpu", [1, 2]),
+        ok("torch", [5, 6], probe="alt"),
+        ok("ort-cpu", [3, 4], probe="alt"),
+        *_inputs("base", x=[1, 2]),
+        *_inputs("alt", x=[3, 4]),
+    ]
     rows = {r["probe"]: r for r in judge(tensors)}
     assert rows["alt"]["label"] == "mismatch"
 
 
 def test_shape_specialized_when_only_the_other_shape_fails():
     failed = tensor_row(TASK, "ort-cpu", "shape", status="error", stage="run", message="Got invalid dimensions")
-    tensors = [ok("torch", [1, 2]), ok("ort-cpu", [1, 2]), ok("torch", [1, 2, 3], probe="shape"), failed,
-               *_inputs("base", x=[1, 2]), *_inputs("shape", x=[1, 2, 3])]
+    tensors = [
+        ok("torch", [1, 2]),
+        ok("ort-cpu", [1, 2]),
+        ok("torch", [1, 2, 3], probe="shape"),
+        failed,
+        *_inputs("base", x=[1, 2]),
+        *_inputs("shape", x=[1, 2, 3]),
+    ]
     rows = {r["probe"]: r for r in judge(tensors)}
     assert rows["shape"]["label"] == "shape_specialized"
     assert "x[3]" in rows["shape"]["evidence"] and "Got invalid dimensions" in rows["shape"]["evidence"]
@@ -124,11 +148,23 @@ def index(backend, values, probe):
 
 
 def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
-    tensors = [index("torch", [1], "base"), index("ort-cpu", [1], "base"), index("torch", [0], "ties"),
-               index("ort-cpu", [2], "ties"), index("torch", [1], "ramp"), index("ort-cpu", [1], "ramp")]
+    tensors = [
+        index("torch", [1], "base"),
+        index("ort-cpu", [1], "base"),
+        index("torch", [0], "ties"),
+        index("ort-cpu", [2], "ties"),
+        index("torch", [1], "ramp"),
+        index("ort-cpu", [1], "ramp"),
+    ]
     # Eager's own evidence says the output was gathered by one of its top-k indices.
-    eager = tensor_row(TASK, "eager-ranked", "ties", output="output", array=np.zeros(0, np.float32),
-                       message=json.dumps({"kind": "gathered", "op": "TopK", "by": "index.Tensor"}))
+    eager = tensor_row(
+        TASK,
+        "eager-ranked",
+        "ties",
+        output="output",
+        array=np.zeros(0, np.float32),
+        message=json.dumps({"kind": "gathered", "op": "TopK", "by": "index.Tensor"}),
+    )
     rows = {r["probe"]: r for r in judge(tensors + [eager])}
     assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
     # Without eager saying so, an integer that differs only on tie-rich inputs is just wrong (a count, a class),
@@ -142,8 +178,14 @@ def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
 
 
 def test_float_output_wrong_on_ties_only_is_not_a_tie():
-    tensors = [ok("torch", [1.0]), ok("ort-cpu", [1.0]), ok("torch", [100.0], probe="ties"),
-               ok("ort-cpu", [99.99], probe="ties"), ok("torch", [1.0], probe="ramp"), ok("ort-cpu", [1.0], probe="ramp")]
+    tensors = [
+        ok("torch", [1.0]),
+        ok("ort-cpu", [1.0]),
+        ok("torch", [100.0], probe="ties"),
+        ok("ort-cpu", [99.99], probe="ties"),
+        ok("torch", [1.0], probe="ramp"),
+        ok("ort-cpu", [1.0], probe="ramp"),
+    ]
     rows = {r["probe"]: r for r in judge(tensors)}
     assert rows["ties"]["label"] == "mismatch"
 
@@ -174,8 +216,9 @@ def test_generated_probe_the_reference_rejects_is_not_judged(tmp_path, data_dir)
     from difftest.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", str(data_dir / "probe_contract_suite.py"), "--backends", "torch,ort-cpu", "--out",
-                 str(out)]) == 0
+    assert (
+        main(["run", str(data_dir / "probe_contract_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out)]) == 0
+    )
     rows = pl.read_parquet(out / "comparisons.parquet").to_dicts()
     shape = [r for r in rows if r["case"].endswith("declared_dynamic_but_fixed") and r["probe"] == "shape"]
     assert shape and all(r["label"] == "invalid_probe" for r in shape)
@@ -189,8 +232,12 @@ def test_generated_probe_the_reference_rejects_is_not_judged(tmp_path, data_dir)
 def test_outputs_stored_under_one_name_are_results_lost():
     """Two reference outputs under one name (dict keys that sanitized alike, in a run from before names were made
     unique): one of them was never judged, so the candidate cannot pass on what remained."""
-    tensors = [ok("torch", [1, 2], output="output_a_b"), ok("torch", [5, 6], output="output_a_b"),
-               ok("ort-cpu", [1, 2], output="output_a_b"), ok("ort-cpu", [5, 6], output="output_a_b")]
+    tensors = [
+        ok("torch", [1, 2], output="output_a_b"),
+        ok("torch", [5, 6], output="output_a_b"),
+        ok("ort-cpu", [1, 2], output="output_a_b"),
+        ok("ort-cpu", [5, 6], output="output_a_b"),
+    ]
     rows = judge(tensors, case=case_row(outputs=["output_a_b", "output_a_b"]))
     (row,) = rows
     assert row["label"] == "crash" and not row["passed"] and row["stage"] == "judge"
@@ -205,8 +252,12 @@ def test_a_probe_the_candidate_never_recorded_is_results_lost():
 
 
 def test_every_output_judged_once_is_not_results_lost():
-    tensors = [ok("torch", [1, 2], output="a"), ok("torch", [3], output="b"),
-               ok("ort-cpu", [1, 2], output="a"), ok("ort-cpu", [3], output="b")]
+    tensors = [
+        ok("torch", [1, 2], output="a"),
+        ok("torch", [3], output="b"),
+        ok("ort-cpu", [1, 2], output="a"),
+        ok("ort-cpu", [3], output="b"),
+    ]
     assert [r["label"] for r in judge(tensors, case=case_row(outputs=["a", "b"]))] == ["exact", "exact"]
 
 

@@ -36,13 +36,15 @@ def _insert_before(model, op_type: str, new_op: str, **attrs):
     for node in list(nodes_of(model, op_type)):
         source = node.input[0]
         inserted = f"{source}_mutant_{new_op}"
-        model.graph.node.insert(list(model.graph.node).index(node),
-                                helper.make_node(new_op, [source], [inserted], **attrs))
+        model.graph.node.insert(
+            list(model.graph.node).index(node), helper.make_node(new_op, [source], [inserted], **attrs)
+        )
         node.input[0] = inserted
     return model
 
 
 # -- 1, 2: integers are compared as integers, and a dtype change never wraps values -------------------------------
+
 
 def test_int64_past_2_53_off_by_one_is_a_mismatch():
     big = np.array([2**53 + 1, 1_700_000_000_123_456_789], dtype=np.int64)
@@ -65,9 +67,12 @@ class Timestamps(torch.nn.Module):
 
 
 def _int_plus_one(model):
-    return rewire_output(lambda inner, outer: [
-        helper.make_node("Constant", [], ["mutant_one"], value=numpy_helper.from_array(np.array(1, np.int64))),
-        helper.make_node("Add", [inner, "mutant_one"], [outer])])(model)
+    return rewire_output(
+        lambda inner, outer: [
+            helper.make_node("Constant", [], ["mutant_one"], value=numpy_helper.from_array(np.array(1, np.int64))),
+            helper.make_node("Add", [inner, "mutant_one"], [outer]),
+        ]
+    )(model)
 
 
 def test_an_int64_output_off_by_one_past_2_53_fails_end_to_end():
@@ -77,6 +82,7 @@ def test_an_int64_output_off_by_one_past_2_53_fails_end_to_end():
 
 
 # -- 3, 4, 8, 9: ties come from eager, not from the graph under test ------------------------------------------------
+
 
 class Classifier(torch.nn.Module):
     def __init__(self):
@@ -93,8 +99,12 @@ def test_ties_created_upstream_of_argmax_by_the_graph_are_not_tie_breaking():
     x = torch.randn(8, 6)
     # Sigmoid then Floor before the ArgMax: every value the graph's ArgMax sees is 0, so the graph's own values
     # are all tied and its index (the first) differs from eager's.
-    mutant = difftest.check(model, (x,), onnx_transform=lambda m: _insert_before(_insert_before(m, "ArgMax", "Floor"),
-                                                                                 "ArgMax", "Sigmoid"), **FAST)
+    mutant = difftest.check(
+        model,
+        (x,),
+        onnx_transform=lambda m: _insert_before(_insert_before(m, "ArgMax", "Floor"), "ArgMax", "Sigmoid"),
+        **FAST,
+    )
     assert _caught(mutant)
     assert "tie_break" not in _labels(mutant), mutant
     assert difftest.check(model, (x,), **FAST).passed
@@ -102,9 +112,13 @@ def test_ties_created_upstream_of_argmax_by_the_graph_are_not_tie_breaking():
 
 def _plus_constant(output: int, value: float):
     """A constant added to one graph output."""
-    return rewire_output(lambda inner, outer: [
-        helper.make_node("Constant", [], ["mutant_c"], value=numpy_helper.from_array(np.array(value, np.float32))),
-        helper.make_node("Add", [inner, "mutant_c"], [outer])], index=output)
+    return rewire_output(
+        lambda inner, outer: [
+            helper.make_node("Constant", [], ["mutant_c"], value=numpy_helper.from_array(np.array(value, np.float32))),
+            helper.make_node("Add", [inner, "mutant_c"], [outer]),
+        ],
+        index=output,
+    )
 
 
 class TopScores(torch.nn.Module):
@@ -188,8 +202,9 @@ def test_a_constant_sibling_is_not_a_score_output():
     x, mask = torch.randn(4, 3), torch.ones(4, 3)
 
     # On the base sample (the one every user has) the mask is constant: it must not group anything.
-    result = difftest.check(WithConstantSibling().eval(), (x, mask), onnx_transform=_plus_constant(0, 100.0),
-                            probes=["base"], **FAST)
+    result = difftest.check(
+        WithConstantSibling().eval(), (x, mask), onnx_transform=_plus_constant(0, 100.0), probes=["base"], **FAST
+    )
     assert _caught(result)
 
 
@@ -219,6 +234,7 @@ def test_a_count_wrong_only_on_tied_rows_is_not_tie_breaking():
 
 # -- 5, 6, 13: noise explanations must be of the size they predict -------------------------------------------------
 
+
 class Long(torch.nn.Module):
     def __init__(self, n: int):
         super().__init__()
@@ -235,6 +251,7 @@ def _scale_weights(factor: float):
             if array.dtype == np.float32 and array.ndim == 2:
                 initializer.CopyFrom(numpy_helper.from_array((array * factor).astype(np.float32), initializer.name))
         return model
+
     return mutate
 
 
@@ -272,10 +289,14 @@ def test_tiny_outputs_are_judged_relative_to_their_magnitude():
 
 # -- 7, 11: a candidate's own reruns never excuse it; every run is judged -----------------------------------------
 
+
 def _noise_on_output(model):
-    return rewire_output(lambda inner, outer: [
-        helper.make_node("RandomNormalLike", [inner], [outer + "_noise"], scale=1e-2),
-        helper.make_node("Add", [inner, outer + "_noise"], [outer])])(model)
+    return rewire_output(
+        lambda inner, outer: [
+            helper.make_node("RandomNormalLike", [inner], [outer + "_noise"], scale=1e-2),
+            helper.make_node("Add", [inner, outer + "_noise"], [outer]),
+        ]
+    )(model)
 
 
 def test_fresh_noise_on_every_run_is_not_nondeterminism():
@@ -309,8 +330,9 @@ def test_benign_argmax_ties_still_pass():
     spec.loader.exec_module(zoo)
     ArgMax, _select_last_index = zoo.ArgMax, zoo._select_last_index
 
-    result = difftest.check(ArgMax().eval(), (torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]]),),
-                            onnx_transform=_select_last_index, **FAST)
+    result = difftest.check(
+        ArgMax().eval(), (torch.tensor([[1.0, 3.0, 3.0], [5.0, 5.0, 0.0]]),), onnx_transform=_select_last_index, **FAST
+    )
     assert result.passed and "tie_break" in _labels(result)
 
 

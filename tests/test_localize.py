@@ -41,10 +41,15 @@ def built_with(fault):
     return Case(Net().eval(), (torch.randn(1, 3, 6, 6),), onnx_transform=fault, description="")
 
 
-@pytest.mark.parametrize("kind, op, change", [
-    ("pad_swap", "Pad", swap_pads), ("epsilon", "LayerNormalization", epsilon),
-    ("cast_fp16", "Conv", cast_fp16), ("resize_mode", "Resize", resize_mode),
-])
+@pytest.mark.parametrize(
+    "kind, op, change",
+    [
+        ("pad_swap", "Pad", swap_pads),
+        ("epsilon", "LayerNormalization", epsilon),
+        ("cast_fp16", "Conv", cast_fp16),
+        ("resize_mode", "Resize", resize_mode),
+    ],
+)
 def test_injected_fault_is_named_first(kind, op, change, tmp_path):
     fault = Fault(kind, op, 0, change)
     result = localize(REF, "ort-cpu", "torch", "base", tmp_path / "repro", built=built_with(fault))
@@ -78,16 +83,39 @@ def test_cli_json_and_run_page(tmp_path, capsys):
     assert found["culprit"]["op_type"] == "Pad" and found["culprit"]["name"] == "node_pad"
     assert "pitfalls.py" in found["culprit"]["source"]
     out = tmp_path / "run"
-    assert main(["run", str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped", "--backends",
-                 "torch,ort-cpu", "--out", str(out), "--probes", "base", "--no-oracle"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped",
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(out),
+                "--probes",
+                "base",
+                "--no-oracle",
+            ]
+        )
+        == 0
+    )
     page = next((out / "cases").glob("*.html")).read_text()
     assert "Where it diverges" in page and "node_pad" in page and "reproduces the discrepancy" in page
 
 
 def test_localization_is_cached_and_its_bundle_copied_into_the_run(tmp_path):
     target = str(ROOT / "suites" / "pitfalls.py") + "::pad_order_swapped"
-    args = ["run", target, "--backends", "torch,ort-cpu", "--probes", "base", "--no-oracle",
-            "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "run",
+        target,
+        "--backends",
+        "torch,ort-cpu",
+        "--probes",
+        "base",
+        "--no-oracle",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     import polars as pl
 
     runs = []
@@ -122,8 +150,9 @@ def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_
 
     fault = Fault("pad_swap", "Pad", 0, swap_pads)
     model, x, path = _faulty_file(tmp_path, fault)
-    result = difftest.check(model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base",
-                            localize_budget=120, out=tmp_path / "run")
+    result = difftest.check(
+        model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base", localize_budget=120, out=tmp_path / "run"
+    )
     assert not result.passed
     import polars as pl
 
@@ -153,8 +182,9 @@ def test_a_users_file_with_no_names_in_common_is_localized_against_the_onnx_refe
         return Fault("pad_swap", "Pad", 0, swap_pads)(model)
 
     model, x, path = _faulty_file(tmp_path, renamed)
-    result = difftest.check(model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base",
-                            localize_budget=120, out=tmp_path / "run")
+    result = difftest.check(
+        model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base", localize_budget=120, out=tmp_path / "run"
+    )
     assert not result.passed
     import polars as pl
 

@@ -13,8 +13,20 @@ from difftest.cli import main
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_dir_module):
     out = tmp_path_factory.mktemp("written") / "run"
-    code = main(["run", str(data_dir_module / "models_as_written_suite.py"), "--backends", "torch,ort-cpu", "--out",
-                 str(out), "--jobs", "2", "--localize-budget", "0"])
+    code = main(
+        [
+            "run",
+            str(data_dir_module / "models_as_written_suite.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--localize-budget",
+            "0",
+        ]
+    )
     return code, out
 
 
@@ -40,8 +52,12 @@ def test_a_cache_in_the_outputs_is_flattened_into_named_outputs(run):
         case = _cases(out)[name]
         assert case["status"] == "ok", case["message"]
         assert "output_cache_layers_0_keys" in case["outputs"] and "output_cache_layers_0_values" in case["outputs"]
-    labels = pl.read_parquet(out / "comparisons.parquet").filter(
-        pl.col("case").str.contains("cache_in_and_out"))["label"].unique().to_list()
+    labels = (
+        pl.read_parquet(out / "comparisons.parquet")
+        .filter(pl.col("case").str.contains("cache_in_and_out"))["label"]
+        .unique()
+        .to_list()
+    )
     assert set(labels) <= {"exact", "numeric"}, labels
 
 
@@ -51,8 +67,11 @@ def test_tensors_inside_containers_are_inputs_and_every_stage_gets_a_fresh_copy(
     assert {"cache_layers_0_keys", "cache_layers_0_values"} <= set(case["inputs"])
     assert set(case["graph_inputs"]) >= {"cache_layers_0_keys", "cache_layers_0_values"}
     tensors = pl.read_parquet(out / "tensors.parquet").filter(
-        (pl.col("case") == "models_as_written_suite::cache_in_and_out") & (pl.col("backend") == "torch")
-        & (pl.col("probe") == "base") & (pl.col("output") == "output_cache_layers_0_keys"))
+        (pl.col("case") == "models_as_written_suite::cache_in_and_out")
+        & (pl.col("backend") == "torch")
+        & (pl.col("probe") == "base")
+        & (pl.col("output") == "output_cache_layers_0_keys")
+    )
     assert tensors["shape"].to_list() == [[2, 4, 8], [2, 4, 8]]  # first run and rerun: the cache did not grow
     assert len(set(tensors["digest"].to_list())) == 1
     pairs = _cases(out)["tuple_and_dict_inputs"]
@@ -84,8 +103,9 @@ def test_an_output_mask_that_matches_nothing_is_a_case_definition_error(run):
     assert wrong_name["blame"] == "case" and "output_masks names output 'logits'" in wrong_name["evidence"]
     assert "'output'" in wrong_name["evidence"]
     misaligned = rows["mask_does_not_line_up"]
-    assert misaligned["blame"] == "case" and "does not line up with the output's shape [5, 2, 4]" in \
-        misaligned["evidence"]
+    assert (
+        misaligned["blame"] == "case" and "does not line up with the output's shape [5, 2, 4]" in misaligned["evidence"]
+    )
 
 
 def test_a_missing_optional_package_skips_with_the_reason(run):
@@ -109,12 +129,18 @@ def test_junit_times_are_per_candidate(run):
 def test_a_suite_importing_another_suite_declares_only_its_own_cases(tmp_path):
     (tmp_path / "base_suite.py").write_text(
         "import torch\nfrom difftest import case\n\n@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(1),)\n"
-        "\n@case()\ndef two():\n    return torch.nn.Identity(), (torch.ones(1),)\n")
+        "\n@case()\ndef two():\n    return torch.nn.Identity(), (torch.ones(1),)\n"
+    )
     (tmp_path / "extra_suite.py").write_text(
         "import base_suite as S\nimport torch\nfrom difftest import case\n\n@case()\ndef three():\n"
-        "    return torch.nn.Identity(), (torch.ones(1),)\n")
-    listed = subprocess.run([sys.executable, "-m", "difftest", "list", str(tmp_path / "extra_suite.py")],
-                            capture_output=True, text=True, check=True).stdout.split()
+        "    return torch.nn.Identity(), (torch.ones(1),)\n"
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "difftest", "list", str(tmp_path / "extra_suite.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert listed == ["extra_suite::three"]
 
 
@@ -122,12 +148,21 @@ def test_k_matches_case_names_not_the_file_name(tmp_path):
     (tmp_path / "dyn.py").write_text(
         "import torch\nfrom difftest import case\n\n@case()\ndef dynamic_batch():\n"
         "    return torch.nn.Identity(), (torch.ones(1),)\n\n@case()\ndef static():\n"
-        "    return torch.nn.Identity(), (torch.ones(1),)\n")
-    listed = subprocess.run([sys.executable, "-m", "difftest", "list", str(tmp_path / "dyn.py"), "-k", "dyn"],
-                            capture_output=True, text=True, check=True).stdout.split()
+        "    return torch.nn.Identity(), (torch.ones(1),)\n"
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "difftest", "list", str(tmp_path / "dyn.py"), "-k", "dyn"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert listed == ["dyn::dynamic_batch"]
-    listed = subprocess.run([sys.executable, "-m", "difftest", "list", str(tmp_path / "dyn.py"), "-k", "dyn::st"],
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        [sys.executable, "-m", "difftest", "list", str(tmp_path / "dyn.py"), "-k", "dyn::st"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert listed == ["dyn::static"]
 
 
@@ -136,10 +171,23 @@ def test_exporter_errors_speak_the_cases_names(tmp_path, capsys):
         "import torch\nfrom difftest import Case, case\n\nclass Fixed(torch.nn.Module):\n"
         "    def forward(self, input_features):\n        return input_features.reshape(2, 6)\n\n"
         "@case()\ndef fixed():\n    return Case(Fixed().eval(), (torch.ones(2, 6),),\n"
-        "                dynamic_axes={'input_features': {0: 'batch'}})\n")
+        "                dynamic_axes={'input_features': {0: 'batch'}})\n"
+    )
     out = tmp_path / "run"
-    main(["run", str(tmp_path / "names.py"), "--backends", "torch,ort-cpu", "--out", str(out), "--probes", "base",
-          "--localize-budget", "0"])
+    main(
+        [
+            "run",
+            str(tmp_path / "names.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--probes",
+            "base",
+            "--localize-budget",
+            "0",
+        ]
+    )
     printed = capsys.readouterr().out
     (case,) = pl.read_parquet(out / "cases.parquet").to_dicts()
     assert case["export_status"] == "error"

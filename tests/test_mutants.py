@@ -75,8 +75,16 @@ def _check(model_name: str, tmp_path: Path, operator: str | None):
     save = tmp_path / "unmutated.onnx"
     transform = mutants.MutantTransform(None, operator, str(save)) if operator else None
     out = tmp_path / "run"
-    result = difftest.check(factory().eval(), _inputs(kind), backends=["ort-cpu"], exporter="torchscript",
-                            onnx_transform=transform, out=out, control_budget=0.0, name=f"{model_name}_{operator}")
+    result = difftest.check(
+        factory().eval(),
+        _inputs(kind),
+        backends=["ort-cpu"],
+        exporter="torchscript",
+        onnx_transform=transform,
+        out=out,
+        control_budget=0.0,
+        name=f"{model_name}_{operator}",
+    )
     return result, save, out
 
 
@@ -115,9 +123,12 @@ def test_mutant_changes_the_graph_and_is_killed(model_name, operator, tmp_path):
 def test_operators_return_none_when_nothing_to_mutate():
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.BOOL, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.BOOL, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [2])],
+    )
     model = helper.make_model(graph)
     for name in mutants.OPERATORS:
         assert mutants.mutate(model, name) is None, name

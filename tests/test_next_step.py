@@ -37,6 +37,7 @@ exportdb/index.html for more information.
 
 # -- item 6: minimal tolerances and statistics ------------------------------------------------------------------
 
+
 def test_minimal_tolerances_and_statistics_of_known_arrays():
     reference = np.array([1.0, 2.0, 4.0, -8.0], dtype=np.float32)
     candidate = np.array([1.0, 2.5, 3.0, -8.0], dtype=np.float32)  # |Δ| 0, .5, 1, 0; relative 0, .25, .25, 0
@@ -71,6 +72,7 @@ def test_no_rtol_covers_a_difference_where_the_reference_is_zero_and_no_toleranc
 
 # -- item 5: the exporter's one line ------------------------------------------------------------------------------
 
+
 def test_headline_drops_the_exporters_boilerplate():
     line = headline(DYNAMO_FAILURE)
     assert line == "TypeError: zeros(): argument 'size' failed to unpack the object at pos 2"
@@ -86,10 +88,17 @@ def _export_failure_verdicts() -> dict:
 @pytest.mark.parametrize("ok", [True, False])
 def test_an_export_failure_says_what_the_other_exporter_did(ok):
     verdicts = _export_failure_verdicts()
-    found = {"exporter": "torchscript", "ran": True, "ok": ok, "for": ["ort-cpu"],
-             "headline": None if ok else "RuntimeError: no"}
-    case = {"exporter": "dynamo", "controls": json.dumps({"other_exporter": {"kind": "export",
-                                                                             "results": {"dynamo": found}}})}
+    found = {
+        "exporter": "torchscript",
+        "ran": True,
+        "ok": ok,
+        "for": ["ort-cpu"],
+        "headline": None if ok else "RuntimeError: no",
+    }
+    case = {
+        "exporter": "dynamo",
+        "controls": json.dumps({"other_exporter": {"kind": "export", "results": {"dynamo": found}}}),
+    }
     next_step.apply(verdicts, case, "torch")
     step = verdicts["ort-cpu"][("*", "*")].next_step
     if ok:
@@ -101,10 +110,28 @@ def test_an_export_failure_says_what_the_other_exporter_did(ok):
 
 
 def test_an_export_failure_is_an_exporter_limitation():
-    failing = Outcome("m::gru", "ort-cpu", "export_error", None, "fail", "unexpected export_error",
-                      "export failed: TypeError: x", "*", blame="exporter")
-    runtime = Outcome("m::op", "ort-cpu", "runtime_error", None, "fail", "unexpected runtime_error",
-                      "run failed: NOT_IMPLEMENTED", "base", blame="ort-cpu")
+    failing = Outcome(
+        "m::gru",
+        "ort-cpu",
+        "export_error",
+        None,
+        "fail",
+        "unexpected export_error",
+        "export failed: TypeError: x",
+        "*",
+        blame="exporter",
+    )
+    runtime = Outcome(
+        "m::op",
+        "ort-cpu",
+        "runtime_error",
+        None,
+        "fail",
+        "unexpected runtime_error",
+        "run failed: NOT_IMPLEMENTED",
+        "base",
+        blame="ort-cpu",
+    )
     groups = triage.group_failures([failing, runtime], None)
     text = triage.headline(groups, triage.common_patterns(groups))
     assert "(exporter limitation)" in text and "(backend limitation)" in text
@@ -113,14 +140,28 @@ def test_an_export_failure_is_an_exporter_limitation():
 
 # -- item 7: the console summary ----------------------------------------------------------------------------------
 
+
 def test_the_summary_leads_with_status_and_says_each_skipped_backend_once(tmp_path):
-    outcomes = [Outcome(f"s::c{i}", "ort-cuda", "skipped", None, "skipped", "no CUDA", "no CUDA", "*")
-                for i in range(5)]
-    outcomes += [Outcome("s::c0", "ort-cpu", "numeric", None, "pass", "", "", "base"),
-                 Outcome("s::c1", "ort-cpu", "mismatch", None, "fail", "unexpected mismatch", "bad", "base",
-                         next_step="call model.eval() first")]
-    text = format_summary(tmp_path, [{"case": f"s::c{i}"} for i in range(5)], outcomes,
-                          {"ort-cuda": "no CUDA provider here"})
+    outcomes = [
+        Outcome(f"s::c{i}", "ort-cuda", "skipped", None, "skipped", "no CUDA", "no CUDA", "*") for i in range(5)
+    ]
+    outcomes += [
+        Outcome("s::c0", "ort-cpu", "numeric", None, "pass", "", "", "base"),
+        Outcome(
+            "s::c1",
+            "ort-cpu",
+            "mismatch",
+            None,
+            "fail",
+            "unexpected mismatch",
+            "bad",
+            "base",
+            next_step="call model.eval() first",
+        ),
+    ]
+    text = format_summary(
+        tmp_path, [{"case": f"s::c{i}"} for i in range(5)], outcomes, {"ort-cuda": "no CUDA provider here"}
+    )
     lines = text.splitlines()
     assert lines[1] == "status:   pass 1, fail 1, skipped 5"
     assert lines[2] == "skipped:  ort-cuda: no CUDA provider here (5 result(s))"
@@ -131,6 +172,7 @@ def test_the_summary_leads_with_status_and_says_each_skipped_backend_once(tmp_pa
 
 # -- item 8: the case page's localization in words ----------------------------------------------------------------
 
+
 def test_localization_statuses_are_said_as_what_they_mean_for_the_verdict():
     failing = Outcome("s::c", "ort-cpu", "mismatch", None, "fail", "", "", "base")
     shown, _ = case_view.split_localization({"ort-cpu": {"status": "no_divergence", "reason": "…"}}, [failing])
@@ -139,6 +181,7 @@ def test_localization_statuses_are_said_as_what_they_mean_for_the_verdict():
 
 
 # -- end to end, through difftest.check ---------------------------------------------------------------------------
+
 
 def test_a_model_in_training_mode_says_eval_and_is_blamed_on_the_model(tmp_path):
     torch.manual_seed(0)
@@ -177,18 +220,31 @@ def test_rejudge_prints_the_runs_summary(tmp_path, capsys):
 def test_a_mismatch_only_where_a_mask_is_zero_suggests_the_exact_output_masks():
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     x = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(3)) + 1
-    result = difftest.check(Scores().eval(), (x, mask), backends=["ort-cpu"], probes="base", exporter="torchscript",
-                            onnx_transform=_zero_where_masked)
+    result = difftest.check(
+        Scores().eval(),
+        (x, mask),
+        backends=["ort-cpu"],
+        probes="base",
+        exporter="torchscript",
+        onnx_transform=_zero_where_masked,
+    )
     row = result.verdicts.filter(pl.col("candidate") == "ort-cpu").to_dicts()[0]
     assert row["label"] == "mismatch"
     assert "output_masks={'output': 'mask'}" in row["next_step"]
-    assert "next step: if the positions where mask is 0 are padding, declare output_masks={'output': 'mask'}" \
-        in str(result)
+    assert "next step: if the positions where mask is 0 are padding, declare output_masks={'output': 'mask'}" in str(
+        result
+    )
     assert "smallest tolerance that covers every difference" in str(result)
     # the suggestion, declared, passes
-    declared = difftest.check(Scores().eval(), (x, mask), backends=["ort-cpu"], probes="base",
-                              exporter="torchscript", onnx_transform=_zero_where_masked,
-                              output_masks={"output": "mask"})
+    declared = difftest.check(
+        Scores().eval(),
+        (x, mask),
+        backends=["ort-cpu"],
+        probes="base",
+        exporter="torchscript",
+        onnx_transform=_zero_where_masked,
+        output_masks={"output": "mask"},
+    )
     assert declared.passed
 
 
@@ -204,8 +260,9 @@ class PackedGRU(torch.nn.Module):
 
 def test_a_model_no_exporter_takes_is_an_exporter_limitation_with_the_real_message():
     torch.manual_seed(0)
-    result = difftest.check(PackedGRU().eval(), (torch.randn(2, 5, 4), torch.tensor([5, 3])), backends=["ort-cpu"],
-                            probes="base")
+    result = difftest.check(
+        PackedGRU().eval(), (torch.randn(2, 5, 4), torch.tensor([5, 3])), backends=["ort-cpu"], probes="base"
+    )
     row = result.verdicts.to_dicts()[0]
     assert row["label"] == "export_error" and row["blame"] == "exporter"
     assert "step 1/3" not in row["evidence"] and "Next steps" not in row["evidence"]
@@ -225,8 +282,9 @@ class Branchy(torch.nn.Module):
 
 
 def test_a_tracer_warning_keeps_its_file_and_line():
-    result = difftest.check(Branchy().eval(), (torch.ones(2, 3),), backends=["ort-cpu"], probes="base",
-                            exporter="torchscript")
+    result = difftest.check(
+        Branchy().eval(), (torch.ones(2, 3),), backends=["ort-cpu"], probes="base", exporter="torchscript"
+    )
     case = pl.read_parquet(result.run_dir / "parts" / "cases").to_dicts()[0]
     traced = [w for w in case["export_warnings"] if w.startswith("TracerWarning")]
     assert traced and "test_next_step.py:" in traced[0]

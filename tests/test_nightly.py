@@ -11,7 +11,7 @@ from difftest.nightly.shards import select
 DATA = Path(__file__).parent / "data"
 FAST = ["--backends", "torch,ort-cpu", "--probes", "base,alt", "--no-oracle", "--reruns", "0"]
 
-SUITE = '''
+SUITE = """
 import torch
 from difftest import case
 from difftest.suite.graph_edit import replace_op
@@ -30,7 +30,7 @@ def stable():
 @case(exporter="torchscript"{broken})
 def changing():
     return Double().eval(), (torch.arange(6.0),)
-'''
+"""
 
 
 def suite(folder: Path, broken: bool) -> Path:
@@ -92,7 +92,8 @@ def test_two_shards_merged_equal_a_full_run(tmp_path, capsys):
     durations = tmp_path / "durations"
     durations.mkdir()
     pl.read_parquet(full / "cases.parquet").with_columns(pl.lit(1.0).alias("seconds")).write_parquet(
-        durations / "cases.parquet")
+        durations / "cases.parquet"
+    )
     assert main(["run", *args, "--out", str(one), "--shard", "1/2", "--durations", str(durations)]) == 0
     assert main(["run", *args, "--out", str(two), "--shard", "2/2", "--durations", str(durations)]) == 0
     counts = [len(pl.read_parquet(d / "cases.parquet")) for d in (one, two)]
@@ -108,7 +109,7 @@ def test_two_shards_merged_equal_a_full_run(tmp_path, capsys):
     assert "in both" in capsys.readouterr().err
 
 
-CRASHES = '''
+CRASHES = """
 import os
 import signal
 
@@ -127,7 +128,7 @@ class Double(torch.nn.Module):
 @case(exporter="torchscript"{broken})
 def flips():
     return Double().eval(), (torch.arange(6.0),)
-'''
+"""
 
 
 def test_a_crash_last_night_does_not_make_tonights_mismatch_known(tmp_path):
@@ -158,8 +159,12 @@ def test_merge_says_which_shards_are_missing_or_unfinished_and_fails(tmp_path, c
     assert main(["run", *args, "--out", str(two), "--shard", "2/3"]) == 0
     assert main(["run", *args, "--out", str(three), "--shard", "3/3"]) == 0
     # shard 1/3 holds two cases (equal weights: slow_1 and slow_4); stop it after the first
-    stopped = subprocess.Popen([sys.executable, "-m", "difftest", "run", *args, "--out", str(one), "--shard", "1/3"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = subprocess.Popen(
+        [sys.executable, "-m", "difftest", "run", *args, "--out", str(one), "--shard", "1/3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in stopped.stdout:
         if "[1/2]" in line:
             stopped.send_signal(signal.SIGTERM)

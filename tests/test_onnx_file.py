@@ -29,8 +29,15 @@ class Classifier(torch.nn.Module):
 def _export(model, args, path, input_names, output_names, dynamic_axes=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, dynamo=False)
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            dynamo=False,
+        )
     return path
 
 
@@ -86,8 +93,9 @@ def test_a_file_whose_inputs_do_not_line_up_is_refused_with_both_lists(tmp_path)
             return ids.float()
 
     path = _export(One(), (torch.ones(2, 3, dtype=torch.int64),), tmp_path / "one.onnx", ["tokens"], ["out"])
-    result = difftest.check(Two(), (torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3)), onnx=path,
-                            backends=["ort-cpu"])
+    result = difftest.check(
+        Two(), (torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3)), onnx=path, backends=["ort-cpu"]
+    )
     assert not result.passed
     (row,) = [r for r in _verdicts(result) if r["candidate"] == "ort-cpu"]
     assert row["label"] == "export_error" and row["stage"] == "definition"
@@ -97,8 +105,9 @@ def test_a_file_whose_inputs_do_not_line_up_is_refused_with_both_lists(tmp_path)
 
 def test_a_file_with_another_input_dtype_is_refused(tmp_path):
     model = Classifier().eval()
-    path = _export(model.double(), (torch.randn(2, 8, dtype=torch.float64),), tmp_path / "f64.onnx", ["pixels"],
-                   ["logits"])
+    path = _export(
+        model.double(), (torch.randn(2, 8, dtype=torch.float64),), tmp_path / "f64.onnx", ["pixels"], ["logits"]
+    )
     result = difftest.check(Classifier().eval(), (torch.randn(2, 8),), onnx=path, backends=["ort-cpu"])
     (row,) = [r for r in _verdicts(result) if r["candidate"] == "ort-cpu"]
     assert row["label"] == "export_error"
@@ -124,8 +133,13 @@ def test_inputs_named_otherwise_are_matched_by_position_and_outputs_by_name_in_a
 def test_binding_names_both_sides_when_counts_differ():
     proto = onnx.load_from_string(_model_bytes(["x"], ["y"]))
     with pytest.raises(onnx_file.OnnxFileError) as raised:
-        onnx_file.bind(proto, ["x", "y", "z"], {n: np.zeros((2,), np.float32) for n in "xyz"}, ["out0", "out1"],
-                       [np.zeros(2, np.float32)] * 2)
+        onnx_file.bind(
+            proto,
+            ["x", "y", "z"],
+            {n: np.zeros((2,), np.float32) for n in "xyz"},
+            ["out0", "out1"],
+            [np.zeros(2, np.float32)] * 2,
+        )
     message = str(raised.value)
     assert "The file's outputs: y (float32 [2])" in message and "The model's outputs: out0" in message
 
@@ -134,8 +148,12 @@ def _model_bytes(inputs, outputs):
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("Identity", [inputs[0]], [out]) for out in outputs]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(i, TensorProto.FLOAT, [2]) for i in inputs],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2]) for o in outputs])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(i, TensorProto.FLOAT, [2]) for i in inputs],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2]) for o in outputs],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -151,14 +169,20 @@ def test_own_exports_keep_the_users_dynamic_axis_names(tmp_path):
             return (tokens * mask.unsqueeze(-1)).sum(1)
 
     target = tmp_path / "encoder.onnx"
-    result = difftest.check(Encoder(), (torch.randn(2, 5, 4), torch.ones(2, 5)), backends=["ort-cpu"],
-                            dynamic_axes={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
-                            save_onnx=target)
+    result = difftest.check(
+        Encoder(),
+        (torch.randn(2, 5, 4), torch.ones(2, 5)),
+        backends=["ort-cpu"],
+        dynamic_axes={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
+        save_onnx=target,
+    )
     assert result.passed, str(result)
     assert result.saved_onnx == target
     proto = onnx.load(str(target))
-    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-            for v in list(proto.graph.input) + list(proto.graph.output)}
+    dims = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(proto.graph.input) + list(proto.graph.output)
+    }
     assert dims["tokens"] == ["batch", "seq", 4] and dims["mask"] == ["batch", "seq"]
     assert dims["output"] == ["batch", 4]
 
@@ -166,10 +190,15 @@ def test_own_exports_keep_the_users_dynamic_axis_names(tmp_path):
 def test_name_dynamic_axes_keeps_a_symbol_two_names_would_share():
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["c"])], "g",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["s0"]),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, ["s0"])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["s0"])])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"])],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["s0"]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["s0"]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["s0"])],
+    )
     proto = helper.make_model(graph)
     notes = onnx_file.name_dynamic_axes(proto, {"a": {0: "batch"}, "b": {0: "rows"}})
     assert [d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim] == ["batch"]
@@ -191,11 +220,13 @@ def test_a_suite_case_names_its_file_beside_the_suite(shipped, tmp_path):
         "@case(onnx='model.onnx')\ndef classifier():\n"
         "    saved = torch.load(__file__.replace('shipped_suite.py', 'weights.pt'))\n"
         "    model = Classifier().eval()\n    model.load_state_dict(saved['model'])\n"
-        "    return model, (saved['x'],)\n")
+        "    return model, (saved['x'],)\n"
+    )
     (tmp_path / "test_onnx_file_model.py").write_text(
         "import torch\n\nclass Classifier(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.body = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))\n\n"
-        "    def forward(self, pixels):\n        return self.body(pixels)\n")
+        "    def forward(self, pixels):\n        return self.body(pixels)\n"
+    )
     out = tmp_path / "run"
     assert main(["run", str(tmp_path / "shipped_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out)]) == 0
     cases = pl.read_parquet(out / "cases.parquet").to_dicts()
@@ -205,6 +236,7 @@ def test_a_suite_case_names_its_file_beside_the_suite(shipped, tmp_path):
 def test_a_file_that_declares_batch_dynamic_but_fixed_it_inside_fails_on_other_sizes(tmp_path):
     """The export script traced a reshape to the example's batch (2) and still declared batch dynamic: the file
     passes on the example and must fail on the shape probe, never pass."""
+
     class Generic(torch.nn.Module):
         def __init__(self):
             super().__init__()

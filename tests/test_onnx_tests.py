@@ -15,10 +15,12 @@ from difftest.suite.onnx_tests import OnnxTestError, load
 
 def add_model(weight: np.ndarray) -> onnx.ModelProto:
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "add",
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "add",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
-        initializer=[numpy_helper.from_array(weight, "w")])
+        initializer=[numpy_helper.from_array(weight, "w")],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 

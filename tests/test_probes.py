@@ -134,11 +134,23 @@ def test_frozen_inputs_treat_the_value_probes_like_alt():
     def row(backend, values, probe):
         return tensor_row(task, backend, probe, output="output", index=0, array=np.asarray(values, np.float32))
 
-    tensors = [row("torch", [1.0], "base"), row("ort-cpu", [1.0], "base"),
-               row("torch", [1.0], "alt"), row("ort-cpu", [1.0], "alt"),
-               row("torch", [2.0], "counts"), row("ort-cpu", [1.0], "counts")]
-    case = {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": "{}", "expect": None,
-            "export_warnings": ["TracerWarning: Using len to get tensor shape might cause the trace to be incorrect"]}
+    tensors = [
+        row("torch", [1.0], "base"),
+        row("ort-cpu", [1.0], "base"),
+        row("torch", [1.0], "alt"),
+        row("ort-cpu", [1.0], "alt"),
+        row("torch", [2.0], "counts"),
+        row("ort-cpu", [1.0], "counts"),
+    ]
+    case = {
+        "case": "s::c",
+        "status": "ok",
+        "stage": None,
+        "message": None,
+        "tolerances": "{}",
+        "expect": None,
+        "export_warnings": ["TracerWarning: Using len to get tensor shape might cause the trace to be incorrect"],
+    }
     rows = {r["probe"]: r for r in judge_case(case, tensors, RunContext("r", "torch", ["ort-cpu"], {}, None))}
     assert rows["counts"]["label"] == "frozen_input", rows["counts"]["evidence"]
     assert json.dumps(rows["alt"]["label"]) == '"exact"'

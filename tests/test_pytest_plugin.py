@@ -50,7 +50,7 @@ def wrong_op_expected():
     return Double().eval(), (torch.arange(6.0).reshape(2, 3),)
 '''
 
-TEST_WITH_FIXTURE = '''
+TEST_WITH_FIXTURE = """
 import torch
 
 
@@ -84,14 +84,15 @@ def test_net_agrees(difftest):
 def test_a_wrong_graph_fails_with_the_evidence(difftest):
     difftest(Wrong().eval(), (torch.arange(6.0).reshape(2, 3),), exporter="torchscript",
              onnx_transform=_reverse_back).raise_for_failures()
-'''
+"""
 
 FAST = ["--difftest-backends", "ort-cpu", "--difftest-probes", "base", "-p", "no:cacheprovider"]
 
 
 def test_the_plugin_is_registered_and_inert_unless_used(pytester):
-    assert any(e.name == "difftest" and e.value == "difftest.pytest_plugin"
-               for e in metadata.entry_points(group="pytest11"))
+    assert any(
+        e.name == "difftest" and e.value == "difftest.pytest_plugin" for e in metadata.entry_points(group="pytest11")
+    )
     pytester.makepyfile(zoo=SUITE, test_plain="def test_plain():\n    assert True\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)  # without --difftest the @case factories are not tests
@@ -122,8 +123,19 @@ def test_a_candidate_that_cannot_run_here_is_skipped_with_the_reason(pytester):
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has ORT's CUDA provider: ort-cuda runs")
     pytester.makepyfile(zoo=SUITE)
-    result = pytester.runpytest_subprocess("--difftest", "zoo.py", "-k", "resnet", "--difftest-backends", "ort-cpu,ort-cuda",
-                                "--difftest-probes", "base", "-rs", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--difftest",
+        "zoo.py",
+        "-k",
+        "resnet",
+        "--difftest-backends",
+        "ort-cpu,ort-cuda",
+        "--difftest-probes",
+        "base",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+    )
     result.assert_outcomes(passed=1, skipped=1, deselected=4)
     assert "CUDAExecutionProvider" in result.stdout.str()
 
@@ -162,13 +174,17 @@ def test_a_broken_suite_file_is_a_collection_error_that_names_the_line(pytester)
 
 # --- issue 22: the plugin keeps the guarantees the CLI gives ---------------------------------------------------
 
+
 def test_two_suite_files_of_one_name_are_refused_not_mixed(pytester):
     """a/models.py and b/models.py: the second file's cases got the first one's results ("2 passed")."""
-    agrees = SUITE.split("@case(")[0] + '''
+    agrees = (
+        SUITE.split("@case(")[0]
+        + """
 @case(exporter="torchscript")
 def same():
     return Double().eval(), (torch.arange(6.0).reshape(2, 3),)
-'''
+"""
+    )
     wrong = agrees.replace('@case(exporter="torchscript")', '@case(exporter="torchscript", onnx_transform=_mul_to_add)')
     for folder, body in (("a", agrees), ("b", wrong)):
         pytester.mkdir(folder)
@@ -180,7 +196,9 @@ def same():
     assert str(pytester.path / "a" / "models.py") in out and str(pytester.path / "b" / "models.py") in out
 
 
-FIXTURE_CASES = TEST_WITH_FIXTURE.split("def test_net_agrees")[0] + '''
+FIXTURE_CASES = (
+    TEST_WITH_FIXTURE.split("def test_net_agrees")[0]
+    + """
 import pytest
 import difftest as difftest_api
 
@@ -212,7 +230,8 @@ def test_nobody_looks(difftest):
 def test_a_wrong_graph_fails_with_the_evidence(difftest):
     difftest(Wrong().eval(), (torch.arange(6.0).reshape(2, 3),), exporter="torchscript",
              onnx_transform=_reverse_back).raise_for_failures()
-'''
+"""
+)
 
 
 def test_fixture_skips_warns_reports_every_call_and_hides_its_frames(pytester):

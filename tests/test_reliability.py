@@ -18,9 +18,27 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="module")
 def faults_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("faults") / "run"
-    code = main(["run", str(DATA / "faults_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out),
-                 "--timeout", "10", "--memory-limit", "3000", "--jobs", "2", "--probes", "base", "--no-oracle",
-                 "--reruns", "0"])
+    code = main(
+        [
+            "run",
+            str(DATA / "faults_suite.py"),
+            "--backends",
+            "torch,ort-cpu",
+            "--out",
+            str(out),
+            "--timeout",
+            "10",
+            "--memory-limit",
+            "3000",
+            "--jobs",
+            "2",
+            "--probes",
+            "base",
+            "--no-oracle",
+            "--reruns",
+            "0",
+        ]
+    )
     comparisons = pl.read_parquet(out / "comparisons.parquet")
     return code, out, {r["case"].split("::", 1)[1]: r for r in comparisons.to_dicts()}
 
@@ -78,19 +96,33 @@ def _comparable(run_dir: Path) -> list[dict]:
 
 def _digests(run_dir: Path) -> list[tuple]:
     df = pl.read_parquet(run_dir / "tensors.parquet")
-    return sorted(zip(df["case"], df["probe"], df["backend"], df["output"].fill_null(""), df["rerun"],
-                      df["digest"].fill_null("")))
+    return sorted(
+        zip(df["case"], df["probe"], df["backend"], df["output"].fill_null(""), df["rerun"], df["digest"].fill_null(""))
+    )
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = [str(DATA / "slow_suite.py"), "--backends", "torch,ort-cpu", "--jobs", "1", "--probes", "base,alt",
-            "--reruns", "0"]
+    args = [
+        str(DATA / "slow_suite.py"),
+        "--backends",
+        "torch,ort-cpu",
+        "--jobs",
+        "1",
+        "--probes",
+        "base,alt",
+        "--reruns",
+        "0",
+    ]
     whole = tmp_path / "whole"
     assert main(["run", *args, "--out", str(whole)]) == 0
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "difftest", "run", *args, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "difftest", "run", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     parts = killed / "parts" / "cases"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(parts.glob("*.parquet")) if parts.exists() else []) < 2:
@@ -108,8 +140,21 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_corrupt_table_gives_a_clear_error(tmp_path, capsys, data_dir):
     out = tmp_path / "run"
-    assert main(["run", str(data_dir / "passing_suite.py"), "--backends", "torch,ort-cpu", "--out", str(out),
-                 "--probes", "base"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(data_dir / "passing_suite.py"),
+                "--backends",
+                "torch,ort-cpu",
+                "--out",
+                str(out),
+                "--probes",
+                "base",
+            ]
+        )
+        == 0
+    )
     table = out / "tensors.parquet"
     table.write_bytes(table.read_bytes()[: table.stat().st_size // 2])
     assert main(["report", str(out), "--rejudge"]) == 2

@@ -79,7 +79,9 @@ def test_repro_bundle_replays_the_discrepancy(tiny_run):
         tensor.ParseFromString((bundle / "test_data_set_0" / f"input_{i}.pb").read_bytes())
         assert tensor.name == graph_input.name
         inputs[tensor.name] = numpy_helper.to_array(tensor)
-    (got,) = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
+    (got,) = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, inputs
+    )
     expected = numpy_helper.to_array(onnx.load_tensor(str(bundle / "test_data_set_0" / "output_0.pb")))
     recorded = numpy_helper.to_array(onnx.load_tensor(str(bundle / "outputs" / "ort-cpu" / "output_0.pb")))
     assert np.array_equal(got, recorded) and not np.array_equal(got, expected)
@@ -110,18 +112,47 @@ def test_report_renders_in_a_real_browser(tiny_run, tmp_path, width):
     for page in pages:
         shot = tmp_path / f"{page.stem}-{width}.png"
         dom = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1000", "--virtual-time-budget=2000",
-             "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--window-size={width},1000",
+                "--virtual-time-budget=2000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert dom.returncode == 0, dom.stderr[-2000:]
         assert "tiny_suite::" in dom.stdout
         if page.name == "index.html":
             assert "of 8 cases" in dom.stdout  # the filter script ran and counted the rows
         else:
             assert "A closer look" in dom.stdout and "[1, 2]" in dom.stdout
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-                        f"--window-size={width},1000", f"--screenshot={shot}", page.as_uri()],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--window-size={width},1000",
+                f"--screenshot={shot}",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         assert shot.stat().st_size > 10_000

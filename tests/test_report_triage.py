@@ -45,7 +45,7 @@ def _text(html: str) -> str:
 
 
 def _section(text: str, start: str, end: str) -> str:
-    return text[text.index(start): text.index(end, text.index(start))]
+    return text[text.index(start) : text.index(end, text.index(start))]
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +58,24 @@ def night(tmp_path_factory) -> Path:
 
 def test_opens_with_one_sentence_and_three_sections(night):
     text = _text((night / "index.html").read_text())
-    headline = ("6 discrepancies in 5 cases (4 share one pattern on ort-cuda); 2 cases could not run on torch-cuda "
-                "(setup); 1 case could not run on ort-cpu, ort-cuda (exporter limitation); 1 case could not run on "
-                "torch-cuda (backend limitation); 1 expectation to update.")
+    headline = (
+        "6 discrepancies in 5 cases (4 share one pattern on ort-cuda); 2 cases could not run on torch-cuda "
+        "(setup); 1 case could not run on ort-cpu, ort-cuda (exporter limitation); 1 case could not run on "
+        "torch-cuda (backend limitation); 1 expectation to update."
+    )
     assert headline in text
-    assert text.index(headline) < text.index("Discrepancies (6)") < text.index("Could not run (4)") \
+    assert (
+        text.index(headline)
+        < text.index("Discrepancies (6)")
+        < text.index("Could not run (4)")
         < text.index("Expectations that no longer hold (1)")
+    )
     assert "No baseline: new and known failures cannot be told apart" in text
     # both ORT distributions were installed; the sessions' providers say which one was imported
-    assert "Two ONNX Runtime distributions are installed side by side (onnxruntime 1.30.0, onnxruntime-gpu 1.31.1)" \
-        in text and "only onnxruntime-gpu provides" in text
+    assert (
+        "Two ONNX Runtime distributions are installed side by side (onnxruntime 1.30.0, onnxruntime-gpu 1.31.1)" in text
+        and "only onnxruntime-gpu provides" in text
+    )
 
     discrepancies = _section(text, "Discrepancies (6)", "Could not run")
     assert "4 of these share one pattern" in discrepancies and "TF32 is not ruled out" in discrepancies
@@ -77,14 +85,14 @@ def test_opens_with_one_sentence_and_three_sections(night):
     could_not = _section(text, "Could not run (4)", "Expectations that no longer hold")
     setup = _section(could_not, "Setup:", "Backend limitations")
     assert "ops::scatter_add_duplicates" in setup and "pitfalls::slide_inference_padded" in setup
-    limitation = could_not[could_not.index("Backend limitations"):]
+    limitation = could_not[could_not.index("Backend limitations") :]
     assert "ops::matmul_int64" in limitation
     # one export feeds both ONNX runtimes: one row, its twin folded, the exporter's own summary not its boilerplate
     assert "models::lstm ort-cpu same in ort-cuda" in limitation
     assert "Found the following conflicts between user-specified ranges and inferred ranges" in limitation
     assert "This is step 1/3" not in limitation
 
-    expectations = text[text.index("Expectations that no longer hold (1)"):]
+    expectations = text[text.index("Expectations that no longer hold (1)") :]
     assert "ops::max_reduce_nan" in expectations and "remove that expectation for ort-cuda" in expectations
 
     # ONNX test folders are not applicable on eager torch: said so, and not counted as skipped
@@ -136,15 +144,16 @@ def test_a_variant_that_repeats_its_twin_is_folded(tmp_path):
     shutil.copytree(GPU_NIGHT, run)
     twin = "ort-cuda[opt=disable]"
     tensors = pl.read_parquet(run / "tensors.parquet")
-    tensors = pl.concat([tensors, tensors.filter(pl.col("backend") == "ort-cuda").with_columns(
-        pl.lit(twin).alias("backend"))])
+    tensors = pl.concat(
+        [tensors, tensors.filter(pl.col("backend") == "ort-cuda").with_columns(pl.lit(twin).alias("backend"))]
+    )
     tensors.write_parquet(run / "tensors.parquet")
-    runs = pl.read_parquet(run / "runs.parquet").with_columns(
-        pl.col("backends_requested").list.concat(pl.lit([twin])))
+    runs = pl.read_parquet(run / "runs.parquet").with_columns(pl.col("backends_requested").list.concat(pl.lit([twin])))
     runs.write_parquet(run / "runs.parquet")
     cases = pl.read_parquet(run / "cases.parquet")
-    cases.with_columns(pl.col("exports").str.replace(r'"ort-cuda":', f'"{twin}": null, "ort-cuda":')) \
-        .write_parquet(run / "cases.parquet")
+    cases.with_columns(pl.col("exports").str.replace(r'"ort-cuda":', f'"{twin}": null, "ort-cuda":')).write_parquet(
+        run / "cases.parquet"
+    )
     assert main(["report", str(run), "--rejudge"]) == 1  # unexpected failures: the exit code says so
     text = _text((run / "index.html").read_text())
     assert "6 discrepancies in 5 cases" in text  # not 10: the twin's rows are folded into ort-cuda's
@@ -184,8 +193,9 @@ def test_new_and_known_in_folders_that_are_not_timestamps(tmp_path):
     assert main(["run", *args, "--out", str(first)]) == 0
     comparisons = pl.read_parquet(first / "comparisons.parquet")
     changed = comparisons["case"][0]
-    comparisons.with_columns(pl.when(pl.col("case") == changed).then(pl.lit("dtype")).otherwise(pl.col("label"))
-                             .alias("label")).write_parquet(first / "comparisons.parquet")
+    comparisons.with_columns(
+        pl.when(pl.col("case") == changed).then(pl.lit("dtype")).otherwise(pl.col("label")).alias("label")
+    ).write_parquet(first / "comparisons.parquet")
     assert main(["run", *args, "--out", str(second)]) == 0
     index = (second / "index.html").read_text()
     rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr data-name="([^"]+)"(.*?)</tr>', index, flags=re.S)}
@@ -203,10 +213,26 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 def test_charts_are_drawn_offline_in_a_real_browser(night, tmp_path):
     page = next((night / "cases").glob("models__resnet_basic-*.html"))
     dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000", "--virtual-time-budget=2000",
-         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,1000",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('class="marks"') >= 4  # Vega drew histogram, scatter and heatmap from ../assets/
 
@@ -220,6 +246,6 @@ def test_signatures_take_out_every_runtime_familys_names():
         return SimpleNamespace(label="mismatch", evidence=evidence)
 
     assert _signature(outcome("openvino differs from eager; onnx-ref agrees")) == _signature(
-        outcome("openvino[precision=f32] differs from eager; onnx-ref agrees"))
-    assert _signature(outcome("torch-compile[mode=reduce-overhead] differs")) == _signature(
-        outcome("ort-cpu differs"))
+        outcome("openvino[precision=f32] differs from eager; onnx-ref agrees")
+    )
+    assert _signature(outcome("torch-compile[mode=reduce-overhead] differs")) == _signature(outcome("ort-cpu differs"))

@@ -16,13 +16,22 @@ TRUTH = [1.0, 2.0, 3.0, 4.0]
 
 
 def _ok(backend, values, dtype=np.float32, providers=None):
-    return tensor_row(TASK, backend, "base", output="output", index=0, array=np.asarray(values, dtype=dtype),
-                      providers=providers)
+    return tensor_row(
+        TASK, backend, "base", output="output", index=0, array=np.asarray(values, dtype=dtype), providers=providers
+    )
 
 
 def _case(**extra):
-    return {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": "{}", "expect": None,
-            "exporter": "dynamo", **extra}
+    return {
+        "case": "s::c",
+        "status": "ok",
+        "stage": None,
+        "message": None,
+        "tolerances": "{}",
+        "expect": None,
+        "exporter": "dynamo",
+        **extra,
+    }
 
 
 def _judge(tensors, candidates):
@@ -36,8 +45,10 @@ BF16 = ["CPU (OpenVINO 2026.4.1)", "inference precision bf16"]
 
 def test_openvino_bf16_within_bf16_tolerance_is_a_reduced_precision_warning_never_float_noise():
     bf16 = [1.0, 2.0078125, 3.015625, 3.984375]  # bf16 rounding of values off by a little
-    rows = _judge([_ok("openvino", bf16, providers=BF16), _ok("openvino[precision=f32]", TRUTH)],
-                  ["openvino", "openvino[precision=f32]"])
+    rows = _judge(
+        [_ok("openvino", bf16, providers=BF16), _ok("openvino[precision=f32]", TRUTH)],
+        ["openvino", "openvino[precision=f32]"],
+    )
     row = rows["openvino"]
     assert row["label"] == "reduced_precision" and row["passed"]  # a warning: not numeric, not a failure
     assert row["label"] != "numeric" and row["accepted_by"] == "reduced precision"
@@ -52,8 +63,10 @@ def test_openvino_bf16_within_bf16_tolerance_is_a_reduced_precision_warning_neve
 
 def test_openvino_bf16_beyond_bf16_tolerance_fails_and_says_not_accurate_at_its_default():
     far = [1.0, 2.0, 3.0, 4.5]  # 12% off on one value: no bf16 rounding explains that
-    rows = _judge([_ok("openvino", far, providers=BF16), _ok("openvino[precision=f32]", TRUTH)],
-                  ["openvino", "openvino[precision=f32]"])
+    rows = _judge(
+        [_ok("openvino", far, providers=BF16), _ok("openvino[precision=f32]", TRUTH)],
+        ["openvino", "openvino[precision=f32]"],
+    )
     row = rows["openvino"]
     assert not row["passed"] and row["label"] == "mismatch"
     assert row["blame"] == "precision:bf16"  # the precision makes the difference: f32 agrees
@@ -62,12 +75,23 @@ def test_openvino_bf16_beyond_bf16_tolerance_fails_and_says_not_accurate_at_its_
 
 def test_openvino_bf16_flipping_a_discrete_output_is_never_within_tolerance():
     def labels(backend, values, providers=None):
-        return tensor_row(TASK, backend, "base", output="output", index=0, array=np.asarray(values, dtype=np.int64),
-                          providers=providers)
+        return tensor_row(
+            TASK,
+            backend,
+            "base",
+            output="output",
+            index=0,
+            array=np.asarray(values, dtype=np.int64),
+            providers=providers,
+        )
 
     context = RunContext("r", "torch", ["openvino", "openvino[precision=f32]"], {}, "torch-fp64")
-    tensors = [labels("torch", [1, 2]), labels("torch-fp64", [1, 2]), labels("openvino", [1, 3], BF16),
-               labels("openvino[precision=f32]", [1, 2])]
+    tensors = [
+        labels("torch", [1, 2]),
+        labels("torch-fp64", [1, 2]),
+        labels("openvino", [1, 3], BF16),
+        labels("openvino[precision=f32]", [1, 2]),
+    ]
     row = {r["candidate"]: r for r in judge_case(_case(), tensors, context)}["openvino"]
     assert not row["passed"] and row["blame"] == "precision:bf16"
     assert "a discrete output must be equal" in row["blame_reason"]
@@ -88,9 +112,14 @@ def test_precision_check_holds_values_near_zero_to_the_outputs_scale():
 
 def test_openvino_failing_at_f32_too_is_not_blamed_on_the_precision():
     wrong = [1.0, 2.0, 3.0, 5.0]
-    rows = _judge([_ok("openvino", wrong, providers=["CPU", "inference precision bf16"]),
-                   _ok("openvino[precision=f32]", wrong), _ok("ort-cpu", TRUTH)],
-                  ["openvino", "openvino[precision=f32]", "ort-cpu"])
+    rows = _judge(
+        [
+            _ok("openvino", wrong, providers=["CPU", "inference precision bf16"]),
+            _ok("openvino[precision=f32]", wrong),
+            _ok("ort-cpu", TRUTH),
+        ],
+        ["openvino", "openvino[precision=f32]", "ort-cpu"],
+    )
     row = rows["openvino"]
     assert row["blame"] == "openvino" and row["blame_rule"] == "other_runtime"
     assert "Not precision: openvino[precision=f32] fails too" in row["blame_reason"]
@@ -103,11 +132,15 @@ def test_openvino_without_its_control_says_the_precision_is_not_ruled_out():
 
 def test_torch_compile_inductor_against_dynamo():
     wrong = [1.0, 2.0, 3.0, 5.0]
-    rows = _judge([_ok("torch-compile", wrong), _ok("torch-compile[backend=aot_eager]", TRUTH)],
-                  ["torch-compile", "torch-compile[backend=aot_eager]"])
+    rows = _judge(
+        [_ok("torch-compile", wrong), _ok("torch-compile[backend=aot_eager]", TRUTH)],
+        ["torch-compile", "torch-compile[backend=aot_eager]"],
+    )
     assert rows["torch-compile"]["blame"] == "inductor" and rows["torch-compile"]["blame_rule"] == "compile_control"
-    rows = _judge([_ok("torch-compile", wrong), _ok("torch-compile[backend=aot_eager]", wrong)],
-                  ["torch-compile", "torch-compile[backend=aot_eager]"])
+    rows = _judge(
+        [_ok("torch-compile", wrong), _ok("torch-compile[backend=aot_eager]", wrong)],
+        ["torch-compile", "torch-compile[backend=aot_eager]"],
+    )
     assert rows["torch-compile"]["blame"] == "dynamo" and "aot_eager" in rows["torch-compile"]["blame_reason"]
     assert blame_kind("dynamo") == "graph" and blame_kind("inductor") == "runtime"
 
@@ -120,8 +153,10 @@ def test_torch_export_capture_against_onnx_translation():
     rows = _judge([_ok("ort-cpu", wrong), _ok("torch-export", wrong)], ["ort-cpu", "torch-export"])
     assert rows["ort-cpu"]["blame"] == "torch.export" and rows["ort-cpu"]["blame_rule"] == "capture_control"
     assert blame_kind("torch.export") == "graph"
-    rows = _judge([_ok("ort-cpu", wrong), _ok("onnx-ref", wrong), _ok("torch-export", TRUTH)],
-                  ["ort-cpu", "onnx-ref", "torch-export"])
+    rows = _judge(
+        [_ok("ort-cpu", wrong), _ok("onnx-ref", wrong), _ok("torch-export", TRUTH)],
+        ["ort-cpu", "onnx-ref", "torch-export"],
+    )
     row = rows["ort-cpu"]
     assert row["blame"] == "exporter" and "ONNX translation" in row["blame_reason"], row["blame_reason"]
     assert "torch-export" in row["blame_reason"]
@@ -156,8 +191,14 @@ def test_capture_wrong_blames_torch_export_end_to_end():
     torch.export (the capture), not the ONNX translation and not the runtime."""
     import difftest
 
-    result = difftest.check(_ExportPath("torch.export").eval(), (torch.randn(3, 4),), backends=["ort-cpu"],
-                            probes="base", exporter="dynamo", cache=False)
+    result = difftest.check(
+        _ExportPath("torch.export").eval(),
+        (torch.randn(3, 4),),
+        backends=["ort-cpu"],
+        probes="base",
+        exporter="dynamo",
+        cache=False,
+    )
     row = _blame_of(result)
     assert row["label"] == "mismatch"
     assert row["blame"] == "torch.export" and row["blame_rule"] == "capture_control", row
@@ -169,8 +210,14 @@ def test_translation_wrong_blames_the_onnx_export_not_the_capture_end_to_end():
     eager, so the capture is ruled out and the blame is the exporter's ONNX step, with the reason saying so."""
     import difftest
 
-    result = difftest.check(_ExportPath("torch.onnx").eval(), (torch.randn(3, 4),), backends=["ort-cpu"],
-                            probes="base", exporter="dynamo", cache=False)
+    result = difftest.check(
+        _ExportPath("torch.onnx").eval(),
+        (torch.randn(3, 4),),
+        backends=["ort-cpu"],
+        probes="base",
+        exporter="dynamo",
+        cache=False,
+    )
     row = _blame_of(result)
     assert row["label"] == "mismatch"
     assert row["blame"].startswith("exporter"), row
@@ -183,13 +230,17 @@ def test_ort_trt_fp16_gap_that_closes_at_fp32_is_held_to_fp16s_own_tolerance():
     """ORT's TensorRT provider at fp16: its precision=fp32 control agrees, so the precision is blamed and the result
     held to fp16's tolerance (1e-3): a small gap is reduced_precision, a large one stays a mismatch."""
     fp16_close = [1.0, 2.001, 3.002, 3.998]
-    rows = _judge([_ok("ort-trt[precision=fp16]", fp16_close), _ok("ort-trt[precision=fp32]", TRUTH)],
-                  ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"])
+    rows = _judge(
+        [_ok("ort-trt[precision=fp16]", fp16_close), _ok("ort-trt[precision=fp32]", TRUTH)],
+        ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"],
+    )
     row = rows["ort-trt[precision=fp16]"]
     assert row["label"] == "reduced_precision" and row["blame"] == "precision:fp16", row
     assert "within fp16's own tolerance" in row["blame_reason"]
-    rows = _judge([_ok("ort-trt[precision=fp16]", [1.0, 2.0, 3.0, 4.2]), _ok("ort-trt[precision=fp32]", TRUTH)],
-                  ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"])
+    rows = _judge(
+        [_ok("ort-trt[precision=fp16]", [1.0, 2.0, 3.0, 4.2]), _ok("ort-trt[precision=fp32]", TRUTH)],
+        ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"],
+    )
     row = rows["ort-trt[precision=fp16]"]
     assert row["label"] == "mismatch" and row["blame"] == "precision:fp16"
     assert "not accurate at fp16" in row["blame_reason"]

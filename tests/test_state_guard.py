@@ -93,7 +93,8 @@ def test_a_run_records_state_changes_on_the_case(tmp_path):
         "class Counter(torch.nn.Module):\n"
         "    def __init__(self):\n        super().__init__()\n        self.register_buffer('calls', torch.zeros(()))\n"
         "    def forward(self, x):\n        self.calls += 1\n        return x * 2\n\n"
-        "@case(exporter='torchscript')\ndef counter():\n    return Counter().eval(), (torch.ones(3),)\n")
+        "@case(exporter='torchscript')\ndef counter():\n    return Counter().eval(), (torch.ones(3),)\n"
+    )
     out = tmp_path / "run"
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--probes", "base"]) == 0
     (row,) = pl.read_parquet(out / "cases.parquet").to_dicts()
@@ -122,8 +123,9 @@ def test_the_oracle_starts_every_probe_from_the_model_as_the_factory_made_it():
 
     model = _Counting()
     signature, _ = signature_of(model, (torch.ones(3),), {})
-    subject = Subject(module=model, input_names=signature.names, output_names=["output"],
-                      call=FlatModule(model, signature))
+    subject = Subject(
+        module=model, input_names=signature.names, output_names=["output"], call=FlatModule(model, signature)
+    )
     oracle = TorchFloat64()
     session = oracle.prepare(subject)
     probes = [np.full(3, v, dtype=np.float32) for v in (1.0, 2.0, 3.0)]

@@ -38,8 +38,11 @@ def _imports(name: str, path: Path) -> list[tuple[str, str, int]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            target = (".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
-                      if node.level else node.module or "")
+            target = (
+                ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module or ""
+            )
             if target.split(".")[0] != "difftest":
                 continue
             for alias in node.names:
@@ -60,8 +63,11 @@ def _aliases(name: str, path: Path) -> dict[str, str]:
     bound = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            target = (".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
-                      if node.level else node.module or "")
+            target = (
+                ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module or ""
+            )
             for alias in node.names:
                 if f"{target}.{alias.name}" in MODULES:
                     bound[alias.asname or alias.name] = f"{target}.{alias.name}"
@@ -93,7 +99,17 @@ PACKAGES = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_fi
 
 
 def test_the_stages_are_packages_named_after_the_pipeline():
-    assert set(PACKAGES) == {"suite", "export", "backends", "worker", "record", "judge", "localize", "report", "nightly"}
+    assert set(PACKAGES) == {
+        "suite",
+        "export",
+        "backends",
+        "worker",
+        "record",
+        "judge",
+        "localize",
+        "report",
+        "nightly",
+    }
     loose = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert set(loose) <= LEAVES | TOP | {"__init__"}, f"modules outside any stage package: {loose}"
 
@@ -140,10 +156,17 @@ def test_no_module_imports_another_modules_private_names():
                 private.append(f"{path.relative_to(PACKAGE.parent)}:{line}: from {target} import {imported}")
         aliases = _aliases(name, path)
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")
-                    and aliases[node.value.id] != name):
-                private.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {aliases[node.value.id]}.{node.attr}")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and aliases[node.value.id] != name
+            ):
+                private.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {aliases[node.value.id]}.{node.attr}"
+                )
     assert not private, "private names used across modules:\n" + "\n".join(sorted(set(private)))
 
 
@@ -152,8 +175,15 @@ def test_a_package_imports_only_what_its_docstring_allows(package):
     allowed = _allowed(package) | LEAVES | {package}
     unknown = _allowed(package) - set(PACKAGES)
     assert not unknown, f"difftest/{package}: 'May import' names no such package: {sorted(unknown)}"
-    wrong = sorted({f"{module} -> {target}" for module, targets in GRAPH.items() if _stage(module) == package
-                    for target in targets if _stage(target) not in allowed})
+    wrong = sorted(
+        {
+            f"{module} -> {target}"
+            for module, targets in GRAPH.items()
+            if _stage(module) == package
+            for target in targets
+            if _stage(target) not in allowed
+        }
+    )
     assert not wrong, f"difftest/{package} imports what its docstring does not allow:\n" + "\n".join(wrong)
 
 
@@ -181,7 +211,7 @@ def test_every_package_says_what_it_owns(package):
 
 def test_the_readme_layout_matches_the_tree():
     text = README.read_text()
-    layout = text[text.index("## Layout"):]
+    layout = text[text.index("## Layout") :]
     layout = layout[: layout.index("\n## ", 4)] if "\n## " in layout[4:] else layout
     for package in PACKAGES:
         assert f"difftest/{package}/" in layout, f"README's layout does not list difftest/{package}/"

@@ -16,8 +16,9 @@ CACHE = [f"cache_layers_{i}_{kv}" for i in range(2) for kv in ("keys", "values")
 def run(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("hf") / "run"
     suite = request.path.parent / "data" / "hf_gpt2_cache_suite.py"
-    code = main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1",
-                 "--localize-budget", "0"])
+    code = main(
+        ["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), "--jobs", "1", "--localize-budget", "0"]
+    )
     return code, out
 
 
@@ -36,7 +37,8 @@ def test_the_cache_is_named_inputs_and_outputs(run):
 def test_every_cache_output_is_judged_and_agrees(run):
     _, out = run
     rows = pl.read_parquet(out / "comparisons.parquet").filter(
-        (pl.col("case") == CASE) & (pl.col("candidate") == "ort-cpu"))
+        (pl.col("case") == CASE) & (pl.col("candidate") == "ort-cpu")
+    )
     judged = {(r["probe"], r["output"]): r for r in rows.to_dicts()}
     for probe in ("base", "alt", "shape"):
         for output in ["output_logits", *(f"output_{name}" for name in CACHE)]:
@@ -47,7 +49,8 @@ def test_every_cache_output_is_judged_and_agrees(run):
 def test_the_cache_grew_by_the_new_tokens_on_every_call(run):
     _, out = run
     tensors = pl.read_parquet(out / "tensors.parquet", columns=["case", "backend", "probe", "output", "shape"]).filter(
-        (pl.col("case") == CASE) & (pl.col("output") == "output_cache_layers_1_values"))
+        (pl.col("case") == CASE) & (pl.col("output") == "output_cache_layers_1_values")
+    )
     shapes = {(r["backend"], r["probe"]): r["shape"] for r in tensors.to_dicts()}
     # past 4 + new 2 on base; the shape probe grows past to 6 and new to 3 (and batch to 2)
     assert shapes[("torch", "base")] == [1, 2, 6, 8] and shapes[("ort-cpu", "base")] == [1, 2, 6, 8]

@@ -75,8 +75,10 @@ def test_families_partition_the_labels_and_triage_reads_them():
     assert triage.DISCREPANCY == set(vocabulary.in_family("discrepancy"))
     assert triage.COULD_NOT_RUN == set(vocabulary.in_family("could_not_run"))
     assert vocabulary.WRONG_VALUES <= vocabulary.DISCREPANCY
-    assert all(entry.family in ("agreement", "benign", "warning", "discrepancy", "could_not_run", "not_judged")
-               for entry in vocabulary.LABEL_TABLE)
+    assert all(
+        entry.family in ("agreement", "benign", "warning", "discrepancy", "could_not_run", "not_judged")
+        for entry in vocabulary.LABEL_TABLE
+    )
 
 
 def test_every_status_the_code_sets_is_in_the_table():
@@ -86,8 +88,11 @@ def test_every_status_the_code_sets_is_in_the_table():
             if isinstance(node, ast.Assign):
                 for target in node.targets:
                     names = target.elts if isinstance(target, ast.Tuple) else [target]
-                    values = node.value.elts if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple) \
+                    values = (
+                        node.value.elts
+                        if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple)
                         else [node.value]
+                    )
                     for t, v in zip(names, values):
                         name = getattr(t, "id", getattr(t, "attr", None))
                         if name == "status" and path.parent.name in ("judge",):
@@ -109,8 +114,11 @@ def test_every_blame_rule_the_code_sets_is_in_the_table():
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 names = target.elts if isinstance(target, ast.Tuple) else [target]
-                values = node.value.elts if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple) \
+                values = (
+                    node.value.elts
+                    if isinstance(node.value, ast.Tuple) and isinstance(target, ast.Tuple)
                     else [node.value]
+                )
                 for t, v in zip(names, values):
                     if getattr(t, "attr", None) == "blame_rule":
                         rules.update(_strings(v))
@@ -126,9 +134,10 @@ def test_blame_kinds_cover_what_the_judge_blames():
     assert vocabulary.blame_kind("none (undefined behaviour)") == "undefined"
     assert vocabulary.blame_kind("difftest") == vocabulary.blame_kind("case") == "setup"
     assert vocabulary.blame_kind("tf32") == "precision_mode" and vocabulary.blame_kind("ort-optimizer") == "optimizer"
-    assert set(vocabulary.BLAME_KINDS) >= {vocabulary.blame_kind(b) for b in ("torch", "ort-cpu", "exporter", "tf32",
-                                                                              "case", "none", "a or b",
-                                                                              "ort-optimizer")}
+    assert set(vocabulary.BLAME_KINDS) >= {
+        vocabulary.blame_kind(b)
+        for b in ("torch", "ort-cpu", "exporter", "tf32", "case", "none", "a or b", "ort-optimizer")
+    }
 
 
 def test_the_report_reads_blame_from_columns_not_from_the_evidence():

@@ -28,8 +28,13 @@ def test_load_validates_each_entry(tmp_path):
         load(write(tmp_path, "[[waiver]\n"))
     with pytest.raises(UsageError, match="expires must be a date"):
         load(write(tmp_path, '[[waiver]]\ncase = "a"\nlabel = "mismatch"\nreason = "r"\nexpires = "soon"\n'))
-    (w,) = load(write(tmp_path, '[[waiver]]\ncase = "ops::*"\nlabel = "nonfinite"\nreason = "r"\n'
-                                'expires = 2027-01-02\nlink = "https://example.org/1"\n'))
+    (w,) = load(
+        write(
+            tmp_path,
+            '[[waiver]]\ncase = "ops::*"\nlabel = "nonfinite"\nreason = "r"\n'
+            'expires = 2027-01-02\nlink = "https://example.org/1"\n',
+        )
+    )
     assert w.expires == "2027-01-02" and w.candidate == "*"
 
 
@@ -45,11 +50,21 @@ def test_apply_waives_matches_and_reports_stale_and_expired():
 
 
 def test_run_with_waivers(tmp_path, data_dir, capsys):
-    args = ["run", f"{data_dir}/tiny_suite.py::wrong_op", "--backends", "torch,ort-cpu", "--probes", "base",
-            "--no-oracle"]
+    args = [
+        "run",
+        f"{data_dir}/tiny_suite.py::wrong_op",
+        "--backends",
+        "torch,ort-cpu",
+        "--probes",
+        "base",
+        "--no-oracle",
+    ]
     waiver = '[[waiver]]\ncase = "tiny_suite::wrong_op"\nlabel = "mismatch"\nreason = "a rewrite bug we track"\n'
-    live = write(tmp_path, waiver + 'link = "https://example.org/42"\n'
-                 '[[waiver]]\ncase = "tiny_suite::gone"\nlabel = "layout"\nreason = "fixed"\n')
+    live = write(
+        tmp_path,
+        waiver + 'link = "https://example.org/42"\n'
+        '[[waiver]]\ncase = "tiny_suite::gone"\nlabel = "layout"\nreason = "fixed"\n',
+    )
     assert main([*args, "--out", str(tmp_path / "live"), "--expectations", str(live)]) == 0
     summary = json.loads((tmp_path / "live" / "summary.json").read_text())
     assert summary["status"] == {"waived": 1} and summary["waivers"]["stale"][0]["case"] == "tiny_suite::gone"
@@ -62,7 +77,7 @@ def test_run_with_waivers(tmp_path, data_dir, capsys):
     assert main([*args, "--out", str(tmp_path / "none"), "--expectations", str(tmp_path / "missing.toml")]) == 2
 
 
-TWO_OUTPUTS = '''
+TWO_OUTPUTS = """
 import torch
 from difftest import case
 
@@ -83,7 +98,7 @@ def _add_instead_of_mul(count):
 @case(exporter="torchscript", onnx_transform=_add_instead_of_mul({count}))
 def two():
     return Two().eval(), (torch.arange(1.0, 7.0),)
-'''
+"""
 
 
 def test_a_waiver_covers_the_output_it_names_not_a_new_failure_on_another(tmp_path):
@@ -92,14 +107,30 @@ def test_a_waiver_covers_the_output_it_names_not_a_new_failure_on_another(tmp_pa
 
     suite = tmp_path / "s" / "waived.py"
     suite.parent.mkdir()
-    args = ["run", str(suite), "--backends", "torch,ort-cpu", "--probes", "base", "--no-oracle", "--reruns", "0",
-            "--localize-budget", "0", "--control-budget", "0"]
+    args = [
+        "run",
+        str(suite),
+        "--backends",
+        "torch,ort-cpu",
+        "--probes",
+        "base",
+        "--no-oracle",
+        "--reruns",
+        "0",
+        "--localize-budget",
+        "0",
+        "--control-budget",
+        "0",
+    ]
     suite.write_text(TWO_OUTPUTS.replace("{count}", "1"))
     assert main([*args, "--out", str(tmp_path / "one")]) == 1
     failing = pl.read_parquet(tmp_path / "one" / "comparisons.parquet").filter(~pl.col("passed"))
     (output,) = failing["output"].unique().to_list()  # the one output the fault reaches
-    waiver = write(tmp_path, f'[[waiver]]\ncase = "waived::two"\nlabel = "mismatch"\noutput = "{output}"\n'
-                             'reason = "a known bug on this output"\n')
+    waiver = write(
+        tmp_path,
+        f'[[waiver]]\ncase = "waived::two"\nlabel = "mismatch"\noutput = "{output}"\n'
+        'reason = "a known bug on this output"\n',
+    )
     assert main([*args, "--out", str(tmp_path / "waived"), "--expectations", str(waiver)]) == 0
     assert json.loads((tmp_path / "waived" / "summary.json").read_text())["status"] == {"waived": 1}
     suite.write_text(TWO_OUTPUTS.replace("{count}", "2"))  # tonight the other output is wrong too
@@ -112,8 +143,10 @@ def test_a_waiver_covers_the_output_it_names_not_a_new_failure_on_another(tmp_pa
 def test_a_waiver_without_output_still_covers_every_output():
     live = Waiver(case="s::c", label="mismatch", reason="known")
     o = SimpleNamespace(case="s::c", candidate="ort-cpu", label="mismatch", status="fail", reason="", expected=None)
-    rows = [{"case": "s::c", "candidate": "ort-cpu", "output": name, "label": "mismatch", "passed": False}
-            for name in ("a", "b")]
+    rows = [
+        {"case": "s::c", "candidate": "ort-cpu", "output": name, "label": "mismatch", "passed": False}
+        for name in ("a", "b")
+    ]
     apply([o], [live], comparisons=rows)
     assert o.status == "waived"
     narrow = Waiver(case="s::c", label="mismatch", reason="known", output="a")

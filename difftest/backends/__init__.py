@@ -16,8 +16,20 @@ from .torch_compile import TorchCompile, TorchCompileCuda, TorchExport
 from .torch_eager import TorchCuda, TorchEager, TorchFloat64
 
 REGISTRY: dict[str, type[Backend]] = {
-    cls.name: cls for cls in (TorchEager, OrtCpu, OrtCuda, TorchCuda, TorchFloat64, OnnxReference,
-                              OpenVino, TorchCompile, TorchExport, OrtTensorRT, TorchCompileCuda)
+    cls.name: cls
+    for cls in (
+        TorchEager,
+        OrtCpu,
+        OrtCuda,
+        TorchCuda,
+        TorchFloat64,
+        OnnxReference,
+        OpenVino,
+        TorchCompile,
+        TorchExport,
+        OrtTensorRT,
+        TorchCompileCuda,
+    )
 }
 
 # The candidates a run gets unless told otherwise: every CPU runtime cheap enough to run every night (OpenVINO's

@@ -51,6 +51,8 @@ def legal_values(backend: str, key: str) -> tuple[str, ...] | None:
     from . import REGISTRY
 
     return REGISTRY[backend].setting_values.get(key) or VALUES.get(key)
+
+
 _SPEC = re.compile(r"^(?P<backend>[a-z0-9][a-z0-9-]*)(?:\[(?P<settings>[^\[\]]*)\])?$")
 
 
@@ -172,8 +174,10 @@ def _check_value(spec: str, backend: str, key: str, value: str) -> None:
 
     cls = REGISTRY[backend]
     if key not in cls.settings:
-        raise UsageError(f"setting {key!r} does not apply to {backend!r} in {spec!r} "
-                         f"(it takes: {', '.join(cls.settings) or 'no settings'})")
+        raise UsageError(
+            f"setting {key!r} does not apply to {backend!r} in {spec!r} "
+            f"(it takes: {', '.join(cls.settings) or 'no settings'})"
+        )
     legal = legal_values(backend, key)
     if legal is not None and value not in legal:
         raise UsageError(f"bad value {value!r} for {key!r} in {spec!r}; one of: {', '.join(legal)}")
@@ -218,6 +222,8 @@ def variant_findings(results: dict[str, tuple[str, bool]], defaults: dict[str, s
             known = {"threads": "auto", **REGISTRY[pa.backend].setting_defaults, **(defaults or {})}
             value = parsed[failing].get(key) or known.get(key, "default")
             other = parsed[passing].get(key) or known.get(key, "default")
-            found.append(f"{parsed[failing].backend} fails only with {key}={value} ({failing}: "
-                         f"{results[failing][0]}); with {key}={other} it is {results[passing][0]} ({passing})")
+            found.append(
+                f"{parsed[failing].backend} fails only with {key}={value} ({failing}: "
+                f"{results[failing][0]}); with {key}={other} it is {results[passing][0]} ({passing})"
+            )
     return found

@@ -42,12 +42,15 @@ class OnnxReference(Backend):
         if nodes > MAX_NODES or weights > MAX_WEIGHT_BYTES:
             raise BackendUnavailable(
                 f"the graph is too large for the numpy reference implementation ({nodes} nodes, about "
-                f"{weights / 2**20:.0f} MiB of weights; limits {MAX_NODES} nodes, {MAX_WEIGHT_BYTES // 2**20} MiB)")
+                f"{weights / 2**20:.0f} MiB of weights; limits {MAX_NODES} nodes, {MAX_WEIGHT_BYTES // 2**20} MiB)"
+            )
         try:
             return ReferenceEvaluator(model)
         except Exception as exc:
-            raise BackendUnavailable(f"onnx.reference cannot load this graph: {type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+            raise BackendUnavailable(
+                f"onnx.reference cannot load this graph: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            ) from None
 
     def run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         names = list(session.input_names)

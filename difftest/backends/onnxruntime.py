@@ -13,8 +13,12 @@ from .base import Backend, BackendUnavailable, Control, Subject
 # defaults for the dtype): a gap that closes at fp32 is held to it (judge.precision).
 TRT_PRECISIONS = ("fp32", "fp16", "bf16")
 TRT_PRECISION_RTOL = {"fp16": 1e-3, "bf16": 1.6e-2}
-OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-              "all": "ORT_ENABLE_ALL"}
+OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 class OrtCpu(Backend):
@@ -28,10 +32,31 @@ class OrtCpu(Backend):
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
         # A provider with a tf32 setting (ORT's CUDA provider, or a subclass that adds one) uses TF32 by default.
-        tf32 = [Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
-                        rule="tf32_control", closes="tf32", accepted=True)] if "tf32" in cls.settings else []
-        return [*tf32, Control("opt", "disable", "does an ORT graph optimization change {name}'s result?",
-                               rule="optimizer_control", closes="ort-optimizer", order="last")]
+        tf32 = (
+            [
+                Control(
+                    "tf32",
+                    "0",
+                    f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
+                    rule="tf32_control",
+                    closes="tf32",
+                    accepted=True,
+                )
+            ]
+            if "tf32" in cls.settings
+            else []
+        )
+        return [
+            *tf32,
+            Control(
+                "opt",
+                "disable",
+                "does an ORT graph optimization change {name}'s result?",
+                rule="optimizer_control",
+                closes="ort-optimizer",
+                order="last",
+            ),
+        ]
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -53,7 +78,9 @@ class OrtCpu(Backend):
         if self.threads:
             options.intra_op_num_threads = self.threads
         if "opt" in self.options:
-            options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, OPT_LEVELS[self.options["opt"]])
+            options.graph_optimization_level = getattr(
+                onnxruntime.GraphOptimizationLevel, OPT_LEVELS[self.options["opt"]]
+            )
         return options
 
     def provider_list(self) -> list[Any]:
@@ -139,26 +166,38 @@ class OrtTensorRT(OrtCuda):
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        return [Control("precision", "fp32", "does the gap close with TensorRT at float32 (fp16/bf16 off)?",
-                        rule="precision_control", closes="precision:{value}",
-                        tolerances=tuple(TRT_PRECISION_RTOL.items())),
-                *super().declared_controls(module)]
+        return [
+            Control(
+                "precision",
+                "fp32",
+                "does the gap close with TensorRT at float32 (fp16/bf16 off)?",
+                rule="precision_control",
+                closes="precision:{value}",
+                tolerances=tuple(TRT_PRECISION_RTOL.items()),
+            ),
+            *super().declared_controls(module),
+        ]
 
     @classmethod
     def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
         # fp32 is the provider's default: a candidate without a precision already runs what the control would
         precision = candidate.get("precision") or cls.setting_defaults["precision"]
-        return [c for c in cls.declared_controls(module)
-                if not (c.setting == "precision" and precision == c.value) and candidate.get(c.setting) != c.value]
+        return [
+            c
+            for c in cls.declared_controls(module)
+            if not (c.setting == "precision" and precision == c.value) and candidate.get(c.setting) != c.value
+        ]
 
     def unavailable_reason(self) -> str | None:
         reason = OrtCpu.unavailable_reason(self)
         if reason and "not installed" not in reason:
             import onnxruntime
 
-            return (f"onnxruntime {onnxruntime.__version__} has no TensorrtExecutionProvider (available: "
-                    f"{', '.join(onnxruntime.get_available_providers())}); it needs onnxruntime-gpu and TensorRT's "
-                    "libraries (pip install tensorrt) on a machine with an NVIDIA GPU")
+            return (
+                f"onnxruntime {onnxruntime.__version__} has no TensorrtExecutionProvider (available: "
+                f"{', '.join(onnxruntime.get_available_providers())}); it needs onnxruntime-gpu and TensorRT's "
+                "libraries (pip install tensorrt) on a machine with an NVIDIA GPU"
+            )
         return reason
 
     def provider_list(self) -> list[Any]:

@@ -34,11 +34,17 @@ class OpenVino(Backend):
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        return [Control("precision", "f32",
-                        "does the gap close at float32? (OpenVINO's CPU plugin infers in bf16 by default on CPUs "
-                        "with bfloat16 instructions: INFERENCE_PRECISION_HINT)",
-                        rule="precision_control", closes="precision:{value}",
-                        tolerances=tuple(PRECISION_RTOL.items()))]
+        return [
+            Control(
+                "precision",
+                "f32",
+                "does the gap close at float32? (OpenVINO's CPU plugin infers in bf16 by default on CPUs "
+                "with bfloat16 instructions: INFERENCE_PRECISION_HINT)",
+                rule="precision_control",
+                closes="precision:{value}",
+                tolerances=tuple(PRECISION_RTOL.items()),
+            )
+        ]
 
     @classmethod
     def recorded_setting(cls, setting: str, providers: Any) -> str | None:
@@ -48,8 +54,10 @@ class OpenVino(Backend):
         try:
             import openvino
         except ImportError as exc:
-            return (f"openvino is not installed ({exc}); pip install openvino (the difftest[openvino] extra, which "
-                    "`make` installs)")
+            return (
+                f"openvino is not installed ({exc}); pip install openvino (the difftest[openvino] extra, which "
+                "`make` installs)"
+            )
         try:
             devices = openvino.Core().available_devices
         except Exception as exc:  # a broken install: say so, never raise
@@ -94,7 +102,8 @@ class OpenVino(Backend):
 
         precision = session.precision()
         return [f"CPU (OpenVINO {openvino.__version__.split('-')[0]})"] + (
-            [f"{PRECISION_PREFIX}{precision}"] if precision else [])
+            [f"{PRECISION_PREFIX}{precision}"] if precision else []
+        )
 
     def teardown(self, session: Any) -> None:
         session.compiled = None
@@ -127,5 +136,5 @@ def recorded_precision(providers: Any) -> str | None:
     """The inference precision a run recorded in its providers ("inference precision bf16" -> "bf16")."""
     for item in providers or ():
         if isinstance(item, str) and item.startswith(PRECISION_PREFIX):
-            return item[len(PRECISION_PREFIX):]
+            return item[len(PRECISION_PREFIX) :]
     return None

@@ -44,17 +44,26 @@ class TorchCompile(TorchEager):
     settings = ("mode", "dynamic", "backend")
     setting_values = {"mode": MODES, "dynamic": ("auto", "0", "1"), "backend": COMPILE_BACKENDS}
     setting_defaults = {"mode": "default", "dynamic": "auto", "backend": "inductor"}
-    localize_instead = ("torch-compile runs the PyTorch model, not an ONNX graph: there is no ONNX node to localize. "
-                        "Its aot_eager control (torch-compile[backend=aot_eager]) tells Dynamo's capture from "
-                        "Inductor's code generation; to find the kernel, rerun with TORCH_COMPILE_DEBUG=1 or "
-                        "TORCHDYNAMO_REPRO_AFTER=aot TORCHDYNAMO_REPRO_LEVEL=4 (torch's accuracy minifier)")
+    localize_instead = (
+        "torch-compile runs the PyTorch model, not an ONNX graph: there is no ONNX node to localize. "
+        "Its aot_eager control (torch-compile[backend=aot_eager]) tells Dynamo's capture from "
+        "Inductor's code generation; to find the kernel, rerun with TORCH_COMPILE_DEBUG=1 or "
+        "TORCHDYNAMO_REPRO_AFTER=aot TORCHDYNAMO_REPRO_LEVEL=4 (torch's accuracy minifier)"
+    )
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        return [Control("backend", "aot_eager",
-                        "does the gap close without Inductor's code generation (Dynamo's capture and AOTAutograd, "
-                        "run eagerly: backend=aot_eager)?",
-                        rule="compile_control", closes="inductor", persists="dynamo")]
+        return [
+            Control(
+                "backend",
+                "aot_eager",
+                "does the gap close without Inductor's code generation (Dynamo's capture and AOTAutograd, "
+                "run eagerly: backend=aot_eager)?",
+                rule="compile_control",
+                closes="inductor",
+                persists="dynamo",
+            )
+        ]
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -64,8 +73,10 @@ class TorchCompile(TorchEager):
         if not hasattr(torch, "compile"):
             return f"torch {torch.__version__} has no torch.compile (it needs torch 2.0 or newer)"
         if self.options.get("backend", "inductor") == "inductor" and not _cpp_compiler():
-            return ("Inductor on CPU needs a C++ compiler and none was found (CXX, g++, c++, clang++); install one "
-                    "(apt-get install g++), or use torch-compile[backend=aot_eager]")
+            return (
+                "Inductor on CPU needs a C++ compiler and none was found (CXX, g++, c++, clang++); install one "
+                "(apt-get install g++), or use torch-compile[backend=aot_eager]"
+            )
         return None
 
     def prepare(self, subject: Subject) -> Any:
@@ -121,8 +132,10 @@ class TorchCompileCuda(TorchCuda):
             except ImportError:  # pragma: no cover - torch without the helper
                 return None
             if not has_triton():
-                return ("Inductor on CUDA generates Triton kernels and triton is not importable here (pip install "
-                        "triton, which CUDA builds of torch normally bring), or use torch-compile-cuda[backend=aot_eager]")
+                return (
+                    "Inductor on CUDA generates Triton kernels and triton is not importable here (pip install "
+                    "triton, which CUDA builds of torch normally bring), or use torch-compile-cuda[backend=aot_eager]"
+                )
         return None
 
     def prepare(self, subject: Subject) -> Any:
@@ -146,9 +159,11 @@ class TorchExport(Backend):
     needs_onnx = False
     runs_the_model = False  # exports and runs the captured program, not the module
     description = "the program torch.export captures (the dynamo ONNX exporter's first step), run as a module"
-    localize_instead = ("torch-export runs the program torch.export captured, not an ONNX graph: there is no ONNX "
-                        "node to localize. Compare its FX nodes with eager's (ExportedProgram.module() under "
-                        "torch.fx.Interpreter), which is what localizing an ONNX candidate against eager does")
+    localize_instead = (
+        "torch-export runs the program torch.export captured, not an ONNX graph: there is no ONNX "
+        "node to localize. Compare its FX nodes with eager's (ExportedProgram.module() under "
+        "torch.fx.Interpreter), which is what localizing an ONNX candidate against eager does"
+    )
 
     def unavailable_reason(self) -> str | None:
         import torch

@@ -25,8 +25,9 @@ class TorchEager(Backend):
         from ..suite.model_io import to_numpy
 
         # A copy per run: a forward that writes into its inputs must not change the probe for the next backend.
-        tensors = [torch.from_numpy(np.array(feeds[n], copy=True, order="C")).to(self.device)
-                   for n in session.input_names]
+        tensors = [
+            torch.from_numpy(np.array(feeds[n], copy=True, order="C")).to(self.device) for n in session.input_names
+        ]
         pristine = getattr(session, "pristine", None)
         if pristine is not None:  # a copy this backend made: every run starts from it as it was made
             pristine.restore()
@@ -50,8 +51,9 @@ class Pristine:
             return
         self.training = {name: sub.training for name, sub in self.module.named_modules()}
         with torch.no_grad():
-            for name, tensor in list(self.module.named_parameters(remove_duplicate=False)) + \
-                    list(self.module.named_buffers(remove_duplicate=False)):
+            for name, tensor in list(self.module.named_parameters(remove_duplicate=False)) + list(
+                self.module.named_buffers(remove_duplicate=False)
+            ):
                 if tensor is not None and name not in self.state:
                     self.state[name] = (tensor, tensor.detach().clone())
 
@@ -96,8 +98,10 @@ class TorchOnDevice(TorchEager):
         call = subject.call.rebind(placed.module)
         constants = copy.deepcopy((call.signature.arg_constants, call.signature.kw_constants))
         call.signature = dataclasses.replace(
-            call.signature, arg_constants=[to_device(c, self.device) for c in constants[0]],
-            kw_constants={k: to_device(v, self.device) for k, v in constants[1].items()})
+            call.signature,
+            arg_constants=[to_device(c, self.device) for c in constants[0]],
+            kw_constants={k: to_device(v, self.device) for k, v in constants[1].items()},
+        )
         call.frozen = {k: to_device(v, self.device) for k, v in call.frozen.items()}
         placed.call = call
         placed.pristine = Pristine(placed.module)
@@ -132,28 +136,51 @@ class TorchCuda(TorchOnDevice):
     settings = ("tf32", "fastpath")
     setting_values = {"tf32": ("0", "1"), "fastpath": ("0", "1")}
     setting_defaults = {"tf32": "default"}
-    localize_instead = ("torch-cuda runs the PyTorch model on CUDA, not an ONNX graph: there is no ONNX node to "
-                        "localize. Its controls (tf32=0, fastpath=0) say whether a precision mode makes the gap; "
-                        "to find the op, run the model under torch.cuda and compare submodule outputs with forward "
-                        "hooks against the CPU run")
+    localize_instead = (
+        "torch-cuda runs the PyTorch model on CUDA, not an ONNX graph: there is no ONNX node to "
+        "localize. Its controls (tf32=0, fastpath=0) say whether a precision mode makes the gap; "
+        "to find the op, run the model under torch.cuda and compare submodule outputs with forward "
+        "hooks against the CPU run"
+    )
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        tf32 = Control("tf32", "0", f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
-                       rule="tf32_control", closes="tf32", accepted=True)
+        tf32 = Control(
+            "tf32",
+            "0",
+            f"does the gap close with TF32 off? ({cls.name} uses TF32 by default)",
+            rule="tf32_control",
+            closes="tf32",
+            accepted=True,
+        )
         if not _has_attention(module):
             return [tf32]
-        return [tf32,
-                Control("fastpath", "0", "does the gap close with nn.MultiheadAttention's inference fast path off?",
-                        rule="fastpath_control", closes="attention fast path"),
-                Control("fastpath", "0", "with both the attention fast path and TF32 off", rule="fastpath_control",
-                        closes="attention fast path", also=(("tf32", "0"),))]
+        return [
+            tf32,
+            Control(
+                "fastpath",
+                "0",
+                "does the gap close with nn.MultiheadAttention's inference fast path off?",
+                rule="fastpath_control",
+                closes="attention fast path",
+            ),
+            Control(
+                "fastpath",
+                "0",
+                "with both the attention fast path and TF32 off",
+                rule="fastpath_control",
+                closes="attention fast path",
+                also=(("tf32", "0"),),
+            ),
+        ]
 
     def unavailable_reason(self) -> str | None:
         import torch
 
         if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no usable GPU"
+            build = (
+                "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no usable GPU"
+            )
             return f"torch {torch.__version__} is {build}: torch.cuda.is_available() is False"
         return None
 
@@ -177,8 +204,7 @@ class cuda_settings:
     def __enter__(self) -> None:
         import torch
 
-        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-                      _fastpath_enabled())
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, _fastpath_enabled())
         if "tf32" in self.options:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.options["tf32"] == "1"
         if "fastpath" in self.options:
@@ -218,8 +244,13 @@ class ModelFault(RuntimeError):
     """The model itself cannot run as asked (it mixes devices): a finding about the model, not the backend."""
 
 
-_DEVICE_ERRORS = ("to be on the same device", "found at least two devices", "on the same device, but got",
-                  "Expected all tensors to be on", "is not on the expected device")
+_DEVICE_ERRORS = (
+    "to be on the same device",
+    "found at least two devices",
+    "on the same device, but got",
+    "Expected all tensors to be on",
+    "is not on the expected device",
+)
 
 
 def mixed_devices(message: str) -> str | None:
@@ -228,7 +259,9 @@ def mixed_devices(message: str) -> str | None:
 
     if not any(marker in message for marker in _DEVICE_ERRORS):
         return None
-    found = re.search(r"in method (?:wrapper_\w+?__)?(\w+)", message) or re.search(r"argument \w+ in method (\w+)", message)
+    found = re.search(r"in method (?:wrapper_\w+?__)?(\w+)", message) or re.search(
+        r"argument \w+ in method (\w+)", message
+    )
     if found:
         return f" in {found.group(1)}"
     found = re.search(r"expected (\w+) and (\w+) to be on the same device", message)
@@ -265,8 +298,11 @@ def relocated_function(fn: Any, device: str, depth: int = 0) -> Any:
     import types
 
     names = set(fn.__code__.co_names)
-    moved_globals = {name: to_device(fn.__globals__[name], device, depth + 1) for name in names
-                     if name in fn.__globals__ and not isinstance(fn.__globals__[name], (types.ModuleType, type))}
+    moved_globals = {
+        name: to_device(fn.__globals__[name], device, depth + 1)
+        for name in names
+        if name in fn.__globals__ and not isinstance(fn.__globals__[name], (types.ModuleType, type))
+    }
     changed = {k: v for k, v in moved_globals.items() if v is not fn.__globals__[k]}
     closure = fn.__closure__
     if closure:
@@ -288,8 +324,13 @@ def relocated_function(fn: Any, device: str, depth: int = 0) -> Any:
     defaults_changed = bool(defaults) and any(a is not b for a, b in zip(new_defaults, defaults))
     if not (changed or closure_changed or defaults_changed):
         return fn
-    copy = types.FunctionType(fn.__code__, {**fn.__globals__, **changed} if changed else fn.__globals__, fn.__name__,
-                              new_defaults, new_closure)
+    copy = types.FunctionType(
+        fn.__code__,
+        {**fn.__globals__, **changed} if changed else fn.__globals__,
+        fn.__name__,
+        new_defaults,
+        new_closure,
+    )
     copy.__kwdefaults__ = fn.__kwdefaults__
     copy.__dict__.update(fn.__dict__)
     copy.__qualname__ = fn.__qualname__
@@ -329,12 +370,16 @@ def to_device(value: Any, device: str, depth: int = 0) -> Any:
         func = to_device(value.func, device, depth + 1)
         args = tuple(to_device(a, device, depth + 1) for a in value.args)
         keywords = {k: to_device(v, device, depth + 1) for k, v in value.keywords.items()}
-        if func is value.func and all(a is b for a, b in zip(args, value.args)) and all(
-                keywords[k] is value.keywords[k] for k in keywords):
+        if (
+            func is value.func
+            and all(a is b for a, b in zip(args, value.args))
+            and all(keywords[k] is value.keywords[k] for k in keywords)
+        ):
             return value
         return functools.partial(func, *args, **keywords)
-    if isinstance(value, (type, types.ModuleType, types.MethodType, types.BuiltinFunctionType, str, bytes)) or \
-            not hasattr(value, "__dict__"):
+    if isinstance(
+        value, (type, types.ModuleType, types.MethodType, types.BuiltinFunctionType, str, bytes)
+    ) or not hasattr(value, "__dict__"):
         return value
     for name, item in list(vars(value).items()):  # a cache object, a dataclass: its tensors, in place
         moved_item = to_device(item, device, depth + 1)
@@ -365,8 +410,10 @@ class TorchFloat64(TorchEager):
     def run(self, session: Subject, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        wide = {k: v.astype(np.float64) if v.dtype.kind == "f" or str(v.dtype) == "bfloat16" else v
-                for k, v in feeds.items()}
+        wide = {
+            k: v.astype(np.float64) if v.dtype.kind == "f" or str(v.dtype) == "bfloat16" else v
+            for k, v in feeds.items()
+        }
         previous = torch.get_default_dtype()
         torch.set_default_dtype(torch.float64)  # tensors the forward creates itself follow
         try:

@@ -77,11 +77,15 @@ class ExportCache:
         except OSError:
             pass
         fields = {k: v for k, v in meta.items() if k not in ("has_model", "key", "seen", "cache_note", "model_sha256")}
-        result = ExportResult(onnx_bytes=data, **{k: v for k, v in fields.items()
-                                                  if k in ExportResult.__dataclass_fields__})
-        result.cache_note = ("served from the export cache (its digest verified)" if data is not None else
-                             f"failure replayed from the export cache (it failed {meta.get('seen')} times with this "
-                             "message, so it is deterministic)")
+        result = ExportResult(
+            onnx_bytes=data, **{k: v for k, v in fields.items() if k in ExportResult.__dataclass_fields__}
+        )
+        result.cache_note = (
+            "served from the export cache (its digest verified)"
+            if data is not None
+            else f"failure replayed from the export cache (it failed {meta.get('seen')} times with this "
+            "message, so it is deterministic)"
+        )
         return result
 
     def put(self, key: str, result: Any) -> None:
@@ -101,8 +105,10 @@ class ExportCache:
                     previous = {}
                 same = previous.get("error") == result.error and previous.get("stage") == result.stage
                 meta["seen"] = int(previous.get("seen", 0)) + 1 if same else 1
-                result.cache_note = (f"failure noted in the export cache (seen {meta['seen']} time(s); replayed once "
-                                     f"seen {FAILURES_TO_TRUST} times identically)")
+                result.cache_note = (
+                    f"failure noted in the export cache (seen {meta['seen']} time(s); replayed once "
+                    f"seen {FAILURES_TO_TRUST} times identically)"
+                )
             else:
                 _write_atomic(model_path, result.onnx_bytes)
                 result.cache_note = result.cache_note or "exported and stored in the export cache"
@@ -152,8 +158,12 @@ class ExportCache:
 
     def info(self) -> dict[str, Any]:
         entries = self.entries()
-        return {"root": str(self.root), "entries": len(entries), "bytes": sum(s for _, s, _ in entries),
-                "max_bytes": self.max_bytes}
+        return {
+            "root": str(self.root),
+            "entries": len(entries),
+            "bytes": sum(s for _, s, _ in entries),
+            "max_bytes": self.max_bytes,
+        }
 
     def clear(self) -> int:
         count = 0
@@ -182,7 +192,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(temporary, path)
 
 
-def export_key(case_id: str, suite_path: str, module: Any, inputs: list[tuple[str, Any]], options: dict[str, Any]) -> str:
+def export_key(
+    case_id: str, suite_path: str, module: Any, inputs: list[tuple[str, Any]], options: dict[str, Any]
+) -> str:
     """Hash of everything an export depends on (see the module docstring)."""
     import torch
 
@@ -241,8 +253,11 @@ def _user_module_sources(resolved: str, owners: tuple[str, ...]) -> tuple[tuple[
 
     roots: list[types.ModuleType] = []
     name = Path(resolved).name
-    roots += [m for m in list(sys.modules.values())
-              if str(getattr(m, "__file__", None) or "").endswith(name) and _file_of(m) == resolved]
+    roots += [
+        m
+        for m in list(sys.modules.values())
+        if str(getattr(m, "__file__", None) or "").endswith(name) and _file_of(m) == resolved
+    ]
     roots += [sys.modules[owner] for owner in owners if owner in sys.modules]
     seen: dict[str, bytes] = {}
     stack = list(roots)
@@ -259,8 +274,9 @@ def _user_module_sources(resolved: str, owners: tuple[str, ...]) -> tuple[tuple[
             if isinstance(value, types.ModuleType):
                 stack.append(value)
             else:
-                owner = sys.modules.get(getattr(value, "__module__", None) or "") if hasattr(value, "__module__") \
-                    else None
+                owner = (
+                    sys.modules.get(getattr(value, "__module__", None) or "") if hasattr(value, "__module__") else None
+                )
                 if owner is not None:
                     stack.append(owner)
     return tuple(sorted(seen.items()))
@@ -347,8 +363,11 @@ def _stable_repr(value: Any, depth: int = 0) -> str:
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(sorted(_stable_repr(v, depth + 1) for v in value)) + "}"
     if isinstance(value, dict):
-        return "{" + ", ".join(sorted(f"{_stable_repr(k, depth + 1)}: {_stable_repr(v, depth + 1)}"
-                                      for k, v in value.items())) + "}"
+        return (
+            "{"
+            + ", ".join(sorted(f"{_stable_repr(k, depth + 1)}: {_stable_repr(v, depth + 1)}" for k, v in value.items()))
+            + "}"
+        )
     if isinstance(value, (list, tuple)):
         inner = ", ".join(_stable_repr(v, depth + 1) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"

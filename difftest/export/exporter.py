@@ -160,8 +160,10 @@ def export(
     if live_axes and exporter == "dynamo":
         # FlatModule.forward(*inputs) is variadic: torch.export wants one spec per element of that tuple.
         options["dynamic_shapes"] = (
-            tuple({int(axis): torch.export.Dim.DYNAMIC for axis in live_axes.get(name, {})} or None
-                  for name in flat.live_names),
+            tuple(
+                {int(axis): torch.export.Dim.DYNAMIC for axis in live_axes.get(name, {})} or None
+                for name in flat.live_names
+            ),
         )
     elif live_axes:
         options["dynamic_axes"] = live_axes
@@ -182,9 +184,12 @@ def export(
     except Exception as exc:  # any exporter failure is a verdict, not a crash
         if exporter == "dynamo":
             reset_dynamo()
-        return ExportResult(exporter, time.perf_counter() - started,
-                            error=in_user_terms(describe_exception(exc), list(flat.live_names)),
-                            warnings=summarize_warnings(seen))
+        return ExportResult(
+            exporter,
+            time.perf_counter() - started,
+            error=in_user_terms(describe_exception(exc), list(flat.live_names)),
+            warnings=summarize_warnings(seen),
+        )
     notes = []
     if exporter == "dynamo":
         reset_dynamo()  # what the trace cached is not left to the eager runs and exports that follow
@@ -225,9 +230,11 @@ def value_types(model: Any) -> dict[str, Any]:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:
         inferred = model
-    return {value.name: value.type
-            for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-            if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type}
+    return {
+        value.name: value.type
+        for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+        if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type
+    }
 
 
 def element_types(model: Any) -> dict[str, int]:
@@ -245,8 +252,12 @@ def float_to_int_casts(model: Any) -> list[str]:
     """Names of the Cast nodes that turn floats into integers (their input's type from shape inference)."""
     from onnx import helper
 
-    casts = [n for n in model.graph.node if n.op_type == "Cast" and any(
-        a.name == "to" and helper.get_attribute_value(a) in INTEGER_TYPES for a in n.attribute)]
+    casts = [
+        n
+        for n in model.graph.node
+        if n.op_type == "Cast"
+        and any(a.name == "to" and helper.get_attribute_value(a) in INTEGER_TYPES for a in n.attribute)
+    ]
     if not casts:
         return []
     types = element_types(model)
@@ -257,7 +268,7 @@ RANDOM_OPS = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifor
 
 
 def random_ops(model: Any) -> list[str]:
-    """"Op name" of every node that samples, in the graph and its subgraphs (a Dropout in training mode samples
+    """ "Op name" of every node that samples, in the graph and its subgraphs (a Dropout in training mode samples
     too, but says so only through its inputs: it is listed when its training_mode input is present)."""
     found: list[str] = []
 
@@ -285,8 +296,9 @@ def named_transforms(transform: Any) -> list[tuple[str, Any]]:
     return [(stage, step) for stage, step in transform if step is not None]
 
 
-def described(exporter: str, model: Any, steps: list[tuple[str, Any]], started: float,
-              warnings: list[str] | None = None) -> ExportResult:
+def described(
+    exporter: str, model: Any, steps: list[tuple[str, Any]], started: float, warnings: list[str] | None = None
+) -> ExportResult:
     """An export's result from its ONNX model: the (stage, transform) steps applied, then the graph's facts (opset,
     nodes, inputs kept, outputs, digest, float-to-int casts, unordered outputs). Also how a recorded ONNX test
     folder's model is described."""
@@ -295,8 +307,9 @@ def described(exporter: str, model: Any, steps: list[tuple[str, Any]], started: 
     warnings = list(warnings or [])
     model, invalidated_by, failed = apply_transforms(model, steps)
     if failed is not None:
-        return ExportResult(exporter, time.perf_counter() - started, error=failed[1], stage=failed[0],
-                            warnings=warnings)
+        return ExportResult(
+            exporter, time.perf_counter() - started, error=failed[1], stage=failed[0], warnings=warnings
+        )
     data = model.SerializeToString()
     initializers = {i.name for i in model.graph.initializer}
     return ExportResult(
@@ -314,6 +327,7 @@ def described(exporter: str, model: Any, steps: list[tuple[str, Any]], started: 
         invalidated_by=invalidated_by,
         unordered_outputs=unordered_outputs(model),
     )
+
 
 def apply_transforms(model: Any, steps: list[tuple[str, Any]]) -> tuple[Any, list[str] | None, tuple[str, str] | None]:
     """Apply (stage, transform) steps in order: (the model, [stage, checker complaint] for the first step that made
@@ -362,8 +376,11 @@ CONTROL_FLOW_WARNINGS = ("TracerWarning",)
 
 
 # Warnings every export of a kind prints, about the exporter itself rather than the model: not recorded.
-ROUTINE_WARNINGS = ("legacy TorchScript-based ONNX export", "isinstance(treespec, LeafSpec)",
-                    "The feature will be removed. Please remove usage of this function")
+ROUTINE_WARNINGS = (
+    "legacy TorchScript-based ONNX export",
+    "isinstance(treespec, LeafSpec)",
+    "The feature will be removed. Please remove usage of this function",
+)
 
 
 def summarize_warnings(caught: list[Any], limit: int = 40) -> list[str]:

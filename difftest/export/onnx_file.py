@@ -21,9 +21,23 @@ from typing import Any
 import numpy as np
 
 # ONNX TensorProto element types -> numpy dtypes (the ones a graph input can have in practice).
-ELEMENT_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
-                  10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64", 15: "complex128",
-                  16: "bfloat16"}
+ELEMENT_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    14: "complex64",
+    15: "complex128",
+    16: "bfloat16",
+}
 
 
 class OnnxFileError(ValueError):
@@ -67,11 +81,13 @@ def load(source: Any) -> Any:
         try:
             return onnx.load_from_string(bytes(source))
         except Exception as exc:
-            raise OnnxFileError(f"onnx=: the bytes given are not a readable ONNX model ({type(exc).__name__}: {exc})"
-                                ) from None
+            raise OnnxFileError(
+                f"onnx=: the bytes given are not a readable ONNX model ({type(exc).__name__}: {exc})"
+            ) from None
     if not isinstance(source, (str, os.PathLike)):
-        raise OnnxFileError(f"onnx= takes a path to a .onnx file, its bytes or an onnx.ModelProto; got "
-                            f"{type(source).__name__}")
+        raise OnnxFileError(
+            f"onnx= takes a path to a .onnx file, its bytes or an onnx.ModelProto; got {type(source).__name__}"
+        )
     path = Path(source)
     if not path.is_file():
         raise OnnxFileError(f"onnx={str(source)!r}: no such file")
@@ -133,52 +149,92 @@ def graph_outputs(model: Any) -> list[DeclaredValue]:
     return [declared(v) for v in model.graph.output]
 
 
-def bind(model: Any, input_names: list[str], inputs: dict[str, np.ndarray], output_names: list[str],
-         outputs: list[np.ndarray]) -> Binding:
+def bind(
+    model: Any,
+    input_names: list[str],
+    inputs: dict[str, np.ndarray],
+    output_names: list[str],
+    outputs: list[np.ndarray],
+) -> Binding:
     """Line the file up with the model (its tensor inputs and the reference's outputs, as arrays), or raise
     OnnxFileError listing both sides."""
     file_inputs, file_outputs = graph_inputs(model), graph_outputs(model)
     mapping, how = _match([v.name for v in file_inputs], input_names, allow_fewer=True)
     if mapping is None:
-        raise OnnxFileError(_sides("inputs", how, [v.describe() for v in file_inputs],
-                                   [_describe_array(n, inputs[n]) for n in input_names]))
+        raise OnnxFileError(
+            _sides(
+                "inputs", how, [v.describe() for v in file_inputs], [_describe_array(n, inputs[n]) for n in input_names]
+            )
+        )
     problems = [p for v in file_inputs if (p := _input_problem(v, inputs[mapping[v.name]], mapping[v.name]))]
     if problems:
-        raise OnnxFileError("the ONNX file's inputs do not take the model's inputs: " + "; ".join(problems) + ". "
-                            + _sides("inputs", "", [v.describe() for v in file_inputs],
-                                     [_describe_array(n, inputs[n]) for n in input_names]))
+        raise OnnxFileError(
+            "the ONNX file's inputs do not take the model's inputs: "
+            + "; ".join(problems)
+            + ". "
+            + _sides(
+                "inputs", "", [v.describe() for v in file_inputs], [_describe_array(n, inputs[n]) for n in input_names]
+            )
+        )
     out_map, out_how = _match([v.name for v in file_outputs], output_names, allow_fewer=False)
     if out_map is None:
-        raise OnnxFileError(_sides("outputs", out_how, [v.describe() for v in file_outputs],
-                                   [_describe_array(n, a) for n, a in zip(output_names, outputs)]))
+        raise OnnxFileError(
+            _sides(
+                "outputs",
+                out_how,
+                [v.describe() for v in file_outputs],
+                [_describe_array(n, a) for n, a in zip(output_names, outputs)],
+            )
+        )
     by_model = {model_name: file_name for file_name, model_name in out_map.items()}
     ordered = [by_model[name] for name in output_names]
     problems = []
     for value in file_outputs:
         array = outputs[output_names.index(out_map[value.name])]
         if value.dims is not None and len(value.dims) != array.ndim:
-            problems.append(f"output {value.name!r} has rank {len(value.dims)} in the file, the model's "
-                            f"{out_map[value.name]!r} rank {array.ndim}")
+            problems.append(
+                f"output {value.name!r} has rank {len(value.dims)} in the file, the model's "
+                f"{out_map[value.name]!r} rank {array.ndim}"
+            )
     if problems:
-        raise OnnxFileError("the ONNX file's outputs are not the model's outputs: " + "; ".join(problems) + ". "
-                            + _sides("outputs", "", [v.describe() for v in file_outputs],
-                                     [_describe_array(n, a) for n, a in zip(output_names, outputs)]))
+        raise OnnxFileError(
+            "the ONNX file's outputs are not the model's outputs: "
+            + "; ".join(problems)
+            + ". "
+            + _sides(
+                "outputs",
+                "",
+                [v.describe() for v in file_outputs],
+                [_describe_array(n, a) for n, a in zip(output_names, outputs)],
+            )
+        )
     binding = Binding(inputs=mapping, outputs=ordered, matched_by={"inputs": how, "outputs": out_how})
     for value in file_inputs:
-        axes = {axis: (dim if isinstance(dim, str) else f"{mapping[value.name]}_dim{axis}")
-                for axis, dim in enumerate(value.dims or []) if not isinstance(dim, int)}
+        axes = {
+            axis: (dim if isinstance(dim, str) else f"{mapping[value.name]}_dim{axis}")
+            for axis, dim in enumerate(value.dims or [])
+            if not isinstance(dim, int)
+        }
         if axes:
             binding.dynamic_axes[mapping[value.name]] = axes
     missing = [n for n in input_names if n not in mapping.values()]
     if missing:
-        binding.notes.append(f"the file has no input for {', '.join(missing)}: it runs without them (an input the "
-                             "model depends on but the file ignores fails as a frozen input)")
+        binding.notes.append(
+            f"the file has no input for {', '.join(missing)}: it runs without them (an input the "
+            "model depends on but the file ignores fails as a frozen input)"
+        )
     if how == "position":
-        binding.notes.append("inputs matched by position (the file names them "
-                             + ", ".join(f"{k} for {v}" for k, v in mapping.items() if k != v) + ")")
+        binding.notes.append(
+            "inputs matched by position (the file names them "
+            + ", ".join(f"{k} for {v}" for k, v in mapping.items() if k != v)
+            + ")"
+        )
     if out_how == "position":
-        binding.notes.append("outputs matched by position; the tables use the file's names ("
-                             + ", ".join(f"{f} for {m}" for f, m in zip(ordered, output_names) if f != m) + ")")
+        binding.notes.append(
+            "outputs matched by position; the tables use the file's names ("
+            + ", ".join(f"{f} for {m}" for f, m in zip(ordered, output_names) if f != m)
+            + ")"
+        )
     return binding
 
 
@@ -217,9 +273,11 @@ def dynamic_axes_problems(binding: Binding, declared_axes: dict[str, dict[int, s
     for name, axes in (declared_axes or {}).items():
         for axis in axes:
             if int(axis) not in binding.dynamic_axes.get(name, {}):
-                problems.append(f"the case declares axis {axis} of {name!r} dynamic, but the ONNX file fixes it; "
-                                "probes keep its size (re-export with that axis dynamic to ship a file that takes "
-                                "other sizes)")
+                problems.append(
+                    f"the case declares axis {axis} of {name!r} dynamic, but the ONNX file fixes it; "
+                    "probes keep its size (re-export with that axis dynamic to ship a file that takes "
+                    "other sizes)"
+                )
     return problems
 
 
@@ -244,12 +302,16 @@ def name_dynamic_axes(model: Any, dynamic_axes: dict[str, dict[int, str]] | None
             if symbol == wanted:
                 continue
             if symbol in chosen and chosen[symbol] != wanted:
-                notes.append(f"axes named {chosen[symbol]!r} and {wanted!r} are one size to the exporter "
-                             f"({symbol}); kept {chosen[symbol]!r}")
+                notes.append(
+                    f"axes named {chosen[symbol]!r} and {wanted!r} are one size to the exporter "
+                    f"({symbol}); kept {chosen[symbol]!r}"
+                )
                 continue
             if wanted in chosen.values():
-                notes.append(f"the name {wanted!r} was given to axes the exporter keeps apart; {name!r} axis "
-                             f"{axis} keeps {symbol!r}")
+                notes.append(
+                    f"the name {wanted!r} was given to axes the exporter keeps apart; {name!r} axis "
+                    f"{axis} keeps {symbol!r}"
+                )
                 continue
             chosen[symbol] = wanted
     if not chosen:
@@ -277,27 +339,33 @@ def _match(file_names: list[str], model_names: list[str], allow_fewer: bool) -> 
             return None, f"the file has {len(file_names)} {{kind}}, the model {len(model_names)}"
         return by_name, "name"
     if len(file_names) != len(model_names):
-        return None, (f"{', '.join(repr(n) for n in left)} of the file match no {{kind}} of the model by name, and "
-                      f"the counts differ ({len(file_names)} in the file, {len(model_names)} in the model), so "
-                      "they cannot be matched by position either")
+        return None, (
+            f"{', '.join(repr(n) for n in left)} of the file match no {{kind}} of the model by name, and "
+            f"the counts differ ({len(file_names)} in the file, {len(model_names)} in the model), so "
+            "they cannot be matched by position either"
+        )
     mapping = dict(by_name)
     for index, name in enumerate(file_names):
         if name in by_name:
             continue
         partner = model_names[index]
         if partner in by_name.values():
-            return None, (f"the file's {{kind}} {name!r} (position {index}) matches no name of the model, and the "
-                          f"model's {{kind}} at that position ({partner!r}) is already matched by name")
+            return None, (
+                f"the file's {{kind}} {name!r} (position {index}) matches no name of the model, and the "
+                f"model's {{kind}} at that position ({partner!r}) is already matched by name"
+            )
         mapping[name] = partner
     return mapping, "position"
 
 
 def _sides(kind: str, why: str, file_side: list[str], model_side: list[str]) -> str:
     head = f"the ONNX file's {kind} do not line up with the model's ({why.format(kind=kind)}). " if why else ""
-    return (f"{head}The file's {kind}: {', '.join(file_side) or '(none)'}. The model's {kind}: "
-            f"{', '.join(model_side) or '(none)'}. Export with the model's names (torch.onnx.export(..., "
-            f"input_names=..., output_names=...)) or pass the {'args/kwargs' if kind == 'inputs' else 'model'} "
-            "that the file was exported from")
+    return (
+        f"{head}The file's {kind}: {', '.join(file_side) or '(none)'}. The model's {kind}: "
+        f"{', '.join(model_side) or '(none)'}. Export with the model's names (torch.onnx.export(..., "
+        f"input_names=..., output_names=...)) or pass the {'args/kwargs' if kind == 'inputs' else 'model'} "
+        "that the file was exported from"
+    )
 
 
 def _describe_array(name: str, array: np.ndarray) -> str:
@@ -311,11 +379,17 @@ def _input_problem(value: DeclaredValue, array: np.ndarray, model_name: str) -> 
         return None
     if len(value.dims) != array.ndim:
         return f"{value.name!r} has rank {len(value.dims)} in the file, the model's {model_name!r} rank {array.ndim}"
-    fixed = [(axis, dim, array.shape[axis]) for axis, dim in enumerate(value.dims)
-             if isinstance(dim, int) and dim != array.shape[axis]]
+    fixed = [
+        (axis, dim, array.shape[axis])
+        for axis, dim in enumerate(value.dims)
+        if isinstance(dim, int) and dim != array.shape[axis]
+    ]
     if fixed:
-        return (f"{value.name!r} fixes " + ", ".join(f"axis {a} to {d}" for a, d, _ in fixed)
-                + f" but the model's {model_name!r} is [{', '.join(str(d) for d in array.shape)}]")
+        return (
+            f"{value.name!r} fixes "
+            + ", ".join(f"axis {a} to {d}" for a, d, _ in fixed)
+            + f" but the model's {model_name!r} is [{', '.join(str(d) for d in array.shape)}]"
+        )
     return None
 
 

@@ -23,8 +23,14 @@ import numpy as np
 from ..export.exporter import element_types
 from ..record.names import ACCUMULATION
 
-ACCUMULATING = {"ReduceSum": (0,), "ReduceMean": (0,), "CumSum": (0,), "MatMul": (0, 1), "Gemm": (0, 1, 2),
-                "Conv": (0, 1, 2)}
+ACCUMULATING = {
+    "ReduceSum": (0,),
+    "ReduceMean": (0,),
+    "CumSum": (0,),
+    "MatMul": (0, 1),
+    "Gemm": (0, 1, 2),
+    "Conv": (0, 1, 2),
+}
 PASS_THROUGH = {"Identity", "Cast"}  # value-preserving (a float Cast only)
 RESHAPING = {"Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose"}  # move values, replayed on the magnitude
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -87,11 +93,18 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
             added.append(helper.make_node("Shape", [node.input[slot]], [shape_name]))
             new_outputs.append(helper.make_tensor_value_info(shape_name, onnx.TensorProto.INT64, None))
             shapes.append(shape_name)
-        new_outputs.append(helper.make_tensor_value_info(magnitude, types.get(node.output[0], onnx.TensorProto.FLOAT),
-                                                         None))
-        info: dict[str, Any] = {"op": node.op_type, "node": node.name or node.output[0], "magnitude": magnitude,
-                                "shapes": shapes, "slots": data_slots, "biases": biases,
-                                "attributes": {k: v for k, v in attributes.items() if isinstance(v, (int, float))}}
+        new_outputs.append(
+            helper.make_tensor_value_info(magnitude, types.get(node.output[0], onnx.TensorProto.FLOAT), None)
+        )
+        info: dict[str, Any] = {
+            "op": node.op_type,
+            "node": node.name or node.output[0],
+            "magnitude": magnitude,
+            "shapes": shapes,
+            "slots": data_slots,
+            "biases": biases,
+            "attributes": {k: v for k, v in attributes.items() if isinstance(v, (int, float))},
+        }
         if node.op_type in ("ReduceSum", "ReduceMean", "CumSum"):
             info["axes"] = _axes(node, attributes, constants)
             if info["axes"] is None:
@@ -159,8 +172,9 @@ def _axes(node: Any, attributes: dict[str, Any], constants: dict[str, Any]) -> l
     return []
 
 
-def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
-             ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+def evaluate(
+    session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """Run the magnitude branches (an ORT session of what ``augment`` returned): output name -> (Σ|x| per
     element, {op, n, ...}). The rows are recorded under the pseudo-backend ``accumulation:<export>`` (see
     ``worker.backend_run.record_graph_evidence``)."""
@@ -176,8 +190,11 @@ def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np
         if info["op"] == "CumSum":
             attributes = info["attributes"]
             axis = info["axes"][0] if info["axes"] else 0
-            meta.update(axis=axis % max(len(shapes[0]), 1), reverse=int(attributes.get("reverse", 0)),
-                        exclusive=int(attributes.get("exclusive", 0)))
+            meta.update(
+                axis=axis % max(len(shapes[0]), 1),
+                reverse=int(attributes.get("reverse", 0)),
+                exclusive=int(attributes.get("exclusive", 0)),
+            )
         result[output] = (np.asarray(values[info["magnitude"]]), meta)
     return result
 

@@ -49,8 +49,14 @@ SPEC_REFERENCE = "onnx-ref"
 USER_FILE_BLAME = "onnx-file"  # the file, whoever made it: the user's export script or its post-processing
 
 
-def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: str, oracle: str | None,
-           onnx_exports: dict[str, str], case: dict[str, Any] | None = None) -> None:
+def assign(
+    verdicts: dict[str, dict[Key, Verdict]],
+    rec: Recorded,
+    reference: str,
+    oracle: str | None,
+    onnx_exports: dict[str, str],
+    case: dict[str, Any] | None = None,
+) -> None:
     """Fill ``blame`` for failing verdicts, in place.
 
     ``verdicts`` maps candidate -> (probe, output) -> verdict; ``onnx_exports`` maps each ONNX candidate to the
@@ -61,8 +67,10 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
     context = _Context(verdicts, rec, reference, oracle, onnx_exports, case or {})
     # Controls are read as judged, before any blame relabels one (a TF32-accepted ort-cuda must not make its own
     # opt=disable control look like the optimizer's fault).
-    judged = {c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame, rule=v.rule) for k, v in by_key.items()}
-              for c, by_key in verdicts.items()}
+    judged = {
+        c: {k: Verdict(v.label, v.evidence, v.metrics, v.blame, rule=v.rule) for k, v in by_key.items()}
+        for c, by_key in verdicts.items()
+    }
     context.verdicts = judged
     for candidate, by_key in verdicts.items():
         for key, verdict in by_key.items():
@@ -85,8 +93,10 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                 verdict.blame, verdict.blame_rule, verdict.blame_reason, relabel = declared
                 if relabel:  # within the reduced precision's own tolerance: a warning
                     verdict.label, verdict.rule = "reduced_precision", "reduced precision"
-                    verdict.evidence = (verdict.evidence.rstrip().rstrip(".") + ". Counted as reduced_precision (a "
-                                        f"warning, not float noise): {verdict.blame_reason}.")
+                    verdict.evidence = (
+                        verdict.evidence.rstrip().rstrip(".") + ". Counted as reduced_precision (a "
+                        f"warning, not float noise): {verdict.blame_reason}."
+                    )
                 continue
             fastpath = _fastpath_control(candidate, key, judged, context)
             if fastpath is not None:
@@ -97,8 +107,9 @@ def assign(verdicts: dict[str, dict[Key, Verdict]], rec: Recorded, reference: st
                     verdict.evidence += " Counted as numeric (accepted: the attention fast path)."
                 continue
             verdict.blame, verdict.blame_rule, reason = _value_blame(candidate, key, context)
-            verdict.blame_reason = (f"{reason}.{_untested_tf32(candidate, judged)}"
-                                    f"{_declared_not_it(candidate, key, judged)}")
+            verdict.blame_reason = (
+                f"{reason}.{_untested_tf32(candidate, judged)}{_declared_not_it(candidate, key, judged)}"
+            )
 
 
 class _Context:
@@ -119,8 +130,9 @@ def _stage_blame(candidate: str, verdict: Verdict, context: _Context) -> str:
         if invalidated:
             stage, problem = invalidated
             verdict.blame_rule = "invalidated_graph"
-            verdict.blame_reason = (f"the graph was valid before the {stage} rewrite and the ONNX checker rejects it "
-                                    f"after: {problem[:400]}")
+            verdict.blame_reason = (
+                f"the graph was valid before the {stage} rewrite and the ONNX checker rejects it after: {problem[:400]}"
+            )
             return stage
     return candidate
 
@@ -140,8 +152,7 @@ def _siblings(candidate: str, names: list[str], key: str) -> list[tuple[str, str
     return found
 
 
-def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
-                  context: "_Context") -> str | None:
+def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], context: "_Context") -> str | None:
     from ..backends.candidates import parse
 
     if parse(candidate).get("tf32") == "0":
@@ -149,8 +160,10 @@ def _tf32_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdic
     for name, value in _siblings(candidate, list(verdicts), "tf32"):
         other = verdicts[name].get(key)
         if value == "0" and other is not None and other.passed:
-            return (f"the gap closes with TF32 off ({name}: {other.label}); TF32 is reduced precision by design"
-                    + _distances(context, key, {"with TF32": candidate, "without": name}))
+            return (
+                f"the gap closes with TF32 off ({name}: {other.label}); TF32 is reduced precision by design"
+                + _distances(context, key, {"with TF32": candidate, "without": name})
+            )
     return None
 
 
@@ -162,12 +175,18 @@ def _untested_tf32(candidate: str, verdicts: dict[str, dict[Key, Verdict]]) -> s
 
     me = parse(candidate)
     backend = REGISTRY.get(me.backend)
-    if backend is None or "tf32" not in getattr(backend, "settings", ()) or me.get("tf32") == "0" \
-            or any(value == "0" for _, value in _siblings(candidate, list(verdicts), "tf32")):
+    if (
+        backend is None
+        or "tf32" not in getattr(backend, "settings", ())
+        or me.get("tf32") == "0"
+        or any(value == "0" for _, value in _siblings(candidate, list(verdicts), "tf32"))
+    ):
         return ""
     control = with_settings(me, tf32="0")
-    return (f" TF32 is not ruled out: no {control} control ran in this run ({me.backend} uses "
-            "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)")
+    return (
+        f" TF32 is not ruled out: no {control} control ran in this run ({me.backend} uses "
+        "TF32 by default; a run with that candidate tells whether the gap is TF32's reduced precision)"
+    )
 
 
 GENERIC_CONTROL_RULES = ("precision_control", "compile_control")
@@ -201,8 +220,9 @@ def _setting_value(candidate: str, setting: str, key: Key, context: "_Context") 
     return found or REGISTRY[me.backend].setting_defaults.get(setting, "default")
 
 
-def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
-                      context: "_Context") -> tuple[str, str, str, bool] | None:
+def _declared_control(
+    candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], context: "_Context"
+) -> tuple[str, str, str, bool] | None:
     """(blame, rule, reason, whether the label becomes reduced_precision) from a generic control the candidate's backend declares: the same
     candidate with one setting changed agrees with eager (what the setting switches off is to blame: the precision,
     Inductor), or fails the same way (what the control keeps is: Dynamo's capture). Never accepted as noise: the
@@ -220,22 +240,34 @@ def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ve
         mine = _setting_value(candidate, control.setting, key, context)
         if other.passed:
             blame = control.closes.format(value=mine)
-            distances = _distances(context, key, {f"{control.setting}={mine}": candidate,
-                                                  f"{control.setting}={control.value}": name,
-                                                  "eager": context.reference})
-            reason = (f"the gap closes with {control.setting}={control.value} ({name}: {other.label}); {candidate} "
-                      f"ran with {control.setting}={mine}{distances}")
+            distances = _distances(
+                context,
+                key,
+                {
+                    f"{control.setting}={mine}": candidate,
+                    f"{control.setting}={control.value}": name,
+                    "eager": context.reference,
+                },
+            )
+            reason = (
+                f"the gap closes with {control.setting}={control.value} ({name}: {other.label}); {candidate} "
+                f"ran with {control.setting}={mine}{distances}"
+            )
             relabel = False
             if control.rule == "precision_control":
                 held = _held_to_precision(candidate, key, mine, dict(control.tolerances), context)
                 default = "its default here" if not me.get(control.setting) else "as set"
                 if held is None:
-                    reason += (f"; {me.backend} is not accurate on this output at {control.setting}={mine} ({default}) "
-                               f"by float32's tolerance: a deployment at that precision gets this error; with "
-                               f"{control.setting}={control.value} it agrees with eager")
+                    reason += (
+                        f"; {me.backend} is not accurate on this output at {control.setting}={mine} ({default}) "
+                        f"by float32's tolerance: a deployment at that precision gets this error; with "
+                        f"{control.setting}={control.value} it agrees with eager"
+                    )
                 else:
-                    reason += (f"; at {control.setting}={mine} ({default}): {held.describe(mine)}"
-                               f"; with {control.setting}={control.value} it agrees with eager")
+                    reason += (
+                        f"; at {control.setting}={mine} ({default}): {held.describe(mine)}"
+                        f"; with {control.setting}={control.value} it agrees with eager"
+                    )
                     if held.within:
                         relabel = True
                     else:
@@ -244,15 +276,22 @@ def _declared_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ve
                 reason += f": {blame} (switched off by {control.setting}={control.value}) makes the difference"
             return blame, control.rule, reason, relabel
         if control.persists and _agree(context.rec, candidate, name, *key):
-            return control.persists, control.rule, (
-                f"{name} ({control.setting}={control.value}) computes what {candidate} computes ({other.label}): "
-                f"the gap is already there without what {control.setting}={control.value} switches off, so "
-                f"{control.persists} makes it"), False
+            return (
+                control.persists,
+                control.rule,
+                (
+                    f"{name} ({control.setting}={control.value}) computes what {candidate} computes ({other.label}): "
+                    f"the gap is already there without what {control.setting}={control.value} switches off, so "
+                    f"{control.persists} makes it"
+                ),
+                False,
+            )
     return None
 
 
-def _held_to_precision(candidate: str, key: Key, precision: str, tolerances: dict[str, float],
-                       context: "_Context") -> Any:
+def _held_to_precision(
+    candidate: str, key: Key, precision: str, tolerances: dict[str, float], context: "_Context"
+) -> Any:
     """The candidate's output held to ``precision``'s own tolerance against the float64 oracle (eager without one):
     a ``precision.PrecisionCheck``, or None when the precision declares no tolerance or nothing can be compared."""
     from . import precision as reduced
@@ -295,8 +334,9 @@ def _declared_not_it(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ver
     return ".".join(notes) + ("." if notes else "")
 
 
-def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]],
-                      context: _Context) -> tuple[str, str, str] | None:
+def _fastpath_control(
+    candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], context: _Context
+) -> tuple[str, str, str] | None:
     """(label, blame, reason) when the gap closes with nn.MultiheadAttention's inference fast path off (alone or
     with TF32 off too). The fast path is what inference runs, so the difference is real: the label follows
     from the numbers (numeric only if the fast path is no farther from float64 than eager on CPU, ×3)."""
@@ -311,9 +351,11 @@ def _fastpath_control(candidate: str, key: Key, verdicts: dict[str, dict[Key, Ve
         if other is None or not other.passed:
             continue
         distances = _rmse_to_oracle(context, key, (candidate, name, context.reference))
-        reason = (f"the gap closes with the attention fast path off ({name}: {other.label}); the fast path is what "
-                  "inference runs" + _distances(context, key, {"fast path": candidate, "without": name,
-                                                               "eager": context.reference}))
+        reason = (
+            f"the gap closes with the attention fast path off ({name}: {other.label}); the fast path is what "
+            "inference runs"
+            + _distances(context, key, {"fast path": candidate, "without": name, "eager": context.reference})
+        )
         if distances and distances[0] <= EAGER_WORSE_FACTOR * distances[2]:
             return "numeric", "attention fast path", reason + "; within 3× of eager's distance: float noise"
         return "mismatch", "attention fast path", reason + "; farther from float64 than eager by more than 3×"
@@ -337,12 +379,11 @@ def _rmse_to_oracle(context: "_Context", key: Key, names: tuple[str, ...]) -> li
 
 
 def _distances(context: "_Context", key: Key, named: dict[str, str]) -> str:
-    """"; RMSE vs float64: with TF32 3.1e-04, without 2.2e-07" for the named backends that recorded the output."""
+    """ "; RMSE vs float64: with TF32 3.1e-04, without 2.2e-07" for the named backends that recorded the output."""
     values = _rmse_to_oracle(context, key, tuple(named.values()))
     if not values:
         return ""
-    return "; RMSE vs the float64 oracle: " + ", ".join(f"{label} {value:.3g}" for label, value in
-                                                       zip(named, values))
+    return "; RMSE vs the float64 oracle: " + ", ".join(f"{label} {value:.3g}" for label, value in zip(named, values))
 
 
 def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
@@ -360,13 +401,18 @@ def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
         raw = context.controls.get("rewrite", {})
         if raw.get("ran"):
             if raw.get("agrees"):
-                return "onnx_transform", (f"{raw.get('candidate')} on the export without the case's onnx_transform "
-                                          f"agrees with eager ({raw.get('evidence', '')}): the case's rewrite changed "
-                                          "the graph")
-            return "exporter", (f"{raw.get('candidate')} on the export without the case's onnx_transform already "
-                                f"differs from eager: the {exporter} exporter's graph")
-        return "onnx_transform or exporter", ("the case's onnx_transform rewrote the exported graph; the rewrite and "
-                                              "the exporter are not told apart")
+                return "onnx_transform", (
+                    f"{raw.get('candidate')} on the export without the case's onnx_transform "
+                    f"agrees with eager ({raw.get('evidence', '')}): the case's rewrite changed "
+                    "the graph"
+                )
+            return "exporter", (
+                f"{raw.get('candidate')} on the export without the case's onnx_transform already "
+                f"differs from eager: the {exporter} exporter's graph"
+            )
+        return "onnx_transform or exporter", (
+            "the case's onnx_transform rewrote the exported graph; the rewrite and the exporter are not told apart"
+        )
     return "exporter", f"the {exporter} exporter produced it"
 
 
@@ -398,9 +444,11 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
     undefined, what = undefined_positions(converted, output, differing)
     if not undefined:
         return None
-    return (f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export) and on this probe "
-            f"{what}; the ONNX specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so "
-            "runtimes and devices may legitimately differ there")
+    return (
+        f"the model casts floats to integers (Cast node {', '.join(casts[:3])} of its export) and on this probe "
+        f"{what}; the ONNX specification (Cast) and C++ leave out-of-range and NaN conversions undefined, so "
+        "runtimes and devices may legitimately differ there"
+    )
 
 
 def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str, str]:
@@ -418,8 +466,11 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
         ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
         if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
             who = "eager" if reference == "torch" else f"the reference ({reference})"
-            return reference, "eager_off_oracle", (f"{who} is farther from the float64 oracle (RMSE {ref_err:.3g}) "
-                                                   f"than {candidate} ({cand_err:.3g})")
+            return (
+                reference,
+                "eager_off_oracle",
+                (f"{who} is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} ({cand_err:.3g})"),
+            )
     undefined = _undefined(candidate, key, context)
     if undefined is not None:
         return "none (undefined behaviour)", "undefined_cast", undefined
@@ -430,67 +481,118 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
     for name, value in _siblings(candidate, names, "opt"):
         other = verdicts[name].get(key)
         if other is not None and other.passed and value != me.get("opt"):
-            return "ort-optimizer", "optimizer_control", (
-                f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT graph "
-                "optimization changes the result")
-    if (context.case.get("exporter") == USER_FILE and context.case.get("reference") == reference != "torch"
-            and not me.get("transform")):
+            return (
+                "ort-optimizer",
+                "optimizer_control",
+                (
+                    f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT graph "
+                    "optimization changes the result"
+                ),
+            )
+    if (
+        context.case.get("exporter") == USER_FILE
+        and context.case.get("reference") == reference != "torch"
+        and not me.get("transform")
+    ):
         # A bare ONNX file: the reference is a runtime on the same graph, there is no model to blame the graph on.
         if reference == SPEC_REFERENCE:
-            return candidate, "spec_reference", (f"{reference}, the ONNX specification's reference implementation and "
-                                                 "this case's reference, computes something else on the same graph")
+            return (
+                candidate,
+                "spec_reference",
+                (
+                    f"{reference}, the ONNX specification's reference implementation and "
+                    "this case's reference, computes something else on the same graph"
+                ),
+            )
         if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
             ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
             if cand_err > EAGER_WORSE_FACTOR * ref_err:
-                return candidate, "other_runtime", (f"{candidate} is farther from the float64 oracle (RMSE "
-                                                    f"{cand_err:.3g}) than the reference {reference} ({ref_err:.3g})")
-        return f"{candidate} or {reference}", "one_runtime", (
-            f"two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
-            "to --backends for the specification's opinion")
+                return (
+                    candidate,
+                    "other_runtime",
+                    (
+                        f"{candidate} is farther from the float64 oracle (RMSE "
+                        f"{cand_err:.3g}) than the reference {reference} ({ref_err:.3g})"
+                    ),
+                )
+        return (
+            f"{candidate} or {reference}",
+            "one_runtime",
+            (
+                f"two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
+                "to --backends for the specification's opinion"
+            ),
+        )
     for name, value in _siblings(candidate, names, "exporter"):
         other = verdicts[name].get(key)
         if other is not None and other.passed:
             mine = context.onnx_exports[candidate].split("+")[0]
             if mine == USER_FILE:
-                return USER_FILE_BLAME, "own_export", (
-                    f"difftest's own {value} export of the same model ({name}) agrees with eager: the ONNX file "
-                    "(the export step that made it or the post-processing after) makes the difference")
-            return f"exporter:{mine}", "other_exporter", (f"the {value or 'default'} exporter's graph ({name}) agrees "
-                                                          "with eager")
+                return (
+                    USER_FILE_BLAME,
+                    "own_export",
+                    (
+                        f"difftest's own {value} export of the same model ({name}) agrees with eager: the ONNX file "
+                        "(the export step that made it or the post-processing after) makes the difference"
+                    ),
+                )
+            return (
+                f"exporter:{mine}",
+                "other_exporter",
+                (f"the {value or 'default'} exporter's graph ({name}) agrees with eager"),
+            )
     capture = _capture_opinion(candidate, key, context)
     if capture is not None and capture[0] == "candidate":
         return "torch.export", "capture_control", capture[1]
     author, how = graph_author(candidate, context)
     if capture is not None and capture[0] == "eager" and author == "exporter":
-        how = (f"{how}; {capture[1]}, so not the capture: the exporter's ONNX translation of the captured program "
-               "makes the difference")
+        how = (
+            f"{how}; {capture[1]}, so not the capture: the exporter's ONNX translation of the captured program "
+            "makes the difference"
+        )
     spec = _spec_opinion(candidate, key, context)
     if spec is not None and spec[0] == "eager":
         return candidate, "spec_reference", f"{spec[1]}: the runtime, not the graph, computes something else"
     if spec is not None and spec[0] == "candidate":
         return author, "spec_reference", f"{spec[1]}: the graph itself differs from eager ({how})"
-    same_graph = [c for c in context.onnx_exports if c != candidate
-                  and context.onnx_exports[c] == context.onnx_exports[candidate] and key in verdicts.get(c, {})]
+    same_graph = [
+        c
+        for c in context.onnx_exports
+        if c != candidate and context.onnx_exports[c] == context.onnx_exports[candidate] and key in verdicts.get(c, {})
+    ]
     other_runtimes = [c for c in same_graph if parse(c).backend != me.backend and parse(c).backend != SPEC_REFERENCE]
     passing = [c for c in other_runtimes if verdicts[c][key].passed]
-    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed
-                and _agree(rec, candidate, c, probe, output)]
+    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)]
     if passing:
         return candidate, "other_runtime", f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
     if agreeing:
-        return author, "other_runtime", (f"{candidate} and {', '.join(agreeing)} agree with each other on the same "
-                                         f"ONNX graph but not with eager ({how})")
+        return (
+            author,
+            "other_runtime",
+            (
+                f"{candidate} and {', '.join(agreeing)} agree with each other on the same "
+                f"ONNX graph but not with eager ({how})"
+            ),
+        )
     if other_runtimes:
         return candidate, "other_runtime", "the ONNX runtimes disagree with each other as well as with eager"
-    same_runtime = [c for c in same_graph if parse(c).backend == me.backend and not verdicts[c][key].passed
-                    and _agree(rec, candidate, c, probe, output)]
+    same_runtime = [
+        c
+        for c in same_graph
+        if parse(c).backend == me.backend and not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)
+    ]
     present = ", ".join(same_runtime)
-    suggestions = [s for s in ("onnx-ref", "ort-cuda" if me.backend == "ort-cpu" else "ort-cpu")
-                   if not any(parse(n).backend == s for n in names)]
+    suggestions = [
+        s
+        for s in ("onnx-ref", "ort-cuda" if me.backend == "ort-cpu" else "ort-cpu")
+        if not any(parse(n).backend == s for n in names)
+    ]
     why = "only one ONNX runtime ran this graph, so the graph and the runtime cannot be told apart"
     if present:
-        why = (f"{candidate} gives the same result with other runtime settings ({present}), so no single "
-               "optimization explains it; " + why)
+        why = (
+            f"{candidate} gives the same result with other runtime settings ({present}), so no single "
+            "optimization explains it; " + why
+        )
     if spec is not None:
         why += f" ({spec[1]})"
     if suggestions:
@@ -506,11 +608,16 @@ def _capture_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, 
     if theirs is None or context.onnx_exports.get(candidate) != "dynamo":
         return None
     if theirs.passed:
-        return "eager", f"{CAPTURE} (the program torch.export captured, run as a module) agrees with eager ({theirs.label})"
+        return (
+            "eager",
+            f"{CAPTURE} (the program torch.export captured, run as a module) agrees with eager ({theirs.label})",
+        )
     if _agree(context.rec, candidate, CAPTURE, *key):
-        return "candidate", (f"{CAPTURE} (the program torch.export captured, run as a module, before any ONNX "
-                             f"translation) computes what {candidate} computes ({theirs.label}): the capture differs "
-                             "from eager, and the ONNX graph only carries it")
+        return "candidate", (
+            f"{CAPTURE} (the program torch.export captured, run as a module, before any ONNX "
+            f"translation) computes what {candidate} computes ({theirs.label}): the capture differs "
+            "from eager, and the ONNX graph only carries it"
+        )
     return None
 
 
@@ -529,11 +636,15 @@ def _spec_opinion(candidate: str, key: Key, context: _Context) -> tuple[str, str
         if theirs is None:
             continue
         if theirs.passed:
-            return "eager", (f"{name} (the ONNX specification's reference implementation, run on the same graph) "
-                             f"agrees with eager ({theirs.label})")
+            return "eager", (
+                f"{name} (the ONNX specification's reference implementation, run on the same graph) "
+                f"agrees with eager ({theirs.label})"
+            )
         if _agree(context.rec, candidate, name, probe, output):
-            return "candidate", (f"{name} (the ONNX specification's reference implementation, run on the same "
-                                 f"graph) computes what {candidate} computes")
+            return "candidate", (
+                f"{name} (the ONNX specification's reference implementation, run on the same "
+                f"graph) computes what {candidate} computes"
+            )
         return "neither", f"{name} disagrees with both eager and {candidate}"
     return None
 
@@ -544,8 +655,11 @@ def _agree(rec: Recorded, a: str, b: str, probe: str, output: str) -> bool:
         return False
     rtol, atol = tolerance_for(x)
     with np.errstate(all="ignore"):
-        return bool(np.allclose(x.astype(np.float64), y.astype(np.float64), rtol=max(rtol, 1e-4),
-                                atol=max(atol, 1e-5), equal_nan=True))
+        return bool(
+            np.allclose(
+                x.astype(np.float64), y.astype(np.float64), rtol=max(rtol, 1e-4), atol=max(atol, 1e-5), equal_nan=True
+            )
+        )
 
 
 def _rmse(values: np.ndarray, truth: np.ndarray) -> float:

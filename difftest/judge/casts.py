@@ -20,8 +20,7 @@ from ..record.names import CAST_INPUTS
 
 PSEUDO = CAST_INPUTS
 # ONNX TensorProto integer types -> numpy dtype (the range a converted value must fall in)
-_NUMPY = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 12: np.uint32,
-          13: np.uint64}
+_NUMPY = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 12: np.uint32, 13: np.uint64}
 
 
 def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str, dict[str, Any]]] | None:
@@ -50,14 +49,16 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
     return (model.SerializeToString(), found) if found else None
 
 
-def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
-             ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+def evaluate(
+    session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """Cast name -> (the values it converts on these feeds, {to, output})."""
     names = [info["name"] for info in found.values()]
     inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
     values = session.run(names, inputs)
-    return {cast: (value, {"to": found[cast]["to"], "output": found[cast]["output"]})
-            for cast, value in zip(found, values)}
+    return {
+        cast: (value, {"to": found[cast]["to"], "output": found[cast]["output"]}) for cast, value in zip(found, values)
+    }
 
 
 def out_of_range(values: np.ndarray, to: int) -> np.ndarray:
@@ -70,8 +71,9 @@ def out_of_range(values: np.ndarray, to: int) -> np.ndarray:
         return ~np.isfinite(wide) | (truncated < float(info.min)) | (truncated > float(info.max))
 
 
-def undefined_positions(casts: dict[str, tuple[np.ndarray, dict[str, Any]]], output: str,
-                        differing: np.ndarray | None) -> tuple[bool, str]:
+def undefined_positions(
+    casts: dict[str, tuple[np.ndarray, dict[str, Any]]], output: str, differing: np.ndarray | None
+) -> tuple[bool, str]:
     """(is the difference explained by an undefined conversion, the sentence saying what the Cast inputs hold).
 
     A Cast that produces ``output`` directly is checked at the differing positions; one further upstream (its
@@ -83,11 +85,15 @@ def undefined_positions(casts: dict[str, tuple[np.ndarray, dict[str, Any]]], out
             hit = int((bad & differing).sum())
             (undefined if hit else defined).append(
                 f"{name}: {hit} of the {int(differing.sum())} differing positions convert NaN, ±Inf or "
-                "out-of-range values" if hit else
-                f"{name}: every differing position converts a finite in-range value")
+                "out-of-range values"
+                if hit
+                else f"{name}: every differing position converts a finite in-range value"
+            )
         elif info.get("output") is None or info.get("output") == output:
             count = int(bad.sum())
             (undefined if count else defined).append(
-                f"{name}: {count} of its {bad.size} inputs are NaN, ±Inf or out of range" if count else
-                f"{name}: all {bad.size} of its inputs are finite and in range")
+                f"{name}: {count} of its {bad.size} inputs are NaN, ±Inf or out of range"
+                if count
+                else f"{name}: all {bad.size} of its inputs are finite and in range"
+            )
     return bool(undefined), "; ".join(undefined or defined)

@@ -141,10 +141,18 @@ def exact_rule(pair: Pair) -> Verdict | None:
     if not bit_identical(pair.reference, pair.candidate):
         return None
     judged = int(pair.reference.size if pair.ignore is None else np.count_nonzero(~pair.ignore))
-    zero = Metrics(count=judged, max_abs=0.0, mean_abs=0.0, max_rel=0.0, rtol=pair.rtol,
-                   atol=pair.atol, ulp_max=0.0 if is_float(pair.reference) else None,
-                   ulp_p50=0.0 if is_float(pair.reference) else None, ulp_p99=0.0 if is_float(pair.reference) else None,
-                   tolerance_ratio=0.0)
+    zero = Metrics(
+        count=judged,
+        max_abs=0.0,
+        mean_abs=0.0,
+        max_rel=0.0,
+        rtol=pair.rtol,
+        atol=pair.atol,
+        ulp_max=0.0 if is_float(pair.reference) else None,
+        ulp_p50=0.0 if is_float(pair.reference) else None,
+        ulp_p99=0.0 if is_float(pair.reference) else None,
+        tolerance_ratio=0.0,
+    )
     return Verdict("exact", f"all {judged} {pair.elements} bit-identical ({pair.reference.dtype})", zero)
 
 
@@ -210,9 +218,11 @@ def within_tolerance_rule(pair: Pair) -> Verdict | None:
     if m.mismatched:
         return None
     ulp = f"; ULP max {m.ulp_max:g}, p99 {m.ulp_p99:g}" if m.ulp_max is not None else ""
-    within = (f"all {m.count} {pair.elements} within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
-              f"{format_value(m.max_abs)}{_worst_text(ref, cand, m)}; max rel {format_value(m.max_rel)}{ulp}"
-              f"{_dtype_note(pair)}")
+    within = (
+        f"all {m.count} {pair.elements} within rtol={pair.rtol:g}, atol={pair.atol:g}; max |Δ| "
+        f"{format_value(m.max_abs)}{_worst_text(ref, cand, m)}; max rel {format_value(m.max_rel)}{ulp}"
+        f"{_dtype_note(pair)}"
+    )
     gross = _hidden_by_tolerance(pair, cand)
     if gross is not None:
         return Verdict("mismatch", f"{within}; but {gross}", m)
@@ -235,8 +245,12 @@ def _against_oracle(pair: Pair, cand: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _hidden_by_tolerance(pair: Pair, cand: np.ndarray) -> str | None:
     """A sentence when a tolerance the candidate meets hides an error far beyond float noise in some magnitude
     band (judged against the float64 oracle, the independent evidence); None otherwise."""
-    if (pair.declared or pair.oracle is None or pair.oracle.shape != pair.reference.shape
-            or pair.reference.dtype.kind != "f"):
+    if (
+        pair.declared
+        or pair.oracle is None
+        or pair.oracle.shape != pair.reference.shape
+        or pair.reference.dtype.kind != "f"
+    ):
         return None
     if bit_identical(pair.reference, cand):
         return None
@@ -250,11 +264,13 @@ def _hidden_by_tolerance(pair: Pair, cand: np.ndarray) -> str | None:
         cand_err, ref_err = _rmse(cand64[where], oracle[where], None), _rmse(ref64[where], oracle[where], None)
         magnitude = float(np.sqrt(np.mean(oracle[where] ** 2)))
         if magnitude > 0 and cand_err > GROSS_RATIO * ref_err and cand_err > GROSS_EPS * eps * magnitude:
-            return (f"in the magnitude band |oracle| {names[int(band)]} ({int(where.sum())} elements) the candidate is "
-                    f"RMSE {cand_err:.3g} from the float64 oracle, {cand_err / ref_err if ref_err else float('inf'):.3g}× "
-                    f"eager's {ref_err:.3g} and {cand_err / magnitude / eps:.3g} machine epsilons of the band's RMS "
-                    f"{magnitude:.3g} (more than {GROSS_RATIO:g}× and {GROSS_EPS}): the tolerance hides an error no "
-                    "rounding makes")
+            return (
+                f"in the magnitude band |oracle| {names[int(band)]} ({int(where.sum())} elements) the candidate is "
+                f"RMSE {cand_err:.3g} from the float64 oracle, {cand_err / ref_err if ref_err else float('inf'):.3g}× "
+                f"eager's {ref_err:.3g} and {cand_err / magnitude / eps:.3g} machine epsilons of the band's RMS "
+                f"{magnitude:.3g} (more than {GROSS_RATIO:g}× and {GROSS_EPS}): the tolerance hides an error no "
+                "rounding makes"
+            )
     return None
 
 
@@ -266,16 +282,20 @@ def mismatch_rule(pair: Pair) -> Verdict:
     oracle = ""
     if pair.oracle is not None and pair.oracle.shape == ref.shape and is_float(ref):
         finite = np.isfinite(as_float64(pair.oracle))
-        oracle = (f"; RMSE vs float64 oracle: candidate {_rmse(cand, as_float64(pair.oracle), finite):.3g}, "
-                  f"reference {_rmse(ref, as_float64(pair.oracle), finite):.3g}")
+        oracle = (
+            f"; RMSE vs float64 oracle: candidate {_rmse(cand, as_float64(pair.oracle), finite):.3g}, "
+            f"reference {_rmse(ref, as_float64(pair.oracle), finite):.3g}"
+        )
     bound = pair.bound()
     summation = ""
     if bound is not None and bound.offset and not bound.beyond:
         summation = f"; within the summation bound elementwise, but {bound.offset}"
     if bound is not None and bound.beyond:
-        summation = (f"; {bound.beyond} element(s) exceed the error a {ref.dtype} summation makes in the "
-                     f"{pair.accumulation[1].get('op')} node (λ·√n·u·Σ|x| + n/2·u·|sum|, n = {bound.n}) by up to {bound.used:.3g}×: "
-                     "more than a summation order explains")
+        summation = (
+            f"; {bound.beyond} element(s) exceed the error a {ref.dtype} summation makes in the "
+            f"{pair.accumulation[1].get('op')} node (λ·√n·u·Σ|x| + n/2·u·|sum|, n = {bound.n}) by up to {bound.used:.3g}×: "
+            "more than a summation order explains"
+        )
     return Verdict(
         "mismatch",
         f"{m.mismatched} of {m.count} {pair.elements} ({100 * m.mismatched_fraction:.3g}%) beyond rtol={pair.rtol:g}, "
@@ -292,8 +312,11 @@ def reshape_layout_rule(pair: Pair) -> Verdict | None:
     found = find_layout(ref, cand, pair.rtol, pair.atol)
     if found is None:
         return None
-    return Verdict("layout", f"{found.evidence}: the reference's {ref.size} values, shape {tuple(cand.shape)} "
-                             f"{cand.dtype} vs reference {tuple(ref.shape)} {ref.dtype}")
+    return Verdict(
+        "layout",
+        f"{found.evidence}: the reference's {ref.size} values, shape {tuple(cand.shape)} "
+        f"{cand.dtype} vs reference {tuple(ref.shape)} {ref.dtype}",
+    )
 
 
 def index_tie_rule(pair: Pair) -> Verdict | None:
@@ -307,13 +330,19 @@ def index_tie_rule(pair: Pair) -> Verdict | None:
         if finding is None:
             return None
         if finding.ties_explain:
-            return Verdict("mismatch", (
-                f"{finding.evidence}; but those values are the candidate's own graph's, and eager's values at that "
-                "point were not recorded for this output (it is not one of eager's own ArgMax/TopK/Sort results), so "
-                "a tie cannot be established from the reference"), pair.measured())
+            return Verdict(
+                "mismatch",
+                (
+                    f"{finding.evidence}; but those values are the candidate's own graph's, and eager's values at that "
+                    "point were not recorded for this output (it is not one of eager's own ArgMax/TopK/Sort results), so "
+                    "a tie cannot be established from the reference"
+                ),
+                pair.measured(),
+            )
         return Verdict("mismatch", finding.evidence, pair.measured())
-    finding = index_ties(pair.reference, pair.candidate, pair.ranked, *_value_tolerance(pair),
-                         unordered=pair.unordered_axis is not None)
+    finding = index_ties(
+        pair.reference, pair.candidate, pair.ranked, *_value_tolerance(pair), unordered=pair.unordered_axis is not None
+    )
     if finding is None:
         return None
     if finding.ties_explain:
@@ -336,10 +365,15 @@ def unordered_rule(pair: Pair) -> Verdict | None:
         return None
     m = pair.measured()
     differing = int(np.count_nonzero(ref != cand))
-    return Verdict("tie_break", (
-        f"the model calls topk(sorted=False), which leaves the order of its {ref.shape[axis]} results unspecified; every "
-        f"row along dim {axis} holds the same elements as the reference's ({differing} of {ref.size} positions hold "
-        "them in another order)"), m)
+    return Verdict(
+        "tie_break",
+        (
+            f"the model calls topk(sorted=False), which leaves the order of its {ref.shape[axis]} results unspecified; every "
+            f"row along dim {axis} holds the same elements as the reference's ({differing} of {ref.size} positions hold "
+            "them in another order)"
+        ),
+        m,
+    )
 
 
 def gathered_tie_rule(pair: Pair) -> Verdict | None:
@@ -347,11 +381,11 @@ def gathered_tie_rule(pair: Pair) -> Verdict | None:
         if not is_float(ref_scores) or ref_scores.ndim < 1 or ref_scores.ndim >= pair.reference.ndim + 1:
             continue
         rtol, atol = tolerance_for(ref_scores)
-        finding = gathered_ties(pair.reference, pair.candidate, ref_scores, cand_scores, name, rtol, atol,
-                                pair.cut_rows, legacy=pair.legacy)
+        finding = gathered_ties(
+            pair.reference, pair.candidate, ref_scores, cand_scores, name, rtol, atol, pair.cut_rows, legacy=pair.legacy
+        )
         if finding is not None and finding.ties_explain:
-            return Verdict("tie_break", finding.evidence,
-                           pair.measured())
+            return Verdict("tie_break", finding.evidence, pair.measured())
     return None
 
 
@@ -418,11 +452,12 @@ def robust_scale(oracle: np.ndarray) -> float:
     if magnitude.size == 0:
         return 0.0
     kept = magnitude[magnitude <= np.percentile(magnitude, 90)]
-    return float(np.sqrt(np.mean(kept ** 2))) if kept.size else 0.0
+    return float(np.sqrt(np.mean(kept**2))) if kept.size else 0.0
 
 
-def _band_verdict(cand: np.ndarray, ref: np.ndarray, oracle: np.ndarray, eps: float, rtol: float,
-                  atol: float, scale: float = 0.0) -> "_BandFinding | str":
+def _band_verdict(
+    cand: np.ndarray, ref: np.ndarray, oracle: np.ndarray, eps: float, rtol: float, atol: float, scale: float = 0.0
+) -> "_BandFinding | str":
     """Is one band's error float noise? A finding, or a sentence saying why not. ``scale``: the output's robust
     scale, below which the noise floor of a band is not set (see ``robust_scale``)."""
     cand_err, ref_err = _rmse(cand, oracle, None), _rmse(ref, oracle, None)
@@ -434,17 +469,21 @@ def _band_verdict(cand: np.ndarray, ref: np.ndarray, oracle: np.ndarray, eps: fl
         # farther than the other is a finding (blamed on that side), so the band is narrow.
         if ref_err / ORACLE_MULTIPLIER <= cand_err <= ORACLE_MULTIPLIER * ref_err:
             return _BandFinding("ill-conditioned", "", cand.size, cand_err, ref_err, magnitude, ref_err)
-        return (f"eager is itself RMSE {ref_err:.3g} from float64 there and the candidate {cand_err:.3g}, not "
-                f"within {ORACLE_MULTIPLIER:g}× either way")
+        return (
+            f"eager is itself RMSE {ref_err:.3g} from float64 there and the candidate {cand_err:.3g}, not "
+            f"within {ORACLE_MULTIPLIER:g}× either way"
+        )
     bound = ORACLE_MULTIPLIER * ref_err + tol / 10
     if cand_err <= bound:
         return _BandFinding("float64 oracle", "", cand.size, cand_err, ref_err, magnitude, bound)
     floor = max(magnitude, scale)
     if floor > 0 and cand_err <= NOISE_FLOOR_EPS * eps * floor:
         return _BandFinding("noise floor", "", cand.size, cand_err, ref_err, floor, NOISE_FLOOR_EPS * eps * floor)
-    return (f"RMSE vs float64 {cand_err:.3g} > {ORACLE_MULTIPLIER:g} × eager's {ref_err:.3g} + {tol / 10:.3g}, and "
-            f"{cand_err / magnitude / eps if magnitude else float('inf'):.3g} machine epsilons of the band's RMS "
-            f"{magnitude:.3g} (more than {NOISE_FLOOR_EPS})")
+    return (
+        f"RMSE vs float64 {cand_err:.3g} > {ORACLE_MULTIPLIER:g} × eager's {ref_err:.3g} + {tol / 10:.3g}, and "
+        f"{cand_err / magnitude / eps if magnitude else float('inf'):.3g} machine epsilons of the band's RMS "
+        f"{magnitude:.3g} (more than {NOISE_FLOOR_EPS})"
+    )
 
 
 def oracle_rule(pair: Pair) -> Verdict | None:
@@ -481,22 +520,30 @@ def oracle_rule(pair: Pair) -> Verdict | None:
     m = pair.measured()
     rule = next((r for r in ("ill-conditioned", "noise floor", "float64 oracle") if any(f.rule == r for f in found)))
     worst = max(found, key=lambda f: f.cand_err / f.allowance if f.allowance else 0.0)
-    beyond = (f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
-              f"{format_value(m.max_abs)}), but float noise in each magnitude band that holds them "
-              f"({len(found)} band{'s' if len(found) != 1 else ''}); the tightest, |oracle| {worst.band} "
-              f"({worst.count} elements): ")
+    beyond = (
+        f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
+        f"{format_value(m.max_abs)}), but float noise in each magnitude band that holds them "
+        f"({len(found)} band{'s' if len(found) != 1 else ''}); the tightest, |oracle| {worst.band} "
+        f"({worst.count} elements): "
+    )
     if worst.rule == "ill-conditioned":
-        text = (f"the inputs are ill-conditioned for {pair.reference.dtype}: eager itself is RMSE {worst.ref_err:.3g} "
-                f"from the float64 oracle ({worst.ref_err / worst.magnitude / eps if worst.magnitude else 0:.3g} "
-                f"machine epsilons of the band's RMS {worst.magnitude:.3g}) and the candidate about as far "
-                f"({worst.cand_err:.3g}, within {ORACLE_MULTIPLIER:g}× either way)")
+        text = (
+            f"the inputs are ill-conditioned for {pair.reference.dtype}: eager itself is RMSE {worst.ref_err:.3g} "
+            f"from the float64 oracle ({worst.ref_err / worst.magnitude / eps if worst.magnitude else 0:.3g} "
+            f"machine epsilons of the band's RMS {worst.magnitude:.3g}) and the candidate about as far "
+            f"({worst.cand_err:.3g}, within {ORACLE_MULTIPLIER:g}× either way)"
+        )
     elif worst.rule == "noise floor":
-        text = (f"RMSE vs float64 oracle {worst.cand_err:.3g} is {worst.cand_err / worst.magnitude / eps:.3g} machine "
-                f"epsilons of the band's scale {worst.magnitude:.3g} (its RMS, or the output's lower nine tenths where larger) (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
-                f"{worst.ref_err:.3g})")
+        text = (
+            f"RMSE vs float64 oracle {worst.cand_err:.3g} is {worst.cand_err / worst.magnitude / eps:.3g} machine "
+            f"epsilons of the band's scale {worst.magnitude:.3g} (its RMS, or the output's lower nine tenths where larger) (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
+            f"{worst.ref_err:.3g})"
+        )
     else:
-        text = (f"RMSE vs float64 oracle {worst.cand_err:.3g} <= {ORACLE_MULTIPLIER:g} × eager's {worst.ref_err:.3g} "
-                f"+ tolerance/10 ({worst.allowance:.3g} in all)")
+        text = (
+            f"RMSE vs float64 oracle {worst.cand_err:.3g} <= {ORACLE_MULTIPLIER:g} × eager's {worst.ref_err:.3g} "
+            f"+ tolerance/10 ({worst.allowance:.3g} in all)"
+        )
     return Verdict("numeric", beyond + text, m, rule=rule)
 
 
@@ -505,8 +552,11 @@ def nondeterminism_rule(pair: Pair) -> Verdict | None:
     counts: a candidate's own spread is what a fault that varies (uninitialised memory, a race, noise added on
     every run) produces, so it never excuses that candidate (its reruns are judged one by one instead, see
     ``verdicts.judge_reruns``)."""
-    spreads = [np.abs(as_float64(pair.reference) - as_float64(again)) for again in pair.reference_reruns
-               if again.shape == pair.reference.shape and not bit_identical(pair.reference, again)]
+    spreads = [
+        np.abs(as_float64(pair.reference) - as_float64(again))
+        for again in pair.reference_reruns
+        if again.shape == pair.reference.shape and not bit_identical(pair.reference, again)
+    ]
     if not spreads:
         return None
     cand = _cast_like(pair.candidate, pair.reference)
@@ -515,10 +565,15 @@ def nondeterminism_rule(pair: Pair) -> Verdict | None:
     spread = float(max(np.nan_to_num(s, nan=0.0).max() for s in spreads))
     m = pair.measured()
     if m.max_abs is not None and m.max_abs <= spread + pair.atol:
-        return Verdict("nondeterministic", (
-            f"the reference differs from its own rerun by up to {format_value(spread)}; the cross-backend gap "
-            f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} {pair.elements} beyond tolerance) lies "
-            "within that run-to-run spread"), m)
+        return Verdict(
+            "nondeterministic",
+            (
+                f"the reference differs from its own rerun by up to {format_value(spread)}; the cross-backend gap "
+                f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} {pair.elements} beyond tolerance) lies "
+                "within that run-to-run spread"
+            ),
+            m,
+        )
     return None
 
 
@@ -530,8 +585,11 @@ def same_shape_layout_rule(pair: Pair) -> Verdict | None:
     if found is None:
         return None
     m = pair.measured()
-    return Verdict("layout", f"{found.evidence}: the same values in another arrangement "
-                             f"({m.mismatched} of {m.count} positions differ)", m)
+    return Verdict(
+        "layout",
+        f"{found.evidence}: the same values in another arrangement ({m.mismatched} of {m.count} positions differ)",
+        m,
+    )
 
 
 @dataclass
@@ -591,8 +649,14 @@ def _accumulation_bound(pair: Pair) -> _Bound | None:
     error = np.abs(cand64 - truth)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(finite, np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0)), 0.0)
-    found = _Bound(int(np.count_nonzero(finite & (error > bound))), float(ratio.max()), int(terms.max()),
-                   float(gamma.max()), unit, truth_name)
+    found = _Bound(
+        int(np.count_nonzero(finite & (error > bound))),
+        float(ratio.max()),
+        int(terms.max()),
+        float(gamma.max()),
+        unit,
+        truth_name,
+    )
     found.offset = _systematic_offset(cand64 - truth, finite, drift + unit * np.abs(truth), truth_name)
     return found
 
@@ -613,9 +677,11 @@ def _systematic_offset(signed: np.ndarray, finite: np.ndarray, drift: np.ndarray
     limit = BIAS_SIGMAS * float(errors.std()) / np.sqrt(errors.size) + float(allowed.mean())
     if abs(mean) <= limit:
         return None
-    return (f"the candidate's errors against the {truth} average {mean:.3g} over {errors.size} elements, "
-            f"beyond the {limit:.3g} that rounding ({BIAS_SIGMAS:g} standard errors) and same-sign drift allow: a "
-            "systematic offset, not a summation order")
+    return (
+        f"the candidate's errors against the {truth} average {mean:.3g} over {errors.size} elements, "
+        f"beyond the {limit:.3g} that rounding ({BIAS_SIGMAS:g} standard errors) and same-sign drift allow: a "
+        "systematic offset, not a summation order"
+    )
 
 
 def accumulation_rule(pair: Pair) -> Verdict | None:
@@ -626,34 +692,52 @@ def accumulation_rule(pair: Pair) -> Verdict | None:
     m = pair.measured()
     op = pair.accumulation[1].get("op")
     ref, cand = pair.reference, _cast_like(pair.candidate, pair.reference)
-    text = (f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
-            f"{format_value(m.max_abs)}), but every element is within the error a {ref.dtype} summation makes in its "
-            f"{op} node: |candidate − {found.truth}| <= λ·√n·u·Σ|x| + n/2·u·|sum| with n = {found.n} terms"
-            f"{' (its prefix length, per element)' if op == 'CumSum' else ''}, λ·√n·u = {found.gamma:.3g} "
-            f"(λ = {SUMMATION_LAMBDA:g}, u = {found.unit:.3g}); the worst element uses {100 * found.used:.3g}% of it")
+    text = (
+        f"{m.mismatched} of {m.count} {pair.elements} beyond rtol={pair.rtol:g}, atol={pair.atol:g} (max |Δ| "
+        f"{format_value(m.max_abs)}), but every element is within the error a {ref.dtype} summation makes in its "
+        f"{op} node: |candidate − {found.truth}| <= λ·√n·u·Σ|x| + n/2·u·|sum| with n = {found.n} terms"
+        f"{' (its prefix length, per element)' if op == 'CumSum' else ''}, λ·√n·u = {found.gamma:.3g} "
+        f"(λ = {SUMMATION_LAMBDA:g}, u = {found.unit:.3g}); the worst element uses {100 * found.used:.3g}% of it"
+    )
     if pair.oracle is not None and pair.oracle.shape == ref.shape:
         oracle = as_float64(pair.oracle)
         mask = np.isfinite(oracle) & np.isfinite(as_float64(ref)) & np.isfinite(as_float64(cand))
         cand_err, ref_err = _rmse(cand, oracle, mask), _rmse(ref, oracle, mask)
         if ref_err > 0 and cand_err > ref_err:
-            text += (f"; accuracy: the candidate is {cand_err / ref_err:.3g}× farther from float64 than the "
-                     f"reference (RMSE {cand_err:.3g} vs {ref_err:.3g})")
+            text += (
+                f"; accuracy: the candidate is {cand_err / ref_err:.3g}× farther from float64 than the "
+                f"reference (RMSE {cand_err:.3g} vs {ref_err:.3g})"
+            )
         elif cand_err > 0 and ref_err > cand_err:
-            text += (f"; the reference is {ref_err / cand_err:.3g}× farther from float64 than the candidate "
-                     f"(RMSE {ref_err:.3g} vs {cand_err:.3g})")
+            text += (
+                f"; the reference is {ref_err / cand_err:.3g}× farther from float64 than the candidate "
+                f"(RMSE {ref_err:.3g} vs {cand_err:.3g})"
+            )
     return Verdict("numeric", text, m, rule="summation bound")
 
 
 # Order matters: benign explanations are tried before "layout", and "mismatch" decides the rest.
 RULES: list[Rule] = [
-    exact_rule, reshape_layout_rule, shape_rule, dtype_rule, nonfinite_rule, within_tolerance_rule,
-    unordered_rule, index_tie_rule, gathered_tie_rule, accumulation_rule, oracle_rule, nondeterminism_rule, same_shape_layout_rule,
+    exact_rule,
+    reshape_layout_rule,
+    shape_rule,
+    dtype_rule,
+    nonfinite_rule,
+    within_tolerance_rule,
+    unordered_rule,
+    index_tie_rule,
+    gathered_tie_rule,
+    accumulation_rule,
+    oracle_rule,
+    nondeterminism_rule,
+    same_shape_layout_rule,
     mismatch_rule,
 ]
 
 
-def classify(reference: np.ndarray, candidate: np.ndarray, rtol: float | None = None, atol: float | None = None,
-             **evidence) -> Verdict:
+def classify(
+    reference: np.ndarray, candidate: np.ndarray, rtol: float | None = None, atol: float | None = None, **evidence
+) -> Verdict:
     """Label one output pair; ``evidence`` fills the other fields of :class:`Pair`. Never raises on arrays."""
     r, a = tolerance_for(reference, rtol, atol)
     scale = None
@@ -668,14 +752,17 @@ def classify(reference: np.ndarray, candidate: np.ndarray, rtol: float | None = 
             verdict = rule(pair)
             if verdict is not None:
                 if scale is not None and verdict.label != "exact":
-                    verdict.evidence += (f" (the default atol {tolerance_for(reference)[1]:g} dwarfs this output, whose "
-                                         f"largest |value| is {scale:.3g}: judged relative to each element instead)")
+                    verdict.evidence += (
+                        f" (the default atol {tolerance_for(reference)[1]:g} dwarfs this output, whose "
+                        f"largest |value| is {scale:.3g}: judged relative to each element instead)"
+                    )
                 return verdict
     raise AssertionError("mismatch_rule always decides")  # pragma: no cover
 
 
-def vacuous_atol(reference: np.ndarray, oracle: np.ndarray | None, atol: float,
-                 ignore: np.ndarray | None = None) -> float | None:
+def vacuous_atol(
+    reference: np.ndarray, oracle: np.ndarray | None, atol: float, ignore: np.ndarray | None = None
+) -> float | None:
     """The output's largest |value| when every judged value (the reference's, and the float64 oracle's where it
     ran) is below the absolute tolerance, so that atol alone would pass any answer (rates of 1e-9, probabilities
     of rare events); None when atol means something here. An all-zero output has no scale to be relative to."""

@@ -104,8 +104,9 @@ def nonfinite_masks(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.isnan(a64), np.where(np.isposinf(a64), 1, np.where(np.isneginf(a64), -1, 0)).astype(np.int8)
 
 
-def metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float,
-            ignore: np.ndarray | None = None) -> Metrics:
+def metrics(
+    reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float, ignore: np.ndarray | None = None
+) -> Metrics:
     """Error statistics over positions where both are finite; nonfinite disagreements counted apart. Positions
     where ``ignore`` is True (a case's declared padding) are left out of every count and statistic."""
     with np.errstate(all="ignore"):  # overflowing differences of huge finite values are data, not errors
@@ -116,8 +117,9 @@ CHUNK = 1 << 18  # elements per pass: small enough to stay in cache, large enoug
 ULP_SAMPLE = 1 << 20
 
 
-def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float,
-             ignore: np.ndarray | None = None) -> Metrics:
+def _metrics(
+    reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float, ignore: np.ndarray | None = None
+) -> Metrics:
     """One cache-friendly sweep in chunks; float32 pairs are compared in float32 (|a - b| of close floats is exact)."""
     ref_flat, cand_flat = _flat(reference), _flat(candidate)
     kept = None if ignore is None else np.flatnonzero(~ignore.reshape(-1))  # flat positions judged
@@ -133,8 +135,8 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
     integers = is_integer(ref_flat) and is_integer(cand_flat)
     max_abs, total, n_finite, max_rel, beyond, worst, ratio = 0.0, 0.0, 0, 0.0, 0, 0, 0.0
     for start in range(0, count, CHUNK):
-        r = _as(ref_flat[start:start + CHUNK], work, complex_input)
-        c = _as(cand_flat[start:start + CHUNK], work, complex_input)
+        r = _as(ref_flat[start : start + CHUNK], work, complex_input)
+        c = _as(cand_flat[start : start + CHUNK], work, complex_input)
         finite_r, finite_c = np.isfinite(r), np.isfinite(c)
         if not (finite_r.all() and finite_c.all()):
             result.nan_mismatch += int(np.count_nonzero(np.isnan(r) != np.isnan(c)))
@@ -151,7 +153,7 @@ def _metrics(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: fl
         allowed = atol + rtol * magnitude
         if integers:
             # Integers differ by at least 1 wherever they differ, whatever float64 made of them.
-            differs = np.not_equal(ref_flat[start:start + CHUNK], cand_flat[start:start + CHUNK])
+            differs = np.not_equal(ref_flat[start : start + CHUNK], cand_flat[start : start + CHUNK])
             diff = np.where(differs, np.maximum(diff, 1.0), 0.0)
             beyond += int(np.count_nonzero((diff > allowed) | (differs & (allowed < 1))))
         else:
@@ -245,8 +247,9 @@ def format_index(index: tuple[int, ...] | None) -> str:
 STATISTICS = ("min_atol", "min_rtol", "abs_mean", "abs_median", "abs_p99", "rel_mean", "rel_median", "rel_p99")
 
 
-def error_statistics(reference: np.ndarray, candidate: np.ndarray,
-                     ignore: np.ndarray | None = None) -> dict[str, Any] | None:
+def error_statistics(
+    reference: np.ndarray, candidate: np.ndarray, ignore: np.ndarray | None = None
+) -> dict[str, Any] | None:
     """The smallest tolerance that covers every difference, and the spread of the errors (Polygraphy's "minimum
     required tolerance"; the statistics users ask for), over the positions judged (``ignore``: declared padding,
     left out); None for arrays that cannot be compared elementwise (other shapes, non-numeric dtypes).
@@ -300,13 +303,23 @@ def error_statistics(reference: np.ndarray, candidate: np.ndarray,
 
         abs_mean, abs_median, abs_p99 = spread(diff)
         rel_mean, rel_median, rel_p99 = spread(rel)
-    return {"min_atol": min_atol, "min_rtol": min_rtol, "abs_mean": abs_mean, "abs_median": abs_median,
-            "abs_p99": abs_p99, "rel_mean": rel_mean, "rel_median": rel_median, "rel_p99": rel_p99,
-            "rel_positions": int(rel.size), "finite_positions": int(diff.size), "sampled": sampled}
+    return {
+        "min_atol": min_atol,
+        "min_rtol": min_rtol,
+        "abs_mean": abs_mean,
+        "abs_median": abs_median,
+        "abs_p99": abs_p99,
+        "rel_mean": rel_mean,
+        "rel_median": rel_median,
+        "rel_p99": rel_p99,
+        "rel_positions": int(rel.size),
+        "finite_positions": int(diff.size),
+        "sampled": sampled,
+    }
 
 
 def describe_statistics(stats: dict[str, Any] | None) -> str:
-    """"covered by atol=1.51 (rtol=0) or rtol=11.4 (atol=0); |Δ| mean 0.40, median 0.31, p99 1.4; relative …"."""
+    """ "covered by atol=1.51 (rtol=0) or rtol=11.4 (atol=0); |Δ| mean 0.40, median 0.31, p99 1.4; relative …"."""
     if not stats:
         return ""
 
@@ -316,13 +329,17 @@ def describe_statistics(stats: dict[str, Any] | None) -> str:
     if stats["min_atol"] == float("inf"):
         need = "no tolerance covers every difference (NaN or Inf in other places)"
     else:
-        rtol = ("no rtol alone (the reference is 0 where the candidate is not)"
-                if stats["min_rtol"] == float("inf") else f"rtol={g(stats['min_rtol'])} (with atol=0)")
+        rtol = (
+            "no rtol alone (the reference is 0 where the candidate is not)"
+            if stats["min_rtol"] == float("inf")
+            else f"rtol={g(stats['min_rtol'])} (with atol=0)"
+        )
         need = f"smallest tolerance that covers every difference: atol={g(stats['min_atol'])} (with rtol=0) or {rtol}"
-    text = (f"{need}; |Δ| mean {g(stats['abs_mean'])}, median {g(stats['abs_median'])}, p99 {g(stats['abs_p99'])}")
+    text = f"{need}; |Δ| mean {g(stats['abs_mean'])}, median {g(stats['abs_median'])}, p99 {g(stats['abs_p99'])}"
     if stats.get("rel_mean") is not None:
-        text += (f"; relative error mean {g(stats['rel_mean'])}, median {g(stats['rel_median'])}, "
-                 f"p99 {g(stats['rel_p99'])}")
+        text += (
+            f"; relative error mean {g(stats['rel_mean'])}, median {g(stats['rel_median'])}, p99 {g(stats['rel_p99'])}"
+        )
     if stats.get("sampled"):
         text += " (percentiles on an even sample)"
     return text

@@ -70,9 +70,24 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
             status = "fail"
             reason = f"expected {' or '.join(expected)}, got {label}"
         rules = sorted({r["accepted_by"] for r in rows if r.get("accepted_by") and r["label"] == "numeric"})
-        result.append(Outcome(case_id, candidate, label, expected, status, reason, worst["evidence"],
-                              worst["probe"], scope, worst.get("blame"), rules, worst.get("blame_rule"),
-                              worst.get("blame_reason"), _next_step(worst, rows)))
+        result.append(
+            Outcome(
+                case_id,
+                candidate,
+                label,
+                expected,
+                status,
+                reason,
+                worst["evidence"],
+                worst["probe"],
+                scope,
+                worst.get("blame"),
+                rules,
+                worst.get("blame_rule"),
+                worst.get("blame_reason"),
+                _next_step(worst, rows),
+            )
+        )
     return result
 
 
@@ -92,8 +107,9 @@ def _not_applicable(evidence: str | None) -> bool:
     return (evidence or "").startswith((NOT_APPLICABLE, *_LEGACY_NOT_APPLICABLE))
 
 
-def run_outcomes(run_dir: Path, cases: list[dict[str, Any]] | None = None,
-                 comparisons: list[dict[str, Any]] | None = None):
+def run_outcomes(
+    run_dir: Path, cases: list[dict[str, Any]] | None = None, comparisons: list[dict[str, Any]] | None = None
+):
     """Outcomes of a stored run with the waivers it was run with applied: (outcomes, WaiverReport)."""
     from . import waivers
 
@@ -121,11 +137,19 @@ def expectation_for(expect: Any, candidate: str, exporter: str | None = None) ->
         for name in names:
             if name in expect:
                 return _labels(expect[name]), f"declared for {name}" + (
-                    f" (the exporter {candidate} ran)" if name != candidate else "")
+                    f" (the exporter {candidate} ran)" if name != candidate else ""
+                )
         # Brackets in a key are a candidate's settings (``ort-*[tf32=0]``), not a glob character class.
-        patterns = sorted((k for k in expect if k != "*" and any(ch in k for ch in "*?")
-                           and any(fnmatch.fnmatchcase(name, _literal_brackets(k)) for name in names)),
-                          key=lambda k: (-len(k.replace("*", "")), k))
+        patterns = sorted(
+            (
+                k
+                for k in expect
+                if k != "*"
+                and any(ch in k for ch in "*?")
+                and any(fnmatch.fnmatchcase(name, _literal_brackets(k)) for name in names)
+            ),
+            key=lambda k: (-len(k.replace("*", "")), k),
+        )
         if patterns:
             return _labels(expect[patterns[0]]), f"declared for {patterns[0]}"
         if "*" not in expect:
@@ -134,8 +158,10 @@ def expectation_for(expect: Any, candidate: str, exporter: str | None = None) ->
     else:
         value, declared = expect, "declared for the case"
     if not _runs_export(candidate):
-        return None, (f"not applied: the case's expectation ({_text(value)}, {declared}) describes its exported graph, "
-                      f"and {candidate} runs no export, so it is expected to agree with the reference")
+        return None, (
+            f"not applied: the case's expectation ({_text(value)}, {declared}) describes its exported graph, "
+            f"and {candidate} runs no export, so it is expected to agree with the reference"
+        )
     return _labels(value), f"{declared}; applies to {candidate}, which runs the exported graph"
 
 
@@ -184,7 +210,7 @@ def _runs_export(candidate: str) -> bool:
 def validate_expect(expect: Any) -> str | None:
     """A message if an expectation names a label that does not exist."""
     values: list[Any] = []
-    for value in (expect.values() if isinstance(expect, dict) else [expect]):
+    for value in expect.values() if isinstance(expect, dict) else [expect]:
         values.extend([value] if isinstance(value, str) else list(value))
     unknown = sorted({v for v in values if v not in LABELS})
     return f"unknown label(s) in expect: {', '.join(unknown)} (known: {', '.join(LABELS)})" if unknown else None

@@ -61,8 +61,11 @@ def find_layout(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol:
         rows = reordered_rows(reference, candidate)
         if rows is not None:
             return Layout(rows, False)
-        return Layout(f"a permutation of the reference's {reference.size} elements (the same multiset, exactly); "
-                      "transform not identified", False)
+        return Layout(
+            f"a permutation of the reference's {reference.size} elements (the same multiset, exactly); "
+            "transform not identified",
+            False,
+        )
     transform = find_transform(reference, candidate, rtol, atol)  # None unless the values agree as a multiset
     if transform is None:
         return None
@@ -77,8 +80,9 @@ def _informative(reference: np.ndarray) -> bool:
         return False
     if reference.dtype.kind in "iu" and reference.ndim:
         rows = reference.reshape(-1, reference.shape[-1])
-        if rows.shape[1] > 1 and np.array_equal(np.sort(rows, axis=1), np.broadcast_to(np.arange(rows.shape[1]),
-                                                                                          rows.shape)):
+        if rows.shape[1] > 1 and np.array_equal(
+            np.sort(rows, axis=1), np.broadcast_to(np.arange(rows.shape[1]), rows.shape)
+        ):
             return False
     return True
 
@@ -125,7 +129,7 @@ def _same_row_multiset(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def reordered_rows(reference: np.ndarray, candidate: np.ndarray) -> str | None:
-    """"the rows along dim d in another order", when the slices along one dimension are the same multiset."""
+    """ "the rows along dim d in another order", when the slices along one dimension are the same multiset."""
     if reference.shape != candidate.shape or reference.ndim == 0:
         return None
     ref, cand = _orderable(reference), _orderable(candidate)
@@ -147,8 +151,7 @@ def reordered_rows(reference: np.ndarray, candidate: np.ndarray) -> str | None:
             where.setdefault(key, []).append(i)
         order = [where[key].pop(0) for key in keys_b]
         shown = f": candidate row i is reference row {order}" if n <= 16 else ""
-        return (f"the {n} slices along dim {dim} are the reference's, in another order ({moved} of {n} moved)"
-                f"{shown}")
+        return f"the {n} slices along dim {dim} are the reference's, in another order ({moved} of {n} moved){shown}"
     return None
 
 
@@ -171,8 +174,9 @@ def _complex_pairs(reference: np.ndarray, candidate: np.ndarray, rtol: float, at
     return None
 
 
-def find_transform(reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float,
-                   exact: bool = False) -> str | None:
+def find_transform(
+    reference: np.ndarray, candidate: np.ndarray, rtol: float, atol: float, exact: bool = False
+) -> str | None:
     """A description like ``reference.roll(2, dim=3)`` of a transform mapping reference onto candidate."""
     if not exact and not same_multiset(reference, candidate, rtol, atol):
         return None
@@ -229,11 +233,11 @@ def _transforms(shape: tuple[int, ...], target: tuple[int, ...]) -> Iterator[Tra
         if ndim + 1 > MAX_PERMUTATION_RANK + 1:
             break
         for factor in _divisors(size_axis):
-            split = shape[:axis] + (factor, size_axis // factor) + shape[axis + 1:]
+            split = shape[:axis] + (factor, size_axis // factor) + shape[axis + 1 :]
             for perm in itertools.permutations(range(len(split))):
                 if perm == tuple(range(len(split))) or _is_plain(perm, axis):
                     continue
-                text = (f"reference.reshape{split}.permute{perm}.reshape{target}")
+                text = f"reference.reshape{split}.permute{perm}.reshape{target}"
                 yield text, _permute_index(split, perm), _permute_apply(split, perm, target)
     if tuple(shape) != tuple(target):
         return
@@ -242,8 +246,11 @@ def _transforms(shape: tuple[int, ...], target: tuple[int, ...]) -> Iterator[Tra
             yield f"reference.flip(dim={axis})", _flip_index(shape, axis), (lambda a, axis=axis: np.flip(a, axis))
     for axis in range(ndim):
         for shift in _shifts(shape[axis]):
-            yield (f"reference.roll({shift}, dim={axis})", _roll_index(shape, axis, shift),
-                   (lambda a, axis=axis, shift=shift: np.roll(a, shift, axis)))
+            yield (
+                f"reference.roll({shift}, dim={axis})",
+                _roll_index(shape, axis, shift),
+                (lambda a, axis=axis, shift=shift: np.roll(a, shift, axis)),
+            )
 
 
 def _is_plain(perm: tuple[int, ...], axis: int) -> bool:

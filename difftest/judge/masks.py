@@ -17,26 +17,35 @@ import numpy as np
 from .compare import within
 
 
-def declaration_problem(output_masks: dict[str, str], inputs: dict[str, np.ndarray],
-                        outputs: dict[str, tuple[int, ...]]) -> str | None:
+def declaration_problem(
+    output_masks: dict[str, str], inputs: dict[str, np.ndarray], outputs: dict[str, tuple[int, ...]]
+) -> str | None:
     """What is wrong with a case's ``output_masks`` (None when every entry names an output, a mask input, and a
     mask whose shape is the output's leading dimensions): a declaration that matched nothing would otherwise
     leave the padding judged, and the case fail for a reason its author thought was declared away."""
     for output, name in output_masks.items():
         if output not in outputs:
-            return (f"output_masks names output {output!r}, but the case's outputs are "
-                    f"{', '.join(map(repr, outputs)) or '(none)'} (flattened names: a ModelOutput's logits are 'output_logits')")
+            return (
+                f"output_masks names output {output!r}, but the case's outputs are "
+                f"{', '.join(map(repr, outputs)) or '(none)'} (flattened names: a ModelOutput's logits are 'output_logits')"
+            )
         if name not in inputs:
-            return (f"output_masks[{output!r}] names input {name!r}, but the case's tensor inputs are "
-                    f"{', '.join(map(repr, inputs)) or '(none)'}")
+            return (
+                f"output_masks[{output!r}] names input {name!r}, but the case's tensor inputs are "
+                f"{', '.join(map(repr, inputs)) or '(none)'}"
+            )
         values = inputs[name]
         if not is_mask(values):
-            return (f"output_masks[{output!r}]: input {name!r} is not a mask (it holds values other than 0 and 1, "
-                    f"dtype {values.dtype})")
+            return (
+                f"output_masks[{output!r}]: input {name!r} is not a mask (it holds values other than 0 and 1, "
+                f"dtype {values.dtype})"
+            )
         if broadcast_mask(values, tuple(outputs[output])) is None:
-            return (f"output_masks[{output!r}]: mask {name!r} of shape {list(values.shape)} does not line up with "
-                    f"the output's shape {list(outputs[output])} (the mask's shape must be the output's leading "
-                    "dimensions)")
+            return (
+                f"output_masks[{output!r}]: mask {name!r} of shape {list(values.shape)} does not line up with "
+                f"the output's shape {list(outputs[output])} (the mask's shape must be the output's leading "
+                "dimensions)"
+            )
     return None
 
 
@@ -58,8 +67,9 @@ def broadcast_mask(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | N
     return np.broadcast_to(keep, shape)
 
 
-def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None,
-                         atol: float | None) -> str | None:
+def where_mismatches_are(
+    rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None, atol: float | None
+) -> str | None:
     """A sentence relating the mismatching elements to the mask inputs they line up with, or None."""
     from .classify import tolerance_for
 
@@ -82,8 +92,9 @@ def where_mismatches_are(rec: Any, probe: str, reference: np.ndarray, candidate:
     return ("Where: " + "; ".join(sentences) + ".") if sentences else None
 
 
-def padding_only(rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None,
-                 atol: float | None) -> list[str]:
+def padding_only(
+    rec: Any, probe: str, reference: np.ndarray, candidate: np.ndarray, rtol: float | None, atol: float | None
+) -> list[str]:
     """The mask inputs (recorded as ``input`` rows of this probe) where every mismatching element sits at a 0: if
     those positions are padding, ``output_masks={output: name}`` declares them ignorable."""
     from .classify import tolerance_for

@@ -45,22 +45,26 @@ def training_warning(module: Any) -> str | None:
 
     found = []
     named = getattr(module, "named_modules", None)
-    for name, sub in (named() if callable(named) else []):
+    for name, sub in named() if callable(named) else []:
         if not sub.training:
             continue
         kind = type(sub).__name__
         if isinstance(sub, torch.nn.modules.dropout._DropoutNd) and sub.p > 0:
             found.append(f"{kind} {name or '(the model)'!r}")
-        elif isinstance(sub, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm)) \
-                and sub.track_running_stats:
+        elif (
+            isinstance(sub, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm))
+            and sub.track_running_stats
+        ):
             found.append(f"{kind} {name or '(the model)'!r}")
         elif isinstance(sub, torch.nn.RNNBase) and sub.dropout > 0 and sub.num_layers > 1:
             found.append(f"{kind} {name or '(the model)'!r}")
         elif isinstance(sub, torch.nn.MultiheadAttention) and sub.dropout > 0:
             found.append(f"{kind} {name or '(the model)'!r}")
     if not found:
-        return (f"{TRAINING}: call .eval() in the factory (none of its modules is one whose training behaviour "
-                "difftest knows differs, but its own forward may read self.training)")
+        return (
+            f"{TRAINING}: call .eval() in the factory (none of its modules is one whose training behaviour "
+            "difftest knows differs, but its own forward may read self.training)"
+        )
     shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
     return f"{TRAINING} (modules that compute otherwise in training: {shown}): call .eval() in the factory"
 
@@ -87,33 +91,46 @@ def apply(verdicts: dict[str, dict[Key, Verdict]], case: dict[str, Any], referen
                 if training is not None and verdict.label == "nondeterministic":
                     # Dropout in training mode samples in eager (and in a graph exported that way): outputs that
                     # agree in distribution say nothing element by element.
-                    verdict.next_step = ("call model.eval() first: the model was checked in training mode, so eager "
-                                         "samples and the outputs were compared only by distribution, not element "
-                                         "by element (a file exported in training mode gives random outputs too)")
+                    verdict.next_step = (
+                        "call model.eval() first: the model was checked in training mode, so eager "
+                        "samples and the outputs were compared only by distribution, not element "
+                        "by element (a file exported in training mode gives random outputs too)"
+                    )
                 continue
             if training and verdict.label in DISCREPANCY:
                 _blame_training(verdict, training)
                 continue
             if training is not None and verdict.label in DISCREPANCY:
-                verdict.next_step = ("call model.eval() first: the model was checked in training mode (its own "
-                                     "forward may read self.training), then check again")
+                verdict.next_step = (
+                    "call model.eval() first: the model was checked in training mode (its own "
+                    "forward may read self.training), then check again"
+                )
                 continue
             if masks and verdict.padding:
-                verdict.next_step = (f"if the positions where {' and '.join(sorted(set(masks.values())))} is 0 are "
-                                     f"padding, declare output_masks={masks!r}: every mismatching element is there")
+                verdict.next_step = (
+                    f"if the positions where {' and '.join(sorted(set(masks.values())))} is 0 are "
+                    f"padding, declare output_masks={masks!r}: every mismatching element is there"
+                )
                 continue
             verdict.next_step = _known_step(candidate, key, verdict, case, controls, reference)
 
 
 def _blame_training(verdict: Verdict, modules: list[str]) -> None:
-    controls = (f"; what the graph's own controls found: {verdict.blame_reason.rstrip('. ')}"
-                if verdict.blame and verdict.blame != "model" and verdict.blame_reason else "")
+    controls = (
+        f"; what the graph's own controls found: {verdict.blame_reason.rstrip('. ')}"
+        if verdict.blame and verdict.blame != "model" and verdict.blame_reason
+        else ""
+    )
     verdict.blame, verdict.blame_rule = "model", TRAINING_RULE
-    verdict.blame_reason = (f"the model was checked in training mode: eager ran {', '.join(modules)} as in training "
-                            "(batch statistics, random masks), which an exported inference graph does not compute, so "
-                            f"the difference says nothing about the export until the model is in eval mode{controls}")
-    verdict.next_step = ("call model.eval() before checking it (in a suite: in the factory); the model is in "
-                         f"training mode ({', '.join(modules)})")
+    verdict.blame_reason = (
+        f"the model was checked in training mode: eager ran {', '.join(modules)} as in training "
+        "(batch statistics, random masks), which an exported inference graph does not compute, so "
+        f"the difference says nothing about the export until the model is in eval mode{controls}"
+    )
+    verdict.next_step = (
+        "call model.eval() before checking it (in a suite: in the factory); the model is in "
+        f"training mode ({', '.join(modules)})"
+    )
 
 
 def _padding_declaration(found: dict[Key, Verdict]) -> dict[str, str]:
@@ -133,42 +150,59 @@ def _padding_declaration(found: dict[Key, Verdict]) -> dict[str, str]:
     return declared
 
 
-def _known_step(candidate: str, key: Key, verdict: Verdict, case: dict[str, Any], controls: dict[str, Any],
-                reference: str) -> str | None:
+def _known_step(
+    candidate: str, key: Key, verdict: Verdict, case: dict[str, Any], controls: dict[str, Any], reference: str
+) -> str | None:
     label, rule, blame = verdict.label, verdict.blame_rule, verdict.blame or ""
     if label == "export_error" and blame == "exporter":
         return _export_step(candidate, case, controls)
     if label == "frozen_input":
         traced = [w for w in case.get("export_warnings") or [] if w.startswith("TracerWarning")]
         if traced:
-            return (f"the exporter traced a data-dependent decision into a constant ({traced[0]}): make that branch "
-                    "a tensor operation (torch.where, torch.cond) or export with the other exporter")
+            return (
+                f"the exporter traced a data-dependent decision into a constant ({traced[0]}): make that branch "
+                "a tensor operation (torch.where, torch.cond) or export with the other exporter"
+            )
         return None
     if label == "shape_specialized":
-        return ("the graph is right only for the traced sizes: keep sizes as tensors where the model computes them "
-                "(x.shape used in arithmetic, torch.Size passed to interpolate), and declare the axes that vary "
-                "dynamic (dynamic_axes)")
+        return (
+            "the graph is right only for the traced sizes: keep sizes as tensors where the model computes them "
+            "(x.shape used in arithmetic, torch.Size passed to interpolate), and declare the axes that vary "
+            "dynamic (dynamic_axes)"
+        )
     if rule == "other_exporter":
         agreeing = re.search(r"the (\S+) exporter's graph \((.*?)\) agrees", verdict.blame_reason or "")
         if agreeing:
-            return (f"export with the {agreeing.group(1)} exporter ({agreeing.group(2)} agrees with eager), and report "
-                    "this graph against its own exporter")
+            return (
+                f"export with the {agreeing.group(1)} exporter ({agreeing.group(2)} agrees with eager), and report "
+                "this graph against its own exporter"
+            )
         return None
     if rule == "optimizer_control":
-        return ("an ORT graph optimization changes the result: report it to ONNX Runtime (the case page's "
-                "localization names the node); until then run with the graph optimization level that agrees")
+        return (
+            "an ORT graph optimization changes the result: report it to ONNX Runtime (the case page's "
+            "localization names the node); until then run with the graph optimization level that agrees"
+        )
     if rule == "own_export":
-        return ("difftest's own export of the model agrees with eager: bisect your export script and its "
-                "post-processing (simplify, fp16, quantize) on this model")
+        return (
+            "difftest's own export of the model agrees with eager: bisect your export script and its "
+            "post-processing (simplify, fp16, quantize) on this model"
+        )
     if rule == "spec_reference" and blame == candidate:
-        return (f"report it to {candidate}'s runtime: the ONNX reference implementation computes eager's result "
-                "from the same graph")
+        return (
+            f"report it to {candidate}'s runtime: the ONNX reference implementation computes eager's result "
+            "from the same graph"
+        )
     if rule in ("spec_reference", "other_runtime") and blame.startswith("exporter"):
-        return ("the graph itself computes something else: report it against the exporter (the case page's "
-                "localization names the first node that diverges)")
+        return (
+            "the graph itself computes something else: report it against the exporter (the case page's "
+            "localization names the first node that diverges)"
+        )
     if blame == "onnx_transform" and "agrees with eager" in (verdict.blame_reason or ""):
-        return ("the export without the case's onnx_transform agrees with eager: the rewrite changes the result; "
-                "fix the rewrite (or, if the change is intended, declare the expected verdict)")
+        return (
+            "the export without the case's onnx_transform agrees with eager: the rewrite changes the result; "
+            "fix the rewrite (or, if the change is intended, declare the expected verdict)"
+        )
     separate = re.search(r"\(a run with (.+?) would separate them\)", verdict.blame_reason or "")
     if rule == "one_runtime" and separate:
         return f"run again with {separate.group(1)} among the candidates: it tells the runtime from the graph"
@@ -189,10 +223,14 @@ def _export_step(candidate: str, case: dict[str, Any], controls: dict[str, Any])
     if not found.get("ran"):
         return f"try exporter={other!r} (not tried here: {found.get('reason')})"
     if found.get("ok"):
-        return (f"the {other} exporter exports it: use exporter={other!r} (@case/check option, or --exporter "
-                f"{other}, or the candidate {_with_exporter(candidate, other)})")
-    return (f"neither exporter takes the model as written (the {other} exporter fails too: "
-            f"{found.get('headline') or 'see the case page'}): change the code the messages name")
+        return (
+            f"the {other} exporter exports it: use exporter={other!r} (@case/check option, or --exporter "
+            f"{other}, or the candidate {_with_exporter(candidate, other)})"
+        )
+    return (
+        f"neither exporter takes the model as written (the {other} exporter fails too: "
+        f"{found.get('headline') or 'see the case page'}): change the code the messages name"
+    )
 
 
 def _with_exporter(candidate: str, exporter: str) -> str:

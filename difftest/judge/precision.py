@@ -35,15 +35,24 @@ class PrecisionCheck:
     def describe(self, precision: str) -> str:
         relative = f"largest error {self.max_rel:.3g} of the output's scale against {self.truth_name}"
         if self.within:
-            return (f"{relative}, within {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the output's "
-                    f"RMS): accurate at {precision}")
+            return (
+                f"{relative}, within {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the output's "
+                f"RMS): accurate at {precision}"
+            )
         over = f", {self.worst:.3g}x over" if np.isfinite(self.worst) else ""
-        return (f"{self.note or relative}, beyond {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the "
-                f"output's RMS{over}): not accurate at {precision}")
+        return (
+            f"{self.note or relative}, beyond {precision}'s own tolerance (rtol {self.rtol:g} of |value| + the "
+            f"output's RMS{over}): not accurate at {precision}"
+        )
 
 
-def check(candidate: np.ndarray, truth: np.ndarray, rtol: float, truth_name: str = "the float64 oracle",
-          keep: np.ndarray | None = None) -> PrecisionCheck:
+def check(
+    candidate: np.ndarray,
+    truth: np.ndarray,
+    rtol: float,
+    truth_name: str = "the float64 oracle",
+    keep: np.ndarray | None = None,
+) -> PrecisionCheck:
     """Whether ``candidate`` (computed at a reduced precision) is within ``rtol`` of ``truth`` (see the module);
     ``keep``: the positions judged, where the case declared an output mask (padding is not held to anything)."""
     if keep is not None and candidate.shape == truth.shape and keep.shape == truth.shape:
@@ -54,14 +63,20 @@ def check(candidate: np.ndarray, truth: np.ndarray, rtol: float, truth_name: str
 
 def _check(candidate: np.ndarray, truth: np.ndarray, rtol: float) -> PrecisionCheck:
     if candidate.shape != truth.shape:
-        return PrecisionCheck(False, float("inf"), float("inf"), rtol,
-                              f"shape {tuple(candidate.shape)} against {tuple(truth.shape)}")
+        return PrecisionCheck(
+            False, float("inf"), float("inf"), rtol, f"shape {tuple(candidate.shape)} against {tuple(truth.shape)}"
+        )
     if not _is_float(truth) or not _is_float(candidate):
         differ = int(np.count_nonzero(np.asarray(candidate) != np.asarray(truth).astype(candidate.dtype)))
         if differ:
-            return PrecisionCheck(False, float("inf"), float("inf"), rtol,
-                                  f"{differ} of {truth.size} {truth.dtype} values differ (a discrete output must be "
-                                  "equal at any precision)")
+            return PrecisionCheck(
+                False,
+                float("inf"),
+                float("inf"),
+                rtol,
+                f"{differ} of {truth.size} {truth.dtype} values differ (a discrete output must be "
+                "equal at any precision)",
+            )
         return PrecisionCheck(True, 0.0, 0.0, rtol, "")
     c, t = candidate.astype(np.float64), truth.astype(np.float64)
     finite = np.isfinite(t)
@@ -69,8 +84,9 @@ def _check(candidate: np.ndarray, truth: np.ndarray, rtol: float) -> PrecisionCh
         same_special = ~finite & ((np.isnan(t) & np.isnan(c)) | (t == c))
     misplaced = int(np.count_nonzero((finite & ~np.isfinite(c)) | (~finite & ~same_special)))
     if misplaced:
-        return PrecisionCheck(False, float("inf"), float("inf"), rtol,
-                              f"{misplaced} non-finite value(s) where the truth has other values")
+        return PrecisionCheck(
+            False, float("inf"), float("inf"), rtol, f"{misplaced} non-finite value(s) where the truth has other values"
+        )
     if not finite.any():
         return PrecisionCheck(True, 0.0, 0.0, rtol, "")
     scale = float(np.sqrt(np.mean(np.square(t[finite]))))

@@ -50,10 +50,15 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
         ramp = verdicts.get(("ramp", output))
         if ramp is None or not ramp.passed:
             continue
-        verdicts[(probe, output)] = Verdict("tie_break", (
-            f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it is "
-            f"{ramp.label}. "
-            f"Tie-rich probe: {verdict.evidence}"), verdict.metrics)
+        verdicts[(probe, output)] = Verdict(
+            "tie_break",
+            (
+                f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it is "
+                f"{ramp.label}. "
+                f"Tie-rich probe: {verdict.evidence}"
+            ),
+            verdict.metrics,
+        )
 
 
 def predates_eager_evidence(rec: Recorded) -> bool:
@@ -65,8 +70,9 @@ def predates_eager_evidence(rec: Recorded) -> bool:
     return not (rec.has(EAGER_RANKED) or rec.has(RESEEDED))
 
 
-def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str,
-                  reference: str) -> None:
+def frozen_inputs(
+    verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, Any], candidate: str, reference: str
+) -> None:
     """Wrong only on samples whose values differ from base, with an input the graph cannot see changing, or
     after the exporter warned that its trace froze a data-dependent decision (control flow)."""
     from ..export.exporter import traced_warnings
@@ -94,16 +100,24 @@ def frozen_inputs(verdicts: dict[Key, Verdict], rec: Recorded, case: dict[str, A
                 why += " (the case exports its tensor kwargs as constants: bake_kwargs=True)"
                 blame = "case:bake_kwargs"
         elif traced and probe in (*VALUE_PROBES, *DISTRIBUTION_PROBES):
-            why = (f"the exporter warned that its trace may not generalize ({traced[0]}); a data-dependent decision "
-                   "was frozen into the graph, which keeps the branch the traced inputs took")
+            why = (
+                f"the exporter warned that its trace may not generalize ({traced[0]}); a data-dependent decision "
+                "was frozen into the graph, which keeps the branch the traced inputs took"
+            )
         elif probe in VALUE_PROBES and cand_change == 0.0 and ref_change:
             why = "the candidate's output did not change at all when the inputs did"
         else:
             continue
-        verdicts[(probe, output)] = Verdict("frozen_input", (
-            f"{why}: agrees on the base sample ({base.label}); on the {probe} sample ({describe(probe)}) the "
-            f"reference output changed by up to {format_value(ref_change)} and the candidate's by "
-            f"{format_value(cand_change)}. {verdict.evidence}"), verdict.metrics, blame=blame)
+        verdicts[(probe, output)] = Verdict(
+            "frozen_input",
+            (
+                f"{why}: agrees on the base sample ({base.label}); on the {probe} sample ({describe(probe)}) the "
+                f"reference output changed by up to {format_value(ref_change)} and the candidate's by "
+                f"{format_value(cand_change)}. {verdict.evidence}"
+            ),
+            verdict.metrics,
+            blame=blame,
+        )
 
 
 def _input_changed(rec: Recorded, name: str, probe: str) -> bool:
@@ -120,9 +134,15 @@ def shape_specialized(verdicts: dict[Key, Verdict], rec: Recorded) -> None:
     for (probe, output), verdict in list(verdicts.items()):
         if probe != "shape" or passes(verdict.label) or verdict.label in ("crash", "timeout"):
             continue
-        verdicts[(probe, output)] = Verdict("shape_specialized", (
-            f"correct on the traced shapes ({traced}: {base[0].label}) but {verdict.label} on other allowed shapes "
-            f"({shapes}): the export froze a size. {verdict.evidence}"), verdict.metrics, blame="exporter")
+        verdicts[(probe, output)] = Verdict(
+            "shape_specialized",
+            (
+                f"correct on the traced shapes ({traced}: {base[0].label}) but {verdict.label} on other allowed shapes "
+                f"({shapes}): the export froze a size. {verdict.evidence}"
+            ),
+            verdict.metrics,
+            blame="exporter",
+        )
 
 
 def _change(before: np.ndarray, after: np.ndarray) -> float | None:

@@ -62,8 +62,14 @@ def is_random(rec: Recorded, reference: str, probe: str, output: str) -> bool:
     return reseeded_change(rec, reference, probe, output) is not None
 
 
-def apply(found: dict[tuple[str, str], Verdict], rec: Recorded, reference: str, candidate: str,
-          random_ops: list[str], tolerances: Any = None) -> None:
+def apply(
+    found: dict[tuple[str, str], Verdict],
+    rec: Recorded,
+    reference: str,
+    candidate: str,
+    random_ops: list[str],
+    tolerances: Any = None,
+) -> None:
     """Replace the verdicts of outputs that come from sampling with a judgement by distribution, in place."""
     reseeded = rec.has(RESEEDED)
     for (probe, output), verdict in list(found.items()):
@@ -72,13 +78,17 @@ def apply(found: dict[tuple[str, str], Verdict], rec: Recorded, reference: str, 
         change = reseeded_change(rec, reference, probe, output)
         if change is None and (reseeded or not random_ops or verdict.passed):
             continue  # eager does not sample this output (or, in an old run, nothing says it might)
-        ref, again, cand = (rec.array(reference, probe, output), rec.array(RESEEDED, probe, output),
-                            rec.array(candidate, probe, output))
+        ref, again, cand = (
+            rec.array(reference, probe, output),
+            rec.array(RESEEDED, probe, output),
+            rec.array(candidate, probe, output),
+        )
         if ref is None or cand is None:
             continue
         rtol, atol = tolerance_for(ref, *(tolerances(output) if tolerances else (None, None)))
-        found[(probe, output)] = judge_distribution(ref, again if change is not None else None, cand, rtol, atol,
-                                                    _why_random(change, random_ops), verdict)
+        found[(probe, output)] = judge_distribution(
+            ref, again if change is not None else None, cand, rtol, atol, _why_random(change, random_ops), verdict
+        )
 
 
 _JUDGED = {"numeric", "mismatch", "nonfinite", "layout", "shape", "tie_break", "nondeterministic", "dtype"}
@@ -88,24 +98,32 @@ def _why_random(change: tuple[int, int, float] | None, random_ops: list[str]) ->
     parts = []
     if change is not None:
         changed, total, largest = change
-        parts.append(f"eager's own output changes when it runs again with another seed ({changed} of {total} "
-                     f"elements, max |Δ| {format_value(largest)})")
+        parts.append(
+            f"eager's own output changes when it runs again with another seed ({changed} of {total} "
+            f"elements, max |Δ| {format_value(largest)})"
+        )
     if random_ops:
         shown = ", ".join(random_ops[:3]) + (f" and {len(random_ops) - 3} more" if len(random_ops) > 3 else "")
         parts.append(f"the exported graph samples ({shown})")
-    return "The model samples: " + " and ".join(parts) + ", so draws are compared by distribution, not element " \
-        "by element"
+    return (
+        "The model samples: " + " and ".join(parts) + ", so draws are compared by distribution, not element by element"
+    )
 
 
-def judge_distribution(ref: np.ndarray, again: np.ndarray | None, cand: np.ndarray, rtol: float, atol: float,
-                       why: str, before: Verdict) -> Verdict:
+def judge_distribution(
+    ref: np.ndarray, again: np.ndarray | None, cand: np.ndarray, rtol: float, atol: float, why: str, before: Verdict
+) -> Verdict:
     """The verdict for a sampled output: ``nondeterministic`` when the candidate's draw looks like eager's."""
     if cand.shape != ref.shape:
-        return Verdict("shape", f"{why}; but the shapes differ: reference {list(ref.shape)}, candidate "
-                                f"{list(cand.shape)}.", before.metrics)
+        return Verdict(
+            "shape",
+            f"{why}; but the shapes differ: reference {list(ref.shape)}, candidate {list(cand.shape)}.",
+            before.metrics,
+        )
     if cand.dtype != ref.dtype:
-        return Verdict("mismatch", f"{why}; but the dtypes differ: reference {ref.dtype}, candidate {cand.dtype}.",
-                       before.metrics)
+        return Verdict(
+            "mismatch", f"{why}; but the dtypes differ: reference {ref.dtype}, candidate {cand.dtype}.", before.metrics
+        )
     draws = [_wide(ref)] + ([_wide(again)] if again is not None and again.shape == ref.shape else [])
     c = _wide(cand)
     if c.size == 0:
@@ -113,8 +131,9 @@ def judge_distribution(ref: np.ndarray, again: np.ndarray | None, cand: np.ndarr
     problems, facts = [], []
     eager_nonfinite = any((~np.isfinite(d)).any() for d in draws)
     if (~np.isfinite(c)).any() and not eager_nonfinite:
-        problems.append(f"the candidate has {int((~np.isfinite(c)).sum())} NaN/±Inf values, eager none in "
-                        f"{len(draws)} draw(s)")
+        problems.append(
+            f"the candidate has {int((~np.isfinite(c)).sum())} NaN/±Inf values, eager none in {len(draws)} draw(s)"
+        )
     finite = [d[np.isfinite(d)] for d in draws]
     cf = c[np.isfinite(c)]
     if cf.size and all(f.size for f in finite):
@@ -122,8 +141,10 @@ def judge_distribution(ref: np.ndarray, again: np.ndarray | None, cand: np.ndarr
         slack = RANGE_SLACK * (hi - lo) + atol + rtol * max(abs(lo), abs(hi))
         if ref.dtype.kind in "iub":
             slack = float(np.ceil(slack))
-        fact = (f"range [{format_value(float(cf.min()))}, {format_value(float(cf.max()))}] against eager's "
-                f"[{format_value(lo)}, {format_value(hi)}] (±{format_value(slack)})")
+        fact = (
+            f"range [{format_value(float(cf.min()))}, {format_value(float(cf.max()))}] against eager's "
+            f"[{format_value(lo)}, {format_value(hi)}] (±{format_value(slack)})"
+        )
         (problems if cf.min() < lo - slack or cf.max() > hi + slack else facts).append(fact)
         n = cf.size
         means, stds = [float(f.mean()) for f in finite], [float(f.std()) for f in finite]
@@ -132,24 +153,34 @@ def judge_distribution(ref: np.ndarray, again: np.ndarray | None, cand: np.ndarr
         else:
             noise = stds[0]  # one draw only: its whole spread (a wider allowance)
         mean, std = float(np.mean(means)), float(np.mean(stds))
-        mean_allowed = (SAMPLING_SIGMAS * noise / np.sqrt(n) + 2 * (max(means) - min(means)) + atol
-                        + rtol * abs(mean))
-        fact = (f"mean {format_value(float(cf.mean()))} against eager's {format_value(mean)} "
-                f"(±{format_value(mean_allowed)})")
+        mean_allowed = SAMPLING_SIGMAS * noise / np.sqrt(n) + 2 * (max(means) - min(means)) + atol + rtol * abs(mean)
+        fact = (
+            f"mean {format_value(float(cf.mean()))} against eager's {format_value(mean)} "
+            f"(±{format_value(mean_allowed)})"
+        )
         (problems if abs(float(cf.mean()) - mean) > mean_allowed else facts).append(fact)
-        std_allowed = (SAMPLING_SIGMAS * max(noise, std) / np.sqrt(2 * n) + 2 * (max(stds) - min(stds)) + atol
-                       + rtol * std)
-        fact = (f"std {format_value(float(cf.std()))} against eager's {format_value(std)} "
-                f"(±{format_value(std_allowed)})")
+        std_allowed = (
+            SAMPLING_SIGMAS * max(noise, std) / np.sqrt(2 * n) + 2 * (max(stds) - min(stds)) + atol + rtol * std
+        )
+        fact = f"std {format_value(float(cf.std()))} against eager's {format_value(std)} (±{format_value(std_allowed)})"
         (problems if abs(float(cf.std()) - std) > std_allowed else facts).append(fact)
-    basis = (f"eager's two draws (seeds 0 and 1)" if len(draws) == 2 else "eager's one draw")
+    basis = f"eager's two draws (seeds 0 and 1)" if len(draws) == 2 else "eager's one draw"
     if problems:
-        return Verdict("mismatch", f"{why}; the candidate's draw is not one of the same distribution: "
-                                   f"{'; '.join(problems)}" + (f" (agreeing: {'; '.join(facts)})" if facts else "")
-                       + f". Sampling error from {basis}. Element by element: {before.evidence}", before.metrics)
-    return Verdict("nondeterministic", f"{why}; shape {list(ref.shape)} and dtype {ref.dtype} equal, "
-                                       f"{'; '.join(facts)}: within sampling error from {basis}.",
-                   before.metrics, rule=RULE)
+        return Verdict(
+            "mismatch",
+            f"{why}; the candidate's draw is not one of the same distribution: "
+            f"{'; '.join(problems)}"
+            + (f" (agreeing: {'; '.join(facts)})" if facts else "")
+            + f". Sampling error from {basis}. Element by element: {before.evidence}",
+            before.metrics,
+        )
+    return Verdict(
+        "nondeterministic",
+        f"{why}; shape {list(ref.shape)} and dtype {ref.dtype} equal, "
+        f"{'; '.join(facts)}: within sampling error from {basis}.",
+        before.metrics,
+        rule=RULE,
+    )
 
 
 def _wide(a: np.ndarray) -> np.ndarray:

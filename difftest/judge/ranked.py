@@ -31,11 +31,16 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
         index_value = node.output[1] if node.op_type == "TopK" else node.output[0]
         if index_value not in graph_outputs:
             continue
-        output = output_names[graph_outputs.index(index_value)] if len(output_names) == len(graph_outputs) else index_value
+        output = (
+            output_names[graph_outputs.index(index_value)] if len(output_names) == len(graph_outputs) else index_value
+        )
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        found[output] = {"source": node.input[0], "op": node.op_type,
-                         "axis": int(attrs.get("axis", INDEX_OPS[node.op_type])),
-                         "keepdims": bool(attrs.get("keepdims", 1))}
+        found[output] = {
+            "source": node.input[0],
+            "op": node.op_type,
+            "axis": int(attrs.get("axis", INDEX_OPS[node.op_type])),
+            "keepdims": bool(attrs.get("keepdims", 1)),
+        }
     if not found:
         return None
     types = element_types(model)
@@ -50,12 +55,15 @@ def augment(onnx_bytes: bytes, output_names: list[str]) -> tuple[bytes, dict[str
     return (model.SerializeToString(), found) if found else None
 
 
-def evaluate(session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
-             ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+def evaluate(
+    session: Any, found: dict[str, dict[str, Any]], feeds: dict[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """Run the augmented graph (an ORT session of what ``augment`` returned); output name -> (ranked values,
     {op, axis, keepdims})."""
     names = [info["name"] for info in found.values()]
     inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
     values = session.run(names, inputs)
-    return {output: (value, {k: found[output][k] for k in ("op", "axis", "keepdims")})
-            for output, value in zip(found, values)}
+    return {
+        output: (value, {k: found[output][k] for k in ("op", "axis", "keepdims")})
+        for output, value in zip(found, values)
+    }

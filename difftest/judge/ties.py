@@ -34,8 +34,14 @@ class TieFinding:
     evidence: str
 
 
-def index_ties(reference: np.ndarray, candidate: np.ndarray, ranked: RankedValues, rtol: float,
-               atol: float, unordered: bool = False) -> TieFinding | None:
+def index_ties(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    ranked: RankedValues,
+    rtol: float,
+    atol: float,
+    unordered: bool = False,
+) -> TieFinding | None:
     """Do the differing indices point at equal values? None when the check does not apply. ``unordered``: the
     model left the order of the results unspecified (``topk(sorted=False)``), so each row's picked values are
     compared as a multiset."""
@@ -61,19 +67,31 @@ def index_ties(reference: np.ndarray, candidate: np.ndarray, ranked: RankedValue
     bad = ~equal if unordered else differs & ~equal
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        return TieFinding(False, (
-            f"{ranked.op} index differs at {n} position(s), {int(bad.sum())} of them not tied: at "
-            f"{format_index(first)} reference picks {int(ref_idx[first])} (value {format_value(ref_values[first])}), "
-            f"candidate picks {int(cand_idx[first])} (value {format_value(cand_values[first])})"))
+        return TieFinding(
+            False,
+            (
+                f"{ranked.op} index differs at {n} position(s), {int(bad.sum())} of them not tied: at "
+                f"{format_index(first)} reference picks {int(ref_idx[first])} (value {format_value(ref_values[first])}), "
+                f"candidate picks {int(cand_idx[first])} (value {format_value(cand_values[first])})"
+            ),
+        )
     first = tuple(int(i) for i in np.argwhere(differs)[0])
     if unordered:
-        return TieFinding(True, (
-            f"{ranked.op} index differs at {n} position(s), but the model asked for unsorted results "
-            f"(topk(sorted=False)) and every row picks the same multiset of values ({_source(ranked)})"))
-    return TieFinding(True, (
-        f"{ranked.op} index differs at {n} position(s), all on tied values: at {format_index(first)} "
-        f"reference picks {int(ref_idx[first])}, candidate {int(cand_idx[first])}; "
-        f"both values {format_value(ref_values[first])} ({_source(ranked)})"))
+        return TieFinding(
+            True,
+            (
+                f"{ranked.op} index differs at {n} position(s), but the model asked for unsorted results "
+                f"(topk(sorted=False)) and every row picks the same multiset of values ({_source(ranked)})"
+            ),
+        )
+    return TieFinding(
+        True,
+        (
+            f"{ranked.op} index differs at {n} position(s), all on tied values: at {format_index(first)} "
+            f"reference picks {int(ref_idx[first])}, candidate {int(cand_idx[first])}; "
+            f"both values {format_value(ref_values[first])} ({_source(ranked)})"
+        ),
+    )
 
 
 def _source(ranked: RankedValues) -> str:
@@ -84,13 +102,25 @@ def _source(ranked: RankedValues) -> str:
     return f"values from the graph's {ranked.op} input"
 
 
-def gathered_ties(reference: np.ndarray, candidate: np.ndarray, ref_scores: np.ndarray, cand_scores: np.ndarray,
-                  score_name: str, rtol: float, atol: float, cut_rows: np.ndarray | None = None,
-                  legacy: bool = False) -> TieFinding | None:
+def gathered_ties(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    ref_scores: np.ndarray,
+    cand_scores: np.ndarray,
+    score_name: str,
+    rtol: float,
+    atol: float,
+    cut_rows: np.ndarray | None = None,
+    legacy: bool = False,
+) -> TieFinding | None:
     """Rows that differ only in order within groups of equal scores (the scores themselves agreeing)."""
     k = ref_scores.size
-    if (k < 2 or reference.shape != candidate.shape or ref_scores.shape != cand_scores.shape
-            or reference.shape[:ref_scores.ndim] != ref_scores.shape):
+    if (
+        k < 2
+        or reference.shape != candidate.shape
+        or ref_scores.shape != cand_scores.shape
+        or reference.shape[: ref_scores.ndim] != ref_scores.shape
+    ):
         return None
     scores = ref_scores.astype(np.float64).reshape(-1)
     if not np.allclose(scores, cand_scores.astype(np.float64).reshape(-1), rtol=rtol, atol=atol, equal_nan=True):
@@ -112,26 +142,41 @@ def gathered_ties(reference: np.ndarray, candidate: np.ndarray, ref_scores: np.n
         # The last group may continue past the top-k cut, where which of several equal-scored rows are kept is
         # arbitrary; but only rows eager itself scored there may stand in (eager's source rows, never the
         # candidate's word).
-        if (sorted_scores and score == scores[-1] and cut_rows is not None
-                and _rows_among(cand_rows[members], cut_rows.reshape(len(cut_rows), -1), rtol, atol)):
+        if (
+            sorted_scores
+            and score == scores[-1]
+            and cut_rows is not None
+            and _rows_among(cand_rows[members], cut_rows.reshape(len(cut_rows), -1), rtol, atol)
+        ):
             cut = score
             continue
         if sorted_scores and score == scores[-1] and legacy:  # a run recorded before eager's source rows: as then
             cut = score
             continue
-        return TieFinding(False, f"rows differ at {int(differing.sum())} position(s) and are not a reordering "
-                                 f"among equal {score_name} values (group {format_value(score)})")
+        return TieFinding(
+            False,
+            f"rows differ at {int(differing.sum())} position(s) and are not a reordering "
+            f"among equal {score_name} values (group {format_value(score)})",
+        )
     counts = ", ".join(f"{format_value(s)} ×{int((scores == s).sum())}" for s in groups)
     note = ""
     if cut is not None and cut_rows is not None:
-        note = (f"; the last group ({score_name} {format_value(cut)}) sits at the top-k cut, and each of its rows is "
-                f"one of the {len(cut_rows)} source rows eager scored {format_value(cut)}")
+        note = (
+            f"; the last group ({score_name} {format_value(cut)}) sits at the top-k cut, and each of its rows is "
+            f"one of the {len(cut_rows)} source rows eager scored {format_value(cut)}"
+        )
     elif cut is not None:
-        note = (f"; the last group ({score_name} {format_value(cut)}) sits at the top-k cut and is not required to "
-                "match: this run was recorded before difftest kept the rows eager scored there (rerun to check them)")
-    return TieFinding(True, (
-        f"{int(differing.sum())} of {k} rows differ, but only within groups of tied {score_name} ({counts}), each "
-        f"holding the same rows; order among equal scores is undefined, so compared as sets{note}"))
+        note = (
+            f"; the last group ({score_name} {format_value(cut)}) sits at the top-k cut and is not required to "
+            "match: this run was recorded before difftest kept the rows eager scored there (rerun to check them)"
+        )
+    return TieFinding(
+        True,
+        (
+            f"{int(differing.sum())} of {k} rows differ, but only within groups of tied {score_name} ({counts}), each "
+            f"holding the same rows; order among equal scores is undefined, so compared as sets{note}"
+        ),
+    )
 
 
 def _rows_among(rows: np.ndarray, allowed: np.ndarray, rtol: float, atol: float) -> bool:

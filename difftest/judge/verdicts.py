@@ -40,7 +40,9 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
     cases = read_table(run_dir, "cases")
     tensors = None  # the whole table, read only for runs without per-case parts (merged runs)
     context = RunContext(
-        run=runs["run"], reference=runs["reference"], oracle=runs.get("oracle"),
+        run=runs["run"],
+        reference=runs["reference"],
+        oracle=runs.get("oracle"),
         candidates=[b for b in runs["backends_requested"] if b != runs["reference"]],
         skipped=json.loads(runs["backends_skipped"] or "{}"),
     )
@@ -72,8 +74,17 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
     skipped = context.skipped
     if case["status"] != "ok":
         failure = _case_failure(case, reference)
-        return [comparison_row(base, c, Verdict("skipped", skipped[c]) if c in skipped else failure, "*", "*",
-                               None if c in skipped else case["stage"]) for c in context.candidates]
+        return [
+            comparison_row(
+                base,
+                c,
+                Verdict("skipped", skipped[c]) if c in skipped else failure,
+                "*",
+                "*",
+                None if c in skipped else case["stage"],
+            )
+            for c in context.candidates
+        ]
     if reference != context.reference and reference != "recorded":
         # A bare ONNX file: its reference is a runtime, its oracle the graph in float64 (see ``worker.bare_onnx``).
         context = dataclasses.replace(context, oracle=BARE_ORACLE)
@@ -106,32 +117,68 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             # by a runtime that may be the candidate) never excuse it, whatever the run's age.
             legacy = None if case.get("exporter") == USER_FILE else legacy_tie_evidence(rec, own_export)
             for probe in rec.probes(candidate):
-                _judge_probe(rec, context, reference, candidate, probe, tolerances, found, stages, ranked_from,
-                             accumulated_from, legacy)
-            randomness.apply(found, rec, reference, candidate,
-                             randomness.graph_random_ops(case, export_of.get(candidate)),
-                             lambda output: output_tolerance(tolerances, output))
-            probe_rules.apply(found, rec, {**case, "dropped_inputs": own_export.get("dropped_inputs",
-                                                                                    case.get("dropped_inputs")),
-                                           "export_warnings": own_export.get("warnings",
-                                                                             case.get("export_warnings"))},
-                              candidate, reference)
+                _judge_probe(
+                    rec,
+                    context,
+                    reference,
+                    candidate,
+                    probe,
+                    tolerances,
+                    found,
+                    stages,
+                    ranked_from,
+                    accumulated_from,
+                    legacy,
+                )
+            randomness.apply(
+                found,
+                rec,
+                reference,
+                candidate,
+                randomness.graph_random_ops(case, export_of.get(candidate)),
+                lambda output: output_tolerance(tolerances, output),
+            )
+            probe_rules.apply(
+                found,
+                rec,
+                {
+                    **case,
+                    "dropped_inputs": own_export.get("dropped_inputs", case.get("dropped_inputs")),
+                    "export_warnings": own_export.get("warnings", case.get("export_warnings")),
+                },
+                candidate,
+                reference,
+            )
     if reference in context.candidates:
-        verdicts[reference] = {("*", "*"): Verdict("skipped", (
-            f"not applicable: {reference} is this case's reference (a bare ONNX file has no PyTorch model); the "
-            "other candidates are judged against it"))}
-    _check_nothing_lost(tensors, verdicts, reference, [c for c in context.candidates if c != reference], case,
-                        stages)
-    blame.assign(verdicts, rec, reference, context.oracle,
-                 {c: export_of[c] for c in export_of if c not in skipped}, case)
+        verdicts[reference] = {
+            ("*", "*"): Verdict(
+                "skipped",
+                (
+                    f"not applicable: {reference} is this case's reference (a bare ONNX file has no PyTorch model); the "
+                    "other candidates are judged against it"
+                ),
+            )
+        }
+    _check_nothing_lost(tensors, verdicts, reference, [c for c in context.candidates if c != reference], case, stages)
+    blame.assign(
+        verdicts, rec, reference, context.oracle, {c: export_of[c] for c in export_of if c not in skipped}, case
+    )
     next_step.apply(verdicts, case, reference)
-    return [comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
-            for candidate, found in verdicts.items() for (probe, output), verdict in found.items()]
+    return [
+        comparison_row(base, candidate, verdict, probe, output, stages.get((candidate, probe, output)))
+        for candidate, found in verdicts.items()
+        for (probe, output), verdict in found.items()
+    ]
 
 
-def _check_nothing_lost(tensors: list[dict[str, Any]], verdicts: dict[str, dict[tuple[str, str], Verdict]],
-                        reference: str, candidates: list[str], case: dict[str, Any],
-                        stages: dict[tuple[str, str, str], str | None]) -> None:
+def _check_nothing_lost(
+    tensors: list[dict[str, Any]],
+    verdicts: dict[str, dict[tuple[str, str], Verdict]],
+    reference: str,
+    candidates: list[str],
+    case: dict[str, Any],
+    stages: dict[tuple[str, str, str], str | None],
+) -> None:
     """Every output of every probe the reference recorded is judged exactly once for each candidate (controls
     run on failing probes only and are not held to it); what is not becomes a failing "results lost" verdict."""
     from .completeness import lost_evidence, lost_results
@@ -143,16 +190,30 @@ def _check_nothing_lost(tensors: list[dict[str, Any]], verdicts: dict[str, dict[
             stages[(candidate, *key)] = "judge"
 
 
-def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: str, probe: str,
-                 tolerances: dict[str, Any], found: dict[tuple[str, str], Verdict],
-                 stages: dict[tuple[str, str, str], str | None], ranked_from: str | None,
-                 accumulated_from: str | None, legacy: dict[str, int] | None = None) -> None:
+def _judge_probe(
+    rec: Recorded,
+    context: RunContext,
+    reference: str,
+    candidate: str,
+    probe: str,
+    tolerances: dict[str, Any],
+    found: dict[tuple[str, str], Verdict],
+    stages: dict[tuple[str, str, str], str | None],
+    ranked_from: str | None,
+    accumulated_from: str | None,
+    legacy: dict[str, int] | None = None,
+) -> None:
     for backend in (reference, candidate):
         if (backend, probe) in rec.corrupted:
-            found[(probe, "*")] = Verdict("crash", (
-                f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match the "
-                "digest recorded when it was made: the run folder was altered or damaged, so nothing is judged "
-                "here; rerun the case"), blame="difftest")
+            found[(probe, "*")] = Verdict(
+                "crash",
+                (
+                    f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match the "
+                    "digest recorded when it was made: the run folder was altered or damaged, so nothing is judged "
+                    "here; rerun the case"
+                ),
+                blame="difftest",
+            )
             stages[(candidate, probe, "*")] = "record"
             return
     ref_failure = rec.failure(reference, probe)
@@ -161,8 +222,11 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         if probe in SYNTHETIC_PROBES:
             found[(probe, "*")] = Verdict("invalid_probe", invalid_probe_evidence(probe, reference, ref_failure))
             return
-        found[(probe, "*")] = Verdict("runtime_error", f"the reference ({reference}) failed at "
-                                      f"{ref_failure['stage']}: {ref_failure['message']}", blame=reference)
+        found[(probe, "*")] = Verdict(
+            "runtime_error",
+            f"the reference ({reference}) failed at {ref_failure['stage']}: {ref_failure['message']}",
+            blame=reference,
+        )
         return
     failure = rec.failure(candidate, probe)
     if failure is not None and not failure["rerun"]:
@@ -171,8 +235,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         return
     if failure is not None:  # the first run went through and a rerun failed: the candidate fails, saying which
         verdict = _stage_verdict(failure, candidate)
-        verdict.evidence = (f"run {failure['rerun'] + 1} of this probe failed although the first succeeded: "
-                            f"{verdict.evidence}")
+        verdict.evidence = (
+            f"run {failure['rerun'] + 1} of this probe failed although the first succeeded: {verdict.evidence}"
+        )
         found[(probe, "*")] = verdict
         stages[(candidate, probe, "*")] = failure["stage"]
         return
@@ -189,8 +254,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         graph_ranked = None
         if ranked_row is not None:
             info = json.loads(ranked_row["message"])
-            graph_ranked = RankedValues(rec.array(ranked_from, probe, output), info["op"], info["axis"],
-                                        info["keepdims"], source="graph")
+            graph_ranked = RankedValues(
+                rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"], source="graph"
+            )
         own = eager.get(output)  # what eager's own index ops say this output is (None: not one of theirs)
         ranked = own[1] if own is not None and own[0]["kind"] == "index" else None
         scores = {o for o, (info, _) in eager.items() if info["kind"] == "values"}
@@ -213,13 +279,24 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
             graph_ranked=graph_ranked,
             accumulation=accumulated,
             # Which order the model promised is the PyTorch call's (topk(sorted=False)), never the graph's.
-            unordered_axis=(legacy.get(output) if legacy is not None
-                            else own[0]["axis"] if own is not None and not own[0].get("sorted", True) else None),
+            unordered_axis=(
+                legacy.get(output)
+                if legacy is not None
+                else own[0]["axis"]
+                if own is not None and not own[0].get("sorted", True)
+                else None
+            ),
             # Rows ordered by equal scores: only eager's own score outputs group an output eager gathered or ranked.
-            siblings={o: pair for o, pair in siblings.items()
-                      if o != output and pair[1] is not None and pair[0] is not None
-                      and (legacy is not None or (o in scores and own is not None
-                                                  and own[0]["kind"] in ("gathered", "index")))},
+            siblings={
+                o: pair
+                for o, pair in siblings.items()
+                if o != output
+                and pair[1] is not None
+                and pair[0] is not None
+                and (
+                    legacy is not None or (o in scores and own is not None and own[0]["kind"] in ("gathered", "index"))
+                )
+            },
             ignore=ignore,
             cut_rows=own[0].get("cut_rows") if own is not None else None,
             legacy=legacy is not None,
@@ -229,8 +306,9 @@ def _judge_probe(rec: Recorded, context: RunContext, reference: str, candidate: 
         if reruns:
             if masked is not None:
                 reruns = [_outside_mask(ref, again, masked, *tolerance_for(ref, rtol, atol))[0] for again in reruns]
-            verdict = judge_reruns(verdict, cand, reruns, [classify(ref, again, rtol, atol, **evidence)
-                                                           for again in reruns])
+            verdict = judge_reruns(
+                verdict, cand, reruns, [classify(ref, again, rtol, atol, **evidence) for again in reruns]
+            )
         if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
             verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
         if masked is not None:
@@ -254,8 +332,9 @@ def legacy_tie_evidence(rec: Recorded, export: dict[str, Any]) -> dict[str, int]
     return dict(export.get("unordered_outputs") or {})
 
 
-def eager_index_outputs(rec: Recorded, probe: str, outputs: list[str]
-                        ) -> dict[str, tuple[dict[str, Any], RankedValues | None]]:
+def eager_index_outputs(
+    rec: Recorded, probe: str, outputs: list[str]
+) -> dict[str, tuple[dict[str, Any], RankedValues | None]]:
     """Output -> (what eager's own index ops made of it: kind index / values / gathered, op, axis, sorted; the
     values eager ranked, for an index output), from the ``eager-ranked`` rows of this probe (see
     ``worker.eager_ranked``). Empty where eager's evidence was not gathered (no candidate differed)."""
@@ -269,16 +348,16 @@ def eager_index_outputs(rec: Recorded, probe: str, outputs: list[str]
         info = json.loads(row["message"] or "{}")
         ranked = None
         if info.get("kind") == "index":
-            ranked = RankedValues(rec.array(EAGER_RANKED, probe, output), info["op"], info["axis"], info["keepdims"],
-                                  source="eager")
+            ranked = RankedValues(
+                rec.array(EAGER_RANKED, probe, output), info["op"], info["axis"], info["keepdims"], source="eager"
+            )
         elif info.get("kind") == "gathered" and "cut_score" in info:
             info = {**info, "cut_rows": rec.array(EAGER_RANKED, probe, output)}
         found[output] = (info, ranked)
     return found
 
 
-def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray], verdicts: list[Verdict]
-                 ) -> Verdict:
+def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray], verdicts: list[Verdict]) -> Verdict:
     """Every run of a candidate is judged on its own: a failure on any rerun fails the candidate, saying which run
     (a first run that passes buys nothing). Runs that all pass but differ from each other are ``nondeterministic``:
     each is accurate on its own evidence, and they vary."""
@@ -286,8 +365,10 @@ def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray]
     if first.passed:
         for number, verdict in enumerate(verdicts, start=2):
             if not verdict.passed:
-                verdict.evidence = (f"run {number} of {total} on this probe: {verdict.evidence} (run 1 was "
-                                    f"{first.label}: a candidate is judged on every run)")
+                verdict.evidence = (
+                    f"run {number} of {total} on this probe: {verdict.evidence} (run 1 was "
+                    f"{first.label}: a candidate is judged on every run)"
+                )
                 return verdict
     if not first.passed:
         return first
@@ -295,12 +376,22 @@ def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray]
     if not varying or first.label in ("nondeterministic",):
         return first
     with np.errstate(all="ignore"):
-        spread = max(float(np.nan_to_num(np.abs(as_float64(candidate) - as_float64(again)), nan=0.0).max())
-                     if again.shape == candidate.shape else float("inf") for again in varying)
+        spread = max(
+            float(np.nan_to_num(np.abs(as_float64(candidate) - as_float64(again)), nan=0.0).max())
+            if again.shape == candidate.shape
+            else float("inf")
+            for again in varying
+        )
     labels = ", ".join(sorted({first.label, *(v.label for v in verdicts)}))
-    return Verdict("nondeterministic", (
-        f"the candidate's {total} runs differ from each other by up to {spread:.7g}, but every one passes on its own "
-        f"evidence ({labels}); run 1: {first.evidence}"), first.metrics, rule=first.rule)
+    return Verdict(
+        "nondeterministic",
+        (
+            f"the candidate's {total} runs differ from each other by up to {spread:.7g}, but every one passes on its own "
+            f"evidence ({labels}); run 1: {first.evidence}"
+        ),
+        first.metrics,
+        rule=first.rule,
+    )
 
 
 SAMPLE_REPRESENTATIVE = 2.0  # a sampled pass stands only if the full max |Δ| is within this factor of the sample's
@@ -316,31 +407,54 @@ def judge_sampled(verdict: Verdict, ref_row: dict[str, Any], cand_row: dict[str,
     stored = len(cand_row["data"]) // max(1, _itemsize(cand_row["dtype"])) if cand_row.get("data") else 0
     full = _full_info(cand_row)
     sample = f"judged on an even sample of {stored} of {count} elements (the tensor exceeded the stored size)"
-    if (ref_row.get("digest") and ref_row.get("digest") == cand_row.get("digest")
-            and ref_row.get("dtype") == cand_row.get("dtype") and ref_row.get("shape") == cand_row.get("shape")):
-        return Verdict("exact", f"all {count} elements bit-identical: the digests of the full tensors agree "
-                                f"({cand_row['digest']}); the stored copies are samples", verdict.metrics)
+    if (
+        ref_row.get("digest")
+        and ref_row.get("digest") == cand_row.get("digest")
+        and ref_row.get("dtype") == cand_row.get("dtype")
+        and ref_row.get("shape") == cand_row.get("shape")
+    ):
+        return Verdict(
+            "exact",
+            f"all {count} elements bit-identical: the digests of the full tensors agree "
+            f"({cand_row['digest']}); the stored copies are samples",
+            verdict.metrics,
+        )
     if full is None or full.get("against") is None:
         why = full.get("reason") if full else "no full comparison was recorded"
         if verdict.passed:
-            return Verdict("mismatch", f"the full tensors' digests differ and {why}, so a pass cannot be "
-                                       f"claimed; on the sample: {verdict.label}: {verdict.evidence} ({sample})",
-                           verdict.metrics)
+            return Verdict(
+                "mismatch",
+                f"the full tensors' digests differ and {why}, so a pass cannot be "
+                f"claimed; on the sample: {verdict.label}: {verdict.evidence} ({sample})",
+                verdict.metrics,
+            )
         verdict.evidence += f" ({sample}; {why})"
         return verdict
-    numbers = (f"the full comparison in the worker: {full['mismatched']} of {full['count']} elements beyond "
-               f"rtol={full['rtol']:g}, atol={full['atol']:g}, max |Δ| {full['max_abs']:.7g}")
-    metrics = Metrics(count=full["count"], max_abs=full["max_abs"], mean_abs=full["mean_abs"],
-                      mismatched=full["mismatched"], rtol=full["rtol"], atol=full["atol"],
-                      worst_index=tuple(full.get("worst_index") or ()) or None)
+    numbers = (
+        f"the full comparison in the worker: {full['mismatched']} of {full['count']} elements beyond "
+        f"rtol={full['rtol']:g}, atol={full['atol']:g}, max |Δ| {full['max_abs']:.7g}"
+    )
+    metrics = Metrics(
+        count=full["count"],
+        max_abs=full["max_abs"],
+        mean_abs=full["mean_abs"],
+        mismatched=full["mismatched"],
+        rtol=full["rtol"],
+        atol=full["atol"],
+        worst_index=tuple(full.get("worst_index") or ()) or None,
+    )
     if verdict.label == "exact" or (verdict.passed and full["mismatched"] == 0):
         label = "numeric" if full["mismatched"] == 0 else "mismatch"
         return Verdict(label, f"the full tensors' digests differ; {numbers} ({sample})", metrics)
     if verdict.passed:
         seen = (verdict.metrics.max_abs or 0.0) if verdict.metrics else 0.0
         if full["max_abs"] > SAMPLE_REPRESENTATIVE * seen + full["atol"]:
-            return Verdict("mismatch", f"the sample passed ({verdict.label}: max |Δ| {seen:.7g} on it) but {numbers}: "
-                                       f"the sample does not represent the whole ({sample})", metrics)
+            return Verdict(
+                "mismatch",
+                f"the sample passed ({verdict.label}: max |Δ| {seen:.7g} on it) but {numbers}: "
+                f"the sample does not represent the whole ({sample})",
+                metrics,
+            )
         verdict.evidence += f" ({sample}; {numbers}, as large as on the sample)"
         return verdict
     verdict.evidence += f" ({sample}; {numbers})"
@@ -362,8 +476,9 @@ def _itemsize(dtype: str) -> int:
     return dtype_of(dtype).itemsize
 
 
-def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output: str,
-                   reference: np.ndarray) -> tuple[str, np.ndarray] | None:
+def _declared_mask(
+    rec: Recorded, tolerances: dict[str, Any], probe: str, output: str, reference: np.ndarray
+) -> tuple[str, np.ndarray] | None:
     """(mask input name, where it is 1 over the output's shape) when the case declared this output's padding
     ignorable."""
     name = (tolerances.get("output_masks") or {}).get(output)
@@ -374,8 +489,9 @@ def _declared_mask(rec: Recorded, tolerances: dict[str, Any], probe: str, output
     return (name, keep) if keep is not None else None
 
 
-def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray],
-                  rtol: float, atol: float) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _outside_mask(
+    reference: np.ndarray, candidate: np.ndarray, masked: tuple[str, np.ndarray], rtol: float, atol: float
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The candidate with the reference's values where the mask is 0, those positions (left out of the
     verdict's counts), and a sentence with what differs there."""
     name, keep = masked
@@ -386,27 +502,39 @@ def _outside_mask(reference: np.ndarray, candidate: np.ndarray, masked: tuple[st
         diff = np.abs(as_float64(reference) - as_float64(candidate))
     beyond = outside & ~within(reference, candidate, rtol, atol)
     largest = float(np.nanmax(np.where(outside, diff, 0.0))) if outside.any() else 0.0
-    return np.where(keep, candidate, reference), outside, (
-        f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared ignorable by "
-        f"the case and not judged: {int(beyond.sum())} of them beyond the tolerance, largest |Δ| there "
-        f"{largest:.7g}.")
+    return (
+        np.where(keep, candidate, reference),
+        outside,
+        (
+            f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared ignorable by "
+            f"the case and not judged: {int(beyond.sum())} of them beyond the tolerance, largest |Δ| there "
+            f"{largest:.7g}."
+        ),
+    )
 
 
 def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) -> str:
     """Why a generated probe is not judged: the reference itself refused it."""
     message = failure["message"] or "(no message)"
     if probe == "shape":
-        return (f"not judged: the reference ({reference}) itself rejects the other sizes on the case's declared "
-                f"dynamic axes, so those axes are not dynamic in the model; nothing was frozen by the export. "
-                f"Eager says: {message}")
-    return (f"not judged: the generated {probe!r} probe breaks a precondition of the model (the reference "
-            f"{reference} itself fails on it), so no candidate is held to it. Eager says: {message}")
+        return (
+            f"not judged: the reference ({reference}) itself rejects the other sizes on the case's declared "
+            f"dynamic axes, so those axes are not dynamic in the model; nothing was frozen by the export. "
+            f"Eager says: {message}"
+        )
+    return (
+        f"not judged: the generated {probe!r} probe breaks a precondition of the model (the reference "
+        f"{reference} itself fails on it), so no candidate is held to it. Eager says: {message}"
+    )
 
 
 def case_controls(case: dict[str, Any]) -> list[str]:
     """The control backends the worker ran for this case (see ``controls``)."""
-    return [name for name, info in json.loads(case.get("controls") or "{}").items()
-            if info.get("kind") == "backend" and info.get("ran")]
+    return [
+        name
+        for name, info in json.loads(case.get("controls") or "{}").items()
+        if info.get("kind") == "backend" and info.get("ran")
+    ]
 
 
 def accumulation_source(case: dict, candidate: str) -> str | None:
@@ -418,8 +546,9 @@ def accumulation_source(case: dict, candidate: str) -> str | None:
     return f"{PSEUDO}:{name}" if name else None
 
 
-def comparison_row(base: dict[str, Any], candidate: str, verdict: Verdict, probe: str, output: str,
-                   stage: str | None) -> dict[str, Any]:
+def comparison_row(
+    base: dict[str, Any], candidate: str, verdict: Verdict, probe: str, output: str, stage: str | None
+) -> dict[str, Any]:
     m = verdict.metrics
     return {
         **base,

@@ -36,11 +36,21 @@ LABEL_TABLE: tuple[Label, ...] = (
     Label("tie_break", "passes", "benign", 2, "indices differ only where the values they rank are tied"),
     Label("skipped", "neutral", "not_judged", 3, "the backend is not available here"),
     Label("dtype", "warns", "warning", 4, "same values, different dtype"),
-    Label("nondeterministic", "warns", "warning", 5,
-          "within a run-to-run spread, or a draw of the same distribution by a model that samples"),
-    Label("reduced_precision", "warns", "warning", 6,
-          "beyond float32 tolerance at the runtime's reduced default precision (OpenVINO bf16), within that "
-          "precision's own tolerance, and the runtime agrees at float32"),
+    Label(
+        "nondeterministic",
+        "warns",
+        "warning",
+        5,
+        "within a run-to-run spread, or a draw of the same distribution by a model that samples",
+    ),
+    Label(
+        "reduced_precision",
+        "warns",
+        "warning",
+        6,
+        "beyond float32 tolerance at the runtime's reduced default precision (OpenVINO bf16), within that "
+        "precision's own tolerance, and the runtime agrees at float32",
+    ),
     Label("layout", "fails", "discrepancy", 10, "the reference's values in another arrangement"),
     Label("shape", "fails", "discrepancy", 11, "shapes differ"),
     Label("nonfinite", "fails", "discrepancy", 12, "NaN or Inf in other places"),
@@ -123,8 +133,7 @@ def is_stage(name: str | None) -> bool:
     return name is None or name in STAGES or name.startswith("transform:") or name.startswith("run (")
 
 
-BlameKind = Literal["reference", "runtime", "optimizer", "graph", "precision_mode", "setup", "undefined",
-                    "ambiguous"]
+BlameKind = Literal["reference", "runtime", "optimizer", "graph", "precision_mode", "setup", "undefined", "ambiguous"]
 BLAME_KINDS: dict[str, str] = {
     "reference": "PyTorch eager itself (farther from float64 than the candidate, or it failed)",
     "runtime": "one runtime or execution provider",
@@ -136,8 +145,16 @@ BLAME_KINDS: dict[str, str] = {
     "ambiguous": "one of two, the controls that would separate them did not run",
 }
 SETUP_BLAME = frozenset({"case", "model", "difftest"})
-_GRAPH_BLAME = ("exporter", "onnx_transform", "transform:", "case:bake_kwargs", "onnx-file", "torch.export",
-                "onnx-translation", "dynamo")
+_GRAPH_BLAME = (
+    "exporter",
+    "onnx_transform",
+    "transform:",
+    "case:bake_kwargs",
+    "onnx-file",
+    "torch.export",
+    "onnx-translation",
+    "dynamo",
+)
 
 
 def blame_kind(blame: str | None, reference: str = "torch") -> str | None:
@@ -176,7 +193,7 @@ BLAME_RULES: dict[str, str] = {
     "tf32_control": "the gap closes with TF32 off",
     "fastpath_control": "the gap closes with the attention fast path off",
     "precision_control": "the gap closes at the runtime's full precision (OpenVINO precision=f32): the precision is "
-                         "named, and the result is held to that precision's own tolerance",
+    "named, and the result is held to that precision's own tolerance",
     "compile_control": "torch.compile's aot_eager backend agrees (Inductor is blamed) or fails the same way (Dynamo)",
     "capture_control": "the program torch.export captured already computes what the ONNX candidate computes",
     "invalidated_graph": "a rewrite made the graph invalid and the runtime refused it",

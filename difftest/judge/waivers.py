@@ -53,8 +53,12 @@ class Waiver:
             on_output = self.output == "*"
         else:
             on_output = fnmatch.fnmatchcase(output, self.output)
-        return (fnmatch.fnmatchcase(case, self.case) and fnmatch.fnmatchcase(candidate, self.candidate)
-                and label == self.label and on_output)
+        return (
+            fnmatch.fnmatchcase(case, self.case)
+            and fnmatch.fnmatchcase(candidate, self.candidate)
+            and label == self.label
+            and on_output
+        )
 
     def describe(self) -> str:
         scope = f"{self.case} [{self.candidate}] {self.label}" + (f" on {self.output}" if self.output != "*" else "")
@@ -82,8 +86,9 @@ def load(path: Path) -> list[Waiver]:
             raise UsageError(f"{where}: each waiver is a [[waiver]] table, got {type(entry).__name__}")
         for key in ("case", "candidate", "label", "reason", "link", "output"):
             if key in entry and not isinstance(entry[key], str):
-                raise UsageError(f"{where}: {key} must be a string (in quotes), got {type(entry[key]).__name__} "
-                                 f"{entry[key]!r}")
+                raise UsageError(
+                    f"{where}: {key} must be a string (in quotes), got {type(entry[key]).__name__} {entry[key]!r}"
+                )
         missing = [k for k in ("case", "label", "reason") if not entry.get(k)]
         if missing:
             raise UsageError(f"{where}: missing {', '.join(missing)} (each waiver needs case, label and reason)")
@@ -104,16 +109,25 @@ def load(path: Path) -> list[Waiver]:
             if not isinstance(expires, dt.date):
                 raise UsageError(f"{where}: expires must be a date like 2027-03-01")
             expires = expires.isoformat()
-        waivers.append(Waiver(case=entry["case"], label=entry["label"], reason=entry["reason"],
-                              candidate=entry.get("candidate", "*"), link=entry.get("link"), expires=expires,
-                              output=entry.get("output", "*")))
+        waivers.append(
+            Waiver(
+                case=entry["case"],
+                label=entry["label"],
+                reason=entry["reason"],
+                candidate=entry.get("candidate", "*"),
+                link=entry.get("link"),
+                expires=expires,
+                output=entry.get("output", "*"),
+            )
+        )
     return waivers
 
 
 def save(run_dir: Path, waivers: list[Waiver], source: str | None) -> None:
     """Keep the waivers a run was judged with beside its tables, so a re-render judges the same way."""
-    (run_dir / "waivers.json").write_text(json.dumps({"source": source, "waivers": [asdict(w) for w in waivers]},
-                                                     indent=2) + "\n")
+    (run_dir / "waivers.json").write_text(
+        json.dumps({"source": source, "waivers": [asdict(w) for w in waivers]}, indent=2) + "\n"
+    )
 
 
 def stored(run_dir: Path) -> list[Waiver]:
@@ -130,12 +144,19 @@ class WaiverReport:
     expired: list[Waiver]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"used": [{**asdict(w), "matched": n} for w, n in self.used], "stale": [asdict(w) for w in self.stale],
-                "expired": [asdict(w) for w in self.expired]}
+        return {
+            "used": [{**asdict(w), "matched": n} for w, n in self.used],
+            "stale": [asdict(w) for w in self.stale],
+            "expired": [asdict(w) for w in self.expired],
+        }
 
 
-def apply(outcomes: list[Any], waivers: list[Waiver], today: dt.date | None = None,
-          comparisons: list[dict[str, Any]] | None = None) -> WaiverReport:
+def apply(
+    outcomes: list[Any],
+    waivers: list[Waiver],
+    today: dt.date | None = None,
+    comparisons: list[dict[str, Any]] | None = None,
+) -> WaiverReport:
     """Mark failing outcomes whose every failing verdict is covered by a live waiver as ``waived`` (in place) and
     report on the waivers. ``comparisons``: the run's verdicts, so a waiver covers the outputs it names and no
     other; without them an outcome stands for one failure of its label on an unknown output."""
@@ -188,8 +209,11 @@ def failing_items(outcome: Any, rows: list[dict[str, Any]] | None) -> list[tuple
     if rows is None:
         return [(None, outcome.label)]
     expected = set(outcome.expected or [])
-    found = {(r["output"], r["label"]) for r in rows
-             if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected}
+    found = {
+        (r["output"], r["label"])
+        for r in rows
+        if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected
+    }
     if not found:  # failing against an expectation with a passing label: the label where it was seen
         found = {(r["output"], r["label"]) for r in rows if r["label"] == outcome.label} or {(None, outcome.label)}
     return sorted(found, key=lambda item: (item[0] or "", item[1]))

@@ -42,12 +42,37 @@ OPT_LEVELS = ("disable", "basic", "extended", "all")
 # ORT graph transformers that can be switched off one by one (InferenceSession(disabled_optimizers=...)).
 # ORT ignores names it does not know, so a miss here only means "not found", never a wrong answer.
 ORT_OPTIMIZERS = (
-    "ConstantFolding", "CommonSubexpressionElimination", "ConvActivationFusion", "ConvAddFusion", "ConvBNFusion",
-    "ConvMulFusion", "GemmActivationFusion", "MatMulAddFusion", "MatMulScaleFusion", "GeluFusion", "BiasGeluFusion",
-    "FastGeluFusion", "LayerNormFusion", "SimplifiedLayerNormFusion", "SkipLayerNormFusion", "AttentionFusion",
-    "EmbedLayerNormFusion", "ReshapeFusion", "TransposeOptimizer", "NchwcTransformer", "NhwcTransformer",
-    "GemmTransposeFusion", "MatmulTransposeFusion", "DivMulFusion", "NoopElimination", "UnsqueezeElimination",
-    "QuickGeluFusion", "BiasSoftmaxFusion", "BiasDropoutFusion", "GatherToSliceFusion", "ConcatSliceElimination",
+    "ConstantFolding",
+    "CommonSubexpressionElimination",
+    "ConvActivationFusion",
+    "ConvAddFusion",
+    "ConvBNFusion",
+    "ConvMulFusion",
+    "GemmActivationFusion",
+    "MatMulAddFusion",
+    "MatMulScaleFusion",
+    "GeluFusion",
+    "BiasGeluFusion",
+    "FastGeluFusion",
+    "LayerNormFusion",
+    "SimplifiedLayerNormFusion",
+    "SkipLayerNormFusion",
+    "AttentionFusion",
+    "EmbedLayerNormFusion",
+    "ReshapeFusion",
+    "TransposeOptimizer",
+    "NchwcTransformer",
+    "NhwcTransformer",
+    "GemmTransposeFusion",
+    "MatmulTransposeFusion",
+    "DivMulFusion",
+    "NoopElimination",
+    "UnsqueezeElimination",
+    "QuickGeluFusion",
+    "BiasSoftmaxFusion",
+    "BiasDropoutFusion",
+    "GatherToSliceFusion",
+    "ConcatSliceElimination",
 )
 
 
@@ -75,8 +100,9 @@ class Localization:
 # --- running graphs ------------------------------------------------------------------------------------
 
 
-def evaluate(model, names: list[str], feeds: dict[str, np.ndarray], backend, cap: int = MEMORY_CAP
-             ) -> dict[str, np.ndarray]:
+def evaluate(
+    model, names: list[str], feeds: dict[str, np.ndarray], backend, cap: int = MEMORY_CAP
+) -> dict[str, np.ndarray]:
     """Values ``names`` of ``model`` on ``backend`` (any ONNX backend: its own prepare, run and teardown), in
     batches of extra graph outputs under a memory cap."""
     import onnx
@@ -125,8 +151,9 @@ def run_graph(backend, model_bytes: bytes, feeds: dict[str, np.ndarray], session
     initializers = {i.name for i in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
     outputs = [o.name for o in graph.output]
-    subject = Subject(module=None, input_names=inputs, output_names=outputs, call=None, onnx_bytes=model_bytes,
-                      graph_inputs=inputs)
+    subject = Subject(
+        module=None, input_names=inputs, output_names=outputs, call=None, onnx_bytes=model_bytes, graph_inputs=inputs
+    )
     session = session_for(model_bytes) if session_for is not None else backend.prepare(subject)
     try:
         values = backend.run(session, {n: feeds[n] for n in inputs if n in feeds})
@@ -190,8 +217,9 @@ def diverges(reference: np.ndarray, candidate: np.ndarray) -> tuple[bool, float]
     return relative > NOISE_BUDGET.get(str(reference.dtype), 1e-4), relative
 
 
-def first_divergent(model, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> tuple[
-        list[dict[str, Any]], int, int]:
+def first_divergent(
+    model, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
+) -> tuple[list[dict[str, Any]], int, int]:
     """Ranked suspects: nodes (regions) whose mapped output diverges while every mapped input agrees."""
     producers = {out: node for node in model.graph.node for out in node.output}
     constants = {i.name for i in model.graph.initializer} | {i.name for i in model.graph.input}
@@ -275,12 +303,20 @@ def describe_node(node, model) -> dict[str, Any]:
     attributes = {}
     for a in node.attribute:
         value = helper.get_attribute_value(a)
-        attributes[a.name] = value.decode() if isinstance(value, bytes) else (
-            value if isinstance(value, (int, float, str, list)) else str(type(value).__name__))
-    return {"name": node.name or node.output[0], "op_type": node.op_type, "attributes": attributes,
-            "inputs": [{"name": i, "shape": shape(i)} for i in node.input if i],
-            "outputs": [{"name": o, "shape": shape(o)} for o in node.output if o],
-            "module": module, "source": source}
+        attributes[a.name] = (
+            value.decode()
+            if isinstance(value, bytes)
+            else (value if isinstance(value, (int, float, str, list)) else str(type(value).__name__))
+        )
+    return {
+        "name": node.name or node.output[0],
+        "op_type": node.op_type,
+        "attributes": attributes,
+        "inputs": [{"name": i, "shape": shape(i)} for i in node.input if i],
+        "outputs": [{"name": o, "shape": shape(o)} for o in node.output if o],
+        "module": module,
+        "source": source,
+    }
 
 
 def _has_exporter_metadata(node) -> bool:
@@ -304,8 +340,9 @@ def _user_frame(stack: str) -> str | None:
 # --- the minimal repro ----------------------------------------------------------------------------------
 
 
-def extract_region(model, nodes: list[Any], output: str, reference: dict[str, np.ndarray],
-                   feeds: dict[str, np.ndarray]):
+def extract_region(
+    model, nodes: list[Any], output: str, reference: dict[str, np.ndarray], feeds: dict[str, np.ndarray]
+):
     """A model of just ``nodes``: external inputs become graph inputs (fed the reference's values)."""
     from onnx import helper, numpy_helper
 
@@ -321,23 +358,37 @@ def extract_region(model, nodes: list[Any], output: str, reference: dict[str, np
             elif name in reference or name in feeds:
                 array = reference.get(name, feeds.get(name))
                 values[name] = array
-                inputs.append(helper.make_tensor_value_info(
-                    name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape)))
+                inputs.append(
+                    helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), list(array.shape))
+                )
             else:
                 return None, {}
     types = value_types(model)
     if output not in types:
         return None, {}
-    graph = helper.make_graph(list(nodes), "difftest_repro", inputs, [helper.make_value_info(output, types[output])],
-                              initializer=constants_needed)
+    graph = helper.make_graph(
+        list(nodes),
+        "difftest_repro",
+        inputs,
+        [helper.make_value_info(output, types[output])],
+        initializer=constants_needed,
+    )
     repro = helper.make_model(graph, opset_imports=list(model.opset_import))
     repro.ir_version = model.ir_version
     del numpy_helper
     return repro, values
 
 
-def save_bundle(folder: Path, model, values: dict[str, np.ndarray], expected: np.ndarray, output: str,
-                candidate_name: str, candidate_value: np.ndarray, summary: dict[str, Any]) -> Path:
+def save_bundle(
+    folder: Path,
+    model,
+    values: dict[str, np.ndarray],
+    expected: np.ndarray,
+    output: str,
+    candidate_name: str,
+    candidate_value: np.ndarray,
+    summary: dict[str, Any],
+) -> Path:
     import onnx
     from onnx import numpy_helper
 
@@ -353,7 +404,8 @@ def save_bundle(folder: Path, model, values: dict[str, np.ndarray], expected: np
     (folder / "README.txt").write_text(
         "difftest localization repro\n" + json.dumps(summary, indent=2) + "\n\n"
         "test_data_set_0/ holds the culprit's inputs as the reference computed them and the reference's output;\n"
-        f"outputs/{target.name}/ what {candidate_name} computes from the same inputs.\n")
+        f"outputs/{target.name}/ what {candidate_name} computes from the same inputs.\n"
+    )
     return folder
 
 
@@ -368,9 +420,17 @@ class _Budget:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
-def localize(ref, candidate: str = "ort-cpu", reference: str = "torch", probe: str = "base",
-             out_dir: Path | None = None, budget_seconds: float | None = None, built=None,
-             graph=None, own_export=None) -> Localization:
+def localize(
+    ref,
+    candidate: str = "ort-cpu",
+    reference: str = "torch",
+    probe: str = "base",
+    out_dir: Path | None = None,
+    budget_seconds: float | None = None,
+    built=None,
+    graph=None,
+    own_export=None,
+) -> Localization:
     """Localize the discrepancy of ``candidate`` against ``reference`` on one probe of the case ``ref``.
 
     ``graph``: the export the candidate ran (an ``ExportResult``, as the worker made it: its ONNX bytes, and for a
@@ -383,8 +443,7 @@ def localize(ref, candidate: str = "ort-cpu", reference: str = "torch", probe: s
     started = time.monotonic()
     result = Localization("error", "", reference, candidate, probe)
     try:
-        _localize(ref, candidate, reference, probe, out_dir, _Budget(budget_seconds), result, built, graph,
-                  own_export)
+        _localize(ref, candidate, reference, probe, out_dir, _Budget(budget_seconds), result, built, graph, own_export)
     except Exception as exc:  # localization is advisory: its failure is reported, never fatal
         from ..export.exporter import describe_exception
 
@@ -393,8 +452,18 @@ def localize(ref, candidate: str = "ort-cpu", reference: str = "torch", probe: s
     return result
 
 
-def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Path | None, budget: _Budget,
-              result: Localization, built, graph=None, own_export=None) -> None:
+def _localize(
+    ref,
+    candidate_spec: str,
+    reference: str,
+    probe: str,
+    out_dir: Path | None,
+    budget: _Budget,
+    result: Localization,
+    built,
+    graph=None,
+    own_export=None,
+) -> None:
     import torch
 
     from ..backends import REGISTRY
@@ -409,13 +478,22 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     candidate = parse(candidate_spec)
     if not REGISTRY[candidate.backend].needs_onnx:
         instead = REGISTRY[candidate.backend].localize_instead
-        result.status, result.reason = "unsupported", (f"{candidate_spec} runs no ONNX graph: nothing to localize in"
-                                                       + (f". Instead: {instead}" if instead else ""))
+        result.status, result.reason = (
+            "unsupported",
+            (
+                f"{candidate_spec} runs no ONNX graph: nothing to localize in"
+                + (f". Instead: {instead}" if instead else "")
+            ),
+        )
         return
     if reference not in ("torch", "eager") and not REGISTRY[parse(reference).backend].needs_onnx:
-        result.status, result.reason = "unsupported", (
-            f"the reference {reference} runs the PyTorch model, not a graph: localize against eager (--reference "
-            "torch) or against another ONNX runtime on the same graph")
+        result.status, result.reason = (
+            "unsupported",
+            (
+                f"the reference {reference} runs the PyTorch model, not a graph: localize against eager (--reference "
+                "torch) or against another ONNX runtime on the same graph"
+            ),
+        )
         return
     torch.manual_seed(0)
     built = built or build(find_definition(ref))
@@ -456,20 +534,30 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     final = [o.name for o in model.graph.output]
     if not any(n in ref_values and n in cand_values and diverges(ref_values[n], cand_values[n])[0] for n in final):
         if result.note and result.reference not in ("torch", "eager"):
-            result.status, result.reason = "no_divergence", (
-                f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: the "
-                "runtime does what the graph says, so a difference from eager is in the graph itself, and its values "
-                "cannot be mapped onto eager's to say where")
+            result.status, result.reason = (
+                "no_divergence",
+                (
+                    f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: the "
+                    "runtime does what the graph says, so a difference from eager is in the graph itself, and its values "
+                    "cannot be mapped onto eager's to say where"
+                ),
+            )
         else:
-            result.status, result.reason = "no_divergence", (
-                "the graph's outputs agree with the reference on this probe once intermediate values are exposed "
-                "(extra outputs can change which fusions a runtime applies); nothing to localize")
+            result.status, result.reason = (
+                "no_divergence",
+                (
+                    "the graph's outputs agree with the reference on this probe once intermediate values are exposed "
+                    "(extra outputs can change which fusions a runtime applies); nothing to localize"
+                ),
+            )
         result.compared = len(names)
         return
     suspects, result.compared, result.divergent = first_divergent(model, ref_values, cand_values)
     if not suspects:
-        result.status, result.reason = "not_found", (
-            "outputs diverge but no node has agreeing inputs and a diverging output among the compared values")
+        result.status, result.reason = (
+            "not_found",
+            ("outputs diverge but no node has agreeing inputs and a diverging output among the compared values"),
+        )
         return
     ranked = []
     exported_graph = any(_has_exporter_metadata(n) for n in model.graph.node)
@@ -490,8 +578,10 @@ def _localize(ref, candidate_spec: str, reference: str, probe: str, out_dir: Pat
     result.culprit = ranked[0]
     result.status = "found"
     first = suspects[0]
-    result.reason = (f"first divergent value {first['output']!r} (relative error {first['relative_error']:.3g}) "
-                     f"with every input agreeing; {result.divergent} of {result.compared} compared values diverge")
+    result.reason = (
+        f"first divergent value {first['output']!r} (relative error {first['relative_error']:.3g}) "
+        f"with every input agreeing; {result.divergent} of {result.compared} compared values diverge"
+    )
     if budget.spent():
         return
     _confirm(model, first, ref_values, feeds, backend, candidate_spec, result, out_dir)
@@ -515,12 +605,20 @@ class _Setup:
     transform: Any
 
     def dynamo_export(self, transform: Any = None) -> tuple[Any, Any]:
-        return _dynamo_export(self.flat.for_export(), self.example, self.signature, self.frozen, self.output_names,
-                              self.built, self.transform if transform is None else transform)
+        return _dynamo_export(
+            self.flat.for_export(),
+            self.example,
+            self.signature,
+            self.frozen,
+            self.output_names,
+            self.built,
+            self.transform if transform is None else transform,
+        )
 
 
-def _on_the_graph_that_ran(graph, own_export, reference: str, candidate, setup: _Setup, result: Localization
-                           ) -> tuple[Any, dict[str, np.ndarray]] | None:
+def _on_the_graph_that_ran(
+    graph, own_export, reference: str, candidate, setup: _Setup, result: Localization
+) -> tuple[Any, dict[str, np.ndarray]] | None:
     """(the graph the candidate ran, the reference's values on it): eager's FX values where they map onto the
     graph's value names, else a runtime's on the same graph (see ``localize``)."""
     import onnx
@@ -539,22 +637,27 @@ def _on_the_graph_that_ran(graph, own_export, reference: str, candidate, setup: 
     # value of the same name is made by the same operator in difftest's own dynamo export.
     values, shared = _shared_values(model, program.model_proto, values)
     if shared:
-        result.note = (f"the candidate ran {_graph_words(graph.exporter)}: eager's values were mapped onto {shared} "
-                       "of its values that difftest's own dynamo export makes under the same name with the same "
-                       "operator")
+        result.note = (
+            f"the candidate ran {_graph_words(graph.exporter)}: eager's values were mapped onto {shared} "
+            "of its values that difftest's own dynamo export makes under the same name with the same "
+            "operator"
+        )
         return model, values
     reference = "ort-cpu" if candidate.backend == "onnx-ref" else "onnx-ref"
     result.reference = reference
-    result.note = (f"the candidate ran {_graph_words(graph.exporter)}, whose values share no names with difftest's "
-                   f"own dynamo export, so eager's values cannot be mapped onto them: localized against {reference} "
-                   "on the same graph, which finds where the runtime departs from the graph's meaning, not a fault "
-                   "in the graph itself")
+    result.note = (
+        f"the candidate ran {_graph_words(graph.exporter)}, whose values share no names with difftest's "
+        f"own dynamo export, so eager's values cannot be mapped onto them: localized against {reference} "
+        "on the same graph, which finds where the runtime departs from the graph's meaning, not a fault "
+        "in the graph itself"
+    )
     values = _reference_values(model, setup.feeds, reference, result)
     return None if values is None else (model, values)
 
 
-def _on_a_fresh_export(reference: str, candidate, setup: _Setup, result: Localization
-                       ) -> tuple[Any, dict[str, np.ndarray]] | None:
+def _on_a_fresh_export(
+    reference: str, candidate, setup: _Setup, result: Localization
+) -> tuple[Any, dict[str, np.ndarray]] | None:
     """(the candidate's graph exported here, the reference's values on it), for ``difftest localize``."""
     import onnx
 
@@ -562,18 +665,29 @@ def _on_a_fresh_export(reference: str, candidate, setup: _Setup, result: Localiz
     exporter = candidate.get("exporter") or built.exporter or "dynamo"
     if reference in ("torch", "eager"):
         if exporter != "dynamo":
-            result.status, result.reason = "unsupported", (
-                "localizing against eager maps ONNX values to the dynamo exporter's FX node names; this candidate "
-                "uses the TorchScript exporter. Localize it against another runtime on the same graph instead "
-                "(--reference ort-cpu), or with exporter=dynamo.")
+            result.status, result.reason = (
+                "unsupported",
+                (
+                    "localizing against eager maps ONNX values to the dynamo exporter's FX node names; this candidate "
+                    "uses the TorchScript exporter. Localize it against another runtime on the same graph instead "
+                    "(--reference ort-cpu), or with exporter=dynamo."
+                ),
+            )
             return None
         program, model = setup.dynamo_export()
         return model, _eager_values(program, setup.feeds, setup.live_names, setup.output_names)
     from ..export.exporter import export
 
     live_example = tuple(t for n, t in zip(setup.signature.names, setup.example) if n not in setup.frozen)
-    exported = export(setup.flat.for_export(), live_example, setup.output_names, exporter=exporter,
-                      opset=built.opset, dynamic_axes=built.dynamic_axes, transform=setup.transform)
+    exported = export(
+        setup.flat.for_export(),
+        live_example,
+        setup.output_names,
+        exporter=exporter,
+        opset=built.opset,
+        dynamic_axes=built.dynamic_axes,
+        transform=setup.transform,
+    )
     if not exported.ok:
         result.status, result.reason = "unsupported", f"the export failed: {exported.error[:300]}"
         return None
@@ -586,6 +700,7 @@ def _shared_values(model, own_model, values: dict[str, np.ndarray]) -> tuple[dic
     """Eager's ``values`` kept where ``model`` has a value of the same name made by the same operator type as in
     ``own_model`` (difftest's own dynamo export, whose value names are eager's FX node names), plus the graph's
     outputs; and how many intermediate values were shared."""
+
     def producers(graph_model) -> dict[str, str]:
         return {out: node.op_type for node in graph_model.graph.node for out in node.output}
 
@@ -601,21 +716,22 @@ def _graph_words(exporter: str) -> str:
     return "the case's own ONNX file" if exporter == USER_FILE else f"the {exporter} exporter's graph"
 
 
-def _eager_values(program, feeds: dict[str, np.ndarray], live_names: list[str], output_names: list[str]
-                  ) -> dict[str, np.ndarray]:
+def _eager_values(
+    program, feeds: dict[str, np.ndarray], live_names: list[str], output_names: list[str]
+) -> dict[str, np.ndarray]:
     """Eager's value of every FX node of the dynamo export's program on ``feeds``, under the node names the ONNX
     graph's values carry (and the graph outputs under their output names)."""
     import torch
 
     live = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in live_names]
     values = torch_values(program.exported_program, live)
-    values.update({name: values.get(fx, None) for name, fx in zip(output_names, _fx_outputs(program))
-                   if fx in values})
+    values.update({name: values.get(fx, None) for name, fx in zip(output_names, _fx_outputs(program)) if fx in values})
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _reference_values(model, feeds: dict[str, np.ndarray], reference: str, result: Localization
-                      ) -> dict[str, np.ndarray] | None:
+def _reference_values(
+    model, feeds: dict[str, np.ndarray], reference: str, result: Localization
+) -> dict[str, np.ndarray] | None:
     """Every value of ``model`` on the reference runtime, or None (with ``result`` saying why) when it cannot run."""
     from ..backends.candidates import make, parse
 
@@ -640,8 +756,9 @@ def _dynamo_export(flat, example, signature, frozen, output_names, built, transf
     options: dict[str, Any] = {"input_names": list(flat.live_names), "output_names": list(output_names)}
     axes = {k: v for k, v in (built.dynamic_axes or {}).items() if k in flat.live_names}
     if axes:
-        options["dynamic_shapes"] = (tuple({int(a): torch.export.Dim.DYNAMIC for a in axes.get(n, {})} or None
-                                           for n in flat.live_names),)
+        options["dynamic_shapes"] = (
+            tuple({int(a): torch.export.Dim.DYNAMIC for a in axes.get(n, {})} or None for n in flat.live_names),
+        )
     if built.opset:
         options["opset_version"] = built.opset
     with warnings.catch_warnings():
@@ -675,12 +792,25 @@ def _all_values(model) -> list[str]:
     return [o for node in model.graph.node for o in node.output if o]
 
 
-def _confirm(model, suspect: dict[str, Any], ref_values, feeds, backend, candidate_spec: str,
-             result: Localization, out_dir: Path | None) -> None:
+def _confirm(
+    model,
+    suspect: dict[str, Any],
+    ref_values,
+    feeds,
+    backend,
+    candidate_spec: str,
+    result: Localization,
+    out_dir: Path | None,
+) -> None:
     """Rerun the culprit's region alone on the reference's inputs: does it reproduce the discrepancy?"""
     output = suspect["output"]
-    repro, values = extract_region(model, suspect["nodes"] if suspect["node"] in suspect["nodes"]
-                                   else [*suspect["nodes"], suspect["node"]], output, ref_values, feeds)
+    repro, values = extract_region(
+        model,
+        suspect["nodes"] if suspect["node"] in suspect["nodes"] else [*suspect["nodes"], suspect["node"]],
+        output,
+        ref_values,
+        feeds,
+    )
     if repro is None:
         result.reproduced = None
         return
@@ -691,8 +821,9 @@ def _confirm(model, suspect: dict[str, Any], ref_values, feeds, backend, candida
     if out_dir is not None and result.reproduced:
         summary = {k: getattr(result, k) for k in ("candidate", "reference", "probe", "reason")}
         summary["culprit"] = {k: result.culprit[k] for k in ("name", "op_type", "module", "source")}
-        result.repro = str(save_bundle(out_dir, repro, values, ref_values[output], output, candidate_spec, got,
-                                       summary))
+        result.repro = str(
+            save_bundle(out_dir, repro, values, ref_values[output], output, candidate_spec, got, summary)
+        )
 
 
 def _bisect_optimizer(model, candidate, ref_values, feeds, final: list[str]) -> str | None:

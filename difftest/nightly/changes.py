@@ -20,9 +20,15 @@ Failure = tuple[str | None, str, str]  # (output or None, label family, signatur
 
 GROWTH = 10.0  # "error grew tenfold"
 KINDS = ("candidates", "new_failure", "fixed", "changed", "numbers", "added", "removed")
-TITLES = {"candidates": "candidates added or removed", "new_failure": "new failures", "fixed": "fixed",
-          "changed": "changed verdict", "numbers": f"error grew {GROWTH:g}× or more", "added": "added",
-          "removed": "removed"}
+TITLES = {
+    "candidates": "candidates added or removed",
+    "new_failure": "new failures",
+    "fixed": "fixed",
+    "changed": "changed verdict",
+    "numbers": f"error grew {GROWTH:g}× or more",
+    "added": "added",
+    "removed": "removed",
+}
 
 
 @dataclass
@@ -82,9 +88,11 @@ def failures_of(outcomes: list[Any], comparisons: list[dict[str, Any]]) -> dict[
         if not o.failed:
             continue
         expected = set(o.expected or [])
-        items = {(r["output"], label_family(r["label"]), signature(r["evidence"]))
-                 for r in rows_of.get((o.case, o.candidate), [])
-                 if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected}
+        items = {
+            (r["output"], label_family(r["label"]), signature(r["evidence"]))
+            for r in rows_of.get((o.case, o.candidate), [])
+            if not r["passed"] and r["label"] not in NOT_JUDGED and r["label"] not in expected
+        }
         found[(o.case, o.candidate)] = items or {(None, label_family(o.label), signature(o.evidence))}
     return found
 
@@ -96,18 +104,24 @@ def _requested(run_dir: Path) -> list[str]:
     return [b for b in row["backends_requested"] or [] if b != row["reference"]]
 
 
-def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbers: dict,
-                  growth: float = GROWTH, candidates: tuple[list[str], list[str]] | None = None,
-                  failures: tuple[dict, dict] | None = None) -> list[Change]:
+def diff_outcomes(
+    base: list[Any],
+    new: list[Any],
+    base_numbers: dict,
+    new_numbers: dict,
+    growth: float = GROWTH,
+    candidates: tuple[list[str], list[str]] | None = None,
+    failures: tuple[dict, dict] | None = None,
+) -> list[Change]:
     """What changed from ``base`` to ``new``. A candidate that one run has and the other lacks is a change of its
     own (a nightly that silently lost ``ort-cuda`` tested less), and so is each of its results. A failure is known
     only when the base had the same one (``failures``: each run's :func:`failures_of`; without them, the outcomes'
     own label family and evidence); any other failure is new."""
     if failures is None:
-        failures = ({(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))}
-                     for o in base if o.failed},
-                    {(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))}
-                     for o in new if o.failed})
+        failures = (
+            {(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))} for o in base if o.failed},
+            {(o.case, o.candidate): {(None, label_family(o.label), signature(o.evidence))} for o in new if o.failed},
+        )
     before = {(o.case, o.candidate): o for o in base}
     after = {(o.case, o.candidate): o for o in new}
     old_set = candidates[0] if candidates else sorted({o.candidate for o in base})
@@ -115,12 +129,21 @@ def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbe
     changes: list[Change] = []
     for name in [c for c in old_set if c not in new_set]:
         count = sum(1 for o in base if o.candidate == name)
-        changes.append(Change("candidates", "*", name, "in the base run", "missing",
-                              f"the candidate is no longer run: {count} result(s) not produced"))
+        changes.append(
+            Change(
+                "candidates",
+                "*",
+                name,
+                "in the base run",
+                "missing",
+                f"the candidate is no longer run: {count} result(s) not produced",
+            )
+        )
     for name in [c for c in new_set if c not in old_set]:
         count = sum(1 for o in new if o.candidate == name)
-        changes.append(Change("candidates", "*", name, "missing", "in the new run",
-                              f"a new candidate: {count} result(s)"))
+        changes.append(
+            Change("candidates", "*", name, "missing", "in the new run", f"a new candidate: {count} result(s)")
+        )
     for key, o in after.items():
         old = before.get(key)
         if old is None:
@@ -132,8 +155,16 @@ def diff_outcomes(base: list[Any], new: list[Any], base_numbers: dict, new_numbe
             changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
         elif o.failed and not failures[1].get(key, set()) <= failures[0].get(key, set()):
             # It failed before too, but not like this: a crash compared nothing, another output or label is news.
-            changes.append(Change("new_failure", o.case, o.candidate, _state(old), _state(o),
-                                  f"not the base run's failure ({_state(old)}): {o.evidence[:280]}"))
+            changes.append(
+                Change(
+                    "new_failure",
+                    o.case,
+                    o.candidate,
+                    _state(old),
+                    _state(o),
+                    f"not the base run's failure ({_state(old)}): {o.evidence[:280]}",
+                )
+            )
         elif o.failed and old.label != o.label:  # the same failure said another way (a crash, now a timeout)
             changes.append(Change("changed", o.case, o.candidate, _state(old), _state(o), o.evidence[:300]))
         elif old.failed and not o.failed:
@@ -188,7 +219,9 @@ def as_table(changes: list[Change]) -> str:
     lines = [", ".join(f"{TITLES[k]}: {counts[k]}" for k in KINDS if counts[k])]
     width = max(len(f"{c.case} [{c.candidate}]") for c in changes)
     for c in changes:
-        lines.append(f"{c.kind:<12} {f'{c.case} [{c.candidate}]':<{width}}  {c.before:>24} → {c.after:<24} {c.detail[:120]}")
+        lines.append(
+            f"{c.kind:<12} {f'{c.case} [{c.candidate}]':<{width}}  {c.before:>24} → {c.after:<24} {c.detail[:120]}"
+        )
     return "\n".join(lines)
 
 
@@ -200,10 +233,17 @@ def as_markdown(changes: list[Change], base: str, new: str) -> str:
         rows = [c for c in changes if c.kind == kind]
         if not rows:
             continue
-        lines += ["", f"### {TITLES[kind].capitalize()} ({len(rows)})", "", "| case | candidate | before | after | detail |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {_md(c.case)} | {_md(c.candidate)} | {_md(c.before)} | {_md(c.after)} | {_md(c.detail[:200])} |"
-                  for c in rows]
+        lines += [
+            "",
+            f"### {TITLES[kind].capitalize()} ({len(rows)})",
+            "",
+            "| case | candidate | before | after | detail |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(c.case)} | {_md(c.candidate)} | {_md(c.before)} | {_md(c.after)} | {_md(c.detail[:200])} |"
+            for c in rows
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -228,9 +268,19 @@ def write(changes: list[Change], base_dir: Path, new_dir: Path, out_dir: Path) -
     markdown = out_dir / "compare.md"
     _replace(markdown, as_markdown(changes, base_dir.name, new_dir.name))
     html = out_dir / "compare.html"
-    _replace(html, environment().get_template("compare.html").render(
-        base=str(base_dir), new=str(new_dir), kinds=KINDS, titles=TITLES,
-        changes=[asdict(c) for c in changes], counts=Counter(c.kind for c in changes)))
+    _replace(
+        html,
+        environment()
+        .get_template("compare.html")
+        .render(
+            base=str(base_dir),
+            new=str(new_dir),
+            kinds=KINDS,
+            titles=TITLES,
+            changes=[asdict(c) for c in changes],
+            counts=Counter(c.kind for c in changes),
+        ),
+    )
     return markdown, html
 
 

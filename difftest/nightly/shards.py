@@ -51,8 +51,7 @@ def select(case_ids: list[str], index: int, total: int, durations: dict[str, flo
 
 
 # Settings every shard of one run must share: judging them together is only right if each was run alike.
-MERGE_SETTINGS = ("backends", "exporter", "probes", "reruns", "oracle", "keyword", "localize_budget",
-                  "control_budget")
+MERGE_SETTINGS = ("backends", "exporter", "probes", "reruns", "oracle", "keyword", "localize_budget", "control_budget")
 
 
 def merge(run_dirs: list[Path], out: Path) -> Path:
@@ -89,11 +88,15 @@ def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> Non
         values = [c.get(name) for c in configs]
         if any(v != values[0] for v in values[1:]):
             shown = "; ".join(f"{d}: {v!r}" for d, v in zip(run_dirs, values))
-            raise UsageError(f"the shards were run with different {name} ({shown}); a merged run would judge them "
-                             "as one, so run every shard with the same settings")
+            raise UsageError(
+                f"the shards were run with different {name} ({shown}); a merged run would judge them "
+                "as one, so run every shard with the same settings"
+            )
     if len({r.get("oracle") for r in runs}) > 1:
-        raise UsageError("the shards differ in whether the float64 oracle ran: "
-                         + "; ".join(f"{d}: {r.get('oracle') or 'off'}" for d, r in zip(run_dirs, runs)))
+        raise UsageError(
+            "the shards differ in whether the float64 oracle ran: "
+            + "; ".join(f"{d}: {r.get('oracle') or 'off'}" for d, r in zip(run_dirs, runs))
+        )
 
 
 def _merge(run_dirs: list[Path], out: Path) -> Path:
@@ -105,12 +108,16 @@ def _merge(run_dirs: list[Path], out: Path) -> Path:
         escaping = {link.name for link, _ in links_out(run_dir) if link.parent == run_dir.resolve()}
         for table in ("runs", "cases", "tensors"):
             if f"{table}.parquet" in escaping:
-                raise RunDataError(f"{run_dir / f'{table}.parquet'} is a symbolic link out of the run folder: merge "
-                                   "never copies what a link points to")
+                raise RunDataError(
+                    f"{run_dir / f'{table}.parquet'} is a symbolic link out of the run folder: merge "
+                    "never copies what a link points to"
+                )
     runs = [read_table(d, "runs").to_dicts()[0] for d in run_dirs]
     if len({tuple(r["backends_requested"]) for r in runs}) > 1:
-        raise UsageError("the runs used different backends: "
-                         + "; ".join(f"{d}: {','.join(r['backends_requested'])}" for d, r in zip(run_dirs, runs)))
+        raise UsageError(
+            "the runs used different backends: "
+            + "; ".join(f"{d}: {','.join(r['backends_requested'])}" for d, r in zip(run_dirs, runs))
+        )
     check_same_settings(run_dirs, runs)
     shards = shard_status(run_dirs, runs)
     seen: dict[str, Path] = {}
@@ -133,13 +140,21 @@ def _merge(run_dirs: list[Path], out: Path) -> Path:
     for table, parts in frames.items():
         write_atomic(pl.concat(parts, how="vertical"), out / f"{table}.parquet")
     row = dict(runs[0])
-    row.update(run=merged_id, started=min(r["started"] for r in runs),
-               finished=max((r["finished"] or "") for r in runs) or None,
-               seconds=max((r["seconds"] or 0.0) for r in runs),
-               targets=sorted({t for r in runs for t in (r["targets"] or [])}),
-               config=json.dumps({**json.loads(runs[0].get("config") or "{}"),
-                                  "merged_from": [str(d) for d in run_dirs],
-                                  "shards": {k: v for k, v in shards.items() if k != "rows"}}), phase_seconds=None)
+    row.update(
+        run=merged_id,
+        started=min(r["started"] for r in runs),
+        finished=max((r["finished"] or "") for r in runs) or None,
+        seconds=max((r["seconds"] or 0.0) for r in runs),
+        targets=sorted({t for r in runs for t in (r["targets"] or [])}),
+        config=json.dumps(
+            {
+                **json.loads(runs[0].get("config") or "{}"),
+                "merged_from": [str(d) for d in run_dirs],
+                "shards": {k: v for k, v in shards.items() if k != "rows"},
+            }
+        ),
+        phase_seconds=None,
+    )
     from ..record.tables import write_table
 
     write_table(out, "runs", [row])
@@ -199,33 +214,56 @@ def shard_status(run_dirs: list[Path], runs: list[dict[str, Any]]) -> dict[str, 
         where = f"shard {text} ({run_dir})" if text else str(run_dir)
         if planned is None:
             unfinished[str(run_dir)] = []
-            rows.append(_not_run_row(f"merge::unfinished_{_slug(text or run_dir.name)}",
-                                     f"{where} did not finish (it was stopped) and records no plan of its cases, so "
-                                     "those it did not run cannot be named; finish it with `difftest run ... --out "
-                                     f"{run_dir} --resume`, then merge again"))
+            rows.append(
+                _not_run_row(
+                    f"merge::unfinished_{_slug(text or run_dir.name)}",
+                    f"{where} did not finish (it was stopped) and records no plan of its cases, so "
+                    "those it did not run cannot be named; finish it with `difftest run ... --out "
+                    f"{run_dir} --resume`, then merge again",
+                )
+            )
             continue
         left = [case_id for case_id in planned if case_id not in done]
         if left:
             unfinished[str(run_dir)] = left
         for case_id in left:
-            rows.append(_not_run_row(case_id, f"not run: {where} was stopped before this case finished; finish it "
-                                     f"with `difftest run ... --out {run_dir} --resume`, then merge again"))
+            rows.append(
+                _not_run_row(
+                    case_id,
+                    f"not run: {where} was stopped before this case finished; finish it "
+                    f"with `difftest run ... --out {run_dir} --resume`, then merge again",
+                )
+            )
     if len(totals) > 1:
-        raise UsageError("the shards come from different splits: " + "; ".join(
-            f"of {n}: {', '.join(map(str, dirs))}" for n, dirs in sorted(totals.items())))
+        raise UsageError(
+            "the shards come from different splits: "
+            + "; ".join(f"of {n}: {', '.join(map(str, dirs))}" for n, dirs in sorted(totals.items()))
+        )
     total = next(iter(totals), None)
     missing = sorted(set(range(1, total + 1)) - set(present)) if total else []
     for index in missing:
-        rows.append(_not_run_row(f"merge::shard_{index}_of_{total}_missing",
-                                 f"shard {index}/{total} is missing from the merge: its cases were not run, or its run "
-                                 f"folder was not given (merged: {', '.join(f'{k}/{total}' for k in sorted(present))})"))
+        rows.append(
+            _not_run_row(
+                f"merge::shard_{index}_of_{total}_missing",
+                f"shard {index}/{total} is missing from the merge: its cases were not run, or its run "
+                f"folder was not given (merged: {', '.join(f'{k}/{total}' for k in sorted(present))})",
+            )
+        )
     return {"total": total, "merged": sorted(present), "missing": missing, "unfinished": unfinished, "rows": rows}
 
 
 def _not_run_row(case_id: str, message: str) -> dict[str, Any]:
     suite, _, name = case_id.partition("::")
-    return {"case": case_id, "suite": suite, "name": name, "status": "error", "stage": "harness", "message": message,
-            "seconds": 0.0, "tags": []}
+    return {
+        "case": case_id,
+        "suite": suite,
+        "name": name,
+        "status": "error",
+        "stage": "harness",
+        "message": message,
+        "seconds": 0.0,
+        "tags": [],
+    }
 
 
 def _slug(text: str) -> str:
@@ -263,7 +301,6 @@ def incomplete(run_dir: Path) -> str | None:
     for folder, left in (status.get("unfinished") or {}).items():
         parts.append(f"unfinished shard {folder}" + (f" ({len(left)} case(s) not run)" if left else ""))
     return "; ".join(parts) or None
-
 
 
 def _relocate(cases: Any, source: Path, target: Path) -> Any:

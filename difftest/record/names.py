@@ -6,12 +6,15 @@ EAGER_RANKED = "eager-ranked"  # what eager's own index ops ranked and gathered,
 ACCUMULATION = "accumulation"  # Σ|x| behind accumulated outputs, see ``judge.accumulation``
 CAST_INPUTS = "cast_inputs"  # the values a float-to-integer Cast converts, see ``judge.casts``
 RESEEDED = "reseeded"  # the reference rerun with another random seed, see ``judge.randomness``
-PSEUDO_BACKENDS = {INPUTS: "the probe's inputs", RANKED: "the values an index output ranked, from the graph",
-                   EAGER_RANKED: "what eager's own ArgMax/TopK/Sort ranked, and which outputs are their values or "
-                                 "gathered by their indices (the evidence for ties)",
-                   ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)",
-                   CAST_INPUTS: "the values a float-to-integer Cast converts, from the graph",
-                   RESEEDED: "the reference run again with another random seed (does the model sample?)"}
+PSEUDO_BACKENDS = {
+    INPUTS: "the probe's inputs",
+    RANKED: "the values an index output ranked, from the graph",
+    EAGER_RANKED: "what eager's own ArgMax/TopK/Sort ranked, and which outputs are their values or "
+    "gathered by their indices (the evidence for ties)",
+    ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)",
+    CAST_INPUTS: "the values a float-to-integer Cast converts, from the graph",
+    RESEEDED: "the reference run again with another random seed (does the model sample?)",
+}
 
 
 def pseudo_backend(name: str) -> str | None:

@@ -42,8 +42,11 @@ class Recorded:
         return list(self.order.get(backend, []))
 
     def outputs(self, backend: str, probe: str) -> list[str]:
-        found = [(row["index"] if row["index"] is not None else 0, key[2])
-                 for key, row in self.rows.items() if key[0] == backend and key[1] == probe and key[3] == 0]
+        found = [
+            (row["index"] if row["index"] is not None else 0, key[2])
+            for key, row in self.rows.items()
+            if key[0] == backend and key[1] == probe and key[3] == 0
+        ]
         return [name for _, name in sorted(found)]
 
     def row(self, backend: str, probe: str, output: str, rerun: int = 0) -> dict[str, Any] | None:

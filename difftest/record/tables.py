@@ -27,46 +27,133 @@ def _schemas() -> dict[str, dict[str, Any]]:
     strs = pl.List(pl.String)
     return {
         "runs": {
-            "run": pl.String, "started": pl.String, "finished": pl.String, "seconds": pl.Float64,
-            "git_commit": pl.String, "host": pl.String, "platform": pl.String, "python": pl.String,
-            "versions": pl.String, "gpu": pl.String, "backends_requested": strs, "backends_available": strs,
-            "backends_skipped": pl.String, "reference": pl.String, "oracle": pl.String, "targets": strs,
-            "config": pl.String, "phase_seconds": pl.String, "shard": pl.String, "environment": pl.String,
+            "run": pl.String,
+            "started": pl.String,
+            "finished": pl.String,
+            "seconds": pl.Float64,
+            "git_commit": pl.String,
+            "host": pl.String,
+            "platform": pl.String,
+            "python": pl.String,
+            "versions": pl.String,
+            "gpu": pl.String,
+            "backends_requested": strs,
+            "backends_available": strs,
+            "backends_skipped": pl.String,
+            "reference": pl.String,
+            "oracle": pl.String,
+            "targets": strs,
+            "config": pl.String,
+            "phase_seconds": pl.String,
+            "shard": pl.String,
+            "environment": pl.String,
         },
         "cases": {
-            "run": pl.String, "case": pl.String, "suite": pl.String, "name": pl.String, "path": pl.String,
-            "tags": strs, "description": pl.String, "exporter": pl.String, "reference": pl.String,
+            "run": pl.String,
+            "case": pl.String,
+            "suite": pl.String,
+            "name": pl.String,
+            "path": pl.String,
+            "tags": strs,
+            "description": pl.String,
+            "exporter": pl.String,
+            "reference": pl.String,
             "status": pl.String,
-            "stage": pl.String, "message": pl.String, "traceback": pl.String, "seconds": pl.Float64,
-            "export_status": pl.String, "export_stage": pl.String, "export_error": pl.String,
-            "export_seconds": pl.Float64, "export_cached": pl.Boolean, "onnx_digest": pl.String, "onnx_path": pl.String, "opset": pl.Int64,
-            "node_count": pl.Int64, "inputs": strs, "outputs": strs, "graph_inputs": strs,
-            "graph_outputs": strs, "dropped_inputs": strs, "exports": pl.String, "probes": strs, "expect": pl.String,
+            "stage": pl.String,
+            "message": pl.String,
+            "traceback": pl.String,
+            "seconds": pl.Float64,
+            "export_status": pl.String,
+            "export_stage": pl.String,
+            "export_error": pl.String,
+            "export_seconds": pl.Float64,
+            "export_cached": pl.Boolean,
+            "onnx_digest": pl.String,
+            "onnx_path": pl.String,
+            "opset": pl.Int64,
+            "node_count": pl.Int64,
+            "inputs": strs,
+            "outputs": strs,
+            "graph_inputs": strs,
+            "graph_outputs": strs,
+            "dropped_inputs": strs,
+            "exports": pl.String,
+            "probes": strs,
+            "expect": pl.String,
             "tolerances": pl.String,
-            "warnings": strs, "log": pl.String, "localization": pl.String,
-            "state_changes": strs, "export_warnings": strs, "rewrites": strs, "controls": pl.String,
-            "isolation": strs, "export_cache": pl.String,
+            "warnings": strs,
+            "log": pl.String,
+            "localization": pl.String,
+            "state_changes": strs,
+            "export_warnings": strs,
+            "rewrites": strs,
+            "controls": pl.String,
+            "isolation": strs,
+            "export_cache": pl.String,
         },
         "tensors": {
-            "run": pl.String, "case": pl.String, "probe": pl.String, "backend": pl.String, "rerun": pl.Int64,
-            "output": pl.String, "index": pl.Int64, "status": pl.String, "stage": pl.String,
-            "message": pl.String, "dtype": pl.String, "shape": pl.List(pl.Int64), "data": pl.Binary,
-            "sampled": pl.Boolean, "digest": pl.String, "min": pl.Float64, "max": pl.Float64,
-            "mean": pl.Float64, "nan_count": pl.Int64, "inf_count": pl.Int64, "seconds": pl.Float64,
-            "prepare_seconds": pl.Float64, "providers": strs, "traceback": pl.String,
+            "run": pl.String,
+            "case": pl.String,
+            "probe": pl.String,
+            "backend": pl.String,
+            "rerun": pl.Int64,
+            "output": pl.String,
+            "index": pl.Int64,
+            "status": pl.String,
+            "stage": pl.String,
+            "message": pl.String,
+            "dtype": pl.String,
+            "shape": pl.List(pl.Int64),
+            "data": pl.Binary,
+            "sampled": pl.Boolean,
+            "digest": pl.String,
+            "min": pl.Float64,
+            "max": pl.Float64,
+            "mean": pl.Float64,
+            "nan_count": pl.Int64,
+            "inf_count": pl.Int64,
+            "seconds": pl.Float64,
+            "prepare_seconds": pl.Float64,
+            "providers": strs,
+            "traceback": pl.String,
         },
         "comparisons": {
-            "run": pl.String, "case": pl.String, "probe": pl.String, "output": pl.String,
-            "reference": pl.String, "candidate": pl.String, "label": pl.String, "passed": pl.Boolean,
-            "max_abs": pl.Float64, "mean_abs": pl.Float64, "max_rel": pl.Float64, "mismatched": pl.Int64,
-            "count": pl.Int64, "ulp_max": pl.Float64, "ulp_p50": pl.Float64, "ulp_p99": pl.Float64,
-            "rtol": pl.Float64, "atol": pl.Float64, "worst_index": pl.List(pl.Int64), "evidence": pl.String,
-            "blame": pl.String, "blame_rule": pl.String, "blame_reason": pl.String, "stage": pl.String,
-            "accepted_by": pl.String, "tolerance_ratio": pl.Float64,
+            "run": pl.String,
+            "case": pl.String,
+            "probe": pl.String,
+            "output": pl.String,
+            "reference": pl.String,
+            "candidate": pl.String,
+            "label": pl.String,
+            "passed": pl.Boolean,
+            "max_abs": pl.Float64,
+            "mean_abs": pl.Float64,
+            "max_rel": pl.Float64,
+            "mismatched": pl.Int64,
+            "count": pl.Int64,
+            "ulp_max": pl.Float64,
+            "ulp_p50": pl.Float64,
+            "ulp_p99": pl.Float64,
+            "rtol": pl.Float64,
+            "atol": pl.Float64,
+            "worst_index": pl.List(pl.Int64),
+            "evidence": pl.String,
+            "blame": pl.String,
+            "blame_rule": pl.String,
+            "blame_reason": pl.String,
+            "stage": pl.String,
+            "accepted_by": pl.String,
+            "tolerance_ratio": pl.Float64,
             # a failing numeric comparison: the smallest atol (rtol=0) and rtol (atol=0) that cover every
             # difference, and |Δ| and relative error statistics (``judge.compare.error_statistics``)
-            "min_atol": pl.Float64, "min_rtol": pl.Float64, "abs_mean": pl.Float64, "abs_median": pl.Float64,
-            "abs_p99": pl.Float64, "rel_mean": pl.Float64, "rel_median": pl.Float64, "rel_p99": pl.Float64,
+            "min_atol": pl.Float64,
+            "min_rtol": pl.Float64,
+            "abs_mean": pl.Float64,
+            "abs_median": pl.Float64,
+            "abs_p99": pl.Float64,
+            "rel_mean": pl.Float64,
+            "rel_median": pl.Float64,
+            "rel_p99": pl.Float64,
             "next_step": pl.String,  # what to do about a failure, when difftest knows (``judge.next_step``)
         },
     }
@@ -86,15 +173,39 @@ def frame(table: str, rows: Iterable[dict[str, Any]]):
     return pl.DataFrame(data, schema=columns)
 
 
-def tensor_row(task: Any, backend: str, probe: str, *, output: str | None = None, index: int | None = None,
-               array: np.ndarray | None = None, status: str = "ok", stage: str | None = None,
-               message: str | None = None, seconds: float | None = None, prepare_seconds: float | None = None,
-               providers: list[str] | None = None, rerun: int = 0, max_bytes: int = 256 * 2**20,
-               traceback: str | None = None) -> dict[str, Any]:
+def tensor_row(
+    task: Any,
+    backend: str,
+    probe: str,
+    *,
+    output: str | None = None,
+    index: int | None = None,
+    array: np.ndarray | None = None,
+    status: str = "ok",
+    stage: str | None = None,
+    message: str | None = None,
+    seconds: float | None = None,
+    prepare_seconds: float | None = None,
+    providers: list[str] | None = None,
+    rerun: int = 0,
+    max_bytes: int = 256 * 2**20,
+    traceback: str | None = None,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "run": task.run_id, "case": task.ref.id, "probe": probe, "backend": backend, "rerun": rerun,
-        "output": output, "index": index, "status": status, "stage": stage, "message": message,
-        "seconds": seconds, "prepare_seconds": prepare_seconds, "providers": providers, "traceback": traceback,
+        "run": task.run_id,
+        "case": task.ref.id,
+        "probe": probe,
+        "backend": backend,
+        "rerun": rerun,
+        "output": output,
+        "index": index,
+        "status": status,
+        "stage": stage,
+        "message": message,
+        "seconds": seconds,
+        "prepare_seconds": prepare_seconds,
+        "providers": providers,
+        "traceback": traceback,
     }
     if array is not None:
         row.update(encode(array, max_bytes))
@@ -112,8 +223,12 @@ def encode(array: np.ndarray, max_bytes: int) -> dict[str, Any]:
         step = int(np.ceil(array.nbytes / max_bytes))
         stored = array.reshape(-1)[::step].copy()
     return {
-        "dtype": str(array.dtype), "shape": list(array.shape), "data": stored.tobytes(), "sampled": sampled,
-        "digest": digest, **stats,
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+        "data": stored.tobytes(),
+        "sampled": sampled,
+        "digest": digest,
+        **stats,
     }
 
 
@@ -209,14 +324,19 @@ class PartManifest:
     def keys(self) -> set[str]:
         return set(self.entries)
 
-    def write(self, key: str, case_id: str, case: dict[str, Any], tensors: list[dict[str, Any]],
-              sources: dict[str, Any] | None = None) -> None:
+    def write(
+        self,
+        key: str,
+        case_id: str,
+        case: dict[str, Any],
+        tensors: list[dict[str, Any]],
+        sources: dict[str, Any] | None = None,
+    ) -> None:
         """The case's tensors part, then its cases part (its presence marks the case done), then the entry.
         ``sources``: digests of the code the case came from (``--resume`` reruns it when they change)."""
         tensors_path = write_part(self.run_dir, "tensors", key, tensors)
         cases_path = write_part(self.run_dir, "cases", key, [case])
-        entry = {"key": key, "case": case_id, "tensors": _file_digest(tensors_path),
-                 "cases": _file_digest(cases_path)}
+        entry = {"key": key, "case": case_id, "tensors": _file_digest(tensors_path), "cases": _file_digest(cases_path)}
         if sources is not None:
             entry["sources"] = sources
         self.entries[key] = entry
@@ -238,10 +358,16 @@ class PartManifest:
             if reason is None:
                 continue
             lost.append((key, case_id, reason))
-            row = {"case": case_id, "suite": ref.suite, "name": ref.name, "path": ref.path,
-                   "status": "error", "stage": "harness",
-                   "message": f"the case's results were lost after it ran: {reason}. Another case may have deleted "
-                              "or rewritten files in the run directory; rerun this case"}
+            row = {
+                "case": case_id,
+                "suite": ref.suite,
+                "name": ref.name,
+                "path": ref.path,
+                "status": "error",
+                "stage": "harness",
+                "message": f"the case's results were lost after it ran: {reason}. Another case may have deleted "
+                "or rewritten files in the run directory; rerun this case",
+            }
             runs = self.run_dir / "runs.parquet"
             if runs.exists():
                 row["run"] = read_table(self.run_dir, "runs")["run"][0]
@@ -331,8 +457,10 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
     wanted = [c for c in schema(table) if not (without_data and c == "data")]
     absent = [c for c in REQUIRED.get(table, ()) if c not in present]
     if absent:
-        raise RunDataError(f"{path}: column {absent[0]!r} is missing (a damaged or crafted table: a {table} table "
-                           f"needs {', '.join(REQUIRED[table])}); rerun the run, or restore the file")
+        raise RunDataError(
+            f"{path}: column {absent[0]!r} is missing (a damaged or crafted table: a {table} table "
+            f"needs {', '.join(REQUIRED[table])}); rerun the run, or restore the file"
+        )
     frame = _read(path, [c for c in wanted if c in present])
     for name in [c for c in wanted if c in present and types[c] != schema(table)[c]]:
         try:  # an older run's compatible type (all-null columns, integers for floats) reads as the schema's
@@ -340,13 +468,17 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
                 raise TypeError(name)
             frame = frame.with_columns(pl.col(name).cast(schema(table)[name], strict=True))
         except Exception:
-            raise RunDataError(f"{path}: column {name!r} holds {types[name]}, not {schema(table)[name]} (a damaged or "
-                               "crafted table); rerun the run, or restore the file") from None
+            raise RunDataError(
+                f"{path}: column {name!r} holds {types[name]}, not {schema(table)[name]} (a damaged or "
+                "crafted table); rerun the run, or restore the file"
+            ) from None
     for name in REQUIRED.get(table, ()):
         if name in frame.columns and frame[name].null_count():
             row = frame[name].is_null().arg_true()[0]
-            raise RunDataError(f"{path}: column {name!r} is empty in row {row} (a damaged or crafted table); rerun "
-                               "the run, or restore the file")
+            raise RunDataError(
+                f"{path}: column {name!r} is empty in row {row} (a damaged or crafted table); rerun "
+                "the run, or restore the file"
+            )
     for name in JSON_COLUMNS.get(table, ()):
         if name in frame.columns:
             for row, text in enumerate(frame[name].to_list()):
@@ -357,11 +489,14 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
                 except ValueError:
                     value = None
                 if not isinstance(value, dict) and not (name == "expect" and isinstance(value, (str, list))):
-                    raise RunDataError(f"{path}: column {name!r} in row {row} is not the JSON object difftest wrote "
-                                       "(a damaged or crafted table); rerun the run, or restore the file")
+                    raise RunDataError(
+                        f"{path}: column {name!r} in row {row} is not the JSON object difftest wrote "
+                        "(a damaged or crafted table); rerun the run, or restore the file"
+                    )
     if table == "runs" and frame.height != 1:
-        raise RunDataError(f"{path}: holds {frame.height} rows; a run's runs table holds exactly one (a damaged or "
-                           "crafted table)")
+        raise RunDataError(
+            f"{path}: holds {frame.height} rows; a run's runs table holds exactly one (a damaged or crafted table)"
+        )
     missing = [c for c in wanted if c not in present]
     if missing:
         frame = frame.with_columns([pl.lit(None, dtype=schema(table)[c]).alias(c) for c in missing])
@@ -383,13 +518,18 @@ def _compatible(stored: Any, wanted: Any) -> bool:
 
 
 # Text columns that hold JSON objects (``expect`` may also be a label or a list of labels).
-JSON_COLUMNS = {"runs": ("versions", "backends_skipped", "config", "phase_seconds", "environment"),
-                "cases": ("exports", "expect", "tolerances", "localization", "controls")}
+JSON_COLUMNS = {
+    "runs": ("versions", "backends_skipped", "config", "phase_seconds", "environment"),
+    "cases": ("exports", "expect", "tolerances", "localization", "controls"),
+}
 
 # Columns a stored table cannot do without (others read as null when an older run lacks them).
-REQUIRED = {"runs": ("run", "backends_requested", "reference"), "cases": ("case", "status"),
-            "tensors": ("case", "backend", "probe", "status"),
-            "comparisons": ("case", "candidate", "label", "passed")}
+REQUIRED = {
+    "runs": ("run", "backends_requested", "reference"),
+    "cases": ("case", "status"),
+    "tensors": ("case", "backend", "probe", "status"),
+    "comparisons": ("case", "candidate", "label", "passed"),
+}
 
 
 def _schema_of(path: Path) -> dict[str, Any]:

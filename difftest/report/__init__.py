@@ -64,9 +64,13 @@ def visible(value: Any) -> Any:
     return markupsafe.Markup(text) if isinstance(value, markupsafe.Markup) else text
 
 
-def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None = None,
-           new_failures: set[tuple[str, str]] | None = None, judged: tuple[list, list, list, Any] | None = None
-           ) -> Path:
+def render(
+    run_dir: Path,
+    charts: bool = True,
+    phases: dict[str, float] | None = None,
+    new_failures: set[tuple[str, str]] | None = None,
+    judged: tuple[list, list, list, Any] | None = None,
+) -> Path:
     """Write index.html, one page per case and repro bundles for failures; returns the index path. ``judged``:
     (cases, comparisons, outcomes, waiver report) when the caller has read and judged them already."""
     from ..judge.expectations import run_outcomes
@@ -102,31 +106,54 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
         status = min(statuses, key=lambda s: STATUS_ORDER[s]) if statuses else "skipped"
         since = {c: history["since"].get((case["case"], c)) for c in candidates} if history else {}
         spark = index_view.sparkline(history["series"].get(case["case"], [])) if history else None
-        rows.append({"case": case, "page": page_of(case["case"]), "cells": cells, "status": status,
-                     "since": since, "spark": spark})
+        rows.append(
+            {
+                "case": case,
+                "page": page_of(case["case"]),
+                "cells": cells,
+                "status": status,
+                "since": since,
+                "spark": spark,
+            }
+        )
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
     groups = triage.group_failures(outcomes, new_failures)
     patterns = triage.common_patterns(groups)
     failing_pages = list(dict.fromkeys(page_of(group.case) for group in groups))  # in triage order
     failing_position = {page: i for i, page in enumerate(failing_pages)}
     # skipped and not-applicable results have their status card; a label card would count them twice
-    label_counts = sorted(Counter(o.label for o in outcomes if o.status not in ("not_applicable", "skipped")).items(),
-                          key=lambda kv: (severity(kv[0]) * -1, kv[0]))
+    label_counts = sorted(
+        Counter(o.label for o in outcomes if o.status not in ("not_applicable", "skipped")).items(),
+        key=lambda kv: (severity(kv[0]) * -1, kv[0]),
+    )
     status_counts = Counter(o.status for o in outcomes)
     index = run_dir / "index.html"
-    index.write_text(env.get_template("index.html").render(
-        run=run_view, rows=rows, candidates=candidates, label_counts=label_counts, status_counts=status_counts,
-        groups=groups, headline=triage.headline(groups, patterns), patterns=patterns,
-        patterned=[g for p in patterns for g in p.groups], page_of=page_of,
-        evidence_link=triage.evidence_link,
-        has_baseline=new_failures is not None, labels=list(LABELS), history=history,
-        slowest=index_view.slowest(cases, tensors, page_of), waivers=waiver_report,
-        numeric=index_view.numeric_breakdown(outcomes), class_flips=triage.class_flips(comparisons),
-        strip=index_view.error_strip(worst, candidates, [r["case"]["case"] for r in rows]),
-        warnings=warnings_digest(run_dir, cases),
-        tags=sorted({t for c in cases for t in (c["tags"] or [])}),
-        suites=sorted({c["suite"] for c in cases}),
-    ))
+    index.write_text(
+        env.get_template("index.html").render(
+            run=run_view,
+            rows=rows,
+            candidates=candidates,
+            label_counts=label_counts,
+            status_counts=status_counts,
+            groups=groups,
+            headline=triage.headline(groups, patterns),
+            patterns=patterns,
+            patterned=[g for p in patterns for g in p.groups],
+            page_of=page_of,
+            evidence_link=triage.evidence_link,
+            has_baseline=new_failures is not None,
+            labels=list(LABELS),
+            history=history,
+            slowest=index_view.slowest(cases, tensors, page_of),
+            waivers=waiver_report,
+            numeric=index_view.numeric_breakdown(outcomes),
+            class_flips=triage.class_flips(comparisons),
+            strip=index_view.error_strip(worst, candidates, [r["case"]["case"] for r in rows]),
+            warnings=warnings_digest(run_dir, cases),
+            tags=sorted({t for c in cases for t in (c["tags"] or [])}),
+            suites=sorted({c["suite"] for c in cases}),
+        )
+    )
     pages = run_dir / "cases"
     pages.mkdir(exist_ok=True)
     if charts:
@@ -143,45 +170,69 @@ def render(run_dir: Path, charts: bool = True, phases: dict[str, float] | None =
     for row in rows:
         case = row["case"]
         order = {p: i for i, p in enumerate(["*", *(case.get("probes") or [])])}
-        case_comparisons = sorted(comparisons_by_case[case["case"]],
-                                  key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99),
-                                                 c["output"]))
+        case_comparisons = sorted(
+            comparisons_by_case[case["case"]],
+            key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99), c["output"]),
+        )
         outcomes_here = [o for o in row["cells"] if o is not None]
         details, repro = [], None
         identical = case_view.identical_outputs(tensors_by_case[case["case"]], candidates)
         if case["case"] in looked_at:
             rec = Recorded(case_tensors(case["case"]).to_dicts())
             details = comparison_details(case, case_comparisons, rec, charts=charts, identical=identical)
-            bundle = write_repro(case, case_comparisons, rec, run_dir / "repro" / slug(case["case"]),
-                                 unexpected={o.candidate for o in outcomes_here if o.status == "fail"})
+            bundle = write_repro(
+                case,
+                case_comparisons,
+                rec,
+                run_dir / "repro" / slug(case["case"]),
+                unexpected={o.candidate for o in outcomes_here if o.status == "fail"},
+            )
             repro = bundle.relative_to(run_dir).as_posix() if bundle else None
         cells = [o for o in outcomes_here if o.status not in ("skipped", "not_applicable")]
-        findings = variant_findings({o.candidate: (o.label, o.label in PASSING) for o in cells},
-                                    {"exporter": case.get("exporter") or "dynamo"})
+        findings = variant_findings(
+            {o.candidate: (o.label, o.label in PASSING) for o in cells}, {"exporter": case.get("exporter") or "dynamo"}
+        )
         localization = json.loads(case.get("localization") or "{}")
         failing_localized, informative = case_view.split_localization(localization, outcomes_here)
         position = failing_position.get(row["page"])
-        case_tensor_rows = sorted(tensors_by_case[case["case"]],
-                                  key=lambda t: (order.get(t["probe"], 99), t["output"] or "", t["backend"],
-                                                 t["rerun"] or 0))
-        (run_dir / row["page"]).write_text(template.render(
-            run=run_view, case=case, outcomes=outcomes_here, anchor=triage.candidate_anchor,
-            passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes_here),
-            comparisons=case_comparisons, details=details, repro=repro, tensors=case_tensor_rows,
-            failures=[t for t in case_tensor_rows if t["status"] == "error"],
-            identical=identical,
-            pseudo=pseudo_backend, pseudo_backends=PSEUDO_BACKENDS, log=case_view.log_tail(run_dir, case.get("log")),
-            variants=findings, exports=json.loads(case.get("exports") or "{}"),
-            localization=failing_localized, informative_localization=informative,
-            traced=case_view.traced_probes(case), invalid_probes=case_view.invalid_probes(case_comparisons),
-            controls=case_view.controls(case, case_comparisons),
-            not_localized=case_view.not_localized(outcomes_here, localization),
-            reproduce=case_view.reproduce(case, run, outcomes_here),
-            previous=f"../{failing_pages[position - 1]}" if position else None,
-            next=f"../{failing_pages[position + 1]}" if position is not None and position + 1 < len(failing_pages)
-            else None, first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",
-            relative=lambda path: _relative_link(run_dir, path), statistics=describe_statistics,
-        ))
+        case_tensor_rows = sorted(
+            tensors_by_case[case["case"]],
+            key=lambda t: (order.get(t["probe"], 99), t["output"] or "", t["backend"], t["rerun"] or 0),
+        )
+        (run_dir / row["page"]).write_text(
+            template.render(
+                run=run_view,
+                case=case,
+                outcomes=outcomes_here,
+                anchor=triage.candidate_anchor,
+                passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes_here),
+                comparisons=case_comparisons,
+                details=details,
+                repro=repro,
+                tensors=case_tensor_rows,
+                failures=[t for t in case_tensor_rows if t["status"] == "error"],
+                identical=identical,
+                pseudo=pseudo_backend,
+                pseudo_backends=PSEUDO_BACKENDS,
+                log=case_view.log_tail(run_dir, case.get("log")),
+                variants=findings,
+                exports=json.loads(case.get("exports") or "{}"),
+                localization=failing_localized,
+                informative_localization=informative,
+                traced=case_view.traced_probes(case),
+                invalid_probes=case_view.invalid_probes(case_comparisons),
+                controls=case_view.controls(case, case_comparisons),
+                not_localized=case_view.not_localized(outcomes_here, localization),
+                reproduce=case_view.reproduce(case, run, outcomes_here),
+                previous=f"../{failing_pages[position - 1]}" if position else None,
+                next=f"../{failing_pages[position + 1]}"
+                if position is not None and position + 1 < len(failing_pages)
+                else None,
+                first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",
+                relative=lambda path: _relative_link(run_dir, path),
+                statistics=describe_statistics,
+            )
+        )
     return index
 
 
@@ -213,8 +264,11 @@ class _CaseTensors:
         if part is not None:
             return part
         if self.all is None:
-            frame = pl.scan_parquet(self.run_dir / "tensors.parquet").filter(
-                pl.col("case").is_in(list(self.wanted))).collect()
+            frame = (
+                pl.scan_parquet(self.run_dir / "tensors.parquet")
+                .filter(pl.col("case").is_in(list(self.wanted)))
+                .collect()
+            )
             self.all = {key[0]: group for key, group in frame.partition_by("case", as_dict=True).items()}
         if case_id not in self.all:
             from ..record.tables import frame

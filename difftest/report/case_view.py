@@ -14,7 +14,6 @@ from ..judge.classify import WRONG_VALUES, severity
 LOG_TAIL_BYTES = 20_000
 
 
-
 def traced_probes(case: dict[str, Any]) -> list[str]:
     from ..suite.probes import DISTRIBUTION_PROBES
 
@@ -43,20 +42,38 @@ def controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[di
             rows.extend(_export_controls(info))
             continue
         if info.get("kind") == "fact":
-            outcome = (("agrees with eager" if info.get("agrees") else "differs from eager") + f" ({info.get('evidence')})"
-                       if info.get("ran") else f"not run: {info.get('reason')}")
-            rows.append({"name": "export without the case's onnx_transform", "for": info.get("candidate"),
-                         "because": "did the case's own rewrite make the gap?", "label": None, "outcome": outcome})
+            outcome = (
+                ("agrees with eager" if info.get("agrees") else "differs from eager") + f" ({info.get('evidence')})"
+                if info.get("ran")
+                else f"not run: {info.get('reason')}"
+            )
+            rows.append(
+                {
+                    "name": "export without the case's onnx_transform",
+                    "for": info.get("candidate"),
+                    "because": "did the case's own rewrite make the gap?",
+                    "label": None,
+                    "outcome": outcome,
+                }
+            )
             continue
         own = by_candidate.get(name, [])
         worst = max(own, key=lambda c: severity(c["label"])) if own else None
-        outcome = (f"on probes {', '.join(info.get('probes') or [])}" if info.get("ran")
-                   else f"not run: {info.get('reason')}")
+        outcome = (
+            f"on probes {', '.join(info.get('probes') or [])}" if info.get("ran") else f"not run: {info.get('reason')}"
+        )
         if info.get("ran") and _no_effect(own, by_candidate.get(info.get("for") or "", [])):
             setting = name.split("[", 1)[-1].rstrip("]") if "[" in name else name
             outcome += f"; {setting} had no effect: the same results as {info.get('for')}"
-        rows.append({"name": name, "for": info.get("for"), "because": info.get("because"),
-                     "label": worst["label"] if worst else None, "outcome": outcome})
+        rows.append(
+            {
+                "name": name,
+                "for": info.get("for"),
+                "because": info.get("because"),
+                "label": worst["label"] if worst else None,
+                "outcome": outcome,
+            }
+        )
     return rows
 
 
@@ -71,21 +88,31 @@ def _export_controls(info: dict[str, Any]) -> list[dict[str, Any]]:
             outcome = f"the {other} exporter exports the model: the failure is the {failed} exporter's limitation"
         else:
             outcome = f"the {other} exporter fails too ({found.get('headline')}): neither exporter takes the model"
-        rows.append({"name": f"exporter={other}", "for": ", ".join(found.get("for") or []),
-                     "because": f"the {failed} export failed: does the other exporter take the model?",
-                     "label": None, "outcome": outcome})
+        rows.append(
+            {
+                "name": f"exporter={other}",
+                "for": ", ".join(found.get("for") or []),
+                "because": f"the {failed} export failed: does the other exporter take the model?",
+                "label": None,
+                "outcome": outcome,
+            }
+        )
     return rows
 
 
 # What a localization's status means for the verdict it sits under (the raw status stays in the tables).
 LOCALIZATION_MEANING = {
     "found": "the first node whose output diverges while its inputs agree: where the discrepancy above starts",
-    "no_divergence": ("not localized: with every intermediate value exposed, the graph's outputs agree with eager "
-                      "on this probe, so the discrepancy above comes from how the runtime fuses or optimizes the "
-                      "whole graph, not from one node's arithmetic (the opt=disable control says whether an "
-                      "optimization is behind it); the verdict stands"),
-    "not_found": ("not localized: no single node could be isolated as the first to diverge (or the time budget ran "
-                  "out); the verdict above stands, without a node to point at"),
+    "no_divergence": (
+        "not localized: with every intermediate value exposed, the graph's outputs agree with eager "
+        "on this probe, so the discrepancy above comes from how the runtime fuses or optimizes the "
+        "whole graph, not from one node's arithmetic (the opt=disable control says whether an "
+        "optimization is behind it); the verdict stands"
+    ),
+    "not_found": (
+        "not localized: no single node could be isolated as the first to diverge (or the time budget ran "
+        "out); the verdict above stands, without a node to point at"
+    ),
     "unsupported": "not localized: this candidate or case has no graph to search against eager; the verdict stands",
     "error": "localization itself failed (difftest's problem, not the model's); the verdict above stands",
 }
@@ -141,9 +168,11 @@ def not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str
             continue
         reason = reasons.get(o.label)
         if reason is None:
-            reason = ("it fails only on the " + str(o.probe) + " probe; localization runs on base"
-                      if o.probe not in ("base", "*") else
-                      "localization was off for this run (--localize-budget 0)")
+            reason = (
+                "it fails only on the " + str(o.probe) + " probe; localization runs on base"
+                if o.probe not in ("base", "*")
+                else "localization was off for this run (--localize-budget 0)"
+            )
         found.append((o.candidate, reason))
     return found
 
@@ -152,8 +181,10 @@ def split_localization(localization: dict[str, Any], outcomes: list[Any]) -> tup
     """(for failing candidates, for information): localizations of candidates that pass go in the second."""
     failing = {o.candidate for o in outcomes if o.status in ("fail", "xfail", "waived")}
     localization = {k: {**v, "meaning": localization_meaning(v.get("status"))} for k, v in localization.items()}
-    return ({k: v for k, v in localization.items() if k in failing},
-            {k: v for k, v in localization.items() if k not in failing})
+    return (
+        {k: v for k, v in localization.items() if k in failing},
+        {k: v for k, v in localization.items() if k not in failing},
+    )
 
 
 def log_tail(run_dir: Path, log: str | None) -> str | None:
@@ -180,13 +211,20 @@ def reproduce(case: dict[str, Any], run: dict[str, Any], outcomes: list[Any]) ->
     commands = [f"difftest run {shlex.quote(path + '::' + name)} --backends {shlex.quote(backends)}"]
     for o in outcomes:
         if o.status in ("fail", "xfail") and o.label in WRONG_VALUES:
-            commands.append(f"difftest localize {shlex.quote(path + '::' + name)} --candidate "
-                            f"{shlex.quote(o.candidate)} --probe {o.probe if o.probe not in (None, '*') else 'base'}")
+            commands.append(
+                f"difftest localize {shlex.quote(path + '::' + name)} --candidate "
+                f"{shlex.quote(o.candidate)} --probe {o.probe if o.probe not in (None, '*') else 'base'}"
+            )
             break
     versions = json.loads(run.get("versions") or "{}")
-    return {"commands": commands, "versions": versions, "gpu": run.get("gpu"),
-            "variables": environment.get("variables") or {}, "python": run.get("python"),
-            "platform": run.get("platform")}
+    return {
+        "commands": commands,
+        "versions": versions,
+        "gpu": run.get("gpu"),
+        "variables": environment.get("variables") or {},
+        "python": run.get("python"),
+        "platform": run.get("platform"),
+    }
 
 
 def _relative_to_repository(path: str, environment: dict[str, Any]) -> str:

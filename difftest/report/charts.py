@@ -40,8 +40,12 @@ def comparison_charts(reference: np.ndarray, candidate: np.ndarray, title: str) 
     index that moved by 40 is not "more wrong" than one that moved by 1), so they get the tables only,
     as do outputs too small to need a picture.
     """
-    if reference.shape != candidate.shape or reference.size < MIN_ELEMENTS or reference.dtype.kind != "f" \
-            or candidate.dtype.kind != "f":
+    if (
+        reference.shape != candidate.shape
+        or reference.size < MIN_ELEMENTS
+        or reference.dtype.kind != "f"
+        or candidate.dtype.kind != "f"
+    ):
         return {}
     with np.errstate(all="ignore"):
         ref = reference.astype(np.float64)
@@ -82,14 +86,22 @@ def _histogram(diff: np.ndarray, title: str) -> dict[str, Any]:
         low, high = np.log10(positive.min()) - 0.01, np.log10(positive.max()) + 0.01
         edges = np.logspace(low, max(high, low + 1), BINS + 1)
         counts, edges = np.histogram(positive, bins=edges)
-        rows = [{"from": a, "to": b, "count": int(n)}
-                for a, b, n in zip(_round_down(edges[:-1]), _round_up(edges[1:]), counts) if n]
+        rows = [
+            {"from": a, "to": b, "count": int(n)}
+            for a, b, n in zip(_round_down(edges[:-1]), _round_up(edges[1:]), counts)
+            if n
+        ]
     return _spec(
-        f"{title}: |reference − candidate| ({zeros} exact)", data={"values": rows}, mark={"type": "rect",
-                                                                                         "color": "#cf222e"},
-        encoding={"x": {"field": "from", "type": "quantitative", "scale": {"type": "log"}, "title": "|Δ|"},
-                  "x2": {"field": "to"}, "y": {"field": "count", "type": "quantitative", "title": "elements"},
-                  "y2": {"datum": 0}})
+        f"{title}: |reference − candidate| ({zeros} exact)",
+        data={"values": rows},
+        mark={"type": "rect", "color": "#cf222e"},
+        encoding={
+            "x": {"field": "from", "type": "quantitative", "scale": {"type": "log"}, "title": "|Δ|"},
+            "x2": {"field": "to"},
+            "y": {"field": "count", "type": "quantitative", "title": "elements"},
+            "y2": {"datum": 0},
+        },
+    )
 
 
 def _scatter(ref: np.ndarray, cand: np.ndarray, title: str) -> dict[str, Any]:
@@ -106,15 +118,27 @@ def _scatter(ref: np.ndarray, cand: np.ndarray, title: str) -> dict[str, Any]:
     # Both axes on one domain and the chart square: y = x is the diagonal, and a deviation reads as a distance.
     domain = {"domain": [low, high], "nice": False, "zero": False}
     side = min(SIZE["width"], SIZE["height"])
-    spec = _spec(f"{title}: candidate against reference", layer=[
-        {"data": {"values": [{"r": low, "c": low}, {"r": high, "c": high}]}, "mark": {"type": "line",
-                                                                                     "color": "#8c959f"},
-         "encoding": {"x": {"field": "r", "type": "quantitative", "scale": domain},
-                      "y": {"field": "c", "type": "quantitative", "scale": domain}}},
-        {"data": {"values": points}, "mark": {"type": "point", "filled": True, "size": 12, "opacity": 0.6},
-         "encoding": {"x": {"field": "r", "type": "quantitative", "title": "reference", "scale": domain},
-                      "y": {"field": "c", "type": "quantitative", "title": "candidate", "scale": domain}}},
-    ])
+    spec = _spec(
+        f"{title}: candidate against reference",
+        layer=[
+            {
+                "data": {"values": [{"r": low, "c": low}, {"r": high, "c": high}]},
+                "mark": {"type": "line", "color": "#8c959f"},
+                "encoding": {
+                    "x": {"field": "r", "type": "quantitative", "scale": domain},
+                    "y": {"field": "c", "type": "quantitative", "scale": domain},
+                },
+            },
+            {
+                "data": {"values": points},
+                "mark": {"type": "point", "filled": True, "size": 12, "opacity": 0.6},
+                "encoding": {
+                    "x": {"field": "r", "type": "quantitative", "title": "reference", "scale": domain},
+                    "y": {"field": "c", "type": "quantitative", "title": "candidate", "scale": domain},
+                },
+            },
+        ],
+    )
     spec.update(width=side, height=side)
     return spec
 
@@ -134,10 +158,17 @@ def _plane(diff: np.ndarray) -> np.ndarray | None:
 def _heatmap(plane: np.ndarray, title: str) -> dict[str, Any]:
     finite = plane[np.isfinite(plane)]
     top = float(finite.max()) if finite.size else 1.0
-    cells = [{"row": int(i), "col": int(j), "err": v}
-             for (i, j), v in zip(np.ndindex(plane.shape), _round(np.minimum(plane, top).reshape(-1)))]
+    cells = [
+        {"row": int(i), "col": int(j), "err": v}
+        for (i, j), v in zip(np.ndindex(plane.shape), _round(np.minimum(plane, top).reshape(-1)))
+    ]
     return _spec(
-        f"{title}: where |Δ| is (max over leading axes)", data={"values": cells}, mark="rect",
-        encoding={"x": {"field": "col", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
-                  "y": {"field": "row", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
-                  "color": {"field": "err", "type": "quantitative", "scale": {"scheme": "magma"}, "title": "|Δ|"}})
+        f"{title}: where |Δ| is (max over leading axes)",
+        data={"values": cells},
+        mark="rect",
+        encoding={
+            "x": {"field": "col", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
+            "y": {"field": "row", "type": "ordinal", "axis": {"labels": False, "ticks": False}},
+            "color": {"field": "err", "type": "quantitative", "scale": {"scheme": "magma"}, "title": "|Δ|"},
+        },
+    )

@@ -19,12 +19,18 @@ from ..record.recorded import Recorded
 
 MAX_DETAILED = 6
 WORST_ROWS = 10
-DETAIL_LABELS = {label for label in LABELS if label not in ("exact", "skipped", "export_error", "runtime_error",
-                                                            "crash", "timeout")}
+DETAIL_LABELS = {
+    label for label in LABELS if label not in ("exact", "skipped", "export_error", "runtime_error", "crash", "timeout")
+}
 
 
-def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded,
-                       charts: bool = True, identical: list[list[str]] | None = None) -> list[dict]:
+def comparison_details(
+    case: dict[str, Any],
+    comparisons: list[dict[str, Any]],
+    rec: Recorded,
+    charts: bool = True,
+    identical: list[list[str]] | None = None,
+) -> list[dict]:
     """One entry per (candidate, output) worth a closer look: charts and the worst elements.
 
     ``identical`` lists groups of candidates with bit-identical outputs: one entry serves its group."""
@@ -44,13 +50,15 @@ def comparison_details(case: dict[str, Any], comparisons: list[dict[str, Any]], 
             continue
         ranked = _ranked(rec, case, candidate, c["probe"], output)
         orderings = two_orderings(ref, cand, ranked) if c["label"] in ORDERING_LABELS or _reordered(c) else None
-        details.append({
-            "comparison": c,
-            "same": [m for m, first in same_as.items() if first == candidate],
-            "orderings": orderings,
-            "charts": comparison_charts(ref, cand, output) if charts and not orderings else {},
-            "worst": worst_elements(ref, cand, ranked),
-        })
+        details.append(
+            {
+                "comparison": c,
+                "same": [m for m, first in same_as.items() if first == candidate],
+                "orderings": orderings,
+                "charts": comparison_charts(ref, cand, output) if charts and not orderings else {},
+                "worst": worst_elements(ref, cand, ranked),
+            }
+        )
     return details
 
 
@@ -64,8 +72,13 @@ def _reordered(comparison: dict[str, Any]) -> bool:
     return comparison["label"] == "layout" and "reordered" in (comparison.get("evidence") or "")
 
 
-def two_orderings(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarray | None = None,
-                  rows: int = ORDERING_ROWS, width: int = ORDERING_WIDTH) -> dict[str, Any] | None:
+def two_orderings(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    ranked: np.ndarray | None = None,
+    rows: int = ORDERING_ROWS,
+    width: int = ORDERING_WIDTH,
+) -> dict[str, Any] | None:
     """The slices (along the last axis) where the two orders differ, side by side.
 
     A tie or an unordered set is not an error map: what a reader needs is the two sequences next to each
@@ -85,9 +98,11 @@ def two_orderings(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarr
         start = max(0, min(int(where[0]) - 2, ref.shape[1] - width))
         stop = min(ref.shape[1], start + width)
         index = [int(i) for i in np.unravel_index(int(row), lead)] if lead else []
-        entry = {"index": f"{index + [f'{start}:{stop}']}".replace("'", ""),
-                 "reference": _sequence(ref[row, start:stop], start > 0, stop < ref.shape[1]),
-                 "candidate": _sequence(cand[row, start:stop], start > 0, stop < ref.shape[1])}
+        entry = {
+            "index": f"{index + [f'{start}:{stop}']}".replace("'", ""),
+            "reference": _sequence(ref[row, start:stop], start > 0, stop < ref.shape[1]),
+            "candidate": _sequence(cand[row, start:stop], start > 0, stop < ref.shape[1]),
+        }
         if ranked is not None and reference.dtype.kind in "iu" and lead == ranked.shape[:-1]:
             values = ranked.reshape(-1, ranked.shape[-1])[row]
             picked = [_pick(values, i) for i in (ref[row, start:stop], cand[row, start:stop])]
@@ -130,8 +145,9 @@ def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, out
     return rec.array(source, probe, output) if source else None
 
 
-def worst_elements(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarray | None = None,
-                   limit: int = WORST_ROWS) -> list[dict[str, Any]]:
+def worst_elements(
+    reference: np.ndarray, candidate: np.ndarray, ranked: np.ndarray | None = None, limit: int = WORST_ROWS
+) -> list[dict[str, Any]]:
     """The positions that differ most, with both values (and, for index outputs, the values they point at)."""
     if reference.shape != candidate.shape or reference.size == 0:
         return []
@@ -150,8 +166,12 @@ def worst_elements(reference: np.ndarray, candidate: np.ndarray, ranked: np.ndar
     rows = []
     for position in top:
         index = tuple(int(i) for i in np.unravel_index(int(position), reference.shape))
-        row = {"index": list(index), "reference": format_value(reference[index]),
-               "candidate": format_value(candidate[index]), "abs": format_value(float(diff[index]))}
+        row = {
+            "index": list(index),
+            "reference": format_value(reference[index]),
+            "candidate": format_value(candidate[index]),
+            "abs": format_value(float(diff[index])),
+        }
         if ranked is not None and reference.dtype.kind in "iu":
             row["tied_values"] = _tied_values(ranked, index, int(reference[index]), int(candidate[index]))
         rows.append(row)
@@ -168,8 +188,13 @@ def _tied_values(ranked: np.ndarray, index: tuple[int, ...], ref_pick: int, cand
         return ""
 
 
-def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Recorded, folder: Path,
-                unexpected: set[str] | None = None) -> Path | None:
+def write_repro(
+    case: dict[str, Any],
+    comparisons: list[dict[str, Any]],
+    rec: Recorded,
+    folder: Path,
+    unexpected: set[str] | None = None,
+) -> Path | None:
     """Bundles in the standard ONNX test format for the case's failing comparisons, unexpected ones first.
 
     ``folder`` gets the worst failure of the candidates in ``unexpected`` (of any failing candidate when none
@@ -197,8 +222,9 @@ def write_repro(case: dict[str, Any], comparisons: list[dict[str, Any]], rec: Re
     return written
 
 
-def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str, Any], rec: Recorded,
-                  folder: Path, run_dir: Path) -> bool:
+def _write_bundle(
+    case: dict[str, Any], worst: dict[str, Any], export: dict[str, Any], rec: Recorded, folder: Path, run_dir: Path
+) -> bool:
     from onnx import numpy_helper
 
     from ..record.tables import run_artifact
@@ -219,7 +245,8 @@ def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str,
     outputs = rec.outputs(reference, probe)
     for i, name in enumerate(outputs):
         (data_set / f"output_{i}.pb").write_bytes(
-            numpy_helper.from_array(rec.array(reference, probe, name), name).SerializeToString())
+            numpy_helper.from_array(rec.array(reference, probe, name), name).SerializeToString()
+        )
     for backend in rec.order:
         if pseudo_backend(backend):  # inputs and graph evidence are not a backend's outputs
             continue
@@ -236,7 +263,8 @@ def _write_bundle(case: dict[str, Any], worst: dict[str, Any], export: dict[str,
         f"evidence: {worst['evidence']}\n\n"
         "test_data_set_0/ holds the inputs and the reference's outputs (the expected values);\n"
         "outputs/<backend>/ holds what each backend computed on the same inputs.\n"
-        "Replay: onnx_test_runner <this folder>   (or load model.onnx with onnxruntime and feed the inputs)\n")
+        "Replay: onnx_test_runner <this folder>   (or load model.onnx with onnxruntime and feed the inputs)\n"
+    )
     return True
 
 

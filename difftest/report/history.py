@@ -58,8 +58,13 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
         since[key] = first
     cases = {case for run in per_case for case in run}
     series = {case: [run.get(case) for run in per_case] for case in cases}
-    return {"counts": counts, "since": since, "labels": sorted({l for _, c in counts for l in c}),
-            "current": run_dir.name, "series": series}
+    return {
+        "counts": counts,
+        "since": since,
+        "labels": sorted({l for _, c in counts for l in c}),
+        "current": run_dir.name,
+        "series": series,
+    }
 
 
 def worst_ratios(comparisons: list[dict[str, Any]]) -> dict[tuple[str, str], float]:

@@ -9,8 +9,16 @@ from collections import Counter, defaultdict
 from typing import Any
 
 
-ENVIRONMENT_FACTS = ("onnxruntime", "ort_providers", "ort_build", "ort_distributions", "torch_cuda", "torch_cudnn",
-                     "repositories", "variables")
+ENVIRONMENT_FACTS = (
+    "onnxruntime",
+    "ort_providers",
+    "ort_build",
+    "ort_distributions",
+    "torch_cuda",
+    "torch_cudnn",
+    "repositories",
+    "variables",
+)
 
 
 def run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -23,12 +31,15 @@ def run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, An
     environment = {**dict.fromkeys(ENVIRONMENT_FACTS), **json.loads(run.get("environment") or "{}")}
     versions = json.loads(run["versions"] or "{}")
     distributions = environment.get("ort_distributions") or [
-        f"{d} {versions[d]}" for d in ("onnxruntime", "onnxruntime-gpu") if d in versions]
+        f"{d} {versions[d]}" for d in ("onnxruntime", "onnxruntime-gpu") if d in versions
+    ]
     if not environment["onnxruntime"] and len(distributions) > 1:
         used = sorted({p for listed in providers.values() for p in listed})
         if "CUDAExecutionProvider" in used:
-            environment["onnxruntime"] = ("not recorded by this run; its sessions ran on CUDAExecutionProvider, which "
-                                          "only onnxruntime-gpu provides, so that is the one imported")
+            environment["onnxruntime"] = (
+                "not recorded by this run; its sessions ran on CUDAExecutionProvider, which "
+                "only onnxruntime-gpu provides, so that is the one imported"
+            )
     from ..backends import ORACLE
 
     return {
@@ -49,7 +60,7 @@ def numeric_breakdown(outcomes: list[Any]) -> list[tuple[str, int]]:
     for o in outcomes:
         if o.label != "numeric":
             continue
-        for rule in (o.accepted_by or ["within tolerance"]):
+        for rule in o.accepted_by or ["within tolerance"]:
             counts[rule] += 1
     return sorted(counts.items(), key=lambda item: (item[0] != "within tolerance", -item[1]))
 
@@ -83,8 +94,9 @@ def _level(ratio: float | None) -> int | None:
     return 4
 
 
-def slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], page_of: Any, limit: int = 10
-            ) -> list[dict[str, Any]]:
+def slowest(
+    cases: list[dict[str, Any]], tensors: list[dict[str, Any]], page_of: Any, limit: int = 10
+) -> list[dict[str, Any]]:
     """The slowest cases with their time split: export, session builds, runs (all backends, probes, reruns)."""
     from .summary import backend_times
 
@@ -94,9 +106,18 @@ def slowest(cases: list[dict[str, Any]], tensors: list[dict[str, Any]], page_of:
         run_time[case_id] += runs
         sessions[case_id] += prepare
     ranked = sorted(cases, key=lambda c: -(c.get("seconds") or 0))[:limit]
-    return [{"case": c["case"], "page": page_of(c["case"]), "total": c.get("seconds"),
-             "export": c.get("export_seconds"), "cached": c.get("export_cached"), "sessions": sessions[c["case"]],
-             "runs": run_time[c["case"]]} for c in ranked]
+    return [
+        {
+            "case": c["case"],
+            "page": page_of(c["case"]),
+            "total": c.get("seconds"),
+            "export": c.get("export_seconds"),
+            "cached": c.get("export_cached"),
+            "sessions": sessions[c["case"]],
+            "runs": run_time[c["case"]],
+        }
+        for c in ranked
+    ]
 
 
 def sparkline(values: list[float | None], width: int = 60, height: int = 14) -> str | None:
@@ -108,5 +129,6 @@ def sparkline(values: list[float | None], width: int = 60, height: int = 14) -> 
     low, high = min(logs), max(logs)
     span = (high - low) or 1.0
     step = width / max(1, len(values) - 1)
-    return " ".join(f"{i * step:.1f},{height - 1 - (y - low) / span * (height - 2):.1f}"
-                    for (i, _), y in zip(points, logs))
+    return " ".join(
+        f"{i * step:.1f},{height - 1 - (y - low) / span * (height - 2):.1f}" for (i, _), y in zip(points, logs)
+    )

@@ -29,17 +29,29 @@ def counts(outcomes: list[Any]) -> dict[str, dict[str, int]]:
     }
 
 
-def write_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], waivers: Any = None,
-                  new_failures: set | None = None) -> dict[str, Any]:
+def write_summary(
+    run_dir: Path,
+    cases: list[dict[str, Any]],
+    outcomes: list[Any],
+    waivers: Any = None,
+    new_failures: set | None = None,
+) -> dict[str, Any]:
     data = {
         "run_dir": str(run_dir),
         "cases": len(cases),
         "comparisons": len(outcomes),
         **counts(outcomes),
         "failures": [
-            {"case": o.case, "candidate": o.candidate, "label": o.label, "reason": o.reason, "evidence": o.evidence,
-             "new": None if new_failures is None else (o.case, o.candidate) in new_failures}
-            for o in outcomes if o.failed
+            {
+                "case": o.case,
+                "candidate": o.candidate,
+                "label": o.label,
+                "reason": o.reason,
+                "evidence": o.evidence,
+                "new": None if new_failures is None else (o.case, o.candidate) in new_failures,
+            }
+            for o in outcomes
+            if o.failed
         ],
         "new_failures": None if new_failures is None else len(new_failures),
         "waivers": waivers.as_dict() if waivers is not None else None,
@@ -64,8 +76,11 @@ def candidate_seconds(run_dir: Path) -> dict[tuple[str, str], float]:
     from ..record.tables import read_table
 
     try:
-        tensors = read_table(run_dir, "tensors", without_data=True).select(
-            "case", "backend", "probe", "rerun", "index", "output", "seconds", "prepare_seconds").to_dicts()
+        tensors = (
+            read_table(run_dir, "tensors", without_data=True)
+            .select("case", "backend", "probe", "rerun", "index", "output", "seconds", "prepare_seconds")
+            .to_dicts()
+        )
     except Exception:
         return {}
     return {key: runs + prepare for key, (runs, prepare) in backend_times(tensors).items()}
@@ -106,16 +121,25 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
     seconds = {c["case"]: c.get("seconds") or 0.0 for c in cases}
     counts_as = {o.status: vocabulary.STATUSES[o.status].counts_as for o in outcomes}
     applicable = [o for o in outcomes if counts_as[o.status] != "omitted"]
-    suite = ET.Element("testsuite", name="difftest", tests=str(len(applicable)),
-                       failures=str(sum(counts_as[o.status] == "fail" for o in outcomes)), errors="0",
-                       skipped=str(sum(counts_as[o.status] == "skip" for o in outcomes)),
-                       time=f"{_wall_seconds(run_dir, sum(seconds.values())):.3f}")
+    suite = ET.Element(
+        "testsuite",
+        name="difftest",
+        tests=str(len(applicable)),
+        failures=str(sum(counts_as[o.status] == "fail" for o in outcomes)),
+        errors="0",
+        skipped=str(sum(counts_as[o.status] == "skip" for o in outcomes)),
+        time=f"{_wall_seconds(run_dir, sum(seconds.values())):.3f}",
+    )
     for o in outcomes:
         if counts_as[o.status] == "omitted":
             continue  # no test: the candidate cannot run this kind of case at all (an ONNX file on eager torch)
-        element = ET.SubElement(suite, "testcase", classname=xml_text(o.case.split("::")[0]),
-                                name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
-                                time=f"{own.get((o.case, o.candidate), 0.0):.3f}")
+        element = ET.SubElement(
+            suite,
+            "testcase",
+            classname=xml_text(o.case.split("::")[0]),
+            name=xml_text(f"{o.case.split('::', 1)[-1]}[{o.candidate}]"),
+            time=f"{own.get((o.case, o.candidate), 0.0):.3f}",
+        )
         properties = ET.SubElement(element, "properties")
         ET.SubElement(properties, "property", name="url", value=xml_text(evidence_link(o.case, o.candidate)))
         if o.scope:
@@ -141,10 +165,13 @@ def write_junit(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any])
 def _worth_a_look(outcomes: list[Any], most: int = 4) -> list[str]:
     """One line per candidate × warning label (a pass worth a look: reduced_precision, nondeterministic, dtype), so
     a pass that is only a pass at a runtime's reduced precision is said, not folded into "no unexpected failures"."""
-    found = Counter((o.candidate, o.label) for o in outcomes
-                    if o.status == "pass" and vocabulary.label(o.label).outcome == "warns")
-    lines = [f"worth a look: {candidate}: {label} on {n} case(s): {vocabulary.label(label).meaning}"
-             for (candidate, label), n in found.most_common(most)]
+    found = Counter(
+        (o.candidate, o.label) for o in outcomes if o.status == "pass" and vocabulary.label(o.label).outcome == "warns"
+    )
+    lines = [
+        f"worth a look: {candidate}: {label} on {n} case(s): {vocabulary.label(label).meaning}"
+        for (candidate, label), n in found.most_common(most)
+    ]
     if len(found) > most:
         lines.append(f"… and {len(found) - most} more candidate × warning pair(s) (see the report)")
     return lines
@@ -153,16 +180,26 @@ def _worth_a_look(outcomes: list[Any], most: int = 4) -> list[str]:
 SUMMARY_STATUSES = ("pass", "xfail", "waived", "fail", "skipped", "not_applicable")  # the order the summary says them
 
 
-def format_summary(run_dir: Path, cases: list[dict[str, Any]], outcomes: list[Any], skipped: dict[str, str],
-                   seconds: float | None = None, waivers: Any = None) -> str:
+def format_summary(
+    run_dir: Path,
+    cases: list[dict[str, Any]],
+    outcomes: list[Any],
+    skipped: dict[str, str],
+    seconds: float | None = None,
+    waivers: Any = None,
+) -> str:
     """The one screen a terminal user reads at the end of a run."""
     lines = []
     c = counts(outcomes)
     took = f" in {seconds:.1f}s" if seconds is not None else ""
     lines.append(f"{len(cases)} case(s), {len(outcomes)} case×candidate result(s){took}")
     status = c["status"]
-    lines.append("status:   " + ", ".join(f"{name} {status.get(name, 0)}" for name in SUMMARY_STATUSES
-                                          if name in status or name in ("pass", "fail")))
+    lines.append(
+        "status:   "
+        + ", ".join(
+            f"{name} {status.get(name, 0)}" for name in SUMMARY_STATUSES if name in status or name in ("pass", "fail")
+        )
+    )
     for name, reason in skipped.items():  # each backend once, with its reason, not once per result
         count = sum(o.status == "skipped" and o.candidate == name for o in outcomes)
         lines.append(f"skipped:  {name}: {reason}" + (f" ({count} result(s))" if count else ""))

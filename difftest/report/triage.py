@@ -80,8 +80,12 @@ def error_summary(text: str | None) -> str:
     if first.endswith(":") and len(lines) > 1:  # "Found the following conflicts ...:" says nothing without its list
         first = f"{first} {lines[1]}"
     first = re.sub(r"^(export failed|run failed|session failed|[\w:]+ failed): ", "", first)
-    first = re.sub(r"Failed to export the model with torch\.export\. This is step \d/\d of exporting the model to "
-                   r"ONNX\. Next steps:?", "torch.export failed", first)
+    first = re.sub(
+        r"Failed to export the model with torch\.export\. This is step \d/\d of exporting the model to "
+        r"ONNX\. Next steps:?",
+        "torch.export failed",
+        first,
+    )
     return _clip(first)
 
 
@@ -158,17 +162,22 @@ def _fix(group: Group) -> str:
     names = ", ".join(x.candidate for x in group.outcomes)
     declared = (o.scope or "").split(";")[0] or "declared for the case"
     if o.label in DISCREPANCY | COULD_NOT_RUN:
-        return (f"{names} now gives {o.label} where the case expects {expected} ({declared}): if that is the new "
-                f"truth, declare {o.label} for {group.family}; if not, it is a regression")
-    return (f"{names} now passes ({o.label}) where the case expects {expected} ({declared}): remove that "
-            f"expectation for {group.family} (or narrow it to the candidates that still fail), and keep the reason "
-            "in the docstring if it still holds elsewhere")
+        return (
+            f"{names} now gives {o.label} where the case expects {expected} ({declared}): if that is the new "
+            f"truth, declare {o.label} for {group.family}; if not, it is a regression"
+        )
+    return (
+        f"{names} now passes ({o.label}) where the case expects {expected} ({declared}): remove that "
+        f"expectation for {group.family} (or narrow it to the candidates that still fail), and keep the reason "
+        "in the docstring if it still holds elsewhere"
+    )
 
 
 @dataclass
 class Pattern:
     """Discrepancies in several cases with the same verdict, candidate family and blame reasoning: often one
     root cause (a runtime's precision mode, one exporter bug) worth reading once rather than N times."""
+
     family: str
     label: str
     reason: str
@@ -189,8 +198,12 @@ def common_patterns(groups: list[Group]) -> list[Pattern]:
         if g.section != "discrepancy" or not g.first.blame or not reason:
             continue
         reason = f"{g.first.blame}: {reason}"
-        key = (g.family, g.label, getattr(g.first, "blame_rule", None) or "",
-               re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason))
+        key = (
+            g.family,
+            g.label,
+            getattr(g.first, "blame_rule", None) or "",
+            re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "#", reason),
+        )
         found.setdefault(key, Pattern(g.family, g.label, reason, [])).groups.append(g)
     patterns = [p for p in found.values() if len({g.case for g in p.groups}) >= PATTERN_MIN_CASES]
     return sorted(patterns, key=lambda p: -len(p.groups))
@@ -202,8 +215,10 @@ def headline(groups: list[Group], patterns: list[Pattern]) -> str:
     parts = []
     if discrepancies:
         cases = len({g.case for g in discrepancies})
-        text = (f"{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'} in {cases} "
-                f"case{'s' if cases != 1 else ''}")
+        text = (
+            f"{len(discrepancies)} discrepanc{'y' if len(discrepancies) == 1 else 'ies'} in {cases} "
+            f"case{'s' if cases != 1 else ''}"
+        )
         shared = [f"{len(p.groups)} share one pattern on {p.family}" for p in patterns]
         parts.append(text + (f" ({', '.join(shared)})" if shared else ""))
     could_not = [g for g in groups if g.section == "could_not_run"]
@@ -212,8 +227,12 @@ def headline(groups: list[Group], patterns: list[Pattern]) -> str:
         # An export that fails is the exporter's limitation, whichever runtimes were waiting for the graph.
         kind = "exporter" if g.kind == "limitation" and g.label == "export_error" else g.kind
         by_family.setdefault((g.family, kind), set()).add(g.case)
-    kinds = {"setup": "setup", "limitation": "backend limitation", "exporter": "exporter limitation",
-             "crash": "crashed or timed out"}
+    kinds = {
+        "setup": "setup",
+        "limitation": "backend limitation",
+        "exporter": "exporter limitation",
+        "crash": "crashed or timed out",
+    }
     for (name, kind), cases in sorted(by_family.items(), key=lambda item: (-len(item[1]), item[0])):
         parts.append(f"{len(cases)} case{'s' if len(cases) != 1 else ''} could not run on {name} ({kinds[kind]})")
     expectations = sum(len(g.outcomes) for g in groups if g.section == "expectation")
@@ -229,6 +248,12 @@ def class_flips(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     class once a rule accepted the float difference behind it): worth a warning even though nothing fails."""
     found = []
     for c in comparisons:
-        if c["passed"] and c.get("mismatched") and c["label"] == "numeric" and c.get("rtol") == 0 and c.get("atol") == 0:
+        if (
+            c["passed"]
+            and c.get("mismatched")
+            and c["label"] == "numeric"
+            and c.get("rtol") == 0
+            and c.get("atol") == 0
+        ):
             found.append(c)
     return found

@@ -79,9 +79,7 @@ class Case:
 
 
 # Options a decorator may carry; the same names as Case's fields.
-CASE_OPTIONS = tuple(
-    f.name for f in dataclasses.fields(Case) if f.name not in ("module", "args", "kwargs")
-)
+CASE_OPTIONS = tuple(f.name for f in dataclasses.fields(Case) if f.name not in ("module", "args", "kwargs"))
 
 
 @dataclass
@@ -130,9 +128,7 @@ def case(fn: Callable | None = None, /, *, name: str | None = None, **options: A
     """
     unknown = sorted(set(options) - set(CASE_OPTIONS))
     if unknown:
-        raise TypeError(
-            f"case() got unknown option(s) {', '.join(unknown)}; known options: {', '.join(CASE_OPTIONS)}"
-        )
+        raise TypeError(f"case() got unknown option(s) {', '.join(unknown)}; known options: {', '.join(CASE_OPTIONS)}")
     _check_exporter(options.get("exporter"))
 
     import sys

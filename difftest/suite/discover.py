@@ -45,14 +45,18 @@ def suite_files(target: str) -> tuple[list[Path], str | None]:
         if name:
             raise UsageError(f"target {target!r}: '::case' needs a suite file, not a folder")
         if not files:
-            raise UsageError(f"target {target!r}: the folder holds no suite files (*.py), no ONNX files (*.onnx) "
-                             "and no ONNX test folders (model.onnx + test_data_set_*/)")
+            raise UsageError(
+                f"target {target!r}: the folder holds no suite files (*.py), no ONNX files (*.onnx) "
+                "and no ONNX test folders (model.onnx + test_data_set_*/)"
+            )
         return files, None
     if path.suffix == ".onnx":
         return [path], name or None
     if path.suffix != ".py":
-        raise UsageError(f"target {target!r}: a target is a suite file (.py), an ONNX file (.onnx), a folder of "
-                         "either, or an ONNX test folder")
+        raise UsageError(
+            f"target {target!r}: a target is a suite file (.py), an ONNX file (.onnx), a folder of "
+            "either, or an ONNX test folder"
+        )
     return [path], name or None
 
 
@@ -64,7 +68,9 @@ def _shadowed_module(path: Path) -> str | None:
     if path.stem in sys.builtin_module_names:
         return "built into Python"
     # Other suite folders are not "installed": two suites of one name in two folders is the duplicate-name check's
-    others = [entry for entry in sys.path if entry and entry not in SUITE_FOLDERS and Path(entry).resolve() != path.parent]
+    others = [
+        entry for entry in sys.path if entry and entry not in SUITE_FOLDERS and Path(entry).resolve() != path.parent
+    ]
     try:
         spec = importlib.machinery.PathFinder.find_spec(path.stem, others)
     except (ImportError, ValueError):
@@ -93,7 +99,8 @@ def load_suite(path: Path) -> list[CaseDef]:
             f"{path}: this suite has the name of the installed module {path.stem!r} ({shadowed}). difftest puts a "
             f"suite's folder first on sys.path (so suites can import their neighbours), so `import {path.stem}` "
             f"would find this file instead, in every case of the run. Rename the file (e.g. "
-            f"{path.with_name('zoo_' + path.name).name}).")
+            f"{path.with_name('zoo_' + path.name).name})."
+        )
     if folder not in SUITE_FOLDERS:
         SUITE_FOLDERS.append(folder)
     if folder not in sys.path:
@@ -130,8 +137,9 @@ def load_suite(path: Path) -> list[CaseDef]:
     return collected
 
 
-def collect(targets: list[str], keyword: str | None = None,
-            progress: Callable[[int], None] | None = None) -> list[tuple[CaseRef, CaseDef]]:
+def collect(
+    targets: list[str], keyword: str | None = None, progress: Callable[[int], None] | None = None
+) -> list[tuple[CaseRef, CaseDef]]:
     """All cases the targets name, in file then declaration order, filtered by ``-k``. ``progress`` is told the
     count found so far after each file (a run starts its other workers once there is work for them)."""
     found: list[tuple[CaseRef, CaseDef]] = []
@@ -146,7 +154,8 @@ def collect(targets: list[str], keyword: str | None = None,
                 raise UsageError(
                     f"two suite files share the name {resolved.stem!r}: {other} and {resolved}. Case ids are "
                     f"'<file name>::<case>', so their cases would collide and one would replace the other; rename "
-                    "one of the files or run them separately")
+                    "one of the files or run them separately"
+                )
             definitions = load_suite(path)
             if only is not None and only not in {d.name for d in definitions}:
                 raise UsageError(

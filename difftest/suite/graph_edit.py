@@ -108,9 +108,11 @@ def fold_input(model: Any, node: Any, input_index: int) -> str:
             stack.extend(producer.input)
     order = [n for n in model.graph.node if n in needed]
     sub = helper.make_model(
-        helper.make_graph(order, "fold", [], [helper.make_tensor_value_info(name, 0, None)],
-                          initializer=list(model.graph.initializer)),
-        opset_imports=list(model.opset_import))
+        helper.make_graph(
+            order, "fold", [], [helper.make_tensor_value_info(name, 0, None)], initializer=list(model.graph.initializer)
+        ),
+        opset_imports=list(model.opset_import),
+    )
     value = ReferenceEvaluator(sub).run(None, {})[0]
     folded = f"{name}_folded"
     model.graph.initializer.append(numpy_helper.from_array(np.asarray(value), folded))
@@ -161,8 +163,9 @@ def rename_value(model: Any, old: str, new: str) -> None:
         node.input[:] = [new if name == old else name for name in node.input]
 
 
-def rewire_output(make_nodes: Callable[[str, str], list[Any]], index: int = 0,
-                  elem_type: int | None = None) -> Callable:
+def rewire_output(
+    make_nodes: Callable[[str, str], list[Any]], index: int = 0, elem_type: int | None = None
+) -> Callable:
     """A transform that inserts nodes between graph output ``index`` and its producer.
 
     ``make_nodes(inner, outer)`` returns nodes reading ``inner`` (the old value) and writing ``outer``

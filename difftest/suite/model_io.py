@@ -40,7 +40,9 @@ class Signature:
     kw_holes: dict[str, list[tuple[Path, int]]] = field(default_factory=dict)
 
 
-def signature_of(module: Any, args: tuple, kwargs: dict | None, bake_kwargs: bool = False) -> tuple[Signature, list[torch.Tensor]]:
+def signature_of(
+    module: Any, args: tuple, kwargs: dict | None, bake_kwargs: bool = False
+) -> tuple[Signature, list[torch.Tensor]]:
     """Name the tensor inputs after the forward signature and collect them in order; tensors inside containers
     are inputs too, named after their path."""
     params = _parameter_names(module)
@@ -152,8 +154,13 @@ class FlatModule(torch.nn.Module):
     them baked in, as ``functools.partial(model, mask=m)`` would.
     """
 
-    def __init__(self, module: Any, signature: Signature, frozen: dict[str, torch.Tensor] | None = None,
-                 copy_each_call: bool = True):
+    def __init__(
+        self,
+        module: Any,
+        signature: Signature,
+        frozen: dict[str, torch.Tensor] | None = None,
+        copy_each_call: bool = True,
+    ):
         super().__init__()
         self.inner = module
         self.signature = signature
@@ -172,8 +179,11 @@ class FlatModule(torch.nn.Module):
         a trace meets fake tensors), and the exporter's writes into them touch nothing anyone else uses."""
         import dataclasses
 
-        signature = dataclasses.replace(self.signature, arg_constants=[_fresh(c) for c in self.signature.arg_constants],
-                                        kw_constants={k: _fresh(v) for k, v in self.signature.kw_constants.items()})
+        signature = dataclasses.replace(
+            self.signature,
+            arg_constants=[_fresh(c) for c in self.signature.arg_constants],
+            kw_constants={k: _fresh(v) for k, v in self.signature.kw_constants.items()},
+        )
         return FlatModule(self.inner, signature, self.frozen, copy_each_call=False)
 
     def call_inner(self, *live: torch.Tensor) -> Any:
@@ -245,7 +255,8 @@ def flatten_outputs(result: Any, prefix: str = "output") -> tuple[list[str], lis
                 raise OutputError(
                     f"output at {path!r} is a {type(value).__name__} holding no tensors, which cannot be compared; "
                     "return tensors, or containers and objects that hold them (drop this output in the factory, "
-                    "e.g. with a wrapper module)")
+                    "e.g. with a wrapper module)"
+                )
             for leaf_path, tensor in leaves:
                 names.append(_unique(f"{path}_{_safe(path_text(leaf_path))}", names))
                 tensors.append(tensor)
@@ -268,9 +279,7 @@ def _parameter_names(module: Any) -> list[str]:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return []
-    return [
-        p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _safe(name: str) -> str:

@@ -23,6 +23,7 @@ def case_defs(location: Path) -> list:
     files = [location] if location.is_file() else find(location)
     definitions = []
     for path in files:
+
         def factory(path: Path = path) -> Case:
             return Case(None, (), onnx=str(path))
 

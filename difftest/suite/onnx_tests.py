@@ -96,12 +96,14 @@ def check_external_data(model, folder: Path) -> None:
         if not location or os.path.isabs(location) or ".." in Path(location).parts:
             raise OnnxTestError(
                 f"{folder}: tensor {tensor.name!r} points its external data at {location!r}, outside the model's "
-                "folder; refusing to read it (only relative paths inside the folder are allowed)")
+                "folder; refusing to read it (only relative paths inside the folder are allowed)"
+            )
         target = (folder / location).resolve()
         if root not in target.parents:
             raise OnnxTestError(
                 f"{folder}: tensor {tensor.name!r} external data {location!r} resolves to {target}, outside the "
-                "model's folder (a symlink out?); refusing to read it")
+                "model's folder (a symlink out?); refusing to read it"
+            )
         if not target.is_file():
             raise OnnxTestError(f"{folder}: tensor {tensor.name!r} external data file {location!r} is missing")
 
@@ -116,6 +118,7 @@ def case_defs(folder: Path, tags: list[str] | None = None, expect=None) -> list:
 
     definitions = []
     for name, location in find(folder):
+
         def factory(location: Path = location) -> Case:
             return Case(None, (), onnx_test=str(location))
 
@@ -150,8 +153,10 @@ def read_pb(path: Path) -> np.ndarray:
     from onnx import TensorProto, numpy_helper
 
     if not path.is_file():
-        raise OnnxTestError(f"{path}: missing (each test data set needs input_<i>.pb for every graph input and "
-                            "output_<i>.pb for every graph output)")
+        raise OnnxTestError(
+            f"{path}: missing (each test data set needs input_<i>.pb for every graph input and "
+            "output_<i>.pb for every graph output)"
+        )
     tensor = TensorProto()
     try:
         tensor.ParseFromString(path.read_bytes())

@@ -142,7 +142,7 @@ def _other_counts(a: np.ndarray) -> np.ndarray:
         if sorted_row and (ascending or descending or count in (0, width)):
             fresh = np.zeros(width, dtype=bool)
             if ascending:
-                fresh[width - target:] = True
+                fresh[width - target :] = True
             else:
                 fresh[:target] = True
             row[:] = fresh
@@ -191,8 +191,11 @@ def _other_indices(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for _ in range(8):
             if distinct and span >= width:
                 # rng.choice(span, replace=False) would build the whole range: past 2^20 values, draw and redraw
-                drawn = (rng.choice(span, size=width, replace=False) + low if span <= 1 << 20
-                         else _distinct_draw(rng, low, high, width))
+                drawn = (
+                    rng.choice(span, size=width, replace=False) + low
+                    if span <= 1 << 20
+                    else _distinct_draw(rng, low, high, width)
+                )
             else:
                 drawn = rng.integers(low, high + 1, size=width)
             if sorted_rows:
@@ -262,8 +265,9 @@ def _has_ties(feeds: Mapping[str, np.ndarray]) -> bool:
     return any(_is_float(a) and a.size > 1 and len(np.unique(a)) < a.size for a in feeds.values())
 
 
-def _other_shapes(feeds: Mapping[str, np.ndarray], dynamic_axes: Mapping[str, Mapping[int, str]],
-                  rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+def _other_shapes(
+    feeds: Mapping[str, np.ndarray], dynamic_axes: Mapping[str, Mapping[int, str]], rng: np.random.Generator
+) -> dict[str, np.ndarray] | None:
     sizes: dict[str, int] = {}
     for name, axes in dynamic_axes.items():
         if name not in feeds:
@@ -345,5 +349,13 @@ def parse_probes(text: str | None) -> list[str]:
     return names
 
 
-__all__ = ["ALL_PROBES", "DEFAULT_PROBES", "DISTRIBUTION_PROBES", "SYNTHETIC_PROBES", "VALUE_PROBES", "make_probes",
-           "parse_probes", "describe"]
+__all__ = [
+    "ALL_PROBES",
+    "DEFAULT_PROBES",
+    "DISTRIBUTION_PROBES",
+    "SYNTHETIC_PROBES",
+    "VALUE_PROBES",
+    "make_probes",
+    "parse_probes",
+    "describe",
+]

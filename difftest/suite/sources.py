@@ -61,8 +61,9 @@ def _imported_files(data: bytes, file: Path, suite_folder: Path) -> list[Path]:
             found += _module_files(base, node.level, file, suite_folder)
             for alias in node.names:  # ``from pkg import module`` imports a module too
                 if alias.name != "*":
-                    found += _module_files(f"{base}.{alias.name}" if base else alias.name, node.level, file,
-                                           suite_folder)
+                    found += _module_files(
+                        f"{base}.{alias.name}" if base else alias.name, node.level, file, suite_folder
+                    )
     return found
 
 

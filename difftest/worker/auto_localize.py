@@ -17,8 +17,9 @@ from ..suite.cases import Case
 from .task import Task, enter_stage
 
 
-def localize_failures(task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]],
-                      row: dict[str, Any], exports: Any) -> None:
+def localize_failures(
+    task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]], row: dict[str, Any], exports: Any
+) -> None:
     """Localize each ONNX candidate that fails on values on the base probe (``failing``: candidate -> probes, as
     the case's own judge found them, tolerances included), within the budget, in the graph it ran: the worker's
     export (``exports``, the case's ``CaseExports``), so nothing is exported again and the user's own file is
@@ -45,8 +46,17 @@ def localize_failures(task: Task, built: Case, candidates: list[Any], failing: d
         if cached is not None:
             found[candidate.name] = {**cached, "cached": True, "repro": _copy_bundle(cached.get("repro"), folder)}
             continue
-        result = localize(task.ref, candidate.name, "torch", "base", folder, left, built,
-                          graph=exports.done.get(candidate.export_key(row["exporter"])), own_export=own_export)
+        result = localize(
+            task.ref,
+            candidate.name,
+            "torch",
+            "base",
+            folder,
+            left,
+            built,
+            graph=exports.done.get(candidate.export_key(row["exporter"])),
+            own_export=own_export,
+        )
         found[candidate.name] = json.loads(result.to_json())
         _store_localization(task, cache_keys.get(candidate.name), candidate.name, found[candidate.name])
     if found:

@@ -45,9 +45,11 @@ class InputSpec:
     @classmethod
     def of(cls, options: dict[str, Any] | None) -> "InputSpec":
         options = options or {}
-        return cls({k: [int(d) for d in v] for k, v in (options.get("shapes") or {}).items()},
-                   {k: (float(v[0]), float(v[1])) for k, v in (options.get("ranges") or {}).items()},
-                   options.get("data"))
+        return cls(
+            {k: [int(d) for d in v] for k, v in (options.get("shapes") or {}).items()},
+            {k: (float(v[0]), float(v[1])) for k, v in (options.get("ranges") or {}).items()},
+            options.get("data"),
+        )
 
 
 def reference_for(backends: list[str]) -> str:
@@ -68,7 +70,8 @@ def _fallback_reference(task: Task, row: dict[str, Any], tensors: list[dict[str,
             row["reference"] = name
             row["warnings"] = list(row.get("warnings") or []) + [
                 f"{reference} cannot run this graph ({str(why).splitlines()[0][:200]}): {name} is the reference "
-                "instead, so the verdicts say whether the runtimes agree, not whether they follow the specification"]
+                "instead, so the verdicts say whether the runtimes agree, not whether they follow the specification"
+            ]
             return
 
 
@@ -93,8 +96,9 @@ def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[st
     row["stage"] = None
     for probe, feeds in probes.items():
         for index, (name, array) in enumerate(feeds.items()):
-            tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(
+                tensor_row(task, INPUTS, probe, output=name, index=index, array=array, max_bytes=task.max_tensor_bytes)
+            )
     exports: dict[tuple[str, str | None], ExportResult] = {}
 
     def model_for(key: tuple[str, str | None]) -> ExportResult:
@@ -117,22 +121,32 @@ def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[st
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         if not backend.needs_onnx:
             if spec_name not in (task.reference_variants or ()):
-                tensors.append(tensor_row(task, candidate.name, "*", status="skipped", stage="session", message=(
-                    "not applicable: this case is a bare ONNX file: there is no PyTorch model to run; its "
-                    f"reference is {reference}")))
+                tensors.append(
+                    tensor_row(
+                        task,
+                        candidate.name,
+                        "*",
+                        status="skipped",
+                        stage="session",
+                        message=(
+                            "not applicable: this case is a bare ONNX file: there is no PyTorch model to run; its "
+                            f"reference is {reference}"
+                        ),
+                    )
+                )
             continue
         exported = model_for((USER_FILE, candidate.get("transform")))
         if not exported.ok:
-            tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
-                                      message=exported.error))
+            tensors.append(
+                tensor_row(task, candidate.name, "*", status="error", stage=exported.stage, message=exported.error)
+            )
             continue
         run_backend(task, backend, graph.with_graph(exported), probes, tensors, task.reruns, name=candidate.name)
     _fallback_reference(task, row, tensors, order)
     _run_oracle(task, model, graph, probes, row, tensors)
     for key, exported in exports.items():
         if exported.ok:
-            record_graph_evidence(task, exported.onnx_bytes, list(row["outputs"]), probes, tensors,
-                                  export_name(key))
+            record_graph_evidence(task, exported.onnx_bytes, list(row["outputs"]), probes, tensors, export_name(key))
     if task.control_budget > 0:
         from .controls import run_controls
 
@@ -143,8 +157,14 @@ def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[st
         run_controls(task, row, tensors, probes, graph_for)
 
 
-def _run_oracle(task: Task, model: Any, graph: Subject, probes: dict[str, dict[str, np.ndarray]],
-                row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+def _run_oracle(
+    task: Task,
+    model: Any,
+    graph: Subject,
+    probes: dict[str, dict[str, np.ndarray]],
+    row: dict[str, Any],
+    tensors: list[dict[str, Any]],
+) -> None:
     """The graph in float64 on the reference evaluator, as the pseudo-backend ``onnx-ref-fp64``; why not, when not."""
     if not task.reference_variants:  # the run asked for no oracle (--no-oracle)
         return
@@ -154,14 +174,25 @@ def _run_oracle(task: Task, model: Any, graph: Subject, probes: dict[str, dict[s
     try:
         wide = widened(model)
     except Exception as exc:
-        tensors.append(tensor_row(task, FP64_ORACLE, "*", status="skipped", stage="session",
-                                  message=f"the graph cannot be widened to float64: {type(exc).__name__}: {exc}"))
+        tensors.append(
+            tensor_row(
+                task,
+                FP64_ORACLE,
+                "*",
+                status="skipped",
+                stage="session",
+                message=f"the graph cannot be widened to float64: {type(exc).__name__}: {exc}",
+            )
+        )
         return
     backend = REGISTRY[SPEC_REFERENCE](threads=task.threads)
-    wide_feeds = {probe: {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in feeds.items()}
-                  for probe, feeds in probes.items()}
-    subject = graph.with_graph(ExportResult(FP64_ORACLE, 0.0, onnx_bytes=wide.SerializeToString(),
-                                            graph_inputs=list(graph.input_names)))
+    wide_feeds = {
+        probe: {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in feeds.items()}
+        for probe, feeds in probes.items()
+    }
+    subject = graph.with_graph(
+        ExportResult(FP64_ORACLE, 0.0, onnx_bytes=wide.SerializeToString(), graph_inputs=list(graph.input_names))
+    )
     before = len(tensors)
     run_backend(task, backend, subject, wide_feeds, tensors, 0, name=FP64_ORACLE)
     failed = [t for t in tensors[before:] if t["status"] != "ok"]
@@ -170,15 +201,19 @@ def _run_oracle(task: Task, model: Any, graph: Subject, probes: dict[str, dict[s
             t["status"], t["stage"] = "skipped", "session"
         row["warnings"] = list(row.get("warnings") or []) + [
             f"no float64 oracle: the reference evaluator cannot run this graph in float64 "
-            f"({(failed[0]['message'] or '').splitlines()[0][:200]}); verdicts rest on the reference alone"]
+            f"({(failed[0]['message'] or '').splitlines()[0][:200]}); verdicts rest on the reference alone"
+        ]
 
 
-def _probes(inputs: list[Any], spec: InputSpec, notes: list[str], wanted: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def _probes(
+    inputs: list[Any], spec: InputSpec, notes: list[str], wanted: list[str]
+) -> dict[str, dict[str, np.ndarray]]:
     unknown = sorted((set(spec.shapes) | set(spec.ranges)) - {v.name for v in inputs} - {"*"})
     if unknown:
         raise CaseDefinitionError(
             f"--input-shapes/--val-range name {', '.join(unknown)}, which the graph does not take; its inputs are "
-            + ", ".join(v.describe() for v in inputs))
+            + ", ".join(v.describe() for v in inputs)
+        )
     if spec.data:
         sets = load_inputs(Path(spec.data), [v.name for v in inputs])
         return {("base" if i == 0 else f"set_{i}"): feeds for i, feeds in enumerate(sets)}
@@ -199,18 +234,23 @@ def _shape(value: Any, spec: InputSpec, sizes: dict[str, int], notes: list[str])
     if value.name in spec.shapes:
         given = spec.shapes[value.name]
         if value.dims is not None and len(given) != len(value.dims):
-            raise CaseDefinitionError(f"--input-shapes {value.name}: {len(given)} dims given, the graph declares "
-                                      f"{value.describe()}")
+            raise CaseDefinitionError(
+                f"--input-shapes {value.name}: {len(given)} dims given, the graph declares {value.describe()}"
+            )
         for axis, (dim, size) in enumerate(zip(value.dims or [], given)):
             if isinstance(dim, int) and dim != size:
-                raise CaseDefinitionError(f"--input-shapes {value.name}: axis {axis} is fixed to {dim} in the graph "
-                                          f"({value.describe()}), {size} was given")
+                raise CaseDefinitionError(
+                    f"--input-shapes {value.name}: axis {axis} is fixed to {dim} in the graph "
+                    f"({value.describe()}), {size} was given"
+                )
             if isinstance(dim, str):
                 sizes.setdefault(dim, size)
         return list(given)
     if value.dims is None:
-        raise CaseDefinitionError(f"input {value.name!r} declares no shape: give it with --input-shapes "
-                                  f"{value.name}:DIMxDIM..., or pass --inputs")
+        raise CaseDefinitionError(
+            f"input {value.name!r} declares no shape: give it with --input-shapes "
+            f"{value.name}:DIMxDIM..., or pass --inputs"
+        )
     shape = []
     for axis, dim in enumerate(value.dims):
         if isinstance(dim, int):
@@ -222,9 +262,10 @@ def _shape(value: Any, spec: InputSpec, sizes: dict[str, int], notes: list[str])
         size = 1
         if isinstance(dim, str):
             sizes[dim] = size
-        notes.append(f"input {value.name!r} axis {axis} ({dim or 'unnamed'}) is symbolic: fed {size}; choose with "
-                     f"--input-shapes {value.name}:" + "x".join(str(d if isinstance(d, int) else 1)
-                                                               for d in value.dims))
+        notes.append(
+            f"input {value.name!r} axis {axis} ({dim or 'unnamed'}) is symbolic: fed {size}; choose with "
+            f"--input-shapes {value.name}:" + "x".join(str(d if isinstance(d, int) else 1) for d in value.dims)
+        )
         shape.append(size)
     return shape
 
@@ -257,14 +298,18 @@ def load_inputs(path: Path, names: list[str]) -> list[dict[str, np.ndarray]]:
         raise CaseDefinitionError(f"--inputs {path}: no such file or folder")
     if path.is_file():
         if path.suffix != ".npz":
-            raise CaseDefinitionError(f"--inputs {path}: give an .npz file (arrays named after the graph's inputs) "
-                                      "or a folder of input_<i>.pb files")
+            raise CaseDefinitionError(
+                f"--inputs {path}: give an .npz file (arrays named after the graph's inputs) "
+                "or a folder of input_<i>.pb files"
+            )
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         missing = [n for n in names if n not in arrays]
         if missing:
-            raise CaseDefinitionError(f"--inputs {path}: holds {', '.join(sorted(arrays)) or 'nothing'}, the graph "
-                                      f"takes {', '.join(names)} (missing: {', '.join(missing)})")
+            raise CaseDefinitionError(
+                f"--inputs {path}: holds {', '.join(sorted(arrays)) or 'nothing'}, the graph "
+                f"takes {', '.join(names)} (missing: {', '.join(missing)})"
+            )
         return [{n: arrays[n] for n in names}]
     folders = sorted(path.glob("test_data_set_*")) or [path]
     sets = []

@@ -36,9 +36,13 @@ def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, A
     from ..judge.verdicts import RunContext, judge_case
 
     variants = set(task.reference_variants or ())
-    context = RunContext(run=task.run_id, reference=task.reference,
-                         candidates=[b for b in task.backends if b != task.reference and b not in variants],
-                         skipped={}, oracle=next(iter(variants), None))
+    context = RunContext(
+        run=task.run_id,
+        reference=task.reference,
+        candidates=[b for b in task.backends if b != task.reference and b not in variants],
+        skipped={},
+        oracle=next(iter(variants), None),
+    )
     failing: dict[str, set[str]] = {}
     for comparison in judge_case({**row, "status": "ok", "controls": None}, tensors, context):
         if comparison["label"] in WRONG_VALUES and comparison["probe"] != "*":
@@ -46,10 +50,17 @@ def failing_candidates(task: Any, row: dict[str, Any], tensors: list[dict[str, A
     return failing
 
 
-def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], probes: dict[str, dict[str, Any]],
-                 graph_for: Callable[[Any], Any], module: Any = None,
-                 without_rewrite: Callable[[Any], Any] | None = None,
-                 failing: dict[str, set[str]] | None = None, own_exporter: str | None = None) -> None:
+def run_controls(
+    task: Any,
+    row: dict[str, Any],
+    tensors: list[dict[str, Any]],
+    probes: dict[str, dict[str, Any]],
+    graph_for: Callable[[Any], Any],
+    module: Any = None,
+    without_rewrite: Callable[[Any], Any] | None = None,
+    failing: dict[str, set[str]] | None = None,
+    own_exporter: str | None = None,
+) -> None:
     """Run the controls for every candidate that fails on values. ``graph_for(candidate)`` gives the subject a
     control of that candidate runs (the candidate's export; the eager model for eager candidates), or None;
     ``module`` is the case's model (are there attention modules?); ``without_rewrite(candidate)`` exports without
@@ -75,27 +86,53 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
         wanted = [_wanted(candidate, c) for c in declared if c.order == "first"]
         on_graph = REGISTRY[candidate.backend].needs_onnx
         if on_graph:
-            wanted.insert(0, {"name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
-                              "because": f"the ONNX specification's opinion on the graph {name} ran"})
+            wanted.insert(
+                0,
+                {
+                    "name": _variant(Candidate("onnx-ref", ()), candidate, ("exporter", "transform")),
+                    "because": f"the ONNX specification's opinion on the graph {name} ran",
+                },
+            )
             if own_exporter and candidate.export_key(USER_FILE)[0] == USER_FILE:
-                wanted.append({"name": with_settings(candidate, exporter=own_exporter),
-                               "because": (f"does difftest's own {own_exporter} export of the same model agree with "
-                                           "eager? Then the file (its export step or post-processing) makes the "
-                                           "gap"), "graph": True})
-            if "torch-export" in REGISTRY and candidate.export_key(row.get("exporter") or "dynamo")[0] == "dynamo" \
-                    and not candidate.get("transform"):
-                wanted.append({"name": "torch-export",
-                               "because": ("does the program torch.export captured (run as a module, before any "
-                                           "ONNX translation) already differ from eager? Then the capture makes "
-                                           "the gap, else the ONNX translation"), "graph": "eager"})
+                wanted.append(
+                    {
+                        "name": with_settings(candidate, exporter=own_exporter),
+                        "because": (
+                            f"does difftest's own {own_exporter} export of the same model agree with "
+                            "eager? Then the file (its export step or post-processing) makes the "
+                            "gap"
+                        ),
+                        "graph": True,
+                    }
+                )
+            if (
+                "torch-export" in REGISTRY
+                and candidate.export_key(row.get("exporter") or "dynamo")[0] == "dynamo"
+                and not candidate.get("transform")
+            ):
+                wanted.append(
+                    {
+                        "name": "torch-export",
+                        "because": (
+                            "does the program torch.export captured (run as a module, before any "
+                            "ONNX translation) already differ from eager? Then the capture makes "
+                            "the gap, else the ONNX translation"
+                        ),
+                        "graph": "eager",
+                    }
+                )
         wanted += [_wanted(candidate, c) for c in declared if c.order != "first"]
         for control in wanted:
             control_name = control["name"]
             if control_name in present or control_name in controls:
                 continue
             if time.monotonic() > deadline:
-                controls[control_name] = {"kind": "backend", "ran": False, "for": name,
-                                          "reason": "the case's control budget was spent"}
+                controls[control_name] = {
+                    "kind": "backend",
+                    "ran": False,
+                    "for": name,
+                    "reason": "the case's control budget was spent",
+                }
                 continue
             spec = parse(control_name)
             backend = REGISTRY[spec.backend](threads=task.threads, options=dict(spec.settings))
@@ -108,25 +145,37 @@ def run_controls(task: Any, row: dict[str, Any], tensors: list[dict[str, Any]], 
             # A control on another export, or one that runs the model itself (torch-export)
             control_graph = graph_for(spec) if control.get("graph") else graph
             if control_graph is None:
-                controls[control_name] = {"kind": "backend", "ran": False, "for": name,
-                                          "reason": "its export failed (see the case's exports)"}
+                controls[control_name] = {
+                    "kind": "backend",
+                    "ran": False,
+                    "for": name,
+                    "reason": "its export failed (see the case's exports)",
+                }
                 continue
             run_backend(task, backend, control_graph, chosen, tensors, 0, name=control_name)
             skipped = [t for t in tensors[before:] if t["status"] == "skipped"]
-            controls[control_name] = {"kind": "backend", "ran": not skipped, "for": name,
-                                      "because": control["because"], "probes": sorted(chosen),
-                                      **({"reason": skipped[0]["message"]} if skipped else {})}
+            controls[control_name] = {
+                "kind": "backend",
+                "ran": not skipped,
+                "for": name,
+                "because": control["because"],
+                "probes": sorted(chosen),
+                **({"reason": skipped[0]["message"]} if skipped else {}),
+            }
         if on_graph and without_rewrite is not None and "rewrite" not in controls and time.monotonic() < deadline:
-            controls["rewrite"] = _without_rewrite(task, candidate, chosen, without_rewrite(candidate), graph, row,
-                                                   tensors)
+            controls["rewrite"] = _without_rewrite(
+                task, candidate, chosen, without_rewrite(candidate), graph, row, tensors
+            )
     if controls:
         row["controls"] = json.dumps(controls)
 
 
 def _wanted(candidate: Any, control: Any) -> dict[str, str]:
     """A declared control (``backends.base.Control``) as the control to run for ``candidate``."""
-    return {"name": with_settings(candidate, **control.changes()),
-            "because": control.because.format(name=candidate.name)}
+    return {
+        "name": with_settings(candidate, **control.changes()),
+        "because": control.because.format(name=candidate.name),
+    }
 
 
 def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
@@ -134,8 +183,15 @@ def _variant(base: Any, candidate: Any, keys: tuple[str, ...]) -> str:
     return with_settings(base, **{k: v for k, v in candidate.settings if k in keys})
 
 
-def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any, graph: Any, row: dict[str, Any],
-                     tensors: list[dict[str, Any]]) -> dict[str, Any]:
+def _without_rewrite(
+    task: Any,
+    candidate: Any,
+    probes: dict[str, Any],
+    raw: Any,
+    graph: Any,
+    row: dict[str, Any],
+    tensors: list[dict[str, Any]],
+) -> dict[str, Any]:
     """Run ``candidate`` on the export without the case's own onnx_transform: does the rewrite make the gap?"""
     from ..backends import REGISTRY
     from ..judge.classify import classify
@@ -143,8 +199,12 @@ def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any
     from ..record.tables import decode
 
     if not raw.ok:
-        return {"kind": "fact", "ran": False, "candidate": candidate.name,
-                "reason": f"the export without the rewrite failed: {(raw.error or '')[:300]}"}
+        return {
+            "kind": "fact",
+            "ran": False,
+            "candidate": candidate.name,
+            "reason": f"the export without the rewrite failed: {(raw.error or '')[:300]}",
+        }
     backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
     subject = graph.with_graph(raw)
     scratch: list[dict[str, Any]] = []
@@ -155,10 +215,24 @@ def _without_rewrite(task: Any, candidate: Any, probes: dict[str, Any], raw: Any
     labels = []
     for t in scratch:
         if t["status"] != "ok":
-            return {"kind": "fact", "ran": False, "candidate": candidate.name,
-                    "reason": f"the runtime failed on the export without the rewrite: {(t['message'] or '')[:300]}"}
-        reference = next((r for r in tensors if r["backend"] == task.reference and r["probe"] == t["probe"]
-                          and r["output"] == t["output"] and not r["rerun"] and r["status"] == "ok"), None)
+            return {
+                "kind": "fact",
+                "ran": False,
+                "candidate": candidate.name,
+                "reason": f"the runtime failed on the export without the rewrite: {(t['message'] or '')[:300]}",
+            }
+        reference = next(
+            (
+                r
+                for r in tensors
+                if r["backend"] == task.reference
+                and r["probe"] == t["probe"]
+                and r["output"] == t["output"]
+                and not r["rerun"]
+                and r["status"] == "ok"
+            ),
+            None,
+        )
         if reference is None:
             continue
         verdict = classify(decode(reference), decode(t), *output_tolerance(tolerances, t["output"]))

@@ -33,8 +33,13 @@ from .task import Task, enter_stage, seed
 EMPTY = np.zeros((0,), dtype=np.float32)
 
 
-def record_eager_ranked(task: Task, subject: Any, probes: dict[str, dict[str, np.ndarray]],
-                        tensors: list[dict[str, Any]], after_run: Callable[[str], Any] | None = None) -> None:
+def record_eager_ranked(
+    task: Task,
+    subject: Any,
+    probes: dict[str, dict[str, np.ndarray]],
+    tensors: list[dict[str, Any]],
+    after_run: Callable[[str], Any] | None = None,
+) -> None:
     """Run the model in eager on each probe with the index ops watched; append ``eager-ranked`` rows."""
     import torch
 
@@ -47,8 +52,11 @@ def record_eager_ranked(task: Task, subject: Any, probes: dict[str, dict[str, np
             with torch.inference_mode(), watch:
                 outputs = subject.call(*inputs)
         except Exception as exc:
-            tensors.append(tensor_row(task, EAGER_RANKED, probe, status="error", stage="eager-ranked",
-                                      message=describe_exception(exc)))
+            tensors.append(
+                tensor_row(
+                    task, EAGER_RANKED, probe, status="error", stage="eager-ranked", message=describe_exception(exc)
+                )
+            )
             continue
         finally:
             if after_run is not None:
@@ -62,34 +70,67 @@ def record_eager_ranked(task: Task, subject: Any, probes: dict[str, dict[str, np
                 continue
             info, values = found
             array = values.detach().cpu().numpy() if values is not None else EMPTY
-            tensors.append(tensor_row(task, EAGER_RANKED, probe, output=name, array=array, message=json.dumps(info),
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(
+                tensor_row(
+                    task,
+                    EAGER_RANKED,
+                    probe,
+                    output=name,
+                    array=array,
+                    message=json.dumps(info),
+                    max_bytes=task.max_tensor_bytes,
+                )
+            )
 
 
 def _ops() -> dict[Any, str]:
     import torch
 
     aten = torch.ops.aten
-    return {aten.argmax.default: "ArgMax", aten.argmin.default: "ArgMin", aten.topk.default: "TopK",
-            aten.sort.default: "Sort", aten.sort.stable: "Sort", aten.argsort.default: "Sort",
-            aten.argsort.stable: "Sort", aten.max.dim: "ArgMax", aten.min.dim: "ArgMin"}
+    return {
+        aten.argmax.default: "ArgMax",
+        aten.argmin.default: "ArgMin",
+        aten.topk.default: "TopK",
+        aten.sort.default: "Sort",
+        aten.sort.stable: "Sort",
+        aten.argsort.default: "Sort",
+        aten.argsort.stable: "Sort",
+        aten.max.dim: "ArgMax",
+        aten.min.dim: "ArgMin",
+    }
 
 
 def _gathers() -> set[Any]:
     import torch
 
     aten = torch.ops.aten
-    return {aten.index.Tensor, aten.gather.default, aten.index_select.default, aten.take_along_dim.default,
-            aten.embedding.default, aten.take.default}
+    return {
+        aten.index.Tensor,
+        aten.gather.default,
+        aten.index_select.default,
+        aten.take_along_dim.default,
+        aten.embedding.default,
+        aten.take.default,
+    }
 
 
 def _copies() -> set[Any]:
     import torch
 
     aten = torch.ops.aten
-    return {aten._to_copy.default, aten.to.dtype, aten.to.dtype_layout, aten.to.other, aten.to.device,
-            aten.clone.default, aten.alias.default, aten.detach.default, aten.contiguous.default,
-            aten.lift_fresh.default, aten.lift_fresh_copy.default}
+    return {
+        aten._to_copy.default,
+        aten.to.dtype,
+        aten.to.dtype_layout,
+        aten.to.other,
+        aten.to.device,
+        aten.clone.default,
+        aten.alias.default,
+        aten.detach.default,
+        aten.contiguous.default,
+        aten.lift_fresh.default,
+        aten.lift_fresh_copy.default,
+    }
 
 
 def _bound(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -153,15 +194,23 @@ class IndexWatch:
             else:
                 axis = int(dim) % max(values.dim(), 1)
                 keepdims = bool(bound.get("keepdim", True)) if op in ("ArgMax", "ArgMin") else True
-            info = {"op": op, "axis": axis, "keepdims": keepdims,
-                    "sorted": bool(bound.get("sorted", True)) if op == "TopK" else True}
+            info = {
+                "op": op,
+                "axis": axis,
+                "keepdims": keepdims,
+                "sorted": bool(bound.get("sorted", True)) if op == "TopK" else True,
+            }
             indices = result[1] if isinstance(result, (tuple, list)) else result
             self.tracked.append((indices, {**info, "kind": "index"}, values.detach().clone()))
             if isinstance(result, (tuple, list)):
                 self.tracked.append((result[0], {**info, "kind": "values"}, None))
             return
-        tensors = [a for a in list(args) + list(kwargs.values()) for a in (a if isinstance(a, (list, tuple)) else [a])
-                   if isinstance(a, torch.Tensor)]
+        tensors = [
+            a
+            for a in list(args) + list(kwargs.values())
+            for a in (a if isinstance(a, (list, tuple)) else [a])
+            if isinstance(a, torch.Tensor)
+        ]
         if not isinstance(result, torch.Tensor):
             return
         if func in self.gathers:
@@ -188,8 +237,12 @@ class IndexWatch:
         for tensor, info, values in reversed(self.tracked):
             if _same_tensor(output, tensor):
                 return info, values
-            if (info["kind"] == "index" and info["op"] in ("ArgMax", "ArgMin") and info["keepdims"]
-                    and _squeezed_view(output, tensor, info["axis"])):
+            if (
+                info["kind"] == "index"
+                and info["op"] in ("ArgMax", "ArgMin")
+                and info["keepdims"]
+                and _squeezed_view(output, tensor, info["axis"])
+            ):
                 return {**info, "keepdims": False}, values
         return None
 
@@ -203,9 +256,16 @@ def _cut_candidates(func: Any, args: tuple, index: Any, known: tuple, info: dict
     _, index_info, scores = known
     source = args[0]
     along_first = (func is torch.ops.aten.index.Tensor and len(args[1]) == 1) or (
-        func is torch.ops.aten.index_select.default and int(args[1]) == 0)
-    if (not along_first or scores is None or scores.dim() != 1 or index.dim() != 1 or index.numel() == 0
-            or index_info["op"] not in ("TopK", "Sort")):
+        func is torch.ops.aten.index_select.default and int(args[1]) == 0
+    )
+    if (
+        not along_first
+        or scores is None
+        or scores.dim() != 1
+        or index.dim() != 1
+        or index.numel() == 0
+        or index_info["op"] not in ("TopK", "Sort")
+    ):
         return None
     last = scores[index[-1]]
     tied = torch.nonzero(scores == last).reshape(-1)
@@ -218,9 +278,13 @@ def _same_tensor(a: Any, b: Any) -> bool:
     if a is b:
         return True
     try:
-        return (tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype and a.stride() == b.stride()
-                and a.storage_offset() == b.storage_offset()
-                and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+        return (
+            tuple(a.shape) == tuple(b.shape)
+            and a.dtype == b.dtype
+            and a.stride() == b.stride()
+            and a.storage_offset() == b.storage_offset()
+            and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        )
     except (RuntimeError, NotImplementedError):
         return False
 
@@ -232,8 +296,11 @@ def _squeezed_view(output: Any, indices: Any, axis: int) -> bool:
         if axis >= len(shape) or shape[axis] != 1:
             return False
         del shape[axis]
-        return (tuple(output.shape) == tuple(shape) and output.dtype == indices.dtype
-                and output.untyped_storage().data_ptr() == indices.untyped_storage().data_ptr()
-                and output.storage_offset() == indices.storage_offset())
+        return (
+            tuple(output.shape) == tuple(shape)
+            and output.dtype == indices.dtype
+            and output.untyped_storage().data_ptr() == indices.untyped_storage().data_ptr()
+            and output.storage_offset() == indices.storage_offset()
+        )
     except (RuntimeError, NotImplementedError):
         return False

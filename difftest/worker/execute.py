@@ -61,8 +61,9 @@ def run_definition(task: Task, definition: Any = None) -> dict[str, Any]:
     return run_built(task, built, row, started)
 
 
-def run_built(task: Task, built: Case, row: dict[str, Any] | None = None,
-              started: float | None = None) -> dict[str, Any]:
+def run_built(
+    task: Task, built: Case, row: dict[str, Any] | None = None, started: float | None = None
+) -> dict[str, Any]:
     """Run a case already built (by :func:`run_task` from its recipe, or by ``difftest.check`` from the caller's
     own model) through every backend; returns {"case": row, "tensors": [rows]}. A failing model gives rows with a
     status and a message; only a bug in difftest raises."""
@@ -87,11 +88,14 @@ def run_built(task: Task, built: Case, row: dict[str, Any] | None = None,
         else:
             _run(task, built, row, tensors)
     except (CaseDefinitionError, OutputError) as exc:  # the case, as written, cannot be judged: not a verdict
-        row.update(status="error", stage="definition", message=describe_exception(exc),
-                   traceback=user_traceback(exc))
+        row.update(status="error", stage="definition", message=describe_exception(exc), traceback=user_traceback(exc))
     except Exception as exc:
-        row.update(status="error", stage=row.get("stage") or "harness", message=describe_exception(exc),
-                   traceback=user_traceback(exc))
+        row.update(
+            status="error",
+            stage=row.get("stage") or "harness",
+            message=describe_exception(exc),
+            traceback=user_traceback(exc),
+        )
     row["seconds"] = time.perf_counter() - started
     return {"case": row, "tensors": tensors}
 
@@ -122,8 +126,13 @@ def case_row(task: Task) -> dict[str, Any]:
 def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
     row["description"] = built.description
-    row["exporter"] = ("recorded" if built.onnx_test else USER_FILE if built.onnx is not None
-                       else (task.exporter or built.exporter or "dynamo"))
+    row["exporter"] = (
+        "recorded"
+        if built.onnx_test
+        else USER_FILE
+        if built.onnx is not None
+        else (task.exporter or built.exporter or "dynamo")
+    )
     row["reference"] = "recorded" if built.onnx_test else task.reference
     if built.module is None and built.onnx is not None:  # a bare ONNX file: runtime against runtime
         from .bare_onnx import reference_for
@@ -131,11 +140,21 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
         row["reference"] = reference_for(task.backends)
     row["expect"] = json.dumps(built.expect) if built.expect is not None else None
     row["tolerances"] = json.dumps(
-        {"rtol": built.rtol, "atol": built.atol, "per_output": dict(built.tolerances or {}),
-         "output_masks": dict(built.output_masks or {})}
+        {
+            "rtol": built.rtol,
+            "atol": built.atol,
+            "per_output": dict(built.tolerances or {}),
+            "output_masks": dict(built.output_masks or {}),
+        }
     )
-    row["rewrites"] = [name for name, present in (("onnx_transform", built.onnx_transform is not None),
-                                                  ("bake_kwargs", bool(built.bake_kwargs))) if present]
+    row["rewrites"] = [
+        name
+        for name, present in (
+            ("onnx_transform", built.onnx_transform is not None),
+            ("bake_kwargs", bool(built.bake_kwargs)),
+        )
+        if present
+    ]
     if built.expect is not None:
         from ..judge.expectations import validate_expect
 
@@ -186,7 +205,8 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     if unknown_axes:
         raise CaseDefinitionError(
             f"dynamic_axes names input(s) {', '.join(unknown_axes)}, but the case's tensor inputs are named "
-            f"{', '.join(signature.names) or '(none)'} (from the forward signature and the kwargs' keys)")
+            f"{', '.join(signature.names) or '(none)'} (from the forward signature and the kwargs' keys)"
+        )
     base_feeds = to_feeds(signature.names, example)  # copies, taken before any stage can touch the tensors
     frozen = {name: example[signature.names.index(name)] for name in signature.baked}
     flat = FlatModule(built.module, signature)
@@ -203,8 +223,9 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     if built.output_masks:
         from ..judge.masks import declaration_problem
 
-        problem = declaration_problem(dict(built.output_masks), base_feeds,
-                                      {n: tuple(v.shape) for n, v in zip(output_names, output_values)})
+        problem = declaration_problem(
+            dict(built.output_masks), base_feeds, {n: tuple(v.shape) for n, v in zip(output_names, output_values)}
+        )
         if problem:
             raise CaseDefinitionError(problem)
     row["stage"] = None
@@ -218,41 +239,73 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     row["probes"] = list(probes)
     for probe, feeds in probes.items():
         for index, (name, array) in enumerate(feeds.items()):
-            tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(
+                tensor_row(task, INPUTS, probe, output=name, index=index, array=array, max_bytes=task.max_tensor_bytes)
+            )
     subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
     from .full_compare import FullComparisons
 
-    full = FullComparisons(task.reference, task.max_tensor_bytes,
-                           Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
-                           json.loads(row.get("tolerances") or "{}"))
+    full = FullComparisons(
+        task.reference,
+        task.max_tensor_bytes,
+        Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
+        json.loads(row.get("tolerances") or "{}"),
+    )
     try:
         _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, guard, full)
     finally:
         full.close()
 
 
-def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]],
-                    candidates: list[Any], exports: "CaseExports", probes: dict[str, dict[str, np.ndarray]],
-                    subject: Subject, guard: Any, full: Any) -> None:
+def _run_candidates(
+    task: Task,
+    built: Case,
+    row: dict[str, Any],
+    tensors: list[dict[str, Any]],
+    candidates: list[Any],
+    exports: "CaseExports",
+    probes: dict[str, dict[str, np.ndarray]],
+    subject: Subject,
+    guard: Any,
+    full: Any,
+) -> None:
     for candidate in candidates:
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         run_subject = subject
         if backend.needs_onnx:
             exported = exports.get(candidate.export_key(row["exporter"]))
             if not exported.ok:
-                tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=exported.stage,
-                                          message=exported.error))
+                tensors.append(
+                    tensor_row(task, candidate.name, "*", status="error", stage=exported.stage, message=exported.error)
+                )
                 continue
             run_subject = subject.with_graph(exported)
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
-        run_backend(task, backend, run_subject, probes, tensors, reruns, name=candidate.name,
-                    after_run=guard.check if backend.runs_the_model else None, full=full)
+        run_backend(
+            task,
+            backend,
+            run_subject,
+            probes,
+            tensors,
+            reruns,
+            name=candidate.name,
+            after_run=guard.check if backend.runs_the_model else None,
+            full=full,
+        )
         if candidate.name == task.reference and not backend.needs_onnx:
             # Once more with another seed: an output that changes comes from a model that samples, and is judged
             # by what sampling keeps (see judge.randomness), never by eager's one draw.
-            run_backend(task, backend, run_subject, probes, tensors, 0, name=RESEEDED,
-                        after_run=guard.check if backend.runs_the_model else None, seed_value=RESEED)
+            run_backend(
+                task,
+                backend,
+                run_subject,
+                probes,
+                tensors,
+                0,
+                name=RESEEDED,
+                after_run=guard.check if backend.runs_the_model else None,
+                seed_value=RESEED,
+            )
     from ..backends.candidates import export_name
 
     differing = _differing_outputs(task, row, tensors, candidates)
@@ -265,14 +318,22 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
     if differing_probes:  # are differing indices ties? Eager's own values say (see ``eager_ranked``)
         from .eager_ranked import record_eager_ranked
 
-        record_eager_ranked(task, subject, {p: feeds for p, feeds in probes.items() if p in differing_probes},
-                            tensors, guard.check)
+        record_eager_ranked(
+            task, subject, {p: feeds for p, feeds in probes.items() if p in differing_probes}, tensors, guard.check
+        )
     integer_probes = _integer_differences(task, tensors)
     for key, exported in exports.done.items():  # is an undefined float-to-int conversion behind the difference?
         if exported.ok and exported.float_to_int_casts and integer_probes:
             wanted = {p: feeds for p, feeds in probes.items() if p in integer_probes}
-            record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors,
-                                  export_name(key), kinds=("cast_inputs",))
+            record_graph_evidence(
+                task,
+                exported.onnx_bytes,
+                subject.output_names,
+                wanted,
+                tensors,
+                export_name(key),
+                kinds=("cast_inputs",),
+            )
     failing: dict[str, set[str]] = {}
     if task.control_budget > 0 or task.localize_budget > 0:
         from .controls import failing_candidates
@@ -289,11 +350,21 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
 
         without_rewrite = None
         if built.onnx_transform is not None:
+
             def without_rewrite(candidate: Any) -> ExportResult:
                 return exports.raw(candidate.export_key(row["exporter"]))
 
-        run_controls(task, row, tensors, probes, graph_for, built.module, without_rewrite, failing,
-                     own_exporter(task, built) if built.onnx is not None else None)
+        run_controls(
+            task,
+            row,
+            tensors,
+            probes,
+            graph_for,
+            built.module,
+            without_rewrite,
+            failing,
+            own_exporter(task, built) if built.onnx is not None else None,
+        )
         from .export_control import try_other_exporter
 
         try_other_exporter(row, candidates, exports)  # an export that failed: does the other exporter take it?
@@ -302,8 +373,6 @@ def _run_candidates(task: Task, built: Case, row: dict[str, Any], tensors: list[
         from .auto_localize import localize_failures
 
         localize_failures(task, built, candidates, failing, row, exports)
-
-
 
 
 def own_exporter(task: Task, built: Case) -> str:
@@ -320,7 +389,8 @@ def _named_outputs(built: Case, found: list[str]) -> list[str]:
     if len(names) != len(found) or len(set(names)) != len(names):
         raise CaseDefinitionError(
             f"output_names={names!r} names {len(names)} outputs{' (some twice)' if len(set(names)) != len(names) else ''}"
-            f", but the model returns {len(found)} tensors ({', '.join(found)}); give one distinct name per output")
+            f", but the model returns {len(found)} tensors ({', '.join(found)}); give one distinct name per output"
+        )
     return names
 
 
@@ -333,8 +403,9 @@ class BoundFile:
     digest: str
 
 
-def _bind_file(built: Case, row: dict[str, Any], feeds: dict[str, np.ndarray], output_names: list[str],
-               output_values: list[Any]) -> BoundFile:
+def _bind_file(
+    built: Case, row: dict[str, Any], feeds: dict[str, np.ndarray], output_names: list[str], output_values: list[Any]
+) -> BoundFile:
     """Load the case's ONNX file and line it up with the model, before any candidate runs; a file that does not
     line up is the case's definition error, with both sides listed."""
     from ..export import onnx_file
@@ -347,16 +418,18 @@ def _bind_file(built: Case, row: dict[str, Any], feeds: dict[str, np.ndarray], o
         binding = onnx_file.bind(model, list(feeds), feeds, output_names, [to_numpy(v) for v in output_values])
     except onnx_file.OnnxFileError as exc:
         raise CaseDefinitionError(str(exc)) from None
-    row["warnings"] = list(row.get("warnings") or []) + binding.notes + onnx_file.dynamic_axes_problems(
-        binding, built.dynamic_axes)
+    row["warnings"] = (
+        list(row.get("warnings") or []) + binding.notes + onnx_file.dynamic_axes_problems(binding, built.dynamic_axes)
+    )
     # Probes vary what the file declares dynamic, under the file's names; difftest's own export (the control)
     # is made with the same dynamic axes.
     built.dynamic_axes = binding.dynamic_axes or None
     return BoundFile(onnx_file.bound_model(model, binding), binding, onnx_file.digest(built.onnx))
 
 
-def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]],
-                       candidates: list[Any]) -> dict[str, set[str]]:
+def _differing_outputs(
+    task: Task, row: dict[str, Any], tensors: list[dict[str, Any]], candidates: list[Any]
+) -> dict[str, set[str]]:
     """Export name (or, for a candidate that runs the model, its name) -> the probes on which a candidate differs
     from the reference beyond the case's tolerance. Evidence (ranked values, summation magnitudes, eager's index
     ops) is only worth gathering there."""
@@ -367,8 +440,11 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
     from ..record.tables import decode
 
     tolerances = json.loads(row.get("tolerances") or "{}")
-    reference = {(t["probe"], t["output"]): t for t in tensors
-                 if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
+    reference = {
+        (t["probe"], t["output"]): t
+        for t in tensors
+        if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]
+    }
     found: dict[str, set[str]] = {}
     for candidate in candidates:
         if candidate.name in (task.reference_variants or ()):
@@ -399,8 +475,11 @@ def _differing_outputs(task: Task, row: dict[str, Any], tensors: list[dict[str, 
 def _integer_differences(task: Task, tensors: list[dict[str, Any]]) -> set[str]:
     """The probes on which any candidate (eager ones included) returns an integer output that is not bit-identical
     to the reference's: where the values a float-to-integer Cast converts are worth evaluating."""
-    reference = {(t["probe"], t["output"]): t for t in tensors
-                 if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]}
+    reference = {
+        (t["probe"], t["output"]): t
+        for t in tensors
+        if t["backend"] == task.reference and t["status"] == "ok" and not t["rerun"] and t["output"]
+    }
     found: set[str] = set()
     for t in tensors:
         if t["backend"] == task.reference or pseudo_backend(t["backend"]) or t["status"] != "ok" or not t["output"]:
@@ -424,8 +503,9 @@ def _export_order(candidates: list[Any], default_exporter: str) -> list[tuple[st
     return ordered
 
 
-def _make_probes(task: Task, built: Case, names: list[str], base_feeds: dict[str, np.ndarray],
-                 traced: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def _make_probes(
+    task: Task, built: Case, names: list[str], base_feeds: dict[str, np.ndarray], traced: list[str]
+) -> dict[str, dict[str, np.ndarray]]:
     from ..suite.model_io import to_feeds
     from ..suite.probes import DEFAULT_PROBES, DISTRIBUTION_PROBES, make_probes
 
@@ -442,8 +522,18 @@ class CaseExports:
     """Each distinct (exporter, transform) of a case, exported once (or read from the cache) and shared by
     the candidates that run it. The model is checked by the guard after every export."""
 
-    def __init__(self, task: Task, built: Case, signature: Any, example: list[Any], frozen: dict[str, Any],
-                 output_names: list[str], row: dict[str, Any], guard: Any, file: BoundFile | None = None):
+    def __init__(
+        self,
+        task: Task,
+        built: Case,
+        signature: Any,
+        example: list[Any],
+        frozen: dict[str, Any],
+        output_names: list[str],
+        row: dict[str, Any],
+        guard: Any,
+        file: BoundFile | None = None,
+    ):
         self.task, self.built, self.signature, self.example = task, built, signature, example
         self.frozen, self.output_names, self.row, self.guard = frozen, output_names, row, guard
         self.file = file
@@ -478,20 +568,37 @@ class CaseExports:
 
             cache = ExportCache(self.task.cache_dir)
             sig = self.signature
-            cache_key = export_key(self.task.ref.id, self.task.ref.path, self.built.module,
-                                   list(zip(sig.names, self.example)), {
-                "exporter": exporter, "transform": named, "transform_fn": transform, "opset": self.built.opset,
-                "dynamic_axes": self.built.dynamic_axes, "outputs": self.output_names, "frozen": sorted(self.frozen),
-                "arg_constants": [repr(c) for c, slot in zip(sig.arg_constants, sig.arg_slots) if slot is None],
-                "kw_constants": repr(sig.kw_constants)})
+            cache_key = export_key(
+                self.task.ref.id,
+                self.task.ref.path,
+                self.built.module,
+                list(zip(sig.names, self.example)),
+                {
+                    "exporter": exporter,
+                    "transform": named,
+                    "transform_fn": transform,
+                    "opset": self.built.opset,
+                    "dynamic_axes": self.built.dynamic_axes,
+                    "outputs": self.output_names,
+                    "frozen": sorted(self.frozen),
+                    "arg_constants": [repr(c) for c, slot in zip(sig.arg_constants, sig.arg_slots) if slot is None],
+                    "kw_constants": repr(sig.kw_constants),
+                },
+            )
             cached = cache.get(cache_key)
             if cached is not None:
                 cached.cached = True
                 return cached, cache_key
         live = tuple(t.clone() for n, t in zip(self.signature.names, self.example) if n not in self.frozen)
-        result = export(FlatModule(self.built.module, self.signature, self.frozen).for_export(), live, self.output_names,
-                        exporter=exporter, opset=self.built.opset, dynamic_axes=self.built.dynamic_axes,
-                        transform=transform)
+        result = export(
+            FlatModule(self.built.module, self.signature, self.frozen).for_export(),
+            live,
+            self.output_names,
+            exporter=exporter,
+            opset=self.built.opset,
+            dynamic_axes=self.built.dynamic_axes,
+            transform=transform,
+        )
         self.guard.check(f"the {exporter} export")
         if cache is not None:
             cache.put(cache_key, result)
@@ -503,9 +610,14 @@ class CaseExports:
 
         started = time.perf_counter()
         if self.file is None:
-            return ExportResult(USER_FILE, 0.0, error=(
-                "exporter=file runs the case's own ONNX file, and this case has none: give it one with "
-                "Case(..., onnx='model.onnx') (or check(..., onnx=...)), or drop exporter=file"))
+            return ExportResult(
+                USER_FILE,
+                0.0,
+                error=(
+                    "exporter=file runs the case's own ONNX file, and this case has none: give it one with "
+                    "Case(..., onnx='model.onnx') (or check(..., onnx=...)), or drop exporter=file"
+                ),
+            )
         import onnx
 
         model = onnx.ModelProto()
@@ -523,5 +635,3 @@ class CaseExports:
 
 def _clones(tensors: list[Any]) -> list[Any]:
     return [t.clone() for t in tensors]
-
-

@@ -36,12 +36,21 @@ def try_other_exporter(row: dict[str, Any], candidates: list[Any], exports: Any)
         try:
             theirs = exports.get((other, named))
         except Exception as exc:  # the control must never turn the case into a crash
-            results[exporter] = {"exporter": other, "ran": False, "reason": f"{type(exc).__name__}: {exc}"[:300],
-                                 "for": [candidate.name]}
+            results[exporter] = {
+                "exporter": other,
+                "ran": False,
+                "reason": f"{type(exc).__name__}: {exc}"[:300],
+                "for": [candidate.name],
+            }
             continue
-        results[exporter] = {"exporter": other, "ran": True, "ok": theirs.ok, "for": [candidate.name],
-                             "stage": None if theirs.ok else theirs.stage,
-                             "headline": None if theirs.ok else headline(theirs.error)}
+        results[exporter] = {
+            "exporter": other,
+            "ran": True,
+            "ok": theirs.ok,
+            "for": [candidate.name],
+            "stage": None if theirs.ok else theirs.stage,
+            "headline": None if theirs.ok else headline(theirs.error),
+        }
     if not results:
         return
     controls = json.loads(row.get("controls") or "{}")

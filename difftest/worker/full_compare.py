@@ -38,11 +38,22 @@ class FullComparisons:
             return json.dumps({"full": {"role": "reference", "count": int(array.size)}})
         path = self.saved.get((probe, output))
         if path is None:
-            return json.dumps({"full": {"against": None, "count": int(array.size),
-                                        "reason": "the reference's full output was not available"}})
+            return json.dumps(
+                {
+                    "full": {
+                        "against": None,
+                        "count": int(array.size),
+                        "reason": "the reference's full output was not available",
+                    }
+                }
+            )
         reference = np.load(path, mmap_mode="r")
-        return json.dumps({"full": compare_in_full(reference, array, *self._tolerance(reference, output)),
-                           }, default=float)
+        return json.dumps(
+            {
+                "full": compare_in_full(reference, array, *self._tolerance(reference, output)),
+            },
+            default=float,
+        )
 
     def _tolerance(self, reference: np.ndarray, output: str) -> tuple[float, float]:
         from ..judge.classify import tolerance_for
@@ -65,12 +76,15 @@ def compare_in_full(reference: np.ndarray, candidate: np.ndarray, rtol: float, a
     flat_ref, flat_cand = reference.reshape(-1), np.ascontiguousarray(candidate).reshape(-1)
     step = max(1, CHUNK_BYTES // max(1, candidate.dtype.itemsize))
     identical = reference.dtype == candidate.dtype and all(
-        bit_identical(np.asarray(flat_ref[i:i + step]), flat_cand[i:i + step]) for i in range(0, flat_ref.size, step))
+        bit_identical(np.asarray(flat_ref[i : i + step]), flat_cand[i : i + step])
+        for i in range(0, flat_ref.size, step)
+    )
     result["identical"] = bool(identical)
     if identical:
         result.update(mismatched=0, max_abs=0.0, mean_abs=0.0)
         return result
     m = metrics(np.asarray(reference), candidate, rtol, atol)
-    result.update(mismatched=int(m.mismatched), max_abs=m.max_abs, mean_abs=m.mean_abs,
-                  worst_index=list(m.worst_index or ()))
+    result.update(
+        mismatched=int(m.mismatched), max_abs=m.max_abs, mean_abs=m.mean_abs, worst_index=list(m.worst_index or ())
+    )
     return result

@@ -61,6 +61,7 @@ class Failure:
 
 # --- the process tree ---------------------------------------------------------------------------------------
 
+
 def _prctl(option: int, value: int) -> bool:
     try:
         import ctypes
@@ -152,8 +153,15 @@ def _thread_count() -> int:
 
 # --- the template and the case process ------------------------------------------------------------------------
 
-def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | None,
-                 parent: int | None = None, result_dir: str | None = None, libraries: tuple[str, ...] = ()) -> None:
+
+def _worker_main(
+    conn: Connection,
+    threads: int | None,
+    memory_limit_mb: int | None,
+    parent: int | None = None,
+    result_dir: str | None = None,
+    libraries: tuple[str, ...] = (),
+) -> None:
     """Template loop: receive a task, fork a child that runs it, report its end; nothing user-written runs here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _guard_against_orphaning(parent)
@@ -205,14 +213,24 @@ def _worker_main(conn: Connection, threads: int | None, memory_limit_mb: int | N
             targets, keyword, backends = message[2:]
 
             def body(conn: Connection = conn, seq: int = seq) -> Any:
-                return _discover(targets, keyword, backends,
-                                 progress=lambda count: conn.send(("found", seq, os.getpid(), count)))
+                return _discover(
+                    targets, keyword, backends, progress=lambda count: conn.send(("found", seq, os.getpid(), count))
+                )
 
             serve(conn, seq, "discover", body, None, threads, result_dir, single, notes=False, meanwhile=preload)
         else:
             task, log_path = message[2], message[3]
-            serve(conn, seq, task.ref.id, lambda task=task: execute.run_task(task), log_path, threads, result_dir,
-                  single, meanwhile=preload)
+            serve(
+                conn,
+                seq,
+                task.ref.id,
+                lambda task=task: execute.run_task(task),
+                log_path,
+                threads,
+                result_dir,
+                single,
+                meanwhile=preload,
+            )
 
 
 _PRELOADED_PACKAGES = ("worker", "backends", "export", "suite", "judge", "record", "localize")
@@ -298,8 +316,11 @@ def _installed_libraries(before: set[str]) -> list[str]:
     """Top-level names of the installed (site-packages or standard library) modules imported since ``before``."""
     import sysconfig
 
-    roots = {os.path.realpath(p) for p in {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib",
-                                                                               "platlib")} if p}
+    roots = {
+        os.path.realpath(p)
+        for p in {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        if p
+    }
     found = []
     for name in sorted(set(sys.modules) - before):
         top = name.partition(".")[0]
@@ -312,9 +333,19 @@ def _installed_libraries(before: set[str]) -> list[str]:
     return found
 
 
-def serve(conn: Connection, seq: int, label: str, body: Callable[[], Any], log_path: str | None,
-          threads: int | None, result_dir: str, single_thread: bool, notes: bool = True,
-          prepare: Callable[[], list[str]] | None = None, meanwhile: Callable[[], None] | None = None) -> None:
+def serve(
+    conn: Connection,
+    seq: int,
+    label: str,
+    body: Callable[[], Any],
+    log_path: str | None,
+    threads: int | None,
+    result_dir: str,
+    single_thread: bool,
+    notes: bool = True,
+    prepare: Callable[[], list[str]] | None = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> None:
     """Fork a child that runs ``body`` and sends its result; wait for it, kill what it left, report its end.
 
     Messages (all tagged with ``seq``): ("started", seq, pid), then the child's ("stage", seq, pid, name) and
@@ -346,9 +377,19 @@ def serve(conn: Connection, seq: int, label: str, body: Callable[[], Any], log_p
     conn.send(("ended", seq, pid, status, killed))
 
 
-def _case_child(conn: Connection, seq: int, label: str, body: Callable[[], Any], log_path: str | None,
-                threads: int | None, result_dir: str, single_thread: bool, notes: bool, go: int,
-                prepare: Callable[[], list[str]] | None = None) -> None:
+def _case_child(
+    conn: Connection,
+    seq: int,
+    label: str,
+    body: Callable[[], Any],
+    log_path: str | None,
+    threads: int | None,
+    result_dir: str,
+    single_thread: bool,
+    notes: bool,
+    go: int,
+    prepare: Callable[[], list[str]] | None = None,
+) -> None:
     """The case's own process: run ``body``, send the tagged result, exit (never returns). ``prepare`` runs first
     (before the process state is read) and returns notes for the case."""
     try:
@@ -388,8 +429,10 @@ def _case_child(conn: Connection, seq: int, label: str, body: Callable[[], Any],
                 result = ("internal", traceback.format_exc())
             if before is not None and result[0] == "ok" and isinstance(result[1], dict) and "case" in result[1]:
                 changed = process_state.changes(before)
-                said = [f"the case changed process state: {c} (its process ended with it)"
-                        for c in changed.changed + changed.unrestorable]
+                said = [
+                    f"the case changed process state: {c} (its process ended with it)"
+                    for c in changed.changed + changed.unrestorable
+                ]
                 result[1]["case"]["isolation"] = prepared + list(result[1]["case"].get("isolation") or []) + said
         _send_result(conn, seq, label, result, result_dir)
     except BaseException:
@@ -424,8 +467,14 @@ class _PlainData(pickle.Unpickler):
     """Results hold plain data (dicts, lists, strings, bytes, numbers); anything else a case's process could
     have written to run code in the parent is refused."""
 
-    ALLOWED = {("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex")}
+    ALLOWED = {
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
@@ -489,8 +538,10 @@ class _Tracker:
                 self.result = _load_result(self.result_dir, seq, pid)
             else:
                 _load_result(self.result_dir, seq, pid)  # removed unread
-                self.refused.append(f"a result for {label!r} from process {pid}, which is not the case's process "
-                                    f"{self.child} (a process the case forked?), was refused")
+                self.refused.append(
+                    f"a result for {label!r} from process {pid}, which is not the case's process "
+                    f"{self.child} (a process the case forked?), was refused"
+                )
         elif kind == "internal":
             if message[2] == self.child and self.result is None:
                 self.result = ("internal", message[3])
@@ -527,8 +578,13 @@ def _exit_code(status: int) -> int:
 _caller_preloaded = False
 
 
-def run_isolated(label: str, body: Callable[[], Any], log_path: str | None = None,
-                 threads: int | None = None, prepare: Callable[[], list[str]] | None = None) -> Any:
+def run_isolated(
+    label: str,
+    body: Callable[[], Any],
+    log_path: str | None = None,
+    threads: int | None = None,
+    prepare: Callable[[], list[str]] | None = None,
+) -> Any:
     """Run ``body`` (which returns picklable plain data) in a child forked from this process, the way a run's
     cases run: a supervisor child (subreaper) forks the case's process, and kills what it leaves. Returns the
     body's result, or a :class:`Failure`. Fork carries whatever ``body`` holds (a live model). A child of a
@@ -563,8 +619,12 @@ def run_isolated(label: str, body: Callable[[], Any], log_path: str | None = Non
             try:
                 message = ours.recv()
             except (EOFError, OSError):
-                return Failure("crash", tracker.stage, "the case's supervising process died without reporting its end",
-                               time.monotonic() - tracker.started)
+                return Failure(
+                    "crash",
+                    tracker.stage,
+                    "the case's supervising process died without reporting its end",
+                    time.monotonic() - tracker.started,
+                )
             outcome = tracker.feed(message)
             if outcome is not None:
                 return outcome
@@ -626,8 +686,7 @@ def _guard_against_orphaning(parent: int | None) -> None:
     threading.Thread(target=watch, name="difftest-parent-watch", daemon=True).start()
 
 
-def _discover(targets: list[str], keyword: str | None, backends: list[str],
-              progress: Any = None) -> tuple[str, Any]:
+def _discover(targets: list[str], keyword: str | None, backends: list[str], progress: Any = None) -> tuple[str, Any]:
     """Import the suites and check the backends here, where torch is loaded anyway, so the parent never
     imports it. Returns ("ok", {"cases": [(path, name)], "problems": [...], "unavailable": {...}}) or
     ("usage", message)."""
@@ -653,8 +712,13 @@ def _discover(targets: list[str], keyword: str | None, backends: list[str],
         backend = make(name)
         if backend.name not in unavailable:
             unavailable[backend.name] = backend.unavailable_reason()
-    return "ok", {"cases": [(ref.path, ref.name) for ref, _ in found], "problems": problems,
-                  "unavailable": unavailable, "environment": environment_facts(), "libraries": libraries}
+    return "ok", {
+        "cases": [(ref.path, ref.name) for ref, _ in found],
+        "problems": problems,
+        "unavailable": unavailable,
+        "environment": environment_facts(),
+        "libraries": libraries,
+    }
 
 
 def environment_facts() -> dict[str, Any]:
@@ -687,9 +751,13 @@ def environment_facts() -> dict[str, Any]:
         facts["torch_cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     except Exception:
         pass
-    facts["variables"] = {k: v for k, v in sorted(os.environ.items())
-                          if k.startswith(("CUDA_", "ORT_", "OMP_", "MKL_", "TORCH_", "DIFFTEST_", "NVIDIA_"))
-                          and "TOKEN" not in k and "KEY" not in k}
+    facts["variables"] = {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith(("CUDA_", "ORT_", "OMP_", "MKL_", "TORCH_", "DIFFTEST_", "NVIDIA_"))
+        and "TOKEN" not in k
+        and "KEY" not in k
+    }
     return facts
 
 
@@ -739,8 +807,10 @@ def cap_log(path: str, limit: int) -> None:
             head = handle.read(half)
             handle.seek(size - half)
             tail = handle.read()
-        note = (f"\n… [difftest cut {size - 2 * half} bytes from the middle of this log: it grew to {size} bytes, "
-                f"past the {limit // 2**20} MiB bound per case] …\n").encode()
+        note = (
+            f"\n… [difftest cut {size - 2 * half} bytes from the middle of this log: it grew to {size} bytes, "
+            f"past the {limit // 2**20} MiB bound per case] …\n"
+        ).encode()
         with open(path, "wb") as handle:
             handle.write(head + note + tail)
     except OSError:
@@ -761,8 +831,14 @@ class WorkerPool:
     """Run tasks on ``jobs`` worker slots, each case in a fresh child of the slot's template; yields (task,
     result dict | Failure) as they finish."""
 
-    def __init__(self, jobs: int, timeout: float, threads: int | None = None, memory_limit_mb: int | None = None,
-                 isolate: str = "case"):
+    def __init__(
+        self,
+        jobs: int,
+        timeout: float,
+        threads: int | None = None,
+        memory_limit_mb: int | None = None,
+        isolate: str = "case",
+    ):
         self.jobs = max(1, jobs)
         self.timeout = timeout
         self.threads = threads
@@ -778,7 +854,9 @@ class WorkerPool:
         parent, child = self.context.Pipe()
         process = self.context.Process(
             target=_worker_main,
-            args=(child, self.threads, self.memory_limit_mb, os.getpid(), self.result_dir, self.libraries), daemon=True)
+            args=(child, self.threads, self.memory_limit_mb, os.getpid(), self.result_dir, self.libraries),
+            daemon=True,
+        )
         process.start()
         child.close()
         return _Slot(process, parent)
@@ -803,8 +881,9 @@ class WorkerPool:
         self._send(slot, "discover", "discover", targets, keyword, backends)
         tracker = slot.tracker
         while True:
-            ready = wait([slot.conn, slot.process.sentinel],
-                         timeout=max(0.0, tracker.deadline(self.timeout) - time.monotonic()))
+            ready = wait(
+                [slot.conn, slot.process.sentinel], timeout=max(0.0, tracker.deadline(self.timeout) - time.monotonic())
+            )
             if not ready or time.monotonic() > tracker.deadline(self.timeout):
                 self._replace(slot)
                 raise UsageError(f"importing the suites took more than {self.timeout:g} s")
@@ -878,9 +957,16 @@ class WorkerPool:
                 task, stage = slot.task, tracker.stage
                 self._kill_case(slot)
                 slot.task, slot.tracker = None, None
-                yield task, Failure(
-                    "timeout", stage, f"no result after {self.timeout:g} s (stage: {stage or 'unknown'}); "
-                    "the case's process was killed. Raise --timeout if the case is just slow.", elapsed)
+                yield (
+                    task,
+                    Failure(
+                        "timeout",
+                        stage,
+                        f"no result after {self.timeout:g} s (stage: {stage or 'unknown'}); "
+                        "the case's process was killed. Raise --timeout if the case is just slow.",
+                        elapsed,
+                    ),
+                )
 
     def _receive(self, slot: _Slot) -> dict | Failure | None:
         tracker = slot.tracker
@@ -894,8 +980,12 @@ class WorkerPool:
         if slot.process.is_alive():
             return None  # only stage messages so far
         slot.process.join(1)
-        return Failure("crash", tracker.stage, _death(slot.process.exitcode, tracker.stage, "the worker's template process"),
-                       time.monotonic() - tracker.started)
+        return Failure(
+            "crash",
+            tracker.stage,
+            _death(slot.process.exitcode, tracker.stage, "the worker's template process"),
+            time.monotonic() - tracker.started,
+        )
 
     def _kill_case(self, slot: _Slot) -> None:
         """Kill the case's process and its group; the template kills the rest of what it started and reports the
@@ -914,8 +1004,10 @@ class WorkerPool:
     def _kill(self, slot: _Slot) -> None:
         """Stop the template: it kills every descendant (what its case started, in any session) and its group."""
         if slot.tracker is not None and slot.tracker.child:
-            for kill in (lambda: os.killpg(slot.tracker.child, signal.SIGKILL),
-                         lambda: os.kill(slot.tracker.child, signal.SIGKILL)):
+            for kill in (
+                lambda: os.killpg(slot.tracker.child, signal.SIGKILL),
+                lambda: os.kill(slot.tracker.child, signal.SIGKILL),
+            ):
                 try:
                     kill()
                 except OSError:

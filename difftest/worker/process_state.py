@@ -22,8 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-_CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)] if hasattr(
-    signal, "valid_signals") else []
+_CATCHABLE = (
+    [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+    if hasattr(signal, "valid_signals")
+    else []
+)
 _TIMERS = [t for t in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF") if hasattr(signal, t)]
 
 
@@ -55,10 +58,14 @@ def _items() -> list[Item]:
     items = [
         Item("default dtype", torch.get_default_dtype, torch.set_default_dtype),
         Item("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
-        Item("deterministic algorithms",
-             lambda: (torch.are_deterministic_algorithms_enabled(),
-                      torch.is_deterministic_algorithms_warn_only_enabled()),
-             lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1])),
+        Item(
+            "deterministic algorithms",
+            lambda: (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+            ),
+            lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]),
+        ),
         Item("anomaly detection", torch.is_anomaly_enabled, torch.set_anomaly_enabled),
         Item("intra-op threads", torch.get_num_threads, torch.set_num_threads),
         Item("inter-op threads", torch.get_num_interop_threads, None),
@@ -68,23 +75,35 @@ def _items() -> list[Item]:
         Item("autocast", _autocast, _set_autocast, _dict_change),
         Item("flush-denormal mode", _flush_denormal, torch.set_flush_denormal),
         # every stage reseeds: putting the random state back is hygiene, not a finding
-        Item("random state (random, numpy, torch)",
-             lambda: (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-             lambda v: (random.setstate(v[0]), np.random.set_state(v[1]), torch.set_rng_state(v[2])),
-             lambda before, now: None),
+        Item(
+            "random state (random, numpy, torch)",
+            lambda: (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+            lambda v: (random.setstate(v[0]), np.random.set_state(v[1]), torch.set_rng_state(v[2])),
+            lambda before, now: None,
+        ),
         Item("numpy error handling", np.geterr, lambda v: np.seterr(**v), _dict_change),
         Item("signal handlers", _handlers, _set_handlers, _handlers_change),
         Item("alarms and interval timers", _timers, _set_timers, _dict_change),
         Item("working directory", os.getcwd, os.chdir),
         Item("environment variables", lambda: dict(os.environ), _set_environment, describe_environment_change),
-        Item("warnings filters", lambda: list(warnings.filters), _set_filters,
-             lambda before, now: f"{len(before)} filters → {len(now)} filters"),
+        Item(
+            "warnings filters",
+            lambda: list(warnings.filters),
+            _set_filters,
+            lambda before, now: f"{len(before)} filters → {len(now)} filters",
+        ),
         Item("recursion limit", sys.getrecursionlimit, sys.setrecursionlimit),
         Item("sys.path", _path, _set_path, lambda before, now: f"{len(before)} entries → {len(now)} entries"),
         Item("file creation mask", _umask, os.umask, lambda before, now: f"{oct(before)} → {oct(now)}"),
         # threads that ended are no change; threads the case left running cannot be stopped: the worker retires
-        Item("threads", _threads, None, lambda before, now: None if set(now) <= set(before) else
-             f"{', '.join(before) or 'none'} → {', '.join(now) or 'none'}"),
+        Item(
+            "threads",
+            _threads,
+            None,
+            lambda before, now: (
+                None if set(now) <= set(before) else f"{', '.join(before) or 'none'} → {', '.join(now) or 'none'}"
+            ),
+        ),
     ]
     if hasattr(torch, "get_default_device"):
         items.append(Item("default device", lambda: str(torch.get_default_device()), torch.set_default_device))
@@ -172,9 +191,15 @@ def _shorten(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_PRECISION_FLAGS = ("cuda.matmul.allow_tf32", "cuda.matmul.allow_fp16_reduced_precision_reduction",
-                    "cuda.matmul.allow_bf16_reduced_precision_reduction", "cudnn.allow_tf32", "cudnn.deterministic",
-                    "cudnn.benchmark", "cudnn.enabled")
+_PRECISION_FLAGS = (
+    "cuda.matmul.allow_tf32",
+    "cuda.matmul.allow_fp16_reduced_precision_reduction",
+    "cuda.matmul.allow_bf16_reduced_precision_reduction",
+    "cudnn.allow_tf32",
+    "cudnn.deterministic",
+    "cudnn.benchmark",
+    "cudnn.enabled",
+)
 
 
 def _flag_owner(name: str) -> tuple[Any, str]:
@@ -198,9 +223,17 @@ def _set_precision_flags(values: dict[str, Any]) -> None:
             setattr(owner, attr, value)
 
 
-_FP32_PRECISION = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
-                   "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision", "mkldnn.matmul.fp32_precision",
-                   "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+_FP32_PRECISION = (
+    "fp32_precision",
+    "cuda.matmul.fp32_precision",
+    "cudnn.fp32_precision",
+    "cudnn.conv.fp32_precision",
+    "cudnn.rnn.fp32_precision",
+    "mkldnn.fp32_precision",
+    "mkldnn.matmul.fp32_precision",
+    "mkldnn.conv.fp32_precision",
+    "mkldnn.rnn.fp32_precision",
+)
 
 
 def _fp32_precision() -> dict[str, Any]:
@@ -357,6 +390,9 @@ def describe_environment_change(before: dict[str, str], after: dict[str, str]) -
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
-    parts = [f"{label} {', '.join(keys[:5])}" for label, keys in (("set", added), ("removed", removed),
-                                                                   ("changed", changed)) if keys]
+    parts = [
+        f"{label} {', '.join(keys[:5])}"
+        for label, keys in (("set", added), ("removed", removed), ("changed", changed))
+        if keys
+    ]
     return "; ".join(parts)

@@ -33,11 +33,15 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
     row["probes"] = list(probes)
     for (probe, feeds), (_, expected) in zip(probes.items(), test.data_sets):
         for index, (name, array) in enumerate(feeds.items()):
-            tensors.append(tensor_row(task, INPUTS, probe, output=name, index=index, array=array,
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(
+                tensor_row(task, INPUTS, probe, output=name, index=index, array=array, max_bytes=task.max_tensor_bytes)
+            )
         for index, (name, array) in enumerate(zip(test.output_names, expected)):
-            tensors.append(tensor_row(task, REFERENCE, probe, output=name, index=index, array=array,
-                                      max_bytes=task.max_tensor_bytes))
+            tensors.append(
+                tensor_row(
+                    task, REFERENCE, probe, output=name, index=index, array=array, max_bytes=task.max_tensor_bytes
+                )
+            )
     exports: dict[tuple[str, str | None], ExportResult] = {}
 
     def model_for(key: tuple[str, str | None]) -> ExportResult:
@@ -51,20 +55,30 @@ def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dic
         candidate = parse(spec)
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
         if not backend.needs_onnx:
-            tensors.append(tensor_row(task, candidate.name, "*", status="skipped", stage="session", message=(
-                "not applicable: this case is an ONNX test folder: there is no PyTorch model to run; its "
-                "reference is the recorded outputs")))
+            tensors.append(
+                tensor_row(
+                    task,
+                    candidate.name,
+                    "*",
+                    status="skipped",
+                    stage="session",
+                    message=(
+                        "not applicable: this case is an ONNX test folder: there is no PyTorch model to run; its "
+                        "reference is the recorded outputs"
+                    ),
+                )
+            )
             continue
         model = model_for(("recorded", candidate.get("transform")))
         if not model.ok:
-            tensors.append(tensor_row(task, candidate.name, "*", status="error", stage=model.stage,
-                                      message=model.error))
+            tensors.append(
+                tensor_row(task, candidate.name, "*", status="error", stage=model.stage, message=model.error)
+            )
             continue
         run_backend(task, backend, recorded.with_graph(model), probes, tensors, task.reruns, name=candidate.name)
     for key, model in exports.items():
         if model.ok:
-            record_graph_evidence(task, model.onnx_bytes, list(test.output_names), probes, tensors,
-                                  export_name(key))
+            record_graph_evidence(task, model.onnx_bytes, list(test.output_names), probes, tensors, export_name(key))
     if task.control_budget > 0:
         from .controls import run_controls
 

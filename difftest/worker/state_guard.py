@@ -76,8 +76,7 @@ class ModelGuard:
             for name in flipped:
                 modes[name].training = self.training[name]
             now = "training" if not self.training[flipped[0]] else "eval"
-            found.append(f"{stage} switched {len(flipped)} submodule(s) to {now} mode "
-                         f"({_names(flipped)}); restored")
+            found.append(f"{stage} switched {len(flipped)} submodule(s) to {now} mode ({_names(flipped)}); restored")
         current = _state_items(self.module)
         written, replaced, lost = [], [], []
         for name, entry in self.tensors.items():
@@ -96,12 +95,15 @@ class ModelGuard:
         added = sorted(set(current) - set(self.tensors))
         if written:
             unrecoverable = [name for name, entry in written if entry.copy is None]
-            details = ", ".join(f"{entry.kind} {name!r}{_change_size(entry, current[name][1])}"
-                                for name, entry in written[:4])
+            details = ", ".join(
+                f"{entry.kind} {name!r}{_change_size(entry, current[name][1])}" for name, entry in written[:4]
+            )
             more = f" and {len(written) - 4} more" if len(written) > 4 else ""
             if unrecoverable:
-                message = (f"{stage} wrote into {details}{more}; the model is too large to keep a copy, so it cannot be "
-                           "restored and the later stages would test a different model")
+                message = (
+                    f"{stage} wrote into {details}{more}; the model is too large to keep a copy, so it cannot be "
+                    "restored and the later stages would test a different model"
+                )
                 self.changes.append(message)
                 raise ModelStateError(message)
             with torch.no_grad():

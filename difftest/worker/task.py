@@ -55,9 +55,11 @@ def user_traceback(exc: BaseException) -> str:
     user = [f for f in frames if not str(Path(f.filename).resolve()).startswith(ours)]
     if not user:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return ("Traceback (difftest's own frames left out):\n" + "".join(traceback.StackSummary.from_list(user).format())
-            + "".join(traceback.format_exception_only(type(exc), exc)))
-
+    return (
+        "Traceback (difftest's own frames left out):\n"
+        + "".join(traceback.StackSummary.from_list(user).format())
+        + "".join(traceback.format_exception_only(type(exc), exc))
+    )
 
 
 RESEED = SEED + 1  # the reference's second run, which tells a model that samples (see ``judge.randomness``)
