@@ -8,7 +8,7 @@ SUITE_ARGS ?=
 # gpu-check uses the Python it is given (a GPU machine may have no network to build a venv with).
 GPU_PYTHON ?= python3
 
-.PHONY: suite test setup bench bench-classify bench-mutants bench-report clean-reports gpu-check
+.PHONY: suite test lint format setup bench bench-classify bench-mutants bench-report clean-reports gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ suite: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff, configured in pyproject.toml: `make lint` checks (CI runs it before the tests), `make format` applies.
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py

@@ -380,7 +380,7 @@ def narrowing_cast(model: Any) -> Any:
             return _rewire(
                 model,
                 (source,),
-                lambda inner, outer, elem: [
+                lambda inner, outer, elem, narrow=narrow, source=source: [
                     helper.make_node("Cast", [inner], ["mutant_narrow"], to=narrow),
                     helper.make_node("Cast", ["mutant_narrow"], [outer], to=source),
                 ],

@@ -280,7 +280,6 @@ def _run_locked(
     echo: Callable[[str], None],
     interrupted: dict[str, str | None],
 ) -> RunResult:
-    from . import backends as backend_table
     from .backends.candidates import make as make_backend
     from .record.names import slug
     from .record.tables import PartManifest, consolidate, part_keys, read_table, write_table
@@ -380,7 +379,7 @@ def _run_locked(
         )
         raise Interrupted(interrupted["signal"])
     lost = manifest.verify(expected)
-    for key, case_id, reason in lost:
+    for _, case_id, reason in lost:
         echo(f"  LOST {case_id}: {reason}")
     for table in ("cases", "tensors"):
         consolidate(run_dir, table, expected)

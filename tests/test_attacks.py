@@ -581,7 +581,10 @@ def test_swapped_and_truncated_cache_entries_are_not_served(tmp_path):
     models[1].write_bytes(a[: len(a) // 2])  # and truncated
     code, warm = _cache_run(tmp_path, "warm", cache)
     assert code == 0 and set(labels(warm).values()) == {"exact"}
-    digests = lambda out: {r["case"]: r["onnx_digest"] for r in pl.read_parquet(out / "cases.parquet").to_dicts()}
+
+    def digests(out):
+        return {r["case"]: r["onnx_digest"] for r in pl.read_parquet(out / "cases.parquet").to_dicts()}
+
     assert digests(warm) == digests(cold)
 
 

@@ -96,7 +96,6 @@ class Mlp(torch.nn.Module):
 
 
 def test_a_gap_that_closes_without_tf32_is_numeric_blamed_on_tf32(tmp_path, monkeypatch):
-    from types import SimpleNamespace
 
     from difftest.suite.cases import CaseRef
     from difftest.worker.execute import run_task

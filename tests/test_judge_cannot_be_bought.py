@@ -5,7 +5,6 @@ benign case beside it must still pass. Class 12-16 attacks live beside the code 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from onnx import helper, numpy_helper
 

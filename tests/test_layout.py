@@ -1,6 +1,6 @@
 import numpy as np
 
-from difftest.judge.layout import find_transform, same_multiset
+from difftest.judge.layout import find_layout, find_transform, same_multiset
 
 
 def ref():
@@ -29,9 +29,6 @@ def test_other_values_are_not_layout():
     other[0, 0, 0] = 100
     assert not same_multiset(r, other, 0, 0)
     assert find_transform(r, other, 0, 0) is None
-
-
-from difftest.judge.layout import find_layout
 
 
 def test_channels_last_memory_flattened_is_named():

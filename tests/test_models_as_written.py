@@ -128,7 +128,8 @@ def test_junit_times_are_per_candidate(run):
 
 def test_a_suite_importing_another_suite_declares_only_its_own_cases(tmp_path):
     (tmp_path / "base_suite.py").write_text(
-        "import torch\nfrom difftest import case\n\n@case()\ndef one():\n    return torch.nn.Identity(), (torch.ones(1),)\n"
+        "import torch\nfrom difftest import case\n\n@case()\ndef one():\n    return torch.nn.Identity(), "
+        "(torch.ones(1),)\n"
         "\n@case()\ndef two():\n    return torch.nn.Identity(), (torch.ones(1),)\n"
     )
     (tmp_path / "extra_suite.py").write_text(

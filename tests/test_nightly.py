@@ -135,7 +135,10 @@ def test_a_crash_last_night_does_not_make_tonights_mismatch_known(tmp_path):
     """Nothing was compared in a case that crashed: a mismatch in it tonight is a new failure, exit 1."""
     path = tmp_path / "s" / "crashes.py"
     path.parent.mkdir()
-    night = lambda n: tmp_path / "r" / f"2026010{n}-000000"
+
+    def night(n):
+        return tmp_path / "r" / f"2026010{n}-000000"
+
     path.write_text(CRASHES.format(crash=True, broken=""))
     assert main(["run", str(path), *FAST, "--out", str(night(1))]) == 1
     assert pl.read_parquet(night(1) / "comparisons.parquet")["label"].to_list()[0] == "crash"

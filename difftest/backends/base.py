@@ -42,7 +42,8 @@ class Control:
     ``inductor``, ``precision:{value}`` with the candidate's value put in); ``persists`` who is blamed when the
     control fails the same way as the candidate (``dynamo``), None when that says nothing by itself; ``accepted``:
     a gap that closes is reduced precision by design and counts as numeric (TF32); ``tolerances``: the reduced
-    precisions whose own tolerance a gap that closes is held to (``reduced_precision`` within it); ``order``: ``first`` runs before
+    precisions whose own tolerance a gap that closes is held to (``reduced_precision`` within it); ``order``:
+    ``first`` runs before
     the graph controls (precision), ``last`` after them (ORT's optimizer)."""
 
     setting: str

@@ -215,7 +215,7 @@ def export_key(
     for code in (export_module, model_io):
         add("difftest", inspect.getsource(code))
     if isinstance(module, torch.nn.Module):
-        for name, sub in module.named_modules():
+        for _, sub in module.named_modules():
             add("class", _class_source(type(sub)))
             add("attributes", _attributes(sub))
         for name, tensor in module.named_parameters(remove_duplicate=False):

@@ -1,7 +1,8 @@
 """Named post-export graph transforms, usable as a candidate setting (``ort-cpu[transform=NAME]``).
 
 Each takes and returns an ``onnx.ModelProto``. ``fp16`` (onnxconverter-common) is always there;
-``onnxslim`` and ``onnxsim`` appear when those packages are installed (so "did the simplifier change the answer?" is one command);
+``onnxslim`` and ``onnxsim`` appear when those packages are installed (so "did the simplifier change the answer?" is
+one command);
 users add their own with :func:`register` from a suite file.
 """
 

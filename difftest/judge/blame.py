@@ -223,12 +223,13 @@ def _setting_value(candidate: str, setting: str, key: Key, context: "_Context") 
 def _declared_control(
     candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]], context: "_Context"
 ) -> tuple[str, str, str, bool] | None:
-    """(blame, rule, reason, whether the label becomes reduced_precision) from a generic control the candidate's backend declares: the same
-    candidate with one setting changed agrees with eager (what the setting switches off is to blame: the precision,
-    Inductor), or fails the same way (what the control keeps is: Dynamo's capture). Never accepted as noise: the
-    candidate computes what it computes at its own settings. A gap that closes at full precision is held to the
-    reduced precision's own tolerance where the control declares one (``judge.precision``): within it the label
-    becomes ``reduced_precision`` (a warning), beyond it the discrepancy stands and the reason says so."""
+    """(blame, rule, reason, whether the label becomes reduced_precision) from a generic control the candidate's
+    backend declares: the same candidate with one setting changed agrees with eager (what the setting switches off
+    is to blame: the precision, Inductor), or fails the same way (what the control keeps is: Dynamo's capture).
+    Never accepted as noise: the candidate computes what it computes at its own settings. A gap that closes at full
+    precision is held to the reduced precision's own tolerance where the control declares one (``judge.precision``):
+    within it the label becomes ``reduced_precision`` (a warning), beyond it the discrepancy stands and the reason
+    says so."""
     from ..backends.candidates import parse
 
     me = parse(candidate)
@@ -485,7 +486,8 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
                 "ort-optimizer",
                 "optimizer_control",
                 (
-                    f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT graph "
+                    f"the same graph with graph optimizations at {value or 'all'} ({name}) agrees with eager: an ORT "
+                    "graph "
                     "optimization changes the result"
                 ),
             )
@@ -519,7 +521,7 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
             f"{candidate} or {reference}",
             "one_runtime",
             (
-                f"two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
+                "two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
                 "to --backends for the specification's opinion"
             ),
         )

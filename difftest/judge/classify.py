@@ -293,7 +293,8 @@ def mismatch_rule(pair: Pair) -> Verdict:
     if bound is not None and bound.beyond:
         summation = (
             f"; {bound.beyond} element(s) exceed the error a {ref.dtype} summation makes in the "
-            f"{pair.accumulation[1].get('op')} node (λ·√n·u·Σ|x| + n/2·u·|sum|, n = {bound.n}) by up to {bound.used:.3g}×: "
+            f"{pair.accumulation[1].get('op')} node (λ·√n·u·Σ|x| + n/2·u·|sum|, n = {bound.n}) by up to "
+            f"{bound.used:.3g}×: "
             "more than a summation order explains"
         )
     return Verdict(
@@ -334,7 +335,8 @@ def index_tie_rule(pair: Pair) -> Verdict | None:
                 "mismatch",
                 (
                     f"{finding.evidence}; but those values are the candidate's own graph's, and eager's values at that "
-                    "point were not recorded for this output (it is not one of eager's own ArgMax/TopK/Sort results), so "
+                    "point were not recorded for this output (it is not one of eager's own ArgMax/TopK/Sort results), "
+                    "so "
                     "a tie cannot be established from the reference"
                 ),
                 pair.measured(),
@@ -368,8 +370,10 @@ def unordered_rule(pair: Pair) -> Verdict | None:
     return Verdict(
         "tie_break",
         (
-            f"the model calls topk(sorted=False), which leaves the order of its {ref.shape[axis]} results unspecified; every "
-            f"row along dim {axis} holds the same elements as the reference's ({differing} of {ref.size} positions hold "
+            f"the model calls topk(sorted=False), which leaves the order of its {ref.shape[axis]} results "
+            "unspecified; every "
+            f"row along dim {axis} holds the same elements as the reference's ({differing} of {ref.size} positions "
+            "hold "
             "them in another order)"
         ),
         m,
@@ -536,7 +540,8 @@ def oracle_rule(pair: Pair) -> Verdict | None:
     elif worst.rule == "noise floor":
         text = (
             f"RMSE vs float64 oracle {worst.cand_err:.3g} is {worst.cand_err / worst.magnitude / eps:.3g} machine "
-            f"epsilons of the band's scale {worst.magnitude:.3g} (its RMS, or the output's lower nine tenths where larger) (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
+            f"epsilons of the band's scale {worst.magnitude:.3g} (its RMS, or the output's lower nine tenths where "
+            f"larger) (<= {NOISE_FLOOR_EPS}; eager's own RMSE is "
             f"{worst.ref_err:.3g})"
         )
     else:
@@ -569,7 +574,8 @@ def nondeterminism_rule(pair: Pair) -> Verdict | None:
             "nondeterministic",
             (
                 f"the reference differs from its own rerun by up to {format_value(spread)}; the cross-backend gap "
-                f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} {pair.elements} beyond tolerance) lies "
+                f"(max |Δ| {format_value(m.max_abs)}, {m.mismatched} of {m.count} {pair.elements} beyond tolerance) "
+                "lies "
                 "within that run-to-run spread"
             ),
             m,

@@ -27,7 +27,8 @@ def declaration_problem(
         if output not in outputs:
             return (
                 f"output_masks names output {output!r}, but the case's outputs are "
-                f"{', '.join(map(repr, outputs)) or '(none)'} (flattened names: a ModelOutput's logits are 'output_logits')"
+                f"{', '.join(map(repr, outputs)) or '(none)'} (flattened names: a ModelOutput's logits are "
+                "'output_logits')"
             )
         if name not in inputs:
             return (

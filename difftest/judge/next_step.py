@@ -140,7 +140,7 @@ def _padding_declaration(found: dict[Key, Verdict]) -> dict[str, str]:
     if not failing or any(not v.padding for _, v in failing):
         return {}
     declared: dict[str, str] = {}
-    for (probe, output), verdict in failing:
+    for (_, output), verdict in failing:
         options = verdict.padding or []
         if output in declared:
             if declared[output] not in options:

@@ -53,7 +53,8 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
         verdicts[(probe, output)] = Verdict(
             "tie_break",
             (
-                f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it is "
+                f"differs only on the tie-rich probe, and {made_by}; on the same inputs with a tie-free ramp added it "
+                "is "
                 f"{ramp.label}. "
                 f"Tie-rich probe: {verdict.evidence}"
             ),

@@ -164,7 +164,7 @@ def judge_distribution(
         )
         fact = f"std {format_value(float(cf.std()))} against eager's {format_value(std)} (±{format_value(std_allowed)})"
         (problems if abs(float(cf.std()) - std) > std_allowed else facts).append(fact)
-    basis = f"eager's two draws (seeds 0 and 1)" if len(draws) == 2 else "eager's one draw"
+    basis = "eager's two draws (seeds 0 and 1)" if len(draws) == 2 else "eager's one draw"
     if problems:
         return Verdict(
             "mismatch",

@@ -71,7 +71,8 @@ def index_ties(
             False,
             (
                 f"{ranked.op} index differs at {n} position(s), {int(bad.sum())} of them not tied: at "
-                f"{format_index(first)} reference picks {int(ref_idx[first])} (value {format_value(ref_values[first])}), "
+                f"{format_index(first)} reference picks {int(ref_idx[first])} (value "
+                f"{format_value(ref_values[first])}), "
                 f"candidate picks {int(cand_idx[first])} (value {format_value(cand_values[first])})"
             ),
         )

@@ -154,7 +154,8 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
             ("*", "*"): Verdict(
                 "skipped",
                 (
-                    f"not applicable: {reference} is this case's reference (a bare ONNX file has no PyTorch model); the "
+                    f"not applicable: {reference} is this case's reference (a bare ONNX file has no PyTorch model); "
+                    "the "
                     "other candidates are judged against it"
                 ),
             )
@@ -208,7 +209,8 @@ def _judge_probe(
             found[(probe, "*")] = Verdict(
                 "crash",
                 (
-                    f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match the "
+                    f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match "
+                    "the "
                     "digest recorded when it was made: the run folder was altered or damaged, so nothing is judged "
                     "here; rerun the case"
                 ),
@@ -386,7 +388,8 @@ def judge_reruns(first: Verdict, candidate: np.ndarray, reruns: list[np.ndarray]
     return Verdict(
         "nondeterministic",
         (
-            f"the candidate's {total} runs differ from each other by up to {spread:.7g}, but every one passes on its own "
+            f"the candidate's {total} runs differ from each other by up to {spread:.7g}, but every one passes on its "
+            "own "
             f"evidence ({labels}); run 1: {first.evidence}"
         ),
         first.metrics,
@@ -506,7 +509,8 @@ def _outside_mask(
         np.where(keep, candidate, reference),
         outside,
         (
-            f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared ignorable by "
+            f"Positions where {name} is 0 ({int(outside.sum())} of {reference.size} elements) are declared ignorable "
+            "by "
             f"the case and not judged: {int(beyond.sum())} of them beyond the tolerance, largest |Δ| there "
             f"{largest:.7g}."
         ),

@@ -537,8 +537,10 @@ def _localize(
             result.status, result.reason = (
                 "no_divergence",
                 (
-                    f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: the "
-                    "runtime does what the graph says, so a difference from eager is in the graph itself, and its values "
+                    f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: "
+                    "the "
+                    "runtime does what the graph says, so a difference from eager is in the graph itself, and its "
+                    "values "
                     "cannot be mapped onto eager's to say where"
                 ),
             )

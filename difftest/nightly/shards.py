@@ -79,7 +79,7 @@ def merge(run_dirs: list[Path], out: Path) -> Path:
 def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> None:
     """Refuse shards that were run with different settings, naming the setting and each shard's value."""
     configs = []
-    for run_dir, row in zip(run_dirs, runs):
+    for row in runs:
         try:
             configs.append(json.loads(row.get("config") or "{}"))
         except ValueError:

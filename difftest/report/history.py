@@ -61,7 +61,7 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
     return {
         "counts": counts,
         "since": since,
-        "labels": sorted({l for _, c in counts for l in c}),
+        "labels": sorted({label for _, c in counts for label in c}),
         "current": run_dir.name,
         "series": series,
     }

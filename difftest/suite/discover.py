@@ -1,7 +1,8 @@
 """Find suite files and the cases they declare.
 
 A target is a suite file, a folder of them (``*.py`` not starting with ``_``),
-or ``file.py::case``; an ONNX file, or a folder of ONNX files or ONNX test folders. Importing a suite file collects the factories its
+or ``file.py::case``; an ONNX file, or a folder of ONNX files or ONNX test folders. Importing a suite file collects
+the factories its
 :func:`difftest.case` decorators registered.
 """
 

@@ -12,7 +12,8 @@
 - ``recorded_case``: ONNX test folders, whose reference is their recorded outputs;
 - ``bare_onnx``: bare ONNX files, runtime against runtime, inputs generated from the graph or loaded;
 - ``state_guard``: the model put back as it was after every stage; ``process_state``: what a case changed in its
-  process (said on it; put back only in the in-process mode of ``difftest.check``); ``full_compare``: outputs too large to store compared in full where they live.
+  process (said on it; put back only in the in-process mode of ``difftest.check``); ``full_compare``: outputs too
+  large to store compared in full where they live.
 
 May import: record, suite, export, backends, judge, localize.
 """

@@ -1,7 +1,8 @@
 """A bare ONNX file (``difftest run model.onnx``): no PyTorch model, runtime against runtime.
 
 The reference is ``onnx-ref`` (the ONNX specification's reference implementation); where it cannot run the graph
-(too large for numpy, an op it lacks), the first listed runtime that can, said on the case. The oracle is the same graph widened to float64
+(too large for numpy, an op it lacks), the first listed runtime that can, said on the case. The oracle is the same
+graph widened to float64
 (``export.float64``) on the reference evaluator, where the graph allows it; where it does not, the case says why
 and is judged without one. Inputs are the graph's declared types and shapes, filled by a seeded generator within
 each input's value range (``--val-range name:[lo,hi]``, default [0, 1] as Polygraphy's; integers within it, bools

@@ -388,7 +388,8 @@ def _named_outputs(built: Case, found: list[str]) -> list[str]:
     names = [str(n) for n in built.output_names]
     if len(names) != len(found) or len(set(names)) != len(names):
         raise CaseDefinitionError(
-            f"output_names={names!r} names {len(names)} outputs{' (some twice)' if len(set(names)) != len(names) else ''}"
+            f"output_names={names!r} names {len(names)} "
+            f"outputs{' (some twice)' if len(set(names)) != len(names) else ''}"
             f", but the model returns {len(found)} tensors ({', '.join(found)}); give one distinct name per output"
         )
     return names

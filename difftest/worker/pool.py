@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -212,10 +212,8 @@ def _worker_main(
         if kind == "discover":
             targets, keyword, backends = message[2:]
 
-            def body(conn: Connection = conn, seq: int = seq) -> Any:
-                return _discover(
-                    targets, keyword, backends, progress=lambda count: conn.send(("found", seq, os.getpid(), count))
-                )
+            def body(conn: Connection = conn, seq: int = seq, request: tuple = (targets, keyword, backends)) -> Any:
+                return _discover(*request, progress=lambda count: conn.send(("found", seq, os.getpid(), count)))
 
             serve(conn, seq, "discover", body, None, threads, result_dir, single, notes=False, meanwhile=preload)
         else:

@@ -107,7 +107,7 @@ class ModelGuard:
                 self.changes.append(message)
                 raise ModelStateError(message)
             with torch.no_grad():
-                for name, entry in written:
+                for _, entry in written:
                     entry.obj.copy_(entry.copy)
             found.append(f"{stage} wrote into {details}{more}; restored")
         if replaced:
