@@ -142,22 +142,27 @@ def _faulty_file(tmp_path, fault):
     return model, x, path
 
 
-def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_path):
-    """The candidate ran the user's file: localization must look for the divergence in that file (against the
-    ONNX reference on the same graph, since the file's values have no FX names to map eager's onto), never in
-    difftest's own re-export of the model, which has no fault and would say there is nothing to localize."""
+def _file_localized(tmp_path, fault):
+    """ort-cpu's localization in a check of Net against its own file with ``fault`` in it (the check fails)."""
+    import polars as pl
+
     import difftest
 
-    fault = Fault("pad_swap", "Pad", 0, swap_pads)
     model, x, path = _faulty_file(tmp_path, fault)
     result = difftest.check(
         model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base", localize_budget=120, out=tmp_path / "run"
     )
     assert not result.passed
-    import polars as pl
-
     (case,) = pl.read_parquet(tmp_path / "run" / "cases.parquet").to_dicts()
-    found = json.loads(case["localization"])["ort-cpu"]
+    return json.loads(case["localization"])["ort-cpu"]
+
+
+def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_path):
+    """The candidate ran the user's file: localization must look for the divergence in that file (eager's values
+    mapped onto its values by name and producing operator, as difftest's own dynamo export names them), never in
+    difftest's own re-export of the model, which has no fault and would say there is nothing to localize."""
+    fault = Fault("pad_swap", "Pad", 0, swap_pads)
+    found = _file_localized(tmp_path, fault)
     assert found["status"] == "found", found
     assert found["culprit"]["name"] in fault.injected, (found["culprit"], fault.injected)
     assert found["reference"] == "torch" and "mapped onto" in found["note"]  # eager's values, by name and operator
@@ -167,7 +172,6 @@ def test_a_users_file_with_no_names_in_common_is_localized_against_the_onnx_refe
     """A file whose values were all renamed (post-processed, or made by another tool): eager's values cannot be
     mapped onto it, so the runtime is held against onnx-ref on the same file, and the result says what that can
     and cannot find (a fault in the file itself shows as no divergence between two runtimes)."""
-    import difftest
 
     def renamed(model):
         names = {}
@@ -181,14 +185,6 @@ def test_a_users_file_with_no_names_in_common_is_localized_against_the_onnx_refe
         del model.graph.value_info[:]
         return Fault("pad_swap", "Pad", 0, swap_pads)(model)
 
-    model, x, path = _faulty_file(tmp_path, renamed)
-    result = difftest.check(
-        model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base", localize_budget=120, out=tmp_path / "run"
-    )
-    assert not result.passed
-    import polars as pl
-
-    (case,) = pl.read_parquet(tmp_path / "run" / "cases.parquet").to_dicts()
-    found = json.loads(case["localization"])["ort-cpu"]
+    found = _file_localized(tmp_path, renamed)
     assert found["reference"] == "onnx-ref" and "cannot be mapped" in found["note"], found
     assert found["status"] == "no_divergence" and "in the graph itself" in found["reason"], found
