@@ -251,7 +251,7 @@ class Session:
     ):
         from . import backends as backend_table
         from .backends.candidates import parse_list, split_specs
-        from .runner import RunConfig, validate
+        from .run_config import RunConfig, validate
 
         specs = split_specs(backends) if isinstance(backends, str) else list(backends or DEFAULT_CANDIDATES)
         self.candidates = [c.name for c in parse_list(",".join(specs))]  # a bad spec is a usage error now
@@ -526,7 +526,7 @@ class Session:
         """The runs table, kept current as checks arrive: its fixed facts (commit, GPU, versions, environment) are
         asked once per session, the repositories again only when a check comes from another file."""
         from .record.tables import write_table
-        from .runner import repositories, runs_row
+        from .provenance import repositories, runs_row
         from .worker.pool import environment_facts
 
         if self._row is None:
@@ -680,7 +680,7 @@ def run(
     ``jobs``, ``exporter``, ``timeout``, ``probes``, ``baseline``, ``expectations`` … (see ``RunConfig``);
     ``echo`` receives the progress lines (default: none)."""
     from .backends.candidates import split_specs
-    from .runner import RunConfig
+    from .run_config import RunConfig
     from .runner import run as run_config
 
     known = {f.name for f in dataclasses.fields(RunConfig)}

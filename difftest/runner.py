@@ -1,4 +1,5 @@
-"""A whole run: find cases, run them in workers, record, judge, report."""
+"""A whole run: find cases, run them in workers, record, judge, report. What a run is asked to do is
+``run_config``; where its results came from, ``provenance``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import platform
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,57 +15,8 @@ from typing import Any, Callable
 
 from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
-from .suite.probes import ALL_PROBES
-
-
-def _default_backends() -> tuple[str, ...]:
-    from .backends import DEFAULT_BACKENDS
-
-    return DEFAULT_BACKENDS
-
-
-DEFAULT_TIMEOUT = 600.0
-
-
-@dataclass
-class RunConfig:
-    """Everything a run was asked to do; saved beside the results as config.json."""
-
-    targets: list[str] = field(default_factory=lambda: ["suites"])
-    backends: list[str] = field(default_factory=lambda: list(_default_backends()))
-    out: str | None = None
-    keyword: str | None = None
-    jobs: int = 0  # 0: from the machine
-    exporter: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    memory_limit_mb: int | None = None
-    reports_root: str = "reports"
-    resume: bool = False
-    probes: list[str] = field(default_factory=lambda: list(ALL_PROBES))
-    reruns: int = 1
-    oracle: bool = True
-    expectations: str | None = None  # waiver file; None: suites/expectations.toml when it exists
-    baseline: str | None = None  # a previous run: failures are new or known, only new ones fail
-    shard: str | None = None  # "K/N": run the K-th of N stable slices of the cases
-    durations: str | None = None  # a previous run whose case durations balance the shards
-    localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
-    control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
-    isolate: str = "case"  # "case": each case in a child forked from a preloaded template; "spawn": a fresh one too
-    require: list[str] = field(default_factory=list)  # candidates that must run here: skipping one is an error
-    # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
-    max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES", 256 * 2**20)))
-    cache_dir: str | None = None  # None: the default location (see cache.default_root)
-    use_cache: bool = True
-    # Bare ONNX files' inputs: {"shapes": {input: [dims]}, "ranges": {input or "*": [lo, hi]}, "data": path}.
-    onnx_inputs: dict = field(default_factory=dict)
-
-    def cache_root(self) -> Path | None:
-        """Where exports are cached for this run (None: not at all)."""
-        if not self.use_cache:
-            return None
-        from .export.cache import default_root
-
-        return Path(self.cache_dir) if self.cache_dir else default_root()
+from .provenance import repositories, runs_row
+from .run_config import RunConfig, absolute_paths, check_resumable, default_jobs, validate
 
 
 @dataclass
@@ -78,10 +27,6 @@ class RunResult:
     seconds: float
     waivers: Any = None
     new_failures: set[tuple[str, str]] | None = None  # against the baseline, when one was given
-
-
-def default_jobs() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
@@ -103,73 +48,6 @@ def run(config: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
             return _run(config, candidates, pool, jobs, threads, echo, interrupted)
     finally:
         pool.close()
-
-
-def validate(config: RunConfig) -> None:
-    """Usage errors for settings that cannot work, before anything starts."""
-    if config.jobs < 0:
-        raise UsageError("--jobs must be 0 (one per core) or a positive number")
-    if not config.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout:g}")
-    if config.memory_limit_mb is not None and config.memory_limit_mb < 256:
-        raise UsageError(
-            f"--memory-limit {config.memory_limit_mb}: give at least 256 MiB per worker (torch alone "
-            "needs about that much)"
-        )
-    if config.reruns < 0:
-        raise UsageError("--reruns must be 0 or more")
-    if config.exporter is not None and config.exporter not in ("dynamo", "torchscript"):
-        raise UsageError(f"--exporter must be dynamo or torchscript, got {config.exporter!r}")
-    from .backends.candidates import parse_list
-
-    names = [c.name for c in parse_list(",".join(config.backends))]
-    from .backends import ORACLE, REFERENCE
-
-    if not [name for name in names if name not in (REFERENCE, ORACLE)]:
-        raise UsageError(
-            f"--backends {','.join(config.backends) or '(none)'}: no candidate to compare with the "
-            f"reference {REFERENCE} (it always runs, and {ORACLE} is its float64 oracle), so nothing "
-            f"would be judged; add one, e.g. --backends {REFERENCE},ort-cpu"
-        )
-    unknown = [name for name in config.require if name not in names]
-    if unknown:
-        raise UsageError(f"--require {','.join(unknown)}: not among --backends ({','.join(config.backends)})")
-    if config.isolate not in ("case", "spawn"):
-        raise UsageError(
-            f"--isolate must be case or spawn, got {config.isolate!r} (every case runs in a clean "
-            "process; there is no mode that shares one between cases)"
-        )
-    for name in ("localize_budget", "control_budget"):
-        if getattr(config, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of seconds")
-    if config.expectations:
-        from .judge import waivers
-
-        path = Path(config.expectations)
-        if not path.is_file():
-            raise UsageError(f"--expectations {path}: no such file")
-        waivers.load(path)  # a malformed waiver is a usage error now, not a crash at the end of the run
-
-
-def absolute_paths(config: RunConfig) -> RunConfig:
-    def absolute(value: str | None) -> str | None:
-        return str(Path(value).absolute()) if value else value
-
-    return dataclasses.replace(
-        config,
-        out=absolute(config.out),
-        reports_root=absolute(config.reports_root),
-        cache_dir=absolute(config.cache_dir),
-        expectations=absolute(config.expectations),
-        baseline=absolute(config.baseline),
-        durations=absolute(config.durations),
-        targets=[_absolute_target(t) for t in config.targets],
-    )
-
-
-def _absolute_target(target: str) -> str:
-    path, sep, name = target.partition("::")
-    return str(Path(path).absolute()) + sep + name
 
 
 class _interruptible:
@@ -446,32 +324,6 @@ def task_for(
     )
 
 
-RESUME_SETTINGS = ("targets", "backends", "keyword", "exporter", "probes", "reruns", "oracle", "shard")
-
-
-def check_resumable(run_dir: Path, config: RunConfig) -> None:
-    """Refuse to resume a run that was asked to do something else, naming what differs."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise UsageError(
-            f"--resume: {run_dir} holds no config.json, so difftest cannot tell what it was asked "
-            "to run; start a new run in another --out"
-        )
-    stored = json.loads(path.read_text())
-    differs = []
-    for name in RESUME_SETTINGS:
-        before, now = stored.get(name), getattr(config, name)
-        if name == "targets":
-            before = [_absolute_target(t) for t in before or []]
-        if before != now:
-            differs.append(f"{name}: {before!r} then, {now!r} now")
-    if differs:
-        raise UsageError(
-            f"--resume: {run_dir} was run with other settings ({'; '.join(differs)}); resume with the "
-            "same settings, or start a new run in another --out"
-        )
-
-
 class RunLock:
     """An exclusive lock on a run directory for the whole run: a second run into it is a usage error naming the
     process that holds it."""
@@ -621,115 +473,3 @@ def _link_latest(run_dir: Path, root: Path) -> None:
         os.replace(temporary, latest)
     except OSError:
         pass
-
-
-def runs_row(
-    run_id: str,
-    config: RunConfig,
-    requested: list[str],
-    available: list[str],
-    skipped: dict[str, str],
-    reference: str,
-    started: float,
-) -> dict[str, Any]:
-    return {
-        "run": run_id,
-        "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
-        "finished": None,
-        "seconds": None,
-        "git_commit": _git_commit(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "versions": json.dumps(library_versions()),
-        "gpu": _gpu(),
-        "backends_requested": requested,
-        "backends_available": available,
-        "backends_skipped": json.dumps(skipped),
-        "reference": reference,
-        "targets": list(config.targets),
-        "config": json.dumps(dataclasses.asdict(config)),
-        "shard": config.shard,
-    }
-
-
-def library_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polars"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    versions["torch.cuda"] = _torch_cuda_version()
-    return versions
-
-
-def _torch_cuda_version() -> str:
-    """torch's CUDA version from its version.py, without importing torch into the parent process."""
-    import importlib.util
-    import re
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return "no torch"
-    try:
-        text = (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text()
-    except OSError:
-        return "unknown"
-    match = re.search(r"^cuda\b[^=]*=\s*(.+)$", text, re.MULTILINE)
-    value = match.group(1).strip().strip("'\"") if match else "unknown"
-    return "none" if value == "None" else value
-
-
-def repositories(targets: list[str]) -> dict[str, dict[str, Any]]:
-    """Commit and dirty state of difftest's own checkout and of each repository the suites live in."""
-    places = {"difftest": Path(__file__).resolve().parent}
-    for target in targets:
-        path = Path(target.partition("::")[0])
-        places.setdefault(f"suites ({path})", path if path.is_dir() else path.parent)
-    found: dict[str, dict[str, Any]] = {}
-    seen_roots: dict[str, str] = {}
-    for label, folder in places.items():
-        root = _git(folder, "rev-parse", "--show-toplevel")
-        entry: dict[str, Any] = {"root": None, "commit": None, "dirty": None, "same_as": None}
-        found[label] = entry
-        if root is None:
-            continue
-        if root in seen_roots:
-            entry["same_as"] = seen_roots[root]
-            continue
-        seen_roots[root] = label
-        status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-        entry.update(
-            root=root,
-            commit=_git(folder, "rev-parse", "--verify", "-q", "HEAD"),
-            dirty=bool(status) if status is not None else None,
-        )
-    return found
-
-
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _git_commit() -> str | None:
-    return _git(Path(__file__).resolve().parent, "rev-parse", "--verify", "-q", "HEAD") or None
-
-
-def _gpu() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
