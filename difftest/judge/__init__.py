@@ -8,7 +8,8 @@ code to decide which failing candidates deserve controls, so nothing here import
 - ``probe_rules``: verdicts that need several probes (a frozen input, a shape-specialized graph);
 - ``blame``: which runtime, exporter or rewrite is at fault, from the controls and the other candidates
   (``casts`` defines the evidence of a float-to-integer Cast: the values it converts, so undefined behaviour is
-  claimed only where it happens);
+  claimed only where it happens; ``precision`` holds a result at a runtime's reduced precision, bf16 or fp16, to
+  that precision's own tolerance once its full-precision control agrees);
 - ``completeness``: every output of every probe the reference recorded judged once per candidate ("results lost");
 - ``randomness``: outputs of a model that samples (eager changes them under another seed), judged by distribution;
 - ``next_step``: what to do about a failing verdict, when the recorded evidence says (``.eval()``, the
