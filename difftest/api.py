@@ -28,10 +28,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .backends import DEFAULT_CHECK_CANDIDATES
 from .errors import UsageError
 from .exitcodes import ExitCode
+from .worker.task import CONTROL_BUDGET
 
-DEFAULT_CANDIDATES = ("ort-cpu", "ort-cuda")
+# difftest.check localizes only when asked (localize_budget=60): one model in a user's test, where a failing
+# candidate's localization would add seconds to every red test; `difftest run` localizes by default.
+CHECK_LOCALIZE_BUDGET = 0.0
 PASSING = ("pass", "xfail", "waived", "skipped", "not_applicable")
 EVIDENCE_LINES = 4  # per candidate in the text form; the DataFrame and the report hold every one
 
@@ -242,8 +246,8 @@ class Session:
         exporter: str | None = None,
         oracle: bool = True,
         reruns: int = 1,
-        localize_budget: float = 0.0,
-        control_budget: float = 60.0,
+        localize_budget: float = CHECK_LOCALIZE_BUDGET,
+        control_budget: float = CONTROL_BUDGET,
         cache: bool = True,
         cache_dir: str | None = None,
         capture_output: bool = True,
@@ -253,7 +257,7 @@ class Session:
         from .backends.candidates import parse_list, split_specs
         from .run_config import RunConfig, validate
 
-        specs = split_specs(backends) if isinstance(backends, str) else list(backends or DEFAULT_CANDIDATES)
+        specs = split_specs(backends) if isinstance(backends, str) else list(backends or DEFAULT_CHECK_CANDIDATES)
         self.candidates = [c.name for c in parse_list(",".join(specs))]  # a bad spec is a usage error now
         self.defaults = list(self.candidates)  # a check's candidates unless it names its own
         self.reference = backend_table.REFERENCE
@@ -626,8 +630,8 @@ def check(
     out: str | Path | None = None,
     name: str | None = None,
     oracle: bool = True,
-    localize_budget: float = 0.0,
-    control_budget: float = 60.0,
+    localize_budget: float = CHECK_LOCALIZE_BUDGET,
+    control_budget: float = CONTROL_BUDGET,
     cache: bool = True,
     isolate: str = "case",
     save_onnx: str | Path | None = None,

@@ -11,6 +11,7 @@ from typing import Sequence
 from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
 from .backends import DEFAULT_BACKENDS
+from .worker.task import CONTROL_BUDGET, LOCALIZE_BUDGET
 
 BACKENDS_HELP = (
     "comma-separated candidates, each a backend with optional settings: ort-cpu, "
@@ -74,18 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--localize-budget",
         type=float,
-        default=60.0,
+        default=LOCALIZE_BUDGET,
         metavar="SECONDS",
         help="time per case to localize a failing candidate to its first divergent ONNX node "
-        "(default 60; 0 turns it off)",
+        f"(default {LOCALIZE_BUDGET:g}; 0 turns it off)",
     )
     run.add_argument(
         "--control-budget",
         type=float,
-        default=60.0,
+        default=CONTROL_BUDGET,
         metavar="SECONDS",
         help="time per case for automatic controls on failing candidates (onnx-ref, opt=disable, the "
-        "export without the case's rewrite) that decide blame (default 60; 0 turns them off)",
+        f"export without the case's rewrite) that decide blame (default {CONTROL_BUDGET:g}; 0 turns them off)",
     )
     run.add_argument(
         "--expectations", metavar="FILE", help="waiver file (default: suites/expectations.toml when it exists)"

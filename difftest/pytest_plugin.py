@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 
 STATE = pytest.StashKey["_SessionState"]()
+# backends.DEFAULT_CHECK_CANDIDATES, spelled for the option's help without importing the backends into every pytest
+# session the plugin is installed in (tests/test_pytest_plugin.py holds the two together).
+CHECK_CANDIDATES_TEXT = "ort-cpu,ort-cuda"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--difftest-backends",
         metavar="SPECS",
         default=None,
-        help="candidates to run (default: ort-cpu,ort-cuda), e.g. 'ort-cpu,ort-cpu[opt=disable]'",
+        help=f"candidates to run (default: {CHECK_CANDIDATES_TEXT}), e.g. 'ort-cpu,ort-cpu[opt=disable]'",
     )
     group.addoption("--difftest-probes", metavar="NAMES", default=None, help="probes to run (default: all)")
     group.addoption(
@@ -239,11 +242,11 @@ class _SessionState:
         self.report_line: str | None = None
 
     def candidates(self) -> list[str]:
-        from .api import DEFAULT_CANDIDATES
+        from .backends import DEFAULT_CHECK_CANDIDATES
         from .backends.candidates import parse_list
 
         specs = self.config.getoption("difftest_backends")
-        return [c.name for c in parse_list(specs)] if specs else list(DEFAULT_CANDIDATES)
+        return [c.name for c in parse_list(specs)] if specs else list(DEFAULT_CHECK_CANDIDATES)
 
     def more_hint(self) -> str:
         report = self.config.getoption("difftest_report")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .suite.probes import ALL_PROBES
+from .worker.task import CONTROL_BUDGET, LOCALIZE_BUDGET, MAX_TENSOR_BYTES
 
 
 def _default_backends() -> tuple[str, ...]:
@@ -43,12 +44,14 @@ class RunConfig:
     baseline: str | None = None  # a previous run: failures are new or known, only new ones fail
     shard: str | None = None  # "K/N": run the K-th of N stable slices of the cases
     durations: str | None = None  # a previous run whose case durations balance the shards
-    localize_budget: float = 60.0  # seconds per case to localize failing candidates (0: off)
-    control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
+    localize_budget: float = LOCALIZE_BUDGET  # seconds per case to localize failing candidates (0: off)
+    control_budget: float = CONTROL_BUDGET  # seconds per case for automatic controls on failing candidates (0: off)
     isolate: str = "case"  # "case": each case in a child forked from a preloaded template; "spawn": a fresh one too
     require: list[str] = field(default_factory=list)  # candidates that must run here: skipping one is an error
     # Outputs larger than this are stored as an even sample (charts) and compared in full in the worker.
-    max_tensor_bytes: int = field(default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES", 256 * 2**20)))
+    max_tensor_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("DIFFTEST_MAX_TENSOR_BYTES", MAX_TENSOR_BYTES))
+    )
     cache_dir: str | None = None  # None: the default location (see cache.default_root)
     use_cache: bool = True
     # Bare ONNX files' inputs: {"shapes": {input: [dims]}, "ranges": {input or "*": [lo, hi]}, "data": path}.

@@ -260,3 +260,10 @@ def test_fixture_skips_warns_reports_every_call_and_hides_its_frames(pytester):
     assert ("test_models::test_own_settings", "ort-cpu") not in failing  # not lost: not applicable to that call
     assert ("test_models::test_own_settings", "ort-cpu[opt=disable]") not in failing
     assert ("test_models::test_a_wrong_graph_fails_with_the_evidence", "ort-cpu") in failing
+
+
+def test_the_options_help_names_the_default_check_candidates():
+    from difftest.backends import DEFAULT_CHECK_CANDIDATES
+    from difftest.pytest_plugin import CHECK_CANDIDATES_TEXT
+
+    assert CHECK_CANDIDATES_TEXT == ",".join(DEFAULT_CHECK_CANDIDATES)

@@ -16,7 +16,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "difftest"
 README = PACKAGE.parent / "README.md"
 LEAVES = {"errors", "exitcodes"}  # exception and exit-code vocabulary, importable from anywhere
-TOP = {"cli", "runner", "run_config", "provenance", "api", "pytest_plugin", "__main__", ""}  # the layer over every stage: may import anything
+TOP = {
+    "cli",
+    "runner",
+    "run_config",
+    "provenance",
+    "api",
+    "pytest_plugin",
+    "__main__",
+    "",
+}  # the layer over every stage: may import anything
 
 
 def _modules() -> dict[str, Path]:

@@ -36,8 +36,20 @@ REGISTRY: dict[str, type[Backend]] = {
 # CPU plugin included: recorded as skipped with the reason where it is not installed), ORT's CUDA provider where
 # there is one. torch-compile (seconds of compilation per case) and torch-export are opt-in.
 DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "openvino")
+# What difftest.check and the pytest fixture run on one model unless told: ONNX Runtime, CPU and CUDA (the runtimes
+# most PyTorch models ship to; a user's test that should cover OpenVINO or torch.compile names them).
+DEFAULT_CHECK_CANDIDATES = ("ort-cpu", "ort-cuda")
 REFERENCE = "torch"
 ORACLE = "torch-fp64"
 
 
-__all__ = ["Backend", "BackendUnavailable", "Subject", "REGISTRY", "DEFAULT_BACKENDS", "REFERENCE", "ORACLE"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "Subject",
+    "REGISTRY",
+    "DEFAULT_BACKENDS",
+    "DEFAULT_CHECK_CANDIDATES",
+    "REFERENCE",
+    "ORACLE",
+]

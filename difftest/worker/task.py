@@ -13,6 +13,13 @@ import numpy as np
 from ..suite.cases import CaseRef
 
 SEED = 0
+# The defaults of what a run may spend on a failing case and store per output (RunConfig, the CLI and Task read
+# these): seconds to localize failing candidates, seconds for their automatic controls, and the size above which an
+# output is stored as a sample and compared in full where it lives. ``difftest.check`` turns localization off by
+# default (``api.CHECK_LOCALIZE_BUDGET``).
+LOCALIZE_BUDGET = 60.0
+CONTROL_BUDGET = 60.0
+MAX_TENSOR_BYTES = 256 * 2**20
 
 # Set by the worker process: called with the stage a case enters, so a crash can name it.
 stage_hook: Any = None
@@ -38,10 +45,10 @@ class Task:
     probes: list[str] = field(default_factory=lambda: ["base"])
     reruns: int = 1
     threads: int | None = None
-    max_tensor_bytes: int = 256 * 2**20
+    max_tensor_bytes: int = MAX_TENSOR_BYTES
     cache_dir: str | None = None  # the export cache; None runs every export
-    localize_budget: float = 0.0  # seconds per case to localize failing candidates (0: off)
-    control_budget: float = 60.0  # seconds per case for automatic controls on failing candidates (0: off)
+    localize_budget: float = LOCALIZE_BUDGET  # seconds per case to localize failing candidates (0: off)
+    control_budget: float = CONTROL_BUDGET  # seconds per case for automatic controls on failing candidates (0: off)
     # How a bare ONNX file's inputs are made: {"shapes": {input: [dims]}, "ranges": {input: [lo, hi]},
     # "data": path of an .npz or a folder of .pb} (see ``bare_onnx``).
     onnx_inputs: dict | None = None
