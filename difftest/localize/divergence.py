@@ -464,61 +464,21 @@ def _localize(
     graph=None,
     own_export=None,
 ) -> None:
-    import torch
-
-    from ..backends import REGISTRY
-    from ..backends.candidates import make
-    from ..backends.candidates import parse
-    from ..export.transforms import steps
-    from ..suite.cases import build
-    from ..suite.discover import find_definition
-    from ..suite.model_io import FlatModule, flatten_outputs, signature_of, to_feeds
-    from ..suite.probes import ALL_PROBES, make_probes
+    from ..backends.candidates import make, parse
 
     candidate = parse(candidate_spec)
-    if not REGISTRY[candidate.backend].needs_onnx:
-        instead = REGISTRY[candidate.backend].localize_instead
-        result.status, result.reason = (
-            "unsupported",
-            (
-                f"{candidate_spec} runs no ONNX graph: nothing to localize in"
-                + (f". Instead: {instead}" if instead else "")
-            ),
-        )
+    unsupported = _unsupported(candidate, reference)
+    if unsupported:
+        result.status, result.reason = "unsupported", unsupported
         return
-    if reference not in ("torch", "eager") and not REGISTRY[parse(reference).backend].needs_onnx:
-        result.status, result.reason = (
-            "unsupported",
-            (
-                f"the reference {reference} runs the PyTorch model, not a graph: localize against eager (--reference "
-                "torch) or against another ONNX runtime on the same graph"
-            ),
-        )
+    setup = _build_setup(ref, built, probe, candidate, result)
+    if setup is None:
         return
-    torch.manual_seed(0)
-    built = built or build(find_definition(ref))
-    if built.onnx_test is not None:
-        result.status, result.reason = "unsupported", "ONNX test folders have no PyTorch model to map values to"
-        return
-    signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
-    frozen = {n: example[signature.names.index(n)] for n in signature.baked}
-    probes = make_probes(to_feeds(signature.names, example), list(ALL_PROBES), built.dynamic_axes)
-    if probe not in probes:
-        result.status, result.reason = "unsupported", f"probe {probe!r} does not apply to this case"
-        return
-    feeds = probes[probe]
-    with torch.inference_mode():
-        output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
-    flat = FlatModule(built.module, signature, frozen)
-    live_names = list(flat.live_names)
-    transform = steps(built.onnx_transform, candidate.get("transform"))
     backend = make(candidate)
     reason = backend.unavailable_reason()
     if reason:
         result.status, result.reason = "unsupported", f"{candidate_spec} is not available here: {reason}"
         return
-
-    setup = _Setup(built, flat, example, signature, frozen, output_names, live_names, feeds, transform)
     if graph is not None and getattr(graph, "onnx_bytes", None):
         found = _on_the_graph_that_ran(graph, own_export, reference, candidate, setup, result)
     else:
@@ -530,55 +490,21 @@ def _localize(
         result.status, result.reason = "not_found", "the time budget was spent evaluating the reference"
         return
     names = [n for n in _all_values(model) if n in ref_values]
-    cand_values = evaluate(model, names, feeds, backend)
+    cand_values = evaluate(model, names, setup.feeds, backend)
     final = [o.name for o in model.graph.output]
     if not any(n in ref_values and n in cand_values and diverges(ref_values[n], cand_values[n])[0] for n in final):
-        if result.note and result.reference not in ("torch", "eager"):
-            result.status, result.reason = (
-                "no_divergence",
-                (
-                    f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: "
-                    "the "
-                    "runtime does what the graph says, so a difference from eager is in the graph itself, and its "
-                    "values "
-                    "cannot be mapped onto eager's to say where"
-                ),
-            )
-        else:
-            result.status, result.reason = (
-                "no_divergence",
-                (
-                    "the graph's outputs agree with the reference on this probe once intermediate values are exposed "
-                    "(extra outputs can change which fusions a runtime applies); nothing to localize"
-                ),
-            )
+        result.status, result.reason = "no_divergence", _no_divergence(candidate_spec, result)
         result.compared = len(names)
         return
     suspects, result.compared, result.divergent = first_divergent(model, ref_values, cand_values)
     if not suspects:
         result.status, result.reason = (
             "not_found",
-            ("outputs diverge but no node has agreeing inputs and a diverging output among the compared values"),
+            "outputs diverge but no node has agreeing inputs and a diverging output among the compared values",
         )
         return
-    ranked = []
-    exported_graph = any(_has_exporter_metadata(n) for n in model.graph.node)
-    for suspect in suspects:
-        producer = suspect["node"]
-        others = [n for n in reversed(suspect["nodes"]) if n is not producer]
-        order = ([producer] if producer.op_type not in TRIVIAL_OPS else []) + others
-        # Within one exported op's region, nodes the exporter did not create (no exporter metadata) were
-        # added by a rewrite afterwards: they come first.
-        if exported_graph:
-            order.sort(key=lambda n: _has_exporter_metadata(n))
-        for node in order:
-            entry = describe_node(node, model)
-            entry["relative_error"] = suspect["relative_error"]
-            entry["value"] = suspect["output"]
-            ranked.append(entry)
-    result.suspects = ranked[:10]
-    result.culprit = ranked[0]
-    result.status = "found"
+    ranked = _ranked_nodes(suspects, model)
+    result.suspects, result.culprit, result.status = ranked[:10], ranked[0], "found"
     first = suspects[0]
     result.reason = (
         f"first divergent value {first['output']!r} (relative error {first['relative_error']:.3g}) "
@@ -586,10 +512,92 @@ def _localize(
     )
     if budget.spent():
         return
-    _confirm(model, first, ref_values, feeds, backend, candidate_spec, result, out_dir)
+    _confirm(model, first, ref_values, setup.feeds, backend, candidate_spec, result, out_dir)
     if budget.spent():
         return
-    result.optimizer = _bisect_optimizer(model, candidate, ref_values, feeds, final)
+    result.optimizer = _bisect_optimizer(model, candidate, ref_values, setup.feeds, final)
+
+
+def _unsupported(candidate, reference: str) -> str | None:
+    """Why this candidate cannot be localized against this reference at all (None: it can)."""
+    from ..backends import REGISTRY
+    from ..backends.candidates import parse
+
+    if not REGISTRY[candidate.backend].needs_onnx:
+        instead = REGISTRY[candidate.backend].localize_instead
+        return f"{candidate.name} runs no ONNX graph: nothing to localize in" + (
+            f". Instead: {instead}" if instead else ""
+        )
+    if reference not in ("torch", "eager") and not REGISTRY[parse(reference).backend].needs_onnx:
+        return (
+            f"the reference {reference} runs the PyTorch model, not a graph: localize against eager (--reference "
+            "torch) or against another ONNX runtime on the same graph"
+        )
+    return None
+
+
+def _build_setup(ref, built, probe: str, candidate, result: Localization) -> "_Setup | None":
+    """The built case flattened, with the probe's feeds (None, with ``result`` saying why, when it cannot be)."""
+    import torch
+
+    from ..export.transforms import steps
+    from ..suite.cases import build
+    from ..suite.discover import find_definition
+    from ..suite.model_io import FlatModule, flatten_outputs, signature_of, to_feeds
+    from ..suite.probes import ALL_PROBES, make_probes
+
+    torch.manual_seed(0)
+    built = built or build(find_definition(ref))
+    if built.onnx_test is not None:
+        result.status, result.reason = "unsupported", "ONNX test folders have no PyTorch model to map values to"
+        return None
+    signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
+    frozen = {n: example[signature.names.index(n)] for n in signature.baked}
+    probes = make_probes(to_feeds(signature.names, example), list(ALL_PROBES), built.dynamic_axes)
+    if probe not in probes:
+        result.status, result.reason = "unsupported", f"probe {probe!r} does not apply to this case"
+        return None
+    with torch.inference_mode():
+        output_names, _ = flatten_outputs(built.module(*built.args, **dict(built.kwargs or {})))
+    flat = FlatModule(built.module, signature, frozen)
+    transform = steps(built.onnx_transform, candidate.get("transform"))
+    return _Setup(
+        built, flat, example, signature, frozen, output_names, list(flat.live_names), probes[probe], transform
+    )
+
+
+def _no_divergence(candidate_spec: str, result: Localization) -> str:
+    """Why nothing was found when the graph's outputs agree once its values are exposed."""
+    if result.note and result.reference not in ("torch", "eager"):
+        return (
+            f"{candidate_spec} computes what {result.reference} computes on every output of the same graph: the "
+            "runtime does what the graph says, so a difference from eager is in the graph itself, and its values "
+            "cannot be mapped onto eager's to say where"
+        )
+    return (
+        "the graph's outputs agree with the reference on this probe once intermediate values are exposed (extra "
+        "outputs can change which fusions a runtime applies); nothing to localize"
+    )
+
+
+def _ranked_nodes(suspects: list[dict[str, Any]], model) -> list[dict[str, Any]]:
+    """Each suspect region's nodes, described, in the order to look at them: the producer of the divergent value
+    first, then the rest of its region; within an exported op's region, nodes the exporter did not create (no
+    exporter metadata: a rewrite added them afterwards) first."""
+    ranked = []
+    exported_graph = any(_has_exporter_metadata(n) for n in model.graph.node)
+    for suspect in suspects:
+        producer = suspect["node"]
+        others = [n for n in reversed(suspect["nodes"]) if n is not producer]
+        order = ([producer] if producer.op_type not in TRIVIAL_OPS else []) + others
+        if exported_graph:
+            order.sort(key=lambda n: _has_exporter_metadata(n))
+        for node in order:
+            entry = describe_node(node, model)
+            entry["relative_error"] = suspect["relative_error"]
+            entry["value"] = suspect["output"]
+            ranked.append(entry)
+    return ranked
 
 
 @dataclass
