@@ -6,11 +6,12 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import Interrupted, UsageError
 from .exitcodes import ExitCode
 from .backends import DEFAULT_BACKENDS
+from .run_config import DEFAULT_TIMEOUT
 from .worker.task import CONTROL_BUDGET, LOCALIZE_BUDGET
 
 BACKENDS_HELP = (
@@ -22,6 +23,8 @@ BACKENDS_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``run`` and the commands that read stored runs (list, compare, localize, merge, cache,
+    report)."""
     parser = argparse.ArgumentParser(
         prog="difftest",
         description="Run PyTorch models through eager PyTorch and ONNX Runtime, classify every disagreement, "
@@ -31,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_run(commands)
+    _add_readers(commands)
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    """``difftest run``: what to run, on which candidates, with which budgets, and bare ONNX inputs."""
     run = commands.add_parser("run", help="run cases and write a report")
     run.add_argument(
         "targets",
@@ -48,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["dynamo", "torchscript"],
         help="exporter for every case (default: each case's own, else dynamo)",
     )
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (default 600)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per case before it is killed (default {DEFAULT_TIMEOUT:g})",
+    )
     run.add_argument(
         "--probes",
         help="comma-separated input probes: base,alt,ties,ramp,shape,special "
@@ -72,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the K-th of N stable slices of the cases (merge the shard runs with `difftest merge`)",
     )
     run.add_argument("--durations", metavar="DIR", help="a previous run whose case durations balance --shard")
+    run.add_argument(
+        "--isolate",
+        choices=["case", "spawn"],
+        default="case",
+        help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
+        "a fresh interpreter per case as well (slower: torch is imported for every case)",
+    )
+    _add_run_limits(run)
+    _add_bare_onnx_inputs(run)
+
+
+def _add_run_limits(run: Any) -> None:
+    """What a run may spend and keep: localization and control budgets, waivers, the export cache, resuming,
+    memory, and the candidates that must run."""
     run.add_argument(
         "--localize-budget",
         type=float,
@@ -110,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated candidates that must run here (e.g. ort-cuda,torch-cuda on a GPU runner): "
         "one that cannot (no CUDA provider, a silent fallback to CPU) makes the run exit 2 with the reason",
     )
+
+
+def _add_bare_onnx_inputs(run: Any) -> None:
+    """How a bare ONNX file's inputs are made: sizes of symbolic dims, value ranges, or given data."""
     run.add_argument(
         "--input-shapes",
         action="append",
@@ -133,14 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         "an .npz of arrays named after the graph's inputs, a folder of input_<i>.pb TensorProtos or of "
         "test_data_set_*/ folders",
     )
-    run.add_argument(
-        "--isolate",
-        choices=["case", "spawn"],
-        default="case",
-        help="case: every case in a fresh process forked from a preloaded template (default); spawn: "
-        "a fresh interpreter per case as well (slower: torch is imported for every case)",
-    )
 
+
+def _add_readers(commands: Any) -> None:
+    """The commands that list cases or read stored runs."""
     listing = commands.add_parser("list", help="print the case ids the targets hold, one a line")
     listing.add_argument("targets", nargs="*", metavar="TARGET")
     listing.add_argument("-k", dest="keyword")
@@ -180,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recompute the comparisons from the stored tensors with this version's classifier",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
