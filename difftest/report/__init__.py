@@ -74,10 +74,8 @@ def render(
     """Write index.html, one page per case and repro bundles for failures; returns the index path. ``judged``:
     (cases, comparisons, outcomes, waiver report) when the caller has read and judged them already."""
     from ..judge.expectations import run_outcomes
-    from ..record.names import slug
-    from . import case_view, index_view, triage
+    from . import index_view, triage
     from .history import by_case as worst_by_case, trend, worst_ratios
-    from .logs import warnings_digest
 
     run = read_table(run_dir, "runs").to_dicts()[0]
     tensors = read_table(run_dir, "tensors", without_data=True).to_dicts()
@@ -88,17 +86,47 @@ def render(
     else:
         cases, comparisons, outcomes, waiver_report = judged
     env = environment()
-
-    page_of = triage.case_page
-
     run_view = index_view.run_view(run, tensors)
     run_view["phases"] = phases if phases is not None else json.loads(run.get("phase_seconds") or "{}")
     candidates = [b for b in run["backends_requested"] if b != run["reference"]]
+    worst = worst_ratios(comparisons)
+    history = trend(run_dir, outcomes, worst_by_case(worst))
+    rows = _index_rows(cases, outcomes, candidates, history)
+    groups = triage.group_failures(outcomes, new_failures)
+    index = run_dir / "index.html"
+    index.write_text(
+        _index_page(
+            env,
+            run_dir,
+            run_view,
+            rows,
+            candidates,
+            (cases, comparisons, outcomes, tensors),
+            groups,
+            worst,
+            history,
+            waiver_report,
+            new_failures,
+        )
+    )
+    (run_dir / "cases").mkdir(exist_ok=True)
+    if charts:
+        copy_assets(run_dir)
+    pages = _CasePages(env, run_dir, run, run_view, candidates, tensors, comparisons, groups, charts)
+    for row in rows:
+        pages.write(row)
+    return index
+
+
+def _index_rows(
+    cases: list[dict[str, Any]], outcomes: list[Any], candidates: list[str], history: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The matrix's rows: each case with its outcome per candidate, its worst status, and its history."""
+    from . import index_view, triage
+
     by_case: dict[str, dict[str, Any]] = defaultdict(dict)
     for o in outcomes:
         by_case[o.case][o.candidate] = o
-    worst = worst_ratios(comparisons)
-    history = trend(run_dir, outcomes, worst_by_case(worst))
     rows = []
     for case in cases:
         cells = [by_case[case["case"]].get(c) for c in candidates]
@@ -109,7 +137,7 @@ def render(
         rows.append(
             {
                 "case": case,
-                "page": page_of(case["case"]),
+                "page": triage.case_page(case["case"]),
                 "cells": cells,
                 "status": status,
                 "since": since,
@@ -117,123 +145,169 @@ def render(
             }
         )
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["case"]["case"]))
-    groups = triage.group_failures(outcomes, new_failures)
+    return rows
+
+
+def _index_page(
+    env,
+    run_dir: Path,
+    run_view: dict[str, Any],
+    rows: list[dict[str, Any]],
+    candidates: list[str],
+    tables: tuple[list, list, list, list],
+    groups: list[Any],
+    worst: Any,
+    history: Any,
+    waiver_report: Any,
+    new_failures: set | None,
+) -> str:
+    """index.html: the triage, the verdict cards, the charts and the matrix."""
+    from . import index_view, triage
+    from .logs import warnings_digest
+
+    cases, comparisons, outcomes, tensors = tables
     patterns = triage.common_patterns(groups)
-    failing_pages = list(dict.fromkeys(page_of(group.case) for group in groups))  # in triage order
-    failing_position = {page: i for i, page in enumerate(failing_pages)}
     # skipped and not-applicable results have their status card; a label card would count them twice
     label_counts = sorted(
         Counter(o.label for o in outcomes if o.status not in ("not_applicable", "skipped")).items(),
         key=lambda kv: (severity(kv[0]) * -1, kv[0]),
     )
-    status_counts = Counter(o.status for o in outcomes)
-    index = run_dir / "index.html"
-    index.write_text(
-        env.get_template("index.html").render(
-            run=run_view,
-            rows=rows,
-            candidates=candidates,
-            label_counts=label_counts,
-            status_counts=status_counts,
-            groups=groups,
-            headline=triage.headline(groups, patterns),
-            patterns=patterns,
-            patterned=[g for p in patterns for g in p.groups],
-            page_of=page_of,
-            evidence_link=triage.evidence_link,
-            has_baseline=new_failures is not None,
-            labels=list(LABELS),
-            history=history,
-            slowest=index_view.slowest(cases, tensors, page_of),
-            waivers=waiver_report,
-            numeric=index_view.numeric_breakdown(outcomes),
-            class_flips=triage.class_flips(comparisons),
-            strip=index_view.error_strip(worst, candidates, [r["case"]["case"] for r in rows]),
-            warnings=warnings_digest(run_dir, cases),
-            tags=sorted({t for c in cases for t in (c["tags"] or [])}),
-            suites=sorted({c["suite"] for c in cases}),
-        )
+    return env.get_template("index.html").render(
+        run=run_view,
+        rows=rows,
+        candidates=candidates,
+        label_counts=label_counts,
+        status_counts=Counter(o.status for o in outcomes),
+        groups=groups,
+        headline=triage.headline(groups, patterns),
+        patterns=patterns,
+        patterned=[g for p in patterns for g in p.groups],
+        page_of=triage.case_page,
+        evidence_link=triage.evidence_link,
+        has_baseline=new_failures is not None,
+        labels=list(LABELS),
+        history=history,
+        slowest=index_view.slowest(cases, tensors, triage.case_page),
+        waivers=waiver_report,
+        numeric=index_view.numeric_breakdown(outcomes),
+        class_flips=triage.class_flips(comparisons),
+        strip=index_view.error_strip(worst, candidates, [r["case"]["case"] for r in rows]),
+        warnings=warnings_digest(run_dir, cases),
+        tags=sorted({t for c in cases for t in (c["tags"] or [])}),
+        suites=sorted({c["suite"] for c in cases}),
     )
-    pages = run_dir / "cases"
-    pages.mkdir(exist_ok=True)
-    if charts:
-        copy_assets(run_dir)
-    tensors_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for t in tensors:
-        tensors_by_case[t["case"]].append(t)
-    comparisons_by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for c in comparisons:
-        comparisons_by_case[c["case"]].append(c)
-    looked_at = {c["case"] for c in comparisons if c["label"] in DETAIL_LABELS or not c["passed"]}
-    case_tensors = _CaseTensors(run_dir, looked_at)
-    template = env.get_template("case.html")
-    for row in rows:
+
+
+class _CasePages:
+    """One page per case: its verdicts, evidence, controls, localization and its place among the failing pages."""
+
+    def __init__(
+        self,
+        env,
+        run_dir: Path,
+        run: dict[str, Any],
+        run_view: dict[str, Any],
+        candidates: list[str],
+        tensors: list[dict[str, Any]],
+        comparisons: list[dict[str, Any]],
+        groups: list[Any],
+        charts: bool,
+    ):
+        from . import triage
+
+        self.run_dir, self.run, self.run_view, self.candidates, self.charts = run_dir, run, run_view, candidates, charts
+        self.template = env.get_template("case.html")
+        self.tensors: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for t in tensors:
+            self.tensors[t["case"]].append(t)
+        self.comparisons: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in comparisons:
+            self.comparisons[c["case"]].append(c)
+        self.looked_at = {c["case"] for c in comparisons if c["label"] in DETAIL_LABELS or not c["passed"]}
+        self.case_tensors = _CaseTensors(run_dir, self.looked_at)
+        self.failing = list(dict.fromkeys(triage.case_page(group.case) for group in groups))  # in triage order
+        self.position = {page: i for i, page in enumerate(self.failing)}
+
+    def write(self, row: dict[str, Any]) -> None:
+        from . import case_view, triage
+
         case = row["case"]
         order = {p: i for i, p in enumerate(["*", *(case.get("probes") or [])])}
-        case_comparisons = sorted(
-            comparisons_by_case[case["case"]],
+        comparisons = sorted(
+            self.comparisons[case["case"]],
             key=lambda c: (c["candidate"], -severity(c["label"]), order.get(c["probe"], 99), c["output"]),
         )
-        outcomes_here = [o for o in row["cells"] if o is not None]
-        details, repro = [], None
-        identical = case_view.identical_outputs(tensors_by_case[case["case"]], candidates)
-        if case["case"] in looked_at:
-            rec = Recorded(case_tensors(case["case"]).to_dicts())
-            details = comparison_details(case, case_comparisons, rec, charts=charts, identical=identical)
-            bundle = write_repro(
-                case,
-                case_comparisons,
-                rec,
-                run_dir / "repro" / slug(case["case"]),
-                unexpected={o.candidate for o in outcomes_here if o.status == "fail"},
-            )
-            repro = bundle.relative_to(run_dir).as_posix() if bundle else None
-        cells = [o for o in outcomes_here if o.status not in ("skipped", "not_applicable")]
+        outcomes = [o for o in row["cells"] if o is not None]
+        identical = case_view.identical_outputs(self.tensors[case["case"]], self.candidates)
+        details, repro = self._evidence(case, comparisons, outcomes, identical)
+        cells = [o for o in outcomes if o.status not in ("skipped", "not_applicable")]
         findings = variant_findings(
             {o.candidate: (o.label, o.label in PASSING) for o in cells}, {"exporter": case.get("exporter") or "dynamo"}
         )
         localization = json.loads(case.get("localization") or "{}")
-        failing_localized, informative = case_view.split_localization(localization, outcomes_here)
-        position = failing_position.get(row["page"])
-        case_tensor_rows = sorted(
-            tensors_by_case[case["case"]],
+        failing_localized, informative = case_view.split_localization(localization, outcomes)
+        tensors = sorted(
+            self.tensors[case["case"]],
             key=lambda t: (order.get(t["probe"], 99), t["output"] or "", t["backend"], t["rerun"] or 0),
         )
-        (run_dir / row["page"]).write_text(
-            template.render(
-                run=run_view,
+        (self.run_dir / row["page"]).write_text(
+            self.template.render(
+                run=self.run_view,
                 case=case,
-                outcomes=outcomes_here,
+                outcomes=outcomes,
                 anchor=triage.candidate_anchor,
-                passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes_here),
-                comparisons=case_comparisons,
+                passing=all(o.status in ("pass", "skipped", "not_applicable") for o in outcomes),
+                comparisons=comparisons,
                 details=details,
                 repro=repro,
-                tensors=case_tensor_rows,
-                failures=[t for t in case_tensor_rows if t["status"] == "error"],
+                tensors=tensors,
+                failures=[t for t in tensors if t["status"] == "error"],
                 identical=identical,
                 pseudo=pseudo_backend,
                 pseudo_backends=PSEUDO_BACKENDS,
-                log=case_view.log_tail(run_dir, case.get("log")),
+                log=case_view.log_tail(self.run_dir, case.get("log")),
                 variants=findings,
                 exports=json.loads(case.get("exports") or "{}"),
                 localization=failing_localized,
                 informative_localization=informative,
                 traced=case_view.traced_probes(case),
-                invalid_probes=case_view.invalid_probes(case_comparisons),
-                controls=case_view.controls(case, case_comparisons),
-                not_localized=case_view.not_localized(outcomes_here, localization),
-                reproduce=case_view.reproduce(case, run, outcomes_here),
-                previous=f"../{failing_pages[position - 1]}" if position else None,
-                next=f"../{failing_pages[position + 1]}"
-                if position is not None and position + 1 < len(failing_pages)
-                else None,
-                first_failure=None if position is not None or not failing_pages else f"../{failing_pages[0]}",
-                relative=lambda path: _relative_link(run_dir, path),
+                invalid_probes=case_view.invalid_probes(comparisons),
+                controls=case_view.controls(case, comparisons),
+                not_localized=case_view.not_localized(outcomes, localization),
+                reproduce=case_view.reproduce(case, self.run, outcomes),
+                **self._neighbours(row["page"]),
+                relative=lambda path: _relative_link(self.run_dir, path),
                 statistics=describe_statistics,
             )
         )
-    return index
+
+    def _evidence(
+        self, case: dict[str, Any], comparisons: list[dict[str, Any]], outcomes: list[Any], identical: Any
+    ) -> tuple[list[Any], str | None]:
+        """The detail charts and the repro bundle of a case worth a closer look (a failure, a benign label)."""
+        from ..record.names import slug
+
+        if case["case"] not in self.looked_at:
+            return [], None
+        rec = Recorded(self.case_tensors(case["case"]).to_dicts())
+        details = comparison_details(case, comparisons, rec, charts=self.charts, identical=identical)
+        bundle = write_repro(
+            case,
+            comparisons,
+            rec,
+            self.run_dir / "repro" / slug(case["case"]),
+            unexpected={o.candidate for o in outcomes if o.status == "fail"},
+        )
+        return details, bundle.relative_to(self.run_dir).as_posix() if bundle else None
+
+    def _neighbours(self, page: str) -> dict[str, str | None]:
+        """Links to the previous and next failing pages (for a failing page), or to the first one."""
+        position, failing = self.position.get(page), self.failing
+        return {
+            "previous": f"../{failing[position - 1]}" if position else None,
+            "next": f"../{failing[position + 1]}" if position is not None and position + 1 < len(failing) else None,
+            "first_failure": None if position is not None or not failing else f"../{failing[0]}",
+        }
 
 
 def _relative_link(run_dir: Path, recorded: str | None) -> str | None:
