@@ -43,7 +43,8 @@ bench-classify: $(STAMP)
 	$(BIN)/python bench/classify_bench.py
 
 # Mutation benchmark (issue 21): faults injected into the exported graphs of the zoo and corpora; kill rate per
-# operator. MUTANTS_ARGS="--all" runs every applicable mutant (long), "--operators a,b --cases ops::" a subset.
+# operator. MUTANTS_ARGS="--all" runs every applicable mutant (long), "--operators a,b --cases ops::" a subset,
+# "--candidate openvino" holds another runtime to the same mutants (ort-cpu by default).
 MUTANTS_ARGS ?=
 bench-mutants: $(STAMP)
 	$(BIN)/python bench/mutants.py $(MUTANTS_ARGS)

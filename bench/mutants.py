@@ -22,13 +22,14 @@ Phases:
    mutants per operator are drawn (deterministically, spread over the suites); ``--all`` takes every one.
 3. mutants: one run of the generated suite. The mutation transform saves the graph it was given (the
    unmutated export) beside the run, so phase 4 knows exactly what was mutated.
-4. analysis, per mutant and probe, from the run's tables: the unmutated graph is run on ORT CPU on the probe
-   inputs the mutant run recorded. A mutant is **must-kill** when on some probe an output differs from the
-   unmutated graph's by more than the reference's own float64 error (max |eager - torch-fp64| on that probe and
-   output, floored at 2 ulps of the output's scale); integers (and booleans) are must-kill where they differ
-   at a position where eager equals the oracle. Otherwise it is **equivalent** and not counted. A mutant whose
-   mutated graph cannot run (ORT refuses it, the export fails) is **invalid** and not counted either.
-   A must-kill mutant is **killed** when its ``ort-cpu`` outcome fails (not pass/xfail/waived/skipped).
+4. analysis, per mutant and probe, from the run's tables: the unmutated graph is run on the candidate's runtime
+   (ORT CPU by default; ``--candidate``) on the probe inputs the mutant run recorded. A mutant is **must-kill**
+   when on some probe an output differs from the unmutated graph's by more than the reference's own float64 error
+   (max |eager - torch-fp64| on that probe and output, floored at 2 ulps of the output's scale); integers (and
+   booleans) are must-kill where they differ at a position where eager equals the oracle. Otherwise it is
+   **equivalent** and not counted. A mutant whose mutated graph cannot run (the runtime refuses it, the export
+   fails) is **invalid** and not counted either.
+   A must-kill mutant is **killed** when its candidate's outcome fails (not pass/xfail/waived/skipped).
 
 Output: a table per operator (applicable, invalid, equivalent, must-kill, killed, kill rate), the total, every
 surviving must-kill mutant with its label, ``accepted_by`` (the comparisons column naming the benign rule that
@@ -61,7 +62,7 @@ DEFAULT_TARGETS = [
     "bench/classify_corpus.py",
 ]
 HF_TARGET = "suites/hf_transformers.py"
-CANDIDATE = "ort-cpu"
+CANDIDATE = "ort-cpu"  # --candidate changes it for the whole run
 NOT_KILLED = ("pass", "xfail", "waived", "skipped", "not_applicable")
 
 
@@ -701,18 +702,26 @@ def write_suite(entries: list[dict[str, Any]], folder: Path) -> Path:
 
 
 def _session(onnx_file: str) -> Any:
-    import onnxruntime
+    """The unmutated graph on the candidate's own runtime (ORT CPU by default, single-threaded), so a mutant is
+    must-kill only where it changes what that runtime computes (another runtime breaking ties its own way is not
+    the mutant's doing)."""
+    import onnx
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(onnx_file, sess_options=options, providers=["CPUExecutionProvider"])
+    from difftest.backends import Subject
+    from difftest.backends.candidates import make, parse
+
+    backend = make(parse(CANDIDATE), threads=1)
+    graph = onnx.load(onnx_file)
+    inputs = [i.name for i in graph.graph.input if i.name not in {t.name for t in graph.graph.initializer}]
+    outputs = [o.name for o in graph.graph.output]
+    subject = Subject(None, inputs, outputs, None, onnx_bytes=graph.SerializeToString(), graph_inputs=inputs)
+    return backend, backend.prepare(subject), inputs, outputs
 
 
 def _ort_outputs(session: Any, feeds: dict[str, Any]) -> dict[str, Any]:
-    names = {i.name for i in session.get_inputs()}
-    values = session.run(None, {k: v for k, v in feeds.items() if k in names})
-    return {o.name: v for o, v in zip(session.get_outputs(), values)}
+    backend, prepared, inputs, outputs = session
+    values = backend.run(prepared, {k: v for k, v in feeds.items() if k in inputs})
+    return dict(zip(outputs, values))
 
 
 def _float_distance(a: Any, b: Any) -> float:
@@ -744,14 +753,14 @@ def must_kill(entry: dict[str, Any], tensors: list[dict[str, Any]]) -> tuple[str
         return "invalid", "the candidate did not run (export or transform failed)"
     session_failed = [t for t in candidate if t["status"] != "ok" and t["probe"] not in _probes_of(rows)]
     if session_failed:
-        return "invalid", f"the mutated graph does not load in ORT ({session_failed[0].get('stage')} failed)"
+        return "invalid", f"the mutated graph does not load in {CANDIDATE} ({session_failed[0].get('stage')} failed)"
     reference = {(t["probe"], t["output"]): t for t in rows if t["backend"] == "torch" and not t["rerun"]}
     oracle = {(t["probe"], t["output"]): t for t in rows if t["backend"] == "torch-fp64" and not t["rerun"]}
     probes = sorted({t["probe"] for t in candidate})
     try:
         session = _session(graph)
     except Exception as exc:  # noqa: BLE001
-        return "unknown", f"the unmutated graph does not load in ORT: {exc}"
+        return "unknown", f"the unmutated graph does not load in {CANDIDATE}: {exc}"
     invalid_runs, found = 0, None
     for probe in probes:
         inputs = {
@@ -960,6 +969,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--control", help="reuse this control run (the unmutated targets) instead of running one")
     parser.add_argument("--json", default=str(ROOT / "reports" / "mutants.json"), help="summary file")
+    parser.add_argument(
+        "--candidate",
+        default=CANDIDATE,
+        help=f"the ONNX candidate a mutant must fail on (default {CANDIDATE}; e.g. openvino, whose bf16 default must "
+        "not let a mutant through as reduced_precision)",
+    )
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: the CPUs)")
     parser.add_argument("--controls", action="store_true", help="keep difftest's localization and blame controls")
     parser.add_argument(
@@ -968,6 +983,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: analyse the mutant run already in --out (its suite/plan.json)",
     )
     args = parser.parse_args(argv)
+    globals()["CANDIDATE"] = args.candidate
 
     operators = args.operators.split(",") if args.operators else list(OPERATORS)
     unknown = [op for op in operators if op not in OPERATORS]
