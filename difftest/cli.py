@@ -363,7 +363,9 @@ def _localize(args: argparse.Namespace) -> ExitCode:
         print(result.to_json())
     else:
         print(format_localization(result))
-    return ExitCode.OK if result.status in ("found", "no_divergence") else ExitCode.FAILURES
+    from .judge.vocabulary import LOCALIZED
+
+    return ExitCode.OK if result.status in LOCALIZED else ExitCode.FAILURES
 
 
 def format_localization(result) -> str:

@@ -147,3 +147,37 @@ def test_the_report_reads_blame_from_columns_not_from_the_evidence():
         assert "Blame:" not in text, f"{path.name} parses the blame out of the evidence"
     for path in (PACKAGE / "judge").glob("*.py"):
         assert not re.search(r"evidence \+= f?\"[^\"]*Blame:", path.read_text()), path.name
+
+
+def test_every_localization_status_the_code_sets_is_in_the_table():
+    """The statuses localization and the worker write (``result.status = "x"``, also in tuple assignments,
+    ``Localization("x", ...)`` and ``{"status": "x"}``) are the table's, and each has its meaning on the case page."""
+    found = set()
+    for path, tree in _sources():
+        localizing = path.parent.name == "localize" or path.name == "auto_localize.py"
+        if not localizing:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Localization" and node.args:
+                found.update(_strings(node.args[0]))
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values):
+                    if isinstance(key, ast.Constant) and key.value == "status" and localizing:
+                        found.update(_strings(value))
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    pairs = []
+                    if isinstance(target, ast.Attribute) and target.attr == "status":
+                        pairs = [(target, node.value)]
+                    elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                        pairs = list(zip(target.elts, node.value.elts))
+                    for t, v in pairs:
+                        if isinstance(t, ast.Attribute) and t.attr == "status" and localizing:
+                            found.update(_strings(v))
+    assert {"found", "no_divergence", "not_found", "unsupported", "error"} <= found  # the scan sees them at all
+    assert found <= set(vocabulary.LOCALIZATION_STATUSES), found - set(vocabulary.LOCALIZATION_STATUSES)
+    from difftest.report.case_view import localization_meaning
+
+    for status in vocabulary.LOCALIZATION_STATUSES:
+        assert not localization_meaning(status).startswith("localization status")
+    assert "onnx-ref" in localization_meaning("no_divergence", "onnx-ref")

@@ -133,6 +133,32 @@ def is_stage(name: str | None) -> bool:
     return name is None or name in STAGES or name.startswith("transform:") or name.startswith("run (")
 
 
+# What a localization's status means for the verdict it sits under (the raw status stays in the tables): the
+# statuses ``localize.divergence`` and the worker emit, read by the report's case page and the CLI's exit code.
+LOCALIZATION_STATUSES: dict[str, str] = {
+    "found": "the first node whose output diverges while its inputs agree: where the discrepancy above starts",
+    "no_divergence": (
+        "not localized: with every intermediate value exposed, the graph's outputs agree with eager "
+        "on this probe, so the discrepancy above comes from how the runtime fuses or optimizes the "
+        "whole graph, not from one node's arithmetic (the opt=disable control says whether an "
+        "optimization is behind it); the verdict stands"
+    ),
+    "not_found": (
+        "not localized: no single node could be isolated as the first to diverge (or the time budget ran "
+        "out); the verdict above stands, without a node to point at"
+    ),
+    "unsupported": "not localized: this candidate or case has no graph to search against eager; the verdict stands",
+    "error": "localization itself failed (difftest's problem, not the model's); the verdict above stands",
+}
+# no_divergence against a runtime on the same graph (a user's file whose values eager's cannot be mapped onto)
+NO_DIVERGENCE_ON_THE_GRAPH = (
+    "not localized: the candidate computes what {reference} computes on the same graph, so the discrepancy above "
+    "is in the graph itself (whoever made it), whose values cannot be mapped onto eager's to name the node; the "
+    "verdict stands"
+)
+LOCALIZED = frozenset({"found", "no_divergence"})  # a localization that answered (the CLI's exit code 0)
+
+
 BlameKind = Literal["reference", "runtime", "optimizer", "graph", "precision_mode", "setup", "undefined", "ambiguous"]
 BLAME_KINDS: dict[str, str] = {
     "reference": "PyTorch eager itself (farther from float64 than the candidate, or it failed)",

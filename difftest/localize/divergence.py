@@ -78,7 +78,7 @@ ORT_OPTIMIZERS = (
 
 @dataclass
 class Localization:
-    status: str  # "found" | "no_divergence" | "not_found" | "unsupported" | "error"
+    status: str  # one of judge.vocabulary.LOCALIZATION_STATUSES
     reason: str
     reference: str
     candidate: str

@@ -100,26 +100,13 @@ def _export_controls(info: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-# What a localization's status means for the verdict it sits under (the raw status stays in the tables).
-LOCALIZATION_MEANING = {
-    "found": "the first node whose output diverges while its inputs agree: where the discrepancy above starts",
-    "no_divergence": (
-        "not localized: with every intermediate value exposed, the graph's outputs agree with eager "
-        "on this probe, so the discrepancy above comes from how the runtime fuses or optimizes the "
-        "whole graph, not from one node's arithmetic (the opt=disable control says whether an "
-        "optimization is behind it); the verdict stands"
-    ),
-    "not_found": (
-        "not localized: no single node could be isolated as the first to diverge (or the time budget ran "
-        "out); the verdict above stands, without a node to point at"
-    ),
-    "unsupported": "not localized: this candidate or case has no graph to search against eager; the verdict stands",
-    "error": "localization itself failed (difftest's problem, not the model's); the verdict above stands",
-}
+def localization_meaning(status: str | None, reference: str | None = None) -> str:
+    """What a localization's status means for the verdict above it (``vocabulary.LOCALIZATION_STATUSES``)."""
+    from ..judge import vocabulary
 
-
-def localization_meaning(status: str | None) -> str:
-    return LOCALIZATION_MEANING.get(status or "", f"localization status {status!r}")
+    if status == "no_divergence" and reference not in (None, "torch", "eager"):
+        return vocabulary.NO_DIVERGENCE_ON_THE_GRAPH.format(reference=reference)
+    return vocabulary.LOCALIZATION_STATUSES.get(status or "", f"localization status {status!r}")
 
 
 def _no_effect(control: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> bool:
@@ -180,7 +167,9 @@ def not_localized(cells: list[Any], localized: dict[str, Any]) -> list[tuple[str
 def split_localization(localization: dict[str, Any], outcomes: list[Any]) -> tuple[dict, dict]:
     """(for failing candidates, for information): localizations of candidates that pass go in the second."""
     failing = {o.candidate for o in outcomes if o.status in ("fail", "xfail", "waived")}
-    localization = {k: {**v, "meaning": localization_meaning(v.get("status"))} for k, v in localization.items()}
+    localization = {
+        k: {**v, "meaning": localization_meaning(v.get("status"), v.get("reference"))} for k, v in localization.items()
+    }
     return (
         {k: v for k, v in localization.items() if k in failing},
         {k: v for k, v in localization.items() if k not in failing},
