@@ -122,8 +122,13 @@ class Backend:
     def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
         """The automatic controls of a failing ``candidate`` (a ``candidates.Candidate`` of this backend);
         ``module`` is the case's model (a control may depend on what it contains). Only controls whose setting
-        differs from the candidate's are returned."""
-        return [c for c in cls.declared_controls(module) if candidate.get(c.setting) != c.value]
+        differs from the candidate's (or, where the candidate does not set it, from the backend's declared default:
+        ORT-TensorRT runs fp32 unless told) are returned: a control that changes nothing proves nothing."""
+        return [
+            c
+            for c in cls.declared_controls(module)
+            if (candidate.get(c.setting) or cls.setting_defaults.get(c.setting)) != c.value
+        ]
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:

@@ -178,16 +178,6 @@ class OrtTensorRT(OrtCuda):
             *super().declared_controls(module),
         ]
 
-    @classmethod
-    def controls(cls, candidate: Any, module: Any = None) -> list[Control]:
-        # fp32 is the provider's default: a candidate without a precision already runs what the control would
-        precision = candidate.get("precision") or cls.setting_defaults["precision"]
-        return [
-            c
-            for c in cls.declared_controls(module)
-            if not (c.setting == "precision" and precision == c.value) and candidate.get(c.setting) != c.value
-        ]
-
     def unavailable_reason(self) -> str | None:
         reason = OrtCpu.unavailable_reason(self)
         if reason and "not installed" not in reason:

@@ -119,7 +119,7 @@ class TorchCompileCuda(TorchCuda):
 
     @classmethod
     def declared_controls(cls, module: Any = None) -> list[Control]:
-        tf32 = [c for c in TorchCuda.declared_controls.__func__(cls, module) if c.rule == "tf32_control"]
+        tf32 = [c for c in super().declared_controls(module) if c.rule == "tf32_control"]
         return [*tf32, *TorchCompile.declared_controls()]
 
     def unavailable_reason(self) -> str | None:

@@ -117,6 +117,7 @@ class _Context:
         self.verdicts, self.rec, self.reference, self.oracle = verdicts, rec, reference, oracle
         self.onnx_exports, self.case = onnx_exports, case
         self.exports = json.loads(case.get("exports") or "{}")
+        self.tolerances = json.loads(case.get("tolerances") or "{}")
         self.controls = json.loads(case.get("controls") or "{}")
         self.rewrites = list(case.get("rewrites") or [])
 
@@ -305,18 +306,10 @@ def _held_to_precision(
         truth, truth_name = context.rec.array(context.reference, *key), "eager"
     if values is None or truth is None:
         return None
-    return reduced.check(values, truth, tolerances[precision], truth_name, keep=_declared_keep(key, truth, context))
+    from .masks import declared_mask
 
-
-def _declared_keep(key: Key, truth: np.ndarray, context: "_Context") -> np.ndarray | None:
-    """Where the case's ``output_masks`` declare an output's positions judged (the mask is 1), as the verdict
-    judged them; None for an output without one."""
-    from . import masks
-
-    probe, output = key
-    name = (json.loads(context.case.get("tolerances") or "{}").get("output_masks") or {}).get(output)
-    values = context.rec.array("input", probe, name) if name else None
-    return masks.broadcast_mask(values, truth.shape) if values is not None else None
+    masked = declared_mask(context.rec, context.tolerances.get("output_masks"), *key, truth.shape)
+    return reduced.check(values, truth, tolerances[precision], truth_name, keep=masked[1] if masked else None)
 
 
 def _declared_not_it(candidate: str, key: Key, verdicts: dict[str, dict[Key, Verdict]]) -> str:

@@ -50,6 +50,19 @@ def declaration_problem(
     return None
 
 
+def declared_mask(
+    rec: Any, output_masks: dict[str, str] | None, probe: str, output: str, shape: tuple[int, ...]
+) -> tuple[str, np.ndarray] | None:
+    """(mask input name, where it is 1 over an output of ``shape``) when the case declared this output's padding
+    ignorable (``output_masks``), as the verdict and blame both read it."""
+    name = (output_masks or {}).get(output)
+    if not name:
+        return None
+    values = rec.array("input", probe, name)
+    keep = broadcast_mask(values, shape) if values is not None else None
+    return (name, keep) if keep is not None else None
+
+
 def is_mask(values: np.ndarray) -> bool:
     if values.dtype == np.bool_:
         return True

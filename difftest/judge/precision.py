@@ -18,6 +18,7 @@ the runtime, the truth is float64 PyTorch, and the tolerance comes from the prec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,8 +58,7 @@ def check(
     ``keep``: the positions judged, where the case declared an output mask (padding is not held to anything)."""
     if keep is not None and candidate.shape == truth.shape and keep.shape == truth.shape:
         candidate, truth = candidate[keep], truth[keep]
-    found = _check(candidate, truth, rtol)
-    return PrecisionCheck(found.within, found.worst, found.max_rel, rtol, found.note, truth_name)
+    return dataclasses.replace(_check(candidate, truth, rtol), truth_name=truth_name)
 
 
 def _check(candidate: np.ndarray, truth: np.ndarray, rtol: float) -> PrecisionCheck:

@@ -266,7 +266,7 @@ def _judge_probe(
             ranked, graph_ranked = graph_ranked, None
             if ranked is not None:
                 ranked.source = "graph, recorded before difftest gathered eager's own values (rerun to check)"
-        masked = _declared_mask(rec, tolerances, probe, output, ref)
+        masked = masks.declared_mask(rec, tolerances.get("output_masks"), probe, output, ref.shape)
         ignore = None
         if masked is not None:
             cand, ignore, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
@@ -477,19 +477,6 @@ def _itemsize(dtype: str) -> int:
     from ..record.tables import dtype_of
 
     return dtype_of(dtype).itemsize
-
-
-def _declared_mask(
-    rec: Recorded, tolerances: dict[str, Any], probe: str, output: str, reference: np.ndarray
-) -> tuple[str, np.ndarray] | None:
-    """(mask input name, where it is 1 over the output's shape) when the case declared this output's padding
-    ignorable."""
-    name = (tolerances.get("output_masks") or {}).get(output)
-    if not name:
-        return None
-    values = rec.array("input", probe, name)
-    keep = masks.broadcast_mask(values, reference.shape) if values is not None else None
-    return (name, keep) if keep is not None else None
 
 
 def _outside_mask(
