@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from difftest.judge.expectations import outcomes
     from difftest.runner import RunConfig, finish, run
-    from difftest.record.tables import read_table
+    from difftest.record.tables import read_table, row_dicts
 
     if args.rejudge:
         run_dir = Path(args.rejudge)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             echo=lambda line: None,
         )
         run_dir = out
-    cases = read_table(run_dir, "cases").to_dicts()
+    cases = row_dicts(read_table(run_dir, "cases"), "cases")
     results = outcomes(cases, read_table(run_dir, "comparisons").to_dicts())
     pairs = []
     for o in results:

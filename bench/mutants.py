@@ -579,11 +579,11 @@ def _run(targets: list[str], out: Path, jobs: int, controls: bool) -> Any:
 
 def _tables(run_dir: Path, tensor_columns: list[str] | None = None) -> dict[str, Any]:
     """cases and comparisons as rows; tensors as a polars frame (``tensor_columns`` only, when given)."""
-    from difftest.record.tables import read_table
+    from difftest.record.tables import read_table, row_dicts
 
     tensors = read_table(run_dir, "tensors")
     return {
-        "cases": read_table(run_dir, "cases").to_dicts(),
+        "cases": row_dicts(read_table(run_dir, "cases"), "cases"),
         "comparisons": read_table(run_dir, "comparisons").to_dicts(),
         "tensors": tensors.select(tensor_columns) if tensor_columns else tensors,
     }
@@ -596,7 +596,7 @@ def _outcomes(tables: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def _is_random(case_row: dict[str, Any], tensors: list[dict[str, Any]]) -> bool:
-    exports = json.loads(case_row.get("exports") or "{}")
+    exports = case_row.get("exports") or {}
     if any(info.get("random_ops") for info in exports.values()):
         return True
     mine = [t for t in tensors if t["status"] == "ok" and not t["rerun"]]

@@ -164,16 +164,16 @@ class Run(Result):
 
     def summary(self) -> str:
         """The one-screen summary the CLI prints at the end of a run."""
-        from .record.tables import read_table
+        from .record.tables import read_table, row_dicts
         from .report.summary import format_summary
 
-        cases = read_table(self.run_dir, "cases").to_dicts()
-        row = read_table(self.run_dir, "runs").to_dicts()[0]
+        cases = row_dicts(read_table(self.run_dir, "cases"), "cases")
+        row = row_dicts(read_table(self.run_dir, "runs"), "runs")[0]
         return format_summary(
             self.run_dir,
             cases,
             self.outcomes,
-            json.loads(row["backends_skipped"] or "{}"),
+            (row["backends_skipped"] or {}),
             row["seconds"],
             self.waivers,
         )
@@ -349,11 +349,11 @@ class Session:
         why when there is none."""
         import warnings
 
-        from .record.tables import case_part
+        from .record.tables import case_part, row_dicts
 
         cases = case_part(self.run_dir, "cases", _slug(ref.id))
-        row = cases.to_dicts()[0] if cases is not None else {}
-        exports = json.loads(row.get("exports") or "{}")
+        row = row_dicts(cases, "cases")[0] if cases is not None else {}
+        exports = row.get("exports") or {}
         own = [info for name, info in exports.items() if info.get("exporter") in ("dynamo", "torchscript")]
         made = next((info for info in own if info.get("onnx_path")), None)
         if made is None:
@@ -444,23 +444,17 @@ class Session:
             return produced
         outcome = run_isolated(task.ref.id, rows, log, prepare=from_baseline)
         if isinstance(outcome, Failure):
-            case = execute.case_row(task)
-            case.update(
-                status=outcome.kind if outcome.kind != "internal" else "error",
-                stage=outcome.stage,
-                message=outcome.message,
-                seconds=outcome.seconds,
-            )
-            if definition is not None:
-                case.update(tags=list(definition.tags), description=definition.doc)
-            return {"case": case, "tensors": []}
+            from .worker.case_run import CaseRow, record
+
+            described = {"tags": list(definition.tags), "description": definition.doc} if definition else {}
+            return record(CaseRow.for_failure(task, outcome, **described), [])
         return outcome
 
     def _record_unbuilt(self, ref: Any, definition: Any, status: str, message: str) -> Result:
-        from .worker.execute import case_row
+        from .worker.case_run import CaseRow
 
-        case = case_row(self._task(ref))
-        case.update(
+        case = CaseRow.for_task(
+            self._task(ref),
             status=status,
             stage="build",
             message=message,
@@ -468,7 +462,7 @@ class Session:
             description=definition.doc,
             seconds=0.0,
         )
-        return self._record(ref, case, [])
+        return self._record(ref, case.as_row(), [])
 
     def _record(
         self, ref: Any, case: dict[str, Any], tensors: list[dict[str, Any]], candidates: list[str] | None = None
@@ -558,13 +552,13 @@ class Session:
                 config=json.dumps(dataclasses.asdict(config)),
                 backends_requested=[self.reference, *self.candidates],
                 backends_available=available,
-                backends_skipped=json.dumps(skipped),
+                backends_skipped=skipped,
             )
         row = {
             **self._row,
             "seconds": time.time() - self.started,
             "finished": dt.datetime.now().isoformat(timespec="seconds"),
-            "environment": json.dumps({**self._row["environment"], "repositories": self._row["repositories"]}),
+            "environment": {**self._row["environment"], "repositories": self._row["repositories"]},
         }
         row.pop("repositories")
         write_table(self.run_dir, "runs", [row])
@@ -588,7 +582,7 @@ class Session:
     def _not_applicable_rows(self) -> None:
         """A check that ran candidates of its own is judged with the session's other candidates too: each one it did
         not ask for gets a row saying it is not applicable to that check (not a lost result, not a pass)."""
-        from .record.tables import case_part
+        from .record.tables import case_part, row_dicts
 
         for key, (case_id, ran) in self._ran.items():
             missing = [c for c in self.candidates if c not in ran]
@@ -610,7 +604,7 @@ class Session:
                 }
                 for name in missing
             ]
-            self._manifest.write(key, case_id, cases.to_dicts()[0], tensors.to_dicts() + extra)
+            self._manifest.write(key, case_id, row_dicts(cases, "cases")[0], row_dicts(tensors, "tensors") + extra)
             self._ran[key] = (case_id, [*ran, *missing])
 
     def cleanup(self) -> None:

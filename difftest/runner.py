@@ -158,96 +158,19 @@ def _run_locked(
     echo: Callable[[str], None],
     interrupted: dict[str, str | None],
 ) -> RunResult:
-    from .backends.candidates import make as make_backend
+    """The run, its folder locked: the run's row and files, the cases not yet done, each case's rows as it
+    finishes, then the tables, the verdicts and the report."""
     from .record.names import slug
-    from .record.tables import PartManifest, consolidate, part_keys, read_table, write_table
-    from .worker.pool import Failure
+    from .record.tables import PartManifest, consolidate, write_table
 
-    run_dir, found, run_id, started = plan.run_dir, plan.found, plan.run_id, plan.started
-    reference, oracle, requested = plan.reference, plan.oracle, plan.requested
-    holds_run = (run_dir / "runs.parquet").exists() or (run_dir / "parts").exists()
-    if holds_run and not config.resume:
-        raise UsageError(f"{run_dir} already holds a run; pass --resume to finish it, or choose another --out")
-    if config.resume:
-        if not holds_run:
-            raise UsageError(f"--resume: {run_dir} holds no run to resume")
-        check_resumable(run_dir, config)
-        run_id = read_table(run_dir, "runs")["run"][0]
-    available, skipped = availability(
-        requested, reference, oracle, lambda name: plan.unavailable.get(make_backend(name).name)
-    )
-    for name in config.require:
-        if name in skipped:
-            raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
-    run_row = runs_row(run_id, config, requested, available, skipped, reference, started)
-    run_row["oracle"] = oracle
-    run_row["environment"] = json.dumps({**plan.environment, "repositories": repositories(config.targets)})
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    # The cases this run (this shard) is to run: a merge names the ones a stopped shard never finished.
-    (run_dir / "plan.json").write_text(
-        json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in found]}) + "\n"
-    )
-    _save_waivers(run_dir, config)
-    write_table(run_dir, "runs", [run_row])
-
-    echo(f"difftest: {len(found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
-    for name, reason in skipped.items():
-        echo(f"  skipped backend {name}: {reason}")
-    logs = run_dir / "logs"
-    logs.mkdir(exist_ok=True)
+    run_row, available = _start_run(config, plan, jobs, echo)
+    run_dir, found = plan.run_dir, plan.found
     manifest = PartManifest(run_dir)
-    done = part_keys(run_dir, "cases") & manifest.keys()
     expected = {slug(ref.id): ref for ref, _ in found}
-    from .suite.sources import source_digests
-
-    sources = {path: source_digests(path) for path in dict.fromkeys(ref.path for ref, _ in found)}
-    changed = [
-        ref
-        for ref, _ in found
-        if slug(ref.id) in done and manifest.entries[slug(ref.id)].get("sources") != sources[ref.path]
-    ]
-    if changed:  # a result of other code is not this run's: its suite file or a module it imports changed since
-        done -= {slug(ref.id) for ref in changed}
-        echo(
-            f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
-            f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})"
-        )
-    tasks = []
-    for ref, _ in found:
-        key = slug(ref.id)
-        if key in done:
-            continue
-        task = task_for(config, ref, run_id, run_dir, available, reference, oracle, threads)
-        tasks.append((task, str(logs / f"{key}.log")))
+    sources, tasks = _tasks_to_run(config, plan, manifest, run_row["run"], available, threads, echo)
     pool.start(min(jobs, len(tasks)))
     cases_started = time.time()
-    finished = 0
-    for task, result in pool.run(tasks, stop=lambda: interrupted["signal"] is not None):
-        finished += 1
-        key = slug(task.ref.id)
-        if isinstance(result, Failure):
-            from .worker.execute import case_row
-
-            case = case_row(task)
-            case.update(
-                status=result.kind if result.kind != "internal" else "error",
-                stage=result.stage,
-                message=result.message,
-                seconds=result.seconds,
-            )
-            tensors: list[dict[str, Any]] = []
-        else:
-            case, tensors = result["case"], result["tensors"]
-        case["log"] = f"logs/{key}.log"
-        manifest.write(
-            key,
-            task.ref.id,
-            case,
-            tensors,  # the case row last: its presence marks the case done
-            sources=sources[task.ref.path],
-        )
-        status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
-        echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
+    finished = _record_cases(pool, tasks, manifest, sources, interrupted, echo)
     if interrupted["signal"] is not None:
         for table in ("cases", "tensors"):
             consolidate(run_dir, table, manifest.keys() & set(expected))
@@ -262,8 +185,8 @@ def _run_locked(
     for table in ("cases", "tensors"):
         consolidate(run_dir, table, expected)
     run_row["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-    run_row["seconds"] = time.time() - started
-    run_row["phase_seconds"] = json.dumps({"cases": time.time() - cases_started})
+    run_row["seconds"] = time.time() - plan.started
+    run_row["phase_seconds"] = {"cases": time.time() - cases_started}
     write_table(run_dir, "runs", [run_row])
     result = finish(run_dir, rejudge=True, baseline=Path(config.baseline) if config.baseline else None)
     _link_latest(run_dir, Path(config.reports_root))
@@ -273,6 +196,116 @@ def _run_locked(
         echo(f"difftest: required candidate(s) skipped in {len(missing)} case(s): {shown}")
         result.exit_code = ExitCode.USAGE_ERROR
     return result
+
+
+def _start_run(
+    config: RunConfig, plan: _Plan, jobs: int, echo: Callable[[str], None]
+) -> tuple[dict[str, Any], list[str]]:
+    """The run's folder made ready (or checked for --resume), its row, configuration, plan and waivers written;
+    returns (the runs row, the backends that run here)."""
+    from .backends.candidates import make as make_backend
+    from .record.tables import read_table, write_table
+
+    run_dir, run_id, requested = plan.run_dir, plan.run_id, plan.requested
+    holds_run = (run_dir / "runs.parquet").exists() or (run_dir / "parts").exists()
+    if holds_run and not config.resume:
+        raise UsageError(f"{run_dir} already holds a run; pass --resume to finish it, or choose another --out")
+    if config.resume:
+        if not holds_run:
+            raise UsageError(f"--resume: {run_dir} holds no run to resume")
+        check_resumable(run_dir, config)
+        run_id = read_table(run_dir, "runs")["run"][0]
+    available, skipped = availability(
+        requested, plan.reference, plan.oracle, lambda name: plan.unavailable.get(make_backend(name).name)
+    )
+    for name in config.require:
+        if name in skipped:
+            raise UsageError(f"--require {name}: it cannot run here: {skipped[name]}")
+    run_row = runs_row(run_id, config, requested, available, skipped, plan.reference, plan.started)
+    run_row["oracle"] = plan.oracle
+    run_row["environment"] = {**plan.environment, "repositories": repositories(config.targets)}
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    # The cases this run (this shard) is to run: a merge names the ones a stopped shard never finished.
+    (run_dir / "plan.json").write_text(
+        json.dumps({"shard": config.shard, "cases": [ref.id for ref, _ in plan.found]}) + "\n"
+    )
+    _save_waivers(run_dir, config)
+    write_table(run_dir, "runs", [run_row])
+    echo(f"difftest: {len(plan.found)} case(s), backends {', '.join(requested)}, {jobs} worker(s) -> {run_dir}")
+    for name, reason in skipped.items():
+        echo(f"  skipped backend {name}: {reason}")
+    return run_row, available
+
+
+def _tasks_to_run(
+    config: RunConfig,
+    plan: _Plan,
+    manifest: Any,
+    run_id: str,
+    available: list[str],
+    threads: int,
+    echo: Callable[[str], None],
+) -> tuple[dict[str, Any], list[tuple[Any, str]]]:
+    """(the digests of each suite file's code, the (task, log file) of every case not yet done): a case a resumed
+    run finished is run again when its suite file or a module it imports changed since."""
+    from .record.names import slug
+    from .record.tables import part_keys
+    from .suite.sources import source_digests
+
+    logs = plan.run_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    done = part_keys(plan.run_dir, "cases") & manifest.keys()
+    sources = {path: source_digests(path) for path in dict.fromkeys(ref.path for ref, _ in plan.found)}
+    changed = [
+        ref
+        for ref, _ in plan.found
+        if slug(ref.id) in done and manifest.entries[slug(ref.id)].get("sources") != sources[ref.path]
+    ]
+    if changed:  # a result of other code is not this run's
+        done -= {slug(ref.id) for ref in changed}
+        echo(
+            f"  {len(changed)} finished case(s) run again: their suite file or a module it imports changed since "
+            f"they ran ({', '.join(ref.id for ref in changed[:5])}{' …' if len(changed) > 5 else ''})"
+        )
+    tasks = [
+        (
+            task_for(config, ref, run_id, plan.run_dir, available, plan.reference, plan.oracle, threads),
+            str(logs / f"{slug(ref.id)}.log"),
+        )
+        for ref, _ in plan.found
+        if slug(ref.id) not in done
+    ]
+    return sources, tasks
+
+
+def _record_cases(
+    pool: Any,
+    tasks: list[tuple[Any, str]],
+    manifest: Any,
+    sources: dict[str, Any],
+    interrupted: dict[str, str | None],
+    echo: Callable[[str], None],
+) -> int:
+    """Run the tasks on the pool and write each case's rows as it finishes (a failure's row says what happened);
+    returns how many finished."""
+    from .record.names import slug
+    from .worker.case_run import CaseRow
+    from .worker.pool import Failure
+
+    finished = 0
+    for task, result in pool.run(tasks, stop=lambda: interrupted["signal"] is not None):
+        finished += 1
+        key = slug(task.ref.id)
+        if isinstance(result, Failure):
+            case, tensors = CaseRow.for_failure(task, result).as_row(), []
+        else:
+            case, tensors = result["case"], result["tensors"]
+        case["log"] = f"logs/{key}.log"
+        # the case row last: its presence marks the case done
+        manifest.write(key, task.ref.id, case, tensors, sources=sources[task.ref.path])
+        status = case["status"] if case["status"] != "ok" else f"{case.get('seconds', 0):.1f}s"
+        echo(f"  [{finished}/{len(tasks)}] {task.ref.id}  {status}")
+    return finished
 
 
 def availability(
@@ -370,7 +403,7 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     """
     from .judge.expectations import run_outcomes
     from .judge.verdicts import judge_run
-    from .record.tables import read_table, write_table
+    from .record.tables import read_table, row_dicts, write_table
     from .report import render
     from .report.summary import exit_code_for, write_junit, write_summary
 
@@ -387,7 +420,7 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
     if rejudge or not (run_dir / "comparisons.parquet").exists():
         write_table(run_dir, "comparisons", judge_run(run_dir))
         phases["judge"] = time.time() - started
-    cases = read_table(run_dir, "cases").to_dicts()
+    cases = row_dicts(read_table(run_dir, "cases"), "cases")
     comparisons = read_table(run_dir, "comparisons").to_dicts()
     if not cases or not comparisons:  # an empty table reports nothing, and "nothing failed" is not a result
         from .errors import RunDataError
@@ -410,12 +443,12 @@ def finish(run_dir: Path, rejudge: bool = False, baseline: Path | None = None) -
         )
     results, waiver_report = run_outcomes(run_dir, cases, comparisons)
     new_keys = _baseline_changes(run_dir, baseline)
-    runs = read_table(run_dir, "runs").to_dicts()
-    phases = {**json.loads(runs[0].get("phase_seconds") or "{}"), **phases}
+    runs = row_dicts(read_table(run_dir, "runs"), "runs")
+    phases = {**(runs[0].get("phase_seconds") or {}), **phases}
     began = time.time()
     render(run_dir, phases=phases, new_failures=new_keys, judged=(cases, comparisons, results, waiver_report))
     phases["report"] = time.time() - began
-    runs[0]["phase_seconds"] = json.dumps(phases)
+    runs[0]["phase_seconds"] = phases
     write_table(run_dir, "runs", runs)
     write_junit(run_dir, cases, results)
     write_summary(run_dir, cases, results, waiver_report, new_keys)

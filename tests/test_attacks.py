@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from difftest.cli import main
+from difftest.record.tables import frame, row_dicts
 
 FAST = ["--probes", "base", "--no-oracle", "--reruns", "0", "--localize-budget", "0", "--control-budget", "0"]
 
@@ -735,12 +736,11 @@ def wrong():
     assert main(["run", str(suite), "--backends", "torch,ort-cpu", "--out", str(out), *FAST]) == 1
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
-    cases = pl.read_parquet(out / "cases.parquet")
-    exports = json.loads(cases["exports"][0])
-    for info in exports.values():
+    (row,) = row_dicts(pl.read_parquet(out / "cases.parquet"), "cases")
+    for info in row["exports"].values():
         info["onnx_path"] = str(secret)
-    cases = cases.with_columns(pl.lit(json.dumps(exports)).alias("exports"), pl.lit(str(secret)).alias("onnx_path"))
-    cases.write_parquet(out / "cases.parquet")
+    row["onnx_path"] = str(secret)
+    frame("cases", [row]).write_parquet(out / "cases.parquet")
     for folder in ("repro", "parts"):
         import shutil
 

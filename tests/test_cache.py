@@ -1,10 +1,9 @@
-import json
-
 import polars as pl
 import torch
 
 from difftest.export.cache import ExportCache, export_key
 from difftest.cli import main
+from difftest.record.tables import row_dicts
 
 
 class Scale(torch.nn.Module):
@@ -41,6 +40,7 @@ KEY_IN_A_FRESH_PROCESS = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 from test_cache import Scale, key
+from difftest.record.tables import row_dicts
 module = Scale(2.0)
 module._no_split_modules = {{"BertLayer", "BertEmbeddings", "BertPooler", "BertSelfOutput"}}
 module.options = {{"heads": frozenset({{"q", "k", "v", "o"}}), "layers": ["a", "b"]}}
@@ -100,11 +100,11 @@ def test_second_run_uses_the_cache(tmp_path, data_dir, capsys):
     ]
     assert main([*args, "--out", str(tmp_path / "cold")]) == 0
     assert main([*args, "--out", str(tmp_path / "warm")]) == 0
-    cold = pl.read_parquet(tmp_path / "cold" / "cases.parquet").to_dicts()[0]
-    warm = pl.read_parquet(tmp_path / "warm" / "cases.parquet").to_dicts()[0]
+    cold = row_dicts(pl.read_parquet(tmp_path / "cold" / "cases.parquet"), "cases")[0]
+    warm = row_dicts(pl.read_parquet(tmp_path / "warm" / "cases.parquet"), "cases")[0]
     assert not cold["export_cached"] and warm["export_cached"]
     assert warm["onnx_digest"] == cold["onnx_digest"]
-    assert json.loads(warm["exports"])["torchscript"]["cached"] is True
+    assert warm["exports"]["torchscript"]["cached"] is True
     capsys.readouterr()
     assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
     assert "1 export(s)" in capsys.readouterr().out

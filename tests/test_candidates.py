@@ -1,11 +1,10 @@
-import json
-
 import polars as pl
 import pytest
 
 from difftest.backends.candidates import Candidate, parse, parse_list, split_specs, variant_findings
 from difftest.cli import main
 from difftest.errors import UsageError
+from difftest.record.tables import row_dicts
 
 
 def test_split_respects_brackets():
@@ -88,8 +87,8 @@ def test_exports_are_shared_and_verdict_depends_on_exporter(tmp_path, data_dir):
         )
         == 1
     )
-    (case,) = pl.read_parquet(out / "cases.parquet").to_dicts()
-    exports = json.loads(case["exports"])
+    (case,) = row_dicts(pl.read_parquet(out / "cases.parquet"), "cases")
+    exports = case["exports"]
     assert sorted(exports) == ["dynamo", "torchscript"]  # four ORT candidates, two distinct exports
     assert len(list((out / "onnx").glob("*.onnx"))) == 2
     rows = {r["candidate"]: r for r in pl.read_parquet(out / "comparisons.parquet").to_dicts()}

@@ -80,7 +80,7 @@ def test_a_model_that_samples_is_nondeterministic_by_eagers_other_seed(run, name
     assert judged and all(r["label"] == "nondeterministic" for r in judged), [r["evidence"] for r in judged]
     for row in judged:
         assert "another seed" in row["evidence"] and "within sampling error" in row["evidence"]
-        assert row["blame"] is None and "undefined" not in row["evidence"]
+        assert row["passed"] and row["blame"] is None and row["blame_rule"] is None  # a warning, nobody to blame
     assert _tensors(out, name).filter(pl.col("backend") == "reseeded").height > 0
 
 
@@ -112,4 +112,4 @@ def test_an_integer_fault_after_an_in_range_cast_is_not_undefined_behaviour(run)
     row = _rows(out, "bucket_ids_off_by_one")[("base", "output")]
     assert row["label"] == "mismatch" and row["blame"] != "none (undefined behaviour)", row["evidence"]
     cast_rows = _tensors(out, "bucket_ids_off_by_one").filter(pl.col("backend").str.starts_with("cast_inputs:"))
-    assert cast_rows.height > 0 and json.loads(cast_rows.to_dicts()[0]["message"])["to"] == 7
+    assert cast_rows.height > 0 and json.loads(cast_rows.to_dicts()[0]["about"])["to"] == 7

@@ -234,7 +234,8 @@ def test_a_forking_factory_cannot_replace_another_cases_result(tmp_path):
     assert "refused" in " ".join(cases["a_forks_and_both_carry_on"]["isolation"])
     # only a copy reported: the case is lost, loudly
     lost = comparisons["b_forks_and_only_the_copy_carries_on"]
-    assert lost["label"] == "crash" and not lost["passed"] and "lost" in lost["evidence"]
+    assert lost["label"] == "crash" and not lost["passed"] and lost["blame"] is None
+    assert "lost" in lost["evidence"]
     # the victim has its own result, not a copy of another case's
     assert comparisons["c_victim"]["label"] == "exact"
     tensors = pl.read_parquet(out / "tensors.parquet").filter(

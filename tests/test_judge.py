@@ -1,4 +1,3 @@
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +10,7 @@ TASK = SimpleNamespace(run_id="r", ref=SimpleNamespace(id="s::c"))
 
 
 def case_row(**extra):
-    row = {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": json.dumps({}), "expect": None}
+    row = {"case": "s::c", "status": "ok", "stage": None, "message": None, "tolerances": {}, "expect": None}
     row.update(extra)
     return row
 
@@ -59,7 +58,7 @@ def test_crashed_case_gives_every_candidate_a_crash():
 
 
 def test_per_output_tolerance_is_used():
-    tolerances = json.dumps({"rtol": None, "atol": None, "per_output": {"output": [0.1, 0.1]}})
+    tolerances = {"rtol": None, "atol": None, "per_output": {"output": [0.1, 0.1]}}
     (row,) = judge([ok("torch", [1.0]), ok("ort-cpu", [1.05])], case=case_row(tolerances=tolerances))
     assert row["label"] == "numeric" and row["atol"] == 0.1
 
@@ -79,7 +78,7 @@ def comparison(label, candidate="ort-cpu", probe="base"):
 
 def test_outcome_statuses_follow_expectations():
     def status(expect, labels):
-        cases = [{"case": "s::c", "expect": json.dumps(expect) if expect is not None else None}]
+        cases = [{"case": "s::c", "expect": expect}]
         (o,) = outcomes(cases, [comparison(label) for label in labels])
         return o.status, o.label
 
@@ -163,7 +162,7 @@ def test_ties_probe_mismatch_confirmed_by_ramp_is_tie_break():
         "ties",
         output="output",
         array=np.zeros(0, np.float32),
-        message=json.dumps({"kind": "gathered", "op": "TopK", "by": "index.Tensor"}),
+        about={"kind": "gathered", "op": "TopK", "by": "index.Tensor"},
     )
     rows = {r["probe"]: r for r in judge(tensors + [eager])}
     assert rows["ties"]["label"] == "tie_break" and "tie-free ramp" in rows["ties"]["evidence"]
@@ -288,3 +287,24 @@ def test_the_candidates_own_spread_is_not_evidence_of_randomness():
     rerun["rerun"] = 1
     (row,) = judge(tensors + [rerun])
     assert "The model samples" not in row["evidence"]
+
+
+def test_a_sampled_output_whose_full_shape_differs_is_a_shape_verdict():
+    """An output too large to store whole, whose full tensor has another shape than the reference's: the worker's
+    full comparison stops at the shapes (no element counts), and the verdict says so instead of failing."""
+    from difftest.judge.classify import Verdict
+    from difftest.judge.verdicts import judge_sampled
+
+    ref_row = {"digest": "a", "dtype": "float32", "shape": [4, 1024], "data": b"\0" * 64, "sampled": True}
+    cand_row = {
+        "digest": "b",
+        "dtype": "float32",
+        "shape": [4, 1000],
+        "data": b"\0" * 64,
+        "sampled": True,
+        "full": {"against": "reference", "count": 4000, "rtol": 1e-5, "atol": 1e-5, "identical": False,
+                 "shape": [4, 1024]},
+    }  # fmt: skip
+    verdict = judge_sampled(Verdict("numeric", "on the sample"), ref_row, cand_row)
+    assert verdict.label == "shape" and not verdict.passed
+    assert "[4, 1024]" in verdict.evidence and "[4, 1000]" in verdict.evidence

@@ -12,6 +12,7 @@ from difftest import Case
 from difftest.suite.cases import CaseRef
 from difftest.cli import main
 from difftest.localize.divergence import diverges, localize
+from difftest.record.tables import row_dicts
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -121,10 +122,10 @@ def test_localization_is_cached_and_its_bundle_copied_into_the_run(tmp_path):
     runs = []
     for name in ("first", "second"):
         assert main([*args, "--out", str(tmp_path / name)]) == 0
-        (case,) = pl.read_parquet(tmp_path / name / "cases.parquet").to_dicts()
-        runs.append(json.loads(case["localization"])["ort-cpu"])
+        (case,) = row_dicts(pl.read_parquet(tmp_path / name / "cases.parquet"), "cases")
+        runs.append(case["localization"]["ort-cpu"])
     assert runs[0]["culprit"]["name"] == runs[1]["culprit"]["name"] == "node_pad"
-    assert "cached" not in runs[0] and runs[1]["cached"] is True
+    assert not runs[0]["cached"] and runs[1]["cached"] is True
     assert runs[1]["repro"].startswith(str(tmp_path / "second")) and Path(runs[1]["repro"], "model.onnx").exists()
 
 
@@ -153,8 +154,8 @@ def _file_localized(tmp_path, fault):
         model, (x,), onnx=str(path), backends=["ort-cpu"], probes="base", localize_budget=120, out=tmp_path / "run"
     )
     assert not result.passed
-    (case,) = pl.read_parquet(tmp_path / "run" / "cases.parquet").to_dicts()
-    return json.loads(case["localization"])["ort-cpu"]
+    (case,) = row_dicts(pl.read_parquet(tmp_path / "run" / "cases.parquet"), "cases")
+    return case["localization"]["ort-cpu"]
 
 
 def test_a_users_file_is_localized_in_the_graph_that_ran_not_in_a_re_export(tmp_path):

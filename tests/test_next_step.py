@@ -5,7 +5,6 @@ writes the consolidated tables."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import polars as pl
@@ -21,6 +20,7 @@ from difftest.judge.compare import describe_statistics, error_statistics
 from difftest.judge.expectations import Outcome
 from difftest.report import case_view, triage
 from difftest.report.summary import format_summary
+from difftest.record.tables import row_dicts
 
 DYNAMO_FAILURE = """TorchExportError: Failed to export the model with torch.export. This is step 1/3 of exporting the \
 model to ONNX. Next steps:
@@ -97,7 +97,7 @@ def test_an_export_failure_says_what_the_other_exporter_did(ok):
     }
     case = {
         "exporter": "dynamo",
-        "controls": json.dumps({"other_exporter": {"kind": "export", "results": {"dynamo": found}}}),
+        "controls": {"other_exporter": {"kind": "export", "results": {"dynamo": found}}},
     }
     next_step.apply(verdicts, case, "torch")
     step = verdicts["ort-cpu"][("*", "*")].next_step
@@ -267,8 +267,8 @@ def test_a_model_no_exporter_takes_is_an_exporter_limitation_with_the_real_messa
     assert row["label"] == "export_error" and row["blame"] == "exporter"
     assert "step 1/3" not in row["evidence"] and "Next steps" not in row["evidence"]
     assert "\n" not in row["evidence"]
-    case = pl.read_parquet(result.run_dir / "parts" / "cases").to_dicts()[0]
-    tried = json.loads(case["controls"])["other_exporter"]["results"]["dynamo"]
+    case = row_dicts(pl.read_parquet(result.run_dir / "parts" / "cases"), "cases")[0]
+    tried = case["controls"]["other_exporter"]["results"]["dynamo"]
     assert tried["exporter"] == "torchscript" and tried["ran"] and not tried["ok"]
     assert "neither exporter takes the model" in row["next_step"]
     assert "next step: neither exporter" in str(result)
@@ -285,7 +285,7 @@ def test_a_tracer_warning_keeps_its_file_and_line():
     result = difftest.check(
         Branchy().eval(), (torch.ones(2, 3),), backends=["ort-cpu"], probes="base", exporter="torchscript"
     )
-    case = pl.read_parquet(result.run_dir / "parts" / "cases").to_dicts()[0]
+    case = row_dicts(pl.read_parquet(result.run_dir / "parts" / "cases"), "cases")[0]
     traced = [w for w in case["export_warnings"] if w.startswith("TracerWarning")]
     assert traced and "test_next_step.py:" in traced[0]
 

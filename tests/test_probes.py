@@ -147,7 +147,7 @@ def test_frozen_inputs_treat_the_value_probes_like_alt():
         "status": "ok",
         "stage": None,
         "message": None,
-        "tolerances": "{}",
+        "tolerances": {},
         "expect": None,
         "export_warnings": ["TracerWarning: Using len to get tensor shape might cause the trace to be incorrect"],
     }

@@ -27,7 +27,7 @@ def _case(**extra):
         "status": "ok",
         "stage": None,
         "message": None,
-        "tolerances": "{}",
+        "tolerances": {},
         "expect": None,
         "exporter": "dynamo",
         **extra,
@@ -70,6 +70,7 @@ def test_openvino_bf16_beyond_bf16_tolerance_fails_and_says_not_accurate_at_its_
     row = rows["openvino"]
     assert not row["passed"] and row["label"] == "mismatch"
     assert row["blame"] == "precision:bf16"  # the precision makes the difference: f32 agrees
+    assert row["blame_rule"] == "precision_control"
     assert "beyond bf16's own tolerance" in row["blame_reason"] and "not accurate at bf16" in row["blame_reason"]
 
 
@@ -93,8 +94,8 @@ def test_openvino_bf16_flipping_a_discrete_output_is_never_within_tolerance():
         labels("openvino[precision=f32]", [1, 2]),
     ]
     row = {r["candidate"]: r for r in judge_case(_case(), tensors, context)}["openvino"]
-    assert not row["passed"] and row["blame"] == "precision:bf16"
-    assert "a discrete output must be equal" in row["blame_reason"]
+    assert not row["passed"] and row["blame"] == "precision:bf16" and row["label"] == "mismatch"
+    assert row["blame_rule"] == "precision_control" and "a discrete output must be equal" in row["blame_reason"]
 
 
 def test_precision_check_holds_values_near_zero_to_the_outputs_scale():
@@ -158,8 +159,8 @@ def test_torch_export_capture_against_onnx_translation():
         ["ort-cpu", "onnx-ref", "torch-export"],
     )
     row = rows["ort-cpu"]
-    assert row["blame"] == "exporter" and "ONNX translation" in row["blame_reason"], row["blame_reason"]
-    assert "torch-export" in row["blame_reason"]
+    assert (row["blame"], row["blame_rule"]) == ("exporter", "spec_reference"), row["blame_reason"]
+    assert "torch-export" in row["blame_reason"] and "ONNX translation" in row["blame_reason"]
 
 
 class _ExportPath(torch.nn.Module):
@@ -236,11 +237,12 @@ def test_ort_trt_fp16_gap_that_closes_at_fp32_is_held_to_fp16s_own_tolerance():
     )
     row = rows["ort-trt[precision=fp16]"]
     assert row["label"] == "reduced_precision" and row["blame"] == "precision:fp16", row
+    assert row["passed"] and row["blame_rule"] == "precision_control"
     assert "within fp16's own tolerance" in row["blame_reason"]
     rows = _judge(
         [_ok("ort-trt[precision=fp16]", [1.0, 2.0, 3.0, 4.2]), _ok("ort-trt[precision=fp32]", TRUTH)],
         ["ort-trt[precision=fp16]", "ort-trt[precision=fp32]"],
     )
     row = rows["ort-trt[precision=fp16]"]
-    assert row["label"] == "mismatch" and row["blame"] == "precision:fp16"
-    assert "not accurate at fp16" in row["blame_reason"]
+    assert row["label"] == "mismatch" and row["blame"] == "precision:fp16" and not row["passed"]
+    assert row["blame_rule"] == "precision_control" and "not accurate at fp16" in row["blame_reason"]

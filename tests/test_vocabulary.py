@@ -43,9 +43,12 @@ def _emitted_labels():
                     for t, v in pairs:
                         if isinstance(t, ast.Attribute) and t.attr == "label":
                             found += [(s, f"{path.name}:{node.lineno}") for s in _strings(v)]
-    from difftest.judge.verdicts import CASE_FAILURE_LABELS
-
-    found += [(label, "verdicts.CASE_FAILURE_LABELS") for label in CASE_FAILURE_LABELS.values()]
+    found += [(label, "vocabulary.CASE_FAILURE_LABELS") for label in vocabulary.CASE_FAILURE_LABELS.values()]
+    for entry in vocabulary.STAGE_TABLE:  # the verdicts a failure at a stage gets
+        found += [
+            (failure[0], f"vocabulary.STAGE_TABLE[{entry.name}]") for failure in (entry.case, entry.run) if failure
+        ]
+    found += [(vocabulary.CASE_FAILURE_ELSEWHERE[0], "vocabulary"), (vocabulary.RUN_FAILURE_ELSEWHERE[0], "vocabulary")]
     return found
 
 
@@ -106,10 +109,16 @@ def test_every_status_the_code_sets_is_in_the_table():
 def test_every_blame_rule_the_code_sets_is_in_the_table():
     rules = set()
     blame = ast.parse((PACKAGE / "judge" / "blame.py").read_text())
-    value_blame = next(f for f in ast.walk(blame) if isinstance(f, ast.FunctionDef) and f.name == "_value_blame")
-    for node in ast.walk(value_blame):  # its returns are (who, rule, why)
-        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 3:
-            rules.update(_strings(node.value.elts[1]))
+    value_rules = [  # _value_blame and the rules it asks in turn: their returns are (who, rule, why)
+        f
+        for f in ast.walk(blame)
+        if isinstance(f, ast.FunctionDef) and f.returns is not None and "Blamed" in ast.unparse(f.returns)
+    ]
+    assert len(value_rules) >= 5
+    for function in value_rules:
+        for node in ast.walk(function):
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and len(node.value.elts) == 3:
+                rules.update(_strings(node.value.elts[1]))
     for node in ast.walk(blame):
         if isinstance(node, ast.Assign):
             for target in node.targets:
@@ -181,3 +190,63 @@ def test_every_localization_status_the_code_sets_is_in_the_table():
     for status in vocabulary.LOCALIZATION_STATUSES:
         assert not localization_meaning(status).startswith("localization status")
     assert "onnx-ref" in localization_meaning("no_divergence", "onnx-ref")
+
+
+def _written(*keys, calls=()):
+    """(value, where) for every constant string the code writes under ``keys``: a keyword argument, a dict
+    entry, an attribute assignment; and the first argument of the functions named in ``calls``."""
+    found = []
+    for path, tree in _sources():
+        declarations = {  # a table's column declarations (``tables._CASES_COLUMNS``: name -> kind) write nothing
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "").endswith("_COLUMNS")
+        }
+        for node in ast.walk(tree):
+            values = []
+            if id(node) in declarations:
+                continue
+            if isinstance(node, ast.keyword) and node.arg in keys:
+                values = [node.value]
+            elif isinstance(node, ast.Dict):
+                values = [v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant) and k.value in keys]
+            elif isinstance(node, ast.Assign):
+                values = [node.value for t in node.targets if isinstance(t, ast.Attribute) and t.attr in keys]
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in calls and node.args:
+                values = [node.args[0]]
+            found += [(s, path) for v in values for s in _strings(v)]
+    return found
+
+
+def test_every_stage_the_code_writes_is_in_the_table_and_decides_the_verdict_there():
+    """A stage is written as a constant (``stage="session"``, ``row.stage = "load"``) and the judge turns a failure
+    there into a verdict through the table alone (``vocabulary.case_failure`` and ``run_failure``)."""
+    stages = {s for s, path in _written("stage", calls=("enter_stage",)) if path.name != "vocabulary.py"}
+    assert {"build", "load", "reference", "session", "outputs", "harness"} <= stages  # the scan sees them at all
+    assert all(vocabulary.is_stage(s) for s in stages), [s for s in stages if not vocabulary.is_stage(s)]
+    assert vocabulary.case_failure("build")[:2] == ("export_error", "case")
+    assert vocabulary.case_failure("session") == vocabulary.CASE_FAILURE_ELSEWHERE  # difftest's own failure
+    assert vocabulary.run_failure("transform:fp16")[0] == "export_error"
+    assert vocabulary.run_failure(None) == vocabulary.RUN_FAILURE_ELSEWHERE
+    verdicts = (PACKAGE / "judge" / "verdicts.py").read_text()
+    assert 'stage == "' not in verdicts, "the judge decides a verdict by a stage name instead of reading the table"
+
+
+def test_every_case_and_row_status_the_run_writes_is_in_the_table():
+    written = {
+        s
+        for s, path in _written("status")
+        if path.parent.name in ("worker", "record", "nightly") or path.name in ("runner.py", "api.py")
+        if path.name != "auto_localize.py"  # a localization's status (its own table)
+    }
+    assert {"ok", "error", "skipped"} <= written
+    assert written <= set(vocabulary.CASE_STATUSES) | set(vocabulary.ROW_STATUSES), written
+    assert set(vocabulary.FAILURE_KINDS.values()) <= set(vocabulary.CASE_STATUSES)
+    assert set(vocabulary.CASE_FAILURE_LABELS) <= set(vocabulary.CASE_STATUSES)
+
+
+def test_every_failure_kind_and_control_kind_the_code_writes_is_in_the_table():
+    kinds = {s for s, path in _written(calls=("Failure",)) if path.name == "pool.py"}
+    assert kinds == set(vocabulary.FAILURE_KINDS)
+    controls = {s for s, path in _written("kind") if path.name in ("controls.py", "export_control.py")}
+    assert controls == set(vocabulary.CONTROL_KINDS)

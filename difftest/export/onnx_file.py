@@ -158,36 +158,41 @@ def bind(
 ) -> Binding:
     """Line the file up with the model (its tensor inputs and the reference's outputs, as arrays), or raise
     OnnxFileError listing both sides."""
-    file_inputs, file_outputs = graph_inputs(model), graph_outputs(model)
+    mapping, how = _bind_inputs(graph_inputs(model), input_names, inputs)
+    ordered, out_how = _bind_outputs(graph_outputs(model), output_names, outputs)
+    binding = Binding(inputs=mapping, outputs=ordered, matched_by={"inputs": how, "outputs": out_how})
+    _describe_binding(binding, graph_inputs(model), input_names, output_names)
+    return binding
+
+
+def _bind_inputs(
+    file_inputs: list[Any], input_names: list[str], inputs: dict[str, np.ndarray]
+) -> tuple[dict[str, str], str]:
+    """(the file's input name -> the model's, how they were matched); an input the file declares that the model's
+    tensor cannot feed raises OnnxFileError."""
     mapping, how = _match([v.name for v in file_inputs], input_names, allow_fewer=True)
+    sides = ([v.describe() for v in file_inputs], [_describe_array(n, inputs[n]) for n in input_names])
     if mapping is None:
-        raise OnnxFileError(
-            _sides(
-                "inputs", how, [v.describe() for v in file_inputs], [_describe_array(n, inputs[n]) for n in input_names]
-            )
-        )
+        raise OnnxFileError(_sides("inputs", how, *sides))
     problems = [p for v in file_inputs if (p := _input_problem(v, inputs[mapping[v.name]], mapping[v.name]))]
     if problems:
         raise OnnxFileError(
             "the ONNX file's inputs do not take the model's inputs: "
             + "; ".join(problems)
             + ". "
-            + _sides(
-                "inputs", "", [v.describe() for v in file_inputs], [_describe_array(n, inputs[n]) for n in input_names]
-            )
+            + _sides("inputs", "", *sides)
         )
+    return mapping, how
+
+
+def _bind_outputs(file_outputs: list[Any], output_names: list[str], outputs: list[np.ndarray]) -> tuple[list[str], str]:
+    """(the file's output names in the model's order, how they were matched); outputs of another rank raise
+    OnnxFileError."""
     out_map, out_how = _match([v.name for v in file_outputs], output_names, allow_fewer=False)
+    sides = ([v.describe() for v in file_outputs], [_describe_array(n, a) for n, a in zip(output_names, outputs)])
     if out_map is None:
-        raise OnnxFileError(
-            _sides(
-                "outputs",
-                out_how,
-                [v.describe() for v in file_outputs],
-                [_describe_array(n, a) for n, a in zip(output_names, outputs)],
-            )
-        )
+        raise OnnxFileError(_sides("outputs", out_how, *sides))
     by_model = {model_name: file_name for file_name, model_name in out_map.items()}
-    ordered = [by_model[name] for name in output_names]
     problems = []
     for value in file_outputs:
         array = outputs[output_names.index(out_map[value.name])]
@@ -201,14 +206,14 @@ def bind(
             "the ONNX file's outputs are not the model's outputs: "
             + "; ".join(problems)
             + ". "
-            + _sides(
-                "outputs",
-                "",
-                [v.describe() for v in file_outputs],
-                [_describe_array(n, a) for n, a in zip(output_names, outputs)],
-            )
+            + _sides("outputs", "", *sides)
         )
-    binding = Binding(inputs=mapping, outputs=ordered, matched_by={"inputs": how, "outputs": out_how})
+    return [by_model[name] for name in output_names], out_how
+
+
+def _describe_binding(binding: Binding, file_inputs: list[Any], input_names: list[str], output_names: list[str]):
+    """The dynamic axes the file declares (under the model's input names) and the notes the case page shows."""
+    mapping = binding.inputs
     for value in file_inputs:
         axes = {
             axis: (dim if isinstance(dim, str) else f"{mapping[value.name]}_dim{axis}")
@@ -223,19 +228,18 @@ def bind(
             f"the file has no input for {', '.join(missing)}: it runs without them (an input the "
             "model depends on but the file ignores fails as a frozen input)"
         )
-    if how == "position":
+    if binding.matched_by["inputs"] == "position":
         binding.notes.append(
             "inputs matched by position (the file names them "
             + ", ".join(f"{k} for {v}" for k, v in mapping.items() if k != v)
             + ")"
         )
-    if out_how == "position":
+    if binding.matched_by["outputs"] == "position":
         binding.notes.append(
             "outputs matched by position; the tables use the file's names ("
-            + ", ".join(f"{f} for {m}" for f, m in zip(ordered, output_names) if f != m)
+            + ", ".join(f"{f} for {m}" for f, m in zip(binding.outputs, output_names) if f != m)
             + ")"
         )
-    return binding
 
 
 def bound_model(model: Any, binding: Binding) -> Any:

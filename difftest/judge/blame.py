@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from ..backends.candidates import USER_FILE, with_settings
+from ..record.names import WITHOUT_REWRITE
 from ..record.recorded import Recorded
-from .classify import Verdict, tolerance_for
+from .classify import Verdict, classify, output_tolerance, tolerance_for
 from .randomness import is_random
 
 Key = tuple[str, str]
@@ -116,9 +117,9 @@ class _Context:
     def __init__(self, verdicts, rec, reference, oracle, onnx_exports, case):
         self.verdicts, self.rec, self.reference, self.oracle = verdicts, rec, reference, oracle
         self.onnx_exports, self.case = onnx_exports, case
-        self.exports = json.loads(case.get("exports") or "{}")
-        self.tolerances = json.loads(case.get("tolerances") or "{}")
-        self.controls = json.loads(case.get("controls") or "{}")
+        self.exports = case.get("exports") or {}
+        self.tolerances = case.get("tolerances") or {}
+        self.controls = case.get("controls") or {}
         self.rewrites = list(case.get("rewrites") or [])
 
 
@@ -380,6 +381,23 @@ def _distances(context: "_Context", key: Key, named: dict[str, str]) -> str:
     return "; RMSE vs the float64 oracle: " + ", ".join(f"{label} {value:.3g}" for label, value in zip(named, values))
 
 
+def rewrite_control(rec: Recorded, reference: str, candidate: str, tolerances: dict[str, Any]) -> tuple[bool, str]:
+    """The rewrite control's verdict, from its recorded rows (``without_rewrite:<candidate>``: the candidate on the
+    export without the case's onnx_transform): does every output agree with the reference within the case's
+    tolerance? (agrees, the first labels as evidence: "probe/output: label; ...")."""
+    name = f"{WITHOUT_REWRITE}:{candidate}"
+    labels = []
+    for probe in rec.probes(name):
+        for output in rec.outputs(name, probe):
+            truth, got = rec.array(reference, probe, output), rec.array(name, probe, output)
+            if truth is None or got is None:
+                continue
+            verdict = classify(truth, got, *output_tolerance(tolerances, output))
+            labels.append((probe, output, verdict.label, verdict.passed))
+    agrees = bool(labels) and all(passed for *_, passed in labels)
+    return agrees, "; ".join(f"{probe}/{output}: {label}" for probe, output, label, _ in labels[:4])
+
+
 def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
     """Who produced the graph ``candidate`` ran: (blame name, how it is known)."""
     from ..backends.candidates import parse
@@ -392,7 +410,12 @@ def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
     if exporter == USER_FILE:
         return USER_FILE_BLAME, "the ONNX file the case gave produced it"
     if "onnx_transform" in context.rewrites:
-        raw = context.controls.get("rewrite", {})
+        raw = dict(context.controls.get("rewrite") or {})
+        if raw.get("ran") and context.rec.has(f"{WITHOUT_REWRITE}:{raw.get('candidate')}"):
+            # judged from its recorded rows (a run before they were recorded keeps the verdict it stored)
+            raw["agrees"], raw["evidence"] = rewrite_control(
+                context.rec, context.reference, raw["candidate"], context.tolerances
+            )
         if raw.get("ran"):
             if raw.get("agrees"):
                 return "onnx_transform", (
@@ -430,7 +453,7 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
     for cast in context.rec.outputs(pseudo, probe):
         values, row = context.rec.array(pseudo, probe, cast), context.rec.row(pseudo, probe, cast)
         if values is not None and row is not None:
-            converted[cast] = (values, json.loads(row.get("message") or "{}"))
+            converted[cast] = (values, json.loads(row.get("about") or "{}"))
     if not converted:
         return None
     cand = context.rec.array(candidate, *key)
@@ -445,35 +468,79 @@ def _undefined(candidate: str, key: Key, context: _Context) -> str | None:
     )
 
 
-def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str, str]:
-    """(who, which rule of ``vocabulary.BLAME_RULES``, why)."""
+Blamed = tuple[str, str, str]  # (who, which rule of ``vocabulary.BLAME_RULES``, why)
+
+
+def _value_blame(candidate: str, key: Key, context: _Context) -> Blamed:
+    """(who, which rule of ``vocabulary.BLAME_RULES``, why): the first rule that decides, in this order."""
     from ..backends.candidates import parse
 
-    probe, output = key
-    rec, reference, verdicts = context.rec, context.reference, context.verdicts
-    ref = rec.array(reference, probe, output)
-    cand = rec.array(candidate, probe, output)
-    truth = rec.array(context.oracle, probe, output) if context.oracle else None
-    if is_random(rec, reference, probe, output):  # one draw against another: no distance to the oracle means much
-        truth = None
-    if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
-        ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
-        if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
-            who = "eager" if reference == "torch" else f"the reference ({reference})"
-            return (
-                reference,
-                "eager_off_oracle",
-                (f"{who} is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} ({cand_err:.3g})"),
-            )
+    truth = _oracle_values(key, context)
+    found = _eager_off_oracle(candidate, key, context, truth)
+    if found is not None:
+        return found
     undefined = _undefined(candidate, key, context)
     if undefined is not None:
         return "none (undefined behaviour)", "undefined_cast", undefined
     if candidate not in context.onnx_exports:
         return candidate, "eager_backend", "the reference and the oracle agree with each other, not with this backend"
-    names = list(verdicts)
+    found = _optimizer_control(candidate, key, context)
+    if found is not None:
+        return found
+    reference, me = context.reference, parse(candidate)
+    if (
+        context.case.get("exporter") == USER_FILE
+        and context.case.get("reference") == reference != "torch"
+        and not me.get("transform")
+    ):
+        # A bare ONNX file: the reference is a runtime on the same graph, there is no model to blame the graph on.
+        return _bare_file_blame(candidate, key, context, truth)
+    found = _exporter_control(candidate, key, context)
+    if found is not None:
+        return found
+    return _graph_or_runtime(candidate, key, context)
+
+
+def _oracle_values(key: Key, context: _Context) -> np.ndarray | None:
+    """The float64 oracle's output, where one ran and the output is not a random draw (one draw against another:
+    no distance to the oracle means much)."""
+    if not context.oracle or is_random(context.rec, context.reference, *key):
+        return None
+    return context.rec.array(context.oracle, *key)
+
+
+def _errors_to_oracle(
+    candidate: str, key: Key, context: _Context, truth: np.ndarray | None
+) -> tuple[float, float] | None:
+    """(the reference's RMSE to the oracle, the candidate's), where all three have the same shape."""
+    ref, cand = context.rec.array(context.reference, *key), context.rec.array(candidate, *key)
+    if truth is None or ref is None or cand is None or not ref.shape == cand.shape == truth.shape:
+        return None
+    return _rmse(ref, truth), _rmse(cand, truth)
+
+
+def _eager_off_oracle(candidate: str, key: Key, context: _Context, truth: np.ndarray | None) -> Blamed | None:
+    errors = _errors_to_oracle(candidate, key, context, truth)
+    if errors is None:
+        return None
+    ref_err, cand_err = errors
+    if ref_err > EAGER_WORSE_FACTOR * cand_err and ref_err > 0 and np.isfinite(cand_err):
+        reference = context.reference
+        who = "eager" if reference == "torch" else f"the reference ({reference})"
+        return (
+            reference,
+            "eager_off_oracle",
+            (f"{who} is farther from the float64 oracle (RMSE {ref_err:.3g}) than {candidate} ({cand_err:.3g})"),
+        )
+    return None
+
+
+def _optimizer_control(candidate: str, key: Key, context: _Context) -> Blamed | None:
+    from ..backends.candidates import parse
+
     me = parse(candidate)
-    for name, value in _siblings(candidate, names, "opt"):
-        other = verdicts[name].get(key)
+    for name, value in _siblings(candidate, list(context.verdicts), "opt"):
+        other = context.verdicts[name].get(key)
         if other is not None and other.passed and value != me.get("opt"):
             return (
                 "ort-optimizer",
@@ -484,42 +551,45 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
                     "optimization changes the result"
                 ),
             )
-    if (
-        context.case.get("exporter") == USER_FILE
-        and context.case.get("reference") == reference != "torch"
-        and not me.get("transform")
-    ):
-        # A bare ONNX file: the reference is a runtime on the same graph, there is no model to blame the graph on.
-        if reference == SPEC_REFERENCE:
-            return (
-                candidate,
-                "spec_reference",
-                (
-                    f"{reference}, the ONNX specification's reference implementation and "
-                    "this case's reference, computes something else on the same graph"
-                ),
-            )
-        if truth is not None and ref is not None and cand is not None and ref.shape == cand.shape == truth.shape:
-            ref_err, cand_err = _rmse(ref, truth), _rmse(cand, truth)
-            if cand_err > EAGER_WORSE_FACTOR * ref_err:
-                return (
-                    candidate,
-                    "other_runtime",
-                    (
-                        f"{candidate} is farther from the float64 oracle (RMSE "
-                        f"{cand_err:.3g}) than the reference {reference} ({ref_err:.3g})"
-                    ),
-                )
+    return None
+
+
+def _bare_file_blame(candidate: str, key: Key, context: _Context, truth: np.ndarray | None) -> Blamed:
+    reference = context.reference
+    if reference == SPEC_REFERENCE:
         return (
-            f"{candidate} or {reference}",
-            "one_runtime",
+            candidate,
+            "spec_reference",
             (
-                "two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
-                "to --backends for the specification's opinion"
+                f"{reference}, the ONNX specification's reference implementation and "
+                "this case's reference, computes something else on the same graph"
             ),
         )
-    for name, value in _siblings(candidate, names, "exporter"):
-        other = verdicts[name].get(key)
+    errors = _errors_to_oracle(candidate, key, context, truth)
+    if errors is not None:
+        ref_err, cand_err = errors
+        if cand_err > EAGER_WORSE_FACTOR * ref_err:
+            return (
+                candidate,
+                "other_runtime",
+                (
+                    f"{candidate} is farther from the float64 oracle (RMSE "
+                    f"{cand_err:.3g}) than the reference {reference} ({ref_err:.3g})"
+                ),
+            )
+    return (
+        f"{candidate} or {reference}",
+        "one_runtime",
+        (
+            "two runtimes on the same graph disagree and the float64 oracle does not single one out; add onnx-ref "
+            "to --backends for the specification's opinion"
+        ),
+    )
+
+
+def _exporter_control(candidate: str, key: Key, context: _Context) -> Blamed | None:
+    for name, value in _siblings(candidate, list(context.verdicts), "exporter"):
+        other = context.verdicts[name].get(key)
         if other is not None and other.passed:
             mine = context.onnx_exports[candidate].split("+")[0]
             if mine == USER_FILE:
@@ -536,6 +606,11 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
                 "other_exporter",
                 (f"the {value or 'default'} exporter's graph ({name}) agrees with eager"),
             )
+    return None
+
+
+def _graph_or_runtime(candidate: str, key: Key, context: _Context) -> Blamed:
+    """The graph's author or the runtime, told apart by the capture, onnx-ref and other runtimes on the same graph."""
     capture = _capture_opinion(candidate, key, context)
     if capture is not None and capture[0] == "candidate":
         return "torch.export", "capture_control", capture[1]
@@ -550,6 +625,15 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
         return candidate, "spec_reference", f"{spec[1]}: the runtime, not the graph, computes something else"
     if spec is not None and spec[0] == "candidate":
         return author, "spec_reference", f"{spec[1]}: the graph itself differs from eager ({how})"
+    return _other_runtimes(candidate, key, context, author, how, spec)
+
+
+def _other_runtimes(
+    candidate: str, key: Key, context: _Context, author: str, how: str, spec: tuple[str, str] | None
+) -> Blamed:
+    from ..backends.candidates import parse
+
+    rec, verdicts, me = context.rec, context.verdicts, parse(candidate)
     same_graph = [
         c
         for c in context.onnx_exports
@@ -557,7 +641,7 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
     ]
     other_runtimes = [c for c in same_graph if parse(c).backend != me.backend and parse(c).backend != SPEC_REFERENCE]
     passing = [c for c in other_runtimes if verdicts[c][key].passed]
-    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)]
+    agreeing = [c for c in other_runtimes if not verdicts[c][key].passed and _agree(rec, candidate, c, *key)]
     if passing:
         return candidate, "other_runtime", f"{', '.join(passing)} ran the same ONNX graph and agrees with eager"
     if agreeing:
@@ -574,13 +658,13 @@ def _value_blame(candidate: str, key: Key, context: _Context) -> tuple[str, str,
     same_runtime = [
         c
         for c in same_graph
-        if parse(c).backend == me.backend and not verdicts[c][key].passed and _agree(rec, candidate, c, probe, output)
+        if parse(c).backend == me.backend and not verdicts[c][key].passed and _agree(rec, candidate, c, *key)
     ]
     present = ", ".join(same_runtime)
     suggestions = [
         s
         for s in ("onnx-ref", "ort-cuda" if me.backend == "ort-cpu" else "ort-cpu")
-        if not any(parse(n).backend == s for n in names)
+        if not any(parse(n).backend == s for n in verdicts)
     ]
     why = "only one ONNX runtime ran this graph, so the graph and the runtime cannot be told apart"
     if present:

@@ -122,6 +122,14 @@ class Pair:
 Rule = Callable[[Pair], "Verdict | None"]
 
 
+def output_tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, float | None]:
+    """(rtol, atol) a case declares for ``output`` (its ``tolerances``: per output, else for every output)."""
+    per_output = (tolerances.get("per_output") or {}).get(output)
+    if per_output:
+        return float(per_output[0]), float(per_output[1])
+    return tolerances.get("rtol"), tolerances.get("atol")
+
+
 def tolerance_for(reference: np.ndarray, rtol: float | None = None, atol: float | None = None) -> tuple[float, float]:
     default_rtol, default_atol = default_tolerance(reference.dtype)
     return (default_rtol if rtol is None else rtol, default_atol if atol is None else atol)

@@ -7,12 +7,11 @@ run an export, a key naming a candidate or a pattern applies as written (see :fu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..record.tables import read_table
+from ..record.tables import read_table, row_dicts
 from .classify import LABELS, passes, severity
 from .verdicts import case_controls
 
@@ -49,7 +48,7 @@ def outcomes(cases: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -> 
         if c["candidate"] in controls.get(c["case"], ()):
             continue  # a control is evidence for blame, not a result
         grouped.setdefault((c["case"], c["candidate"]), []).append(c)
-    expects = {c["case"]: json.loads(c["expect"]) if c.get("expect") else None for c in cases}
+    expects = {c["case"]: c.get("expect") for c in cases}
     exporters = {c["case"]: c.get("exporter") for c in cases}
     result = []
     for (case_id, candidate), rows in grouped.items():
@@ -113,7 +112,7 @@ def run_outcomes(
     """Outcomes of a stored run with the waivers it was run with applied: (outcomes, WaiverReport)."""
     from . import waivers
 
-    cases = read_table(run_dir, "cases").to_dicts() if cases is None else cases
+    cases = row_dicts(read_table(run_dir, "cases"), "cases") if cases is None else cases
     comparisons = read_table(run_dir, "comparisons").to_dicts() if comparisons is None else comparisons
     results = outcomes(cases, comparisons)
     return results, waivers.apply(results, waivers.stored(run_dir), comparisons=comparisons)
@@ -185,6 +184,14 @@ def _names_of(candidate: str, exporter: str | None) -> list[str]:
     if parsed.get("exporter"):
         return [candidate]
     return [candidate, with_settings(parsed, exporter=exporter)]
+
+
+def expect_text(expect: Any) -> str:
+    """A case's ``expect`` as the case page shows it: ``mismatch or numeric`` for the whole case, else
+    ``ort-*: runtime_error; openvino*: mismatch``."""
+    if isinstance(expect, dict):
+        return "; ".join(f"{key}: {_text(value)}" for key, value in expect.items())
+    return _text(expect)
 
 
 def _labels(value: Any) -> list[str] | None:

@@ -19,7 +19,6 @@ Each next step rests on what was recorded, never on a guess:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -83,7 +82,7 @@ def apply(verdicts: dict[str, dict[Key, Verdict]], case: dict[str, Any], referen
     """Set ``next_step`` on every failing verdict where difftest knows one, and blame a value failure of a model in
     training mode on the model, in place (after ``blame.assign``: the labels are left as judged)."""
     training = training_modules(case)
-    controls = json.loads(case.get("controls") or "{}")
+    controls = case.get("controls") or {}
     for candidate, found in verdicts.items():
         masks = _padding_declaration(found)
         for key, verdict in found.items():

@@ -39,9 +39,9 @@ def ties_confirmed_by_ramp(verdicts: dict[Key, Verdict], rec: Recorded, referenc
             continue
         eager = rec.row(EAGER_RANKED, probe, output)
         if not predates_eager_evidence(rec):
-            if eager is None or json.loads(eager["message"] or "{}").get("kind") not in ("index", "gathered"):
+            if eager is None or json.loads(eager["about"] or "{}").get("kind") not in ("index", "gathered"):
                 continue
-            made_by = f"eager's own {json.loads(eager['message']).get('op')} is behind this output"
+            made_by = f"eager's own {json.loads(eager['about']).get('op')} is behind this output"
         else:  # recorded before eager's evidence existed: judged as then (integer outputs), and said so
             values = rec.array(reference, probe, output)
             if values is None or values.dtype.kind not in "iu":

@@ -17,7 +17,6 @@ of their difference over √n, plus twice the gap between the two draws' own sta
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,7 @@ def reseeded_change(rec: Recorded, reference: str, probe: str, output: str) -> t
 
 
 def graph_random_ops(case: dict[str, Any], export: str | None) -> list[str]:
-    exports = json.loads(case.get("exports") or "{}")
+    exports = case.get("exports") or {}
     info = exports.get(export or "", {}) if export else {}
     if not info and exports:  # an eager candidate: the case's own export says what the model computes
         info = exports.get(case.get("exporter") or "dynamo", {})

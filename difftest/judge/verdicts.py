@@ -18,14 +18,13 @@ import numpy as np
 from ..export.messages import headline
 from ..backends.candidates import USER_FILE
 from ..record.recorded import Recorded
-from ..record.tables import read_table
+from ..record.tables import read_table, row_dicts
 from ..suite.probes import SYNTHETIC_PROBES
-from . import blame, masks, next_step, probe_rules, randomness
-from .classify import Verdict, classify, tolerance_for
+from . import blame, masks, next_step, probe_rules, randomness, vocabulary
+from .classify import Verdict, classify, output_tolerance, tolerance_for
 from .compare import STATISTICS, as_float64, bit_identical, error_statistics, within
 from .ties import RankedValues
 
-CASE_FAILURE_LABELS = {"crash": "crash", "timeout": "timeout"}
 BARE_ORACLE = "onnx-ref-fp64"  # a bare ONNX file's oracle: its graph widened to float64 (``worker.bare_onnx``)
 
 
@@ -36,7 +35,7 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
     from ..record.names import slug
     from ..record.tables import case_part
 
-    runs = read_table(run_dir, "runs").to_dicts()[0]
+    runs = row_dicts(read_table(run_dir, "runs"), "runs")[0]
     cases = read_table(run_dir, "cases")
     tensors = None  # the whole table, read only for runs without per-case parts (merged runs)
     context = RunContext(
@@ -44,15 +43,15 @@ def judge_run(run_dir: Path) -> list[dict[str, Any]]:
         reference=runs["reference"],
         oracle=runs.get("oracle"),
         candidates=[b for b in runs["backends_requested"] if b != runs["reference"]],
-        skipped=json.loads(runs["backends_skipped"] or "{}"),
+        skipped=(runs["backends_skipped"] or {}),
     )
     rows: list[dict[str, Any]] = []
-    for case in cases.to_dicts():
+    for case in row_dicts(cases, "cases"):
         part = case_part(run_dir, "tensors", slug(case["case"]))  # one case in memory at a time
         if part is None:
             tensors = read_table(run_dir, "tensors") if tensors is None else tensors
             part = tensors.filter(pl.col("case") == case["case"])
-        rows.extend(judge_case(case, part.to_dicts(), context))
+        rows.extend(judge_case(case, row_dicts(part, "tensors"), context))
     return rows
 
 
@@ -67,7 +66,7 @@ class RunContext:
 
 def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: RunContext) -> list[dict[str, Any]]:
     """Classify every candidate's outputs of one case against the reference, then across probes, then blame."""
-    from ..backends.candidates import case_export_name, ranked_source
+    from ..backends.candidates import case_export_name
 
     reference = case.get("reference") or context.reference  # "recorded" for ONNX test folders
     base = {"run": context.run, "case": case["case"], "reference": reference}
@@ -93,8 +92,6 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
     controls = [c for c in case_controls(case) if c not in context.candidates]
     candidates = [c for c in list(context.candidates) + controls if c != reference]
     rec = Recorded(tensors)
-    tolerances = json.loads(case.get("tolerances") or "{}")
-    exports = json.loads(case.get("exports") or "{}")
     export_of = {c: name for c in candidates if (name := case_export_name(case, c))}
     verdicts: dict[str, dict[tuple[str, str], Verdict]] = {}
     stages: dict[tuple[str, str, str], str | None] = {}
@@ -110,45 +107,7 @@ def judge_case(case: dict[str, Any], tensors: list[dict[str, Any]], context: Run
         elif not rec.has(candidate):
             found[("*", "*")] = Verdict("runtime_error", "no results recorded for this backend", blame=candidate)
         else:
-            ranked_from = ranked_source(case, candidate)
-            accumulated_from = accumulation_source(case, candidate)
-            own_export = exports.get(export_of.get(candidate, ""), {})
-            # A bare ONNX file has no eager, so no independent tie evidence: the graph's own ranked values (made
-            # by a runtime that may be the candidate) never excuse it, whatever the run's age.
-            legacy = None if case.get("exporter") == USER_FILE else legacy_tie_evidence(rec, own_export)
-            for probe in rec.probes(candidate):
-                _judge_probe(
-                    rec,
-                    context,
-                    reference,
-                    candidate,
-                    probe,
-                    tolerances,
-                    found,
-                    stages,
-                    ranked_from,
-                    accumulated_from,
-                    legacy,
-                )
-            randomness.apply(
-                found,
-                rec,
-                reference,
-                candidate,
-                randomness.graph_random_ops(case, export_of.get(candidate)),
-                lambda output: output_tolerance(tolerances, output),
-            )
-            probe_rules.apply(
-                found,
-                rec,
-                {
-                    **case,
-                    "dropped_inputs": own_export.get("dropped_inputs", case.get("dropped_inputs")),
-                    "export_warnings": own_export.get("warnings", case.get("export_warnings")),
-                },
-                candidate,
-                reference,
-            )
+            _judge_candidate(case, rec, context, reference, candidate, found, stages, export_of.get(candidate))
     if reference in context.candidates:
         verdicts[reference] = {
             ("*", "*"): Verdict(
@@ -191,22 +150,97 @@ def _check_nothing_lost(
             stages[(candidate, *key)] = "judge"
 
 
-def _judge_probe(
+def _judge_candidate(
+    case: dict[str, Any],
     rec: Recorded,
     context: RunContext,
     reference: str,
     candidate: str,
-    probe: str,
-    tolerances: dict[str, Any],
     found: dict[tuple[str, str], Verdict],
     stages: dict[tuple[str, str, str], str | None],
-    ranked_from: str | None,
-    accumulated_from: str | None,
-    legacy: dict[str, int] | None = None,
+    export: str | None,
 ) -> None:
+    """Every probe of a candidate that ran, then the rules across probes (randomness, probe rules)."""
+    from ..backends.candidates import ranked_source
+
+    tolerances = case.get("tolerances") or {}
+    own_export = (case.get("exports") or {}).get(export or "", {})
+    # A bare ONNX file has no eager, so no independent tie evidence: the graph's own ranked values (made by a
+    # runtime that may be the candidate) never excuse it, whatever the run's age.
+    legacy = None if case.get("exporter") == USER_FILE else legacy_tie_evidence(rec, own_export)
+    judging = _Judging(
+        rec,
+        context,
+        reference,
+        candidate,
+        tolerances,
+        found,
+        stages,
+        ranked_source(case, candidate),
+        accumulation_source(case, candidate),
+        legacy,
+    )
+    for probe in rec.probes(candidate):
+        _judge_probe(judging, probe)
+    randomness.apply(
+        found,
+        rec,
+        reference,
+        candidate,
+        randomness.graph_random_ops(case, export),
+        lambda output: output_tolerance(tolerances, output),
+    )
+    probe_rules.apply(
+        found,
+        rec,
+        {
+            **case,
+            "dropped_inputs": own_export.get("dropped_inputs", case.get("dropped_inputs")),
+            "export_warnings": own_export.get("warnings", case.get("export_warnings")),
+        },
+        candidate,
+        reference,
+    )
+
+
+@dataclass
+class _Judging:
+    """What judging one candidate of a case reads (its rows, the case's tolerances, where its evidence is) and
+    writes (its verdicts and the stage each failure is at)."""
+
+    rec: Recorded
+    context: RunContext
+    reference: str
+    candidate: str
+    tolerances: dict[str, Any]
+    found: dict[tuple[str, str], Verdict]
+    stages: dict[tuple[str, str, str], str | None]
+    ranked_from: str | None  # the pseudo-backend holding the graph's ranked values behind index outputs
+    accumulated_from: str | None  # the pseudo-backend holding Σ|x| behind accumulated outputs
+    legacy: dict[str, int] | None  # a run recorded before eager's tie evidence existed: its unordered outputs
+
+
+def _judge_probe(j: _Judging, probe: str) -> None:
+    if _probe_failed(j, probe):
+        return
+    outputs = j.rec.outputs(j.reference, probe)
+    siblings = {o: (j.rec.array(j.reference, probe, o), j.rec.array(j.candidate, probe, o)) for o in outputs}
+    eager = eager_index_outputs(j.rec, probe, outputs)
+    for output in outputs:
+        ref, cand = siblings[output]
+        if cand is None:
+            j.found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
+            continue
+        j.found[(probe, output)] = _judge_output(j, probe, output, ref, cand, siblings, eager)
+
+
+def _probe_failed(j: _Judging, probe: str) -> bool:
+    """A probe with nothing to compare (a stored output altered, the reference or the candidate failed on it):
+    its verdict, and True."""
+    rec, candidate, reference = j.rec, j.candidate, j.reference
     for backend in (reference, candidate):
         if (backend, probe) in rec.corrupted:
-            found[(probe, "*")] = Verdict(
+            j.found[(probe, "*")] = Verdict(
                 "crash",
                 (
                     f"the stored output {rec.corrupted[(backend, probe)]!r} of {backend} on this probe does not match "
@@ -216,113 +250,130 @@ def _judge_probe(
                 ),
                 blame="difftest",
             )
-            stages[(candidate, probe, "*")] = "record"
-            return
+            j.stages[(candidate, probe, "*")] = "record"
+            return True
     ref_failure = rec.failure(reference, probe)
     if ref_failure is not None:
-        stages[(candidate, probe, "*")] = ref_failure["stage"]
+        j.stages[(candidate, probe, "*")] = ref_failure["stage"]
         if probe in SYNTHETIC_PROBES:
-            found[(probe, "*")] = Verdict("invalid_probe", invalid_probe_evidence(probe, reference, ref_failure))
-            return
-        found[(probe, "*")] = Verdict(
+            j.found[(probe, "*")] = Verdict("invalid_probe", invalid_probe_evidence(probe, reference, ref_failure))
+            return True
+        j.found[(probe, "*")] = Verdict(
             "runtime_error",
             f"the reference ({reference}) failed at {ref_failure['stage']}: {ref_failure['message']}",
             blame=reference,
         )
-        return
+        return True
     failure = rec.failure(candidate, probe)
-    if failure is not None and not failure["rerun"]:
-        found[(probe, "*")] = _stage_verdict(failure, candidate)
-        stages[(candidate, probe, "*")] = failure["stage"]
-        return
-    if failure is not None:  # the first run went through and a rerun failed: the candidate fails, saying which
-        verdict = _stage_verdict(failure, candidate)
+    if failure is None:
+        return False
+    verdict = _stage_verdict(failure, candidate)
+    if failure["rerun"]:  # the first run went through and a rerun failed: the candidate fails, saying which
         verdict.evidence = (
             f"run {failure['rerun'] + 1} of this probe failed although the first succeeded: {verdict.evidence}"
         )
-        found[(probe, "*")] = verdict
-        stages[(candidate, probe, "*")] = failure["stage"]
-        return
-    outputs = rec.outputs(reference, probe)
-    siblings = {o: (rec.array(reference, probe, o), rec.array(candidate, probe, o)) for o in outputs}
-    eager = eager_index_outputs(rec, probe, outputs)
-    for output in outputs:
-        ref, cand = siblings[output]
-        if cand is None:
-            found[(probe, output)] = Verdict("shape", f"the candidate has no output {output!r}")
-            continue
-        rtol, atol = output_tolerance(tolerances, output)
-        ranked_row = rec.row(ranked_from, probe, output) if ranked_from else None
-        graph_ranked = None
-        if ranked_row is not None:
-            info = json.loads(ranked_row["message"])
-            graph_ranked = RankedValues(
-                rec.array(ranked_from, probe, output), info["op"], info["axis"], info["keepdims"], source="graph"
-            )
-        own = eager.get(output)  # what eager's own index ops say this output is (None: not one of theirs)
-        ranked = own[1] if own is not None and own[0]["kind"] == "index" else None
-        scores = {o for o, (info, _) in eager.items() if info["kind"] == "values"}
-        if legacy is not None:  # a run recorded before eager's evidence existed: judged as it was then, and said so
-            ranked, graph_ranked = graph_ranked, None
-            if ranked is not None:
-                ranked.source = "graph, recorded before difftest gathered eager's own values (rerun to check)"
-        masked = masks.declared_mask(rec, tolerances.get("output_masks"), probe, output, ref.shape)
-        ignore = None
+    j.found[(probe, "*")] = verdict
+    j.stages[(candidate, probe, "*")] = failure["stage"]
+    return True
+
+
+def _judge_output(
+    j: _Judging,
+    probe: str,
+    output: str,
+    ref: np.ndarray,
+    cand: np.ndarray,
+    siblings: dict[str, tuple[Any, Any]],
+    eager: dict[str, tuple[dict[str, Any], Any]],
+) -> Verdict:
+    """One output on one probe: classified with its evidence, held against its reruns, its full comparison when
+    only a sample was stored, and the positions the case's mask leaves out."""
+    rec, candidate, reference = j.rec, j.candidate, j.reference
+    rtol, atol = output_tolerance(j.tolerances, output)
+    masked = masks.declared_mask(rec, j.tolerances.get("output_masks"), probe, output, ref.shape)
+    ignore = None
+    if masked is not None:
+        cand, ignore, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
+    evidence = _classify_evidence(j, probe, output, siblings, eager, ignore)
+    verdict = classify(ref, cand, rtol, atol, **evidence)
+    reruns = rec.reruns(candidate, probe, output)
+    if reruns:
         if masked is not None:
-            cand, ignore, ignored = _outside_mask(ref, cand, masked, *tolerance_for(ref, rtol, atol))
-        accumulated_row = rec.row(accumulated_from, probe, output) if accumulated_from else None
-        accumulated = None
-        if accumulated_row is not None:
-            accumulated = (rec.array(accumulated_from, probe, output), json.loads(accumulated_row["message"]))
-        evidence = dict(
-            oracle=rec.array(context.oracle, probe, output) if context.oracle else None,
-            reference_reruns=rec.reruns(reference, probe, output),
-            ranked=ranked,
-            graph_ranked=graph_ranked,
-            accumulation=accumulated,
-            # Which order the model promised is the PyTorch call's (topk(sorted=False)), never the graph's.
-            unordered_axis=(
-                legacy.get(output)
-                if legacy is not None
-                else own[0]["axis"]
-                if own is not None and not own[0].get("sorted", True)
-                else None
-            ),
-            # Rows ordered by equal scores: only eager's own score outputs group an output eager gathered or ranked.
-            siblings={
-                o: pair
-                for o, pair in siblings.items()
-                if o != output
-                and pair[1] is not None
-                and pair[0] is not None
-                and (
-                    legacy is not None or (o in scores and own is not None and own[0]["kind"] in ("gathered", "index"))
-                )
-            },
-            ignore=ignore,
-            cut_rows=own[0].get("cut_rows") if own is not None else None,
-            legacy=legacy is not None,
+            reruns = [_outside_mask(ref, again, masked, *tolerance_for(ref, rtol, atol))[0] for again in reruns]
+        verdict = judge_reruns(
+            verdict, cand, reruns, [classify(ref, again, rtol, atol, **evidence) for again in reruns]
         )
-        verdict = classify(ref, cand, rtol, atol, **evidence)
-        reruns = rec.reruns(candidate, probe, output)
-        if reruns:
-            if masked is not None:
-                reruns = [_outside_mask(ref, again, masked, *tolerance_for(ref, rtol, atol))[0] for again in reruns]
-            verdict = judge_reruns(
-                verdict, cand, reruns, [classify(ref, again, rtol, atol, **evidence) for again in reruns]
-            )
-        if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
-            verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
-        if masked is not None:
-            verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
-        elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
-            where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
-            if where:
-                verdict.evidence += f" {where}"
-            verdict.padding = masks.padding_only(rec, probe, ref, cand, rtol, atol)
-        if not verdict.passed and verdict.metrics is not None:
-            verdict.statistics = error_statistics(ref, cand, ignore)
-        found[(probe, output)] = verdict
+    if rec.sampled(reference, probe, output) or rec.sampled(candidate, probe, output):
+        verdict = judge_sampled(verdict, rec.row(reference, probe, output), rec.row(candidate, probe, output))
+    if masked is not None:
+        verdict.evidence = f"On the positions where {masked[0]} is 1: {verdict.evidence} {ignored}"
+    elif not verdict.passed and verdict.label in ("mismatch", "nonfinite"):
+        where = masks.where_mismatches_are(rec, probe, ref, cand, rtol, atol)
+        if where:
+            verdict.evidence += f" {where}"
+        verdict.padding = masks.padding_only(rec, probe, ref, cand, rtol, atol)
+    if not verdict.passed and verdict.metrics is not None:
+        verdict.statistics = error_statistics(ref, cand, ignore)
+    return verdict
+
+
+def _classify_evidence(
+    j: _Judging,
+    probe: str,
+    output: str,
+    siblings: dict[str, tuple[Any, Any]],
+    eager: dict[str, tuple[dict[str, Any], Any]],
+    ignore: Any,
+) -> dict[str, Any]:
+    """What ``classify`` may explain a difference by, each from a source other than the candidate: the float64
+    oracle, the reference's reruns, eager's own ranked values (or the graph's, for a run recorded before those),
+    the summation bound, the order the model promised, the rows its scores group."""
+    rec, legacy = j.rec, j.legacy
+    ranked_row = rec.row(j.ranked_from, probe, output) if j.ranked_from else None
+    graph_ranked = None
+    if ranked_row is not None:
+        info = json.loads(ranked_row["about"])
+        graph_ranked = RankedValues(
+            rec.array(j.ranked_from, probe, output), info["op"], info["axis"], info["keepdims"], source="graph"
+        )
+    own = eager.get(output)  # what eager's own index ops say this output is (None: not one of theirs)
+    ranked = own[1] if own is not None and own[0]["kind"] == "index" else None
+    scores = {o for o, (info, _) in eager.items() if info["kind"] == "values"}
+    if legacy is not None:  # a run recorded before eager's evidence existed: judged as it was then, and said so
+        ranked, graph_ranked = graph_ranked, None
+        if ranked is not None:
+            ranked.source = "graph, recorded before difftest gathered eager's own values (rerun to check)"
+    accumulated_row = rec.row(j.accumulated_from, probe, output) if j.accumulated_from else None
+    accumulated = None
+    if accumulated_row is not None:
+        accumulated = (rec.array(j.accumulated_from, probe, output), json.loads(accumulated_row["about"]))
+    return dict(
+        oracle=rec.array(j.context.oracle, probe, output) if j.context.oracle else None,
+        reference_reruns=rec.reruns(j.reference, probe, output),
+        ranked=ranked,
+        graph_ranked=graph_ranked,
+        accumulation=accumulated,
+        # Which order the model promised is the PyTorch call's (topk(sorted=False)), never the graph's.
+        unordered_axis=(
+            legacy.get(output)
+            if legacy is not None
+            else own[0]["axis"]
+            if own is not None and not own[0].get("sorted", True)
+            else None
+        ),
+        # Rows ordered by equal scores: only eager's own score outputs group an output eager gathered or ranked.
+        siblings={
+            o: pair
+            for o, pair in siblings.items()
+            if o != output
+            and pair[1] is not None
+            and pair[0] is not None
+            and (legacy is not None or (o in scores and own is not None and own[0]["kind"] in ("gathered", "index")))
+        },
+        ignore=ignore,
+        cut_rows=own[0].get("cut_rows") if own is not None else None,
+        legacy=legacy is not None,
+    )
 
 
 def legacy_tie_evidence(rec: Recorded, export: dict[str, Any]) -> dict[str, int] | None:
@@ -347,7 +398,7 @@ def eager_index_outputs(
         row = rec.row(EAGER_RANKED, probe, output)
         if row is None:
             continue
-        info = json.loads(row["message"] or "{}")
+        info = json.loads(row["about"] or "{}")
         ranked = None
         if info.get("kind") == "index":
             ranked = RankedValues(
@@ -433,6 +484,13 @@ def judge_sampled(verdict: Verdict, ref_row: dict[str, Any], cand_row: dict[str,
             )
         verdict.evidence += f" ({sample}; {why})"
         return verdict
+    if full.get("mismatched") is None:  # the full tensors' shapes differ: the worker's comparison stopped there
+        return Verdict(
+            "shape",
+            f"the full outputs' shapes differ: reference {full.get('shape')}, candidate {cand_row.get('shape')} "
+            f"({sample})",
+            verdict.metrics,
+        )
     numbers = (
         f"the full comparison in the worker: {full['mismatched']} of {full['count']} elements beyond "
         f"rtol={full['rtol']:g}, atol={full['atol']:g}, max |Δ| {full['max_abs']:.7g}"
@@ -468,7 +526,7 @@ def judge_sampled(verdict: Verdict, ref_row: dict[str, Any], cand_row: dict[str,
 
 def _full_info(row: dict[str, Any]) -> dict[str, Any] | None:
     try:
-        return json.loads(row.get("message") or "{}").get("full")
+        return row.get("full")
     except ValueError:
         return None
 
@@ -522,9 +580,7 @@ def invalid_probe_evidence(probe: str, reference: str, failure: dict[str, Any]) 
 def case_controls(case: dict[str, Any]) -> list[str]:
     """The control backends the worker ran for this case (see ``controls``)."""
     return [
-        name
-        for name, info in json.loads(case.get("controls") or "{}").items()
-        if info.get("kind") == "backend" and info.get("ran")
+        name for name, info in (case.get("controls") or {}).items() if info.get("kind") == "backend" and info.get("ran")
     ]
 
 
@@ -573,38 +629,29 @@ def comparison_row(
 
 
 def _case_failure(case: dict[str, Any], reference: str) -> Verdict:
+    """A case that failed before any candidate could be compared: its status, else the stage it failed at, says
+    the verdict (``vocabulary.STAGE_TABLE``)."""
     status, stage, message = case["status"], case["stage"], case["message"] or ""
-    if status in CASE_FAILURE_LABELS:
-        return Verdict(CASE_FAILURE_LABELS[status], message, blame=None)
+    if status in vocabulary.CASE_FAILURE_LABELS:
+        return Verdict(vocabulary.CASE_FAILURE_LABELS[status], message, blame=None)
     if status == "skipped":
         return Verdict("skipped", f"the case was skipped: {message}")
-    if stage == "build":
-        return Verdict("export_error", f"the case could not be built: {message}", blame="case")
-    if stage == "definition":
-        return Verdict("export_error", f"the case, as written, cannot be judged: {message}", blame="case")
-    if stage == "load":
-        return Verdict("export_error", f"the ONNX test folder could not be loaded: {message}", blame="case")
-    if stage == "reference":
-        return Verdict("runtime_error", f"the reference ({reference}) failed: {message}", blame=reference)
-    return Verdict("crash", f"difftest failed at {stage or 'an unknown stage'}: {message}", blame="difftest")
+    label, blame, evidence = vocabulary.case_failure(stage)
+    words = {"message": message, "reference": reference, "stage": stage or "an unknown stage"}
+    return Verdict(label, evidence.format(**words), blame=blame.format(**words))
 
 
 def _stage_verdict(row: dict[str, Any], candidate: str) -> Verdict:
+    """A candidate that failed at a stage (``vocabulary.STAGE_TABLE``): an export's failure is the one line that
+    matters (the exporter's boilerplate left out; the whole message is on the case page)."""
     if row["status"] == "skipped":
         return Verdict("skipped", row["message"] or "")
     stage = row["stage"] or "run"
-    if stage == "export":
-        # The one line that matters (the exporter's boilerplate left out); the whole message is on the case page.
-        return Verdict("export_error", f"export failed: {headline(row['message'])}", blame="exporter")
-    if stage == "onnx_transform" or stage.startswith("transform:"):
-        return Verdict("export_error", f"{stage} failed: {row['message']}", blame=stage)
-    if stage == "model":  # the model cannot run as asked on this backend (it mixes devices): a finding about it
-        return Verdict("runtime_error", row["message"] or "", blame="model")
-    return Verdict("runtime_error", f"{stage} failed: {row['message']}", blame=candidate)
-
-
-def output_tolerance(tolerances: dict[str, Any], output: str) -> tuple[float | None, float | None]:
-    per_output = (tolerances.get("per_output") or {}).get(output)
-    if per_output:
-        return float(per_output[0]), float(per_output[1])
-    return tolerances.get("rtol"), tolerances.get("atol")
+    label, blame, evidence = vocabulary.run_failure(stage)
+    words = {
+        "message": row["message"] or "",
+        "stage": stage,
+        "candidate": candidate,
+        "headline": headline(row["message"]),
+    }
+    return Verdict(label, evidence.format(**words), blame=blame.format(**words))

@@ -107,30 +107,113 @@ STATUSES: dict[str, Status] = {status.name: status for status in STATUS_TABLE}
 CARD_ORDER = ("fail", "xfail", "waived", "pass", "skipped", "not_applicable")  # the index page's summary cards
 
 
-# Stages a failure names (the ``stage`` of a tensors row, a case row or a comparison); ``transform:<name>``
-# is a candidate's named graph rewrite.
-STAGES: dict[str, str] = {
-    "build": "building the case from its factory",
-    "definition": "the case as written cannot be judged",
-    "load": "loading an ONNX test folder",
-    "reference": "the reference's first forward",
-    "export": "exporting to ONNX",
-    "onnx_transform": "the case's own graph rewrite",
-    "session": "building a backend's session",
-    "run": "running a backend on a probe",
-    "outputs": "the backend returned another number of outputs",
-    "model": "the model cannot run as asked on this backend",
-    "record": "the stored results do not match their digests",
-    "judge": "judging: a result the reference recorded was not judged (results lost)",
-    "harness": "difftest itself",
-    "ranked": "evaluating the values an index output ranked",
-    "accumulation": "evaluating the magnitudes behind an accumulated output",
-    "cast_inputs": "evaluating the values a float-to-integer Cast converts",
-}
+# Stages a failure names (the ``stage`` of a tensors row, a case row or a comparison), and the verdict a failure
+# there gets: ``case``, a case that failed at that stage before any candidate could be compared; ``run``, one
+# candidate that failed at it. Each is (label, blame, evidence); the judge fills in {message}, {reference},
+# {stage}, {candidate} and {headline} (the message's one line that matters). ``transform:<name>`` is a
+# candidate's named graph rewrite, ``run (<backend>)`` a backend's run as the worker names it while it runs.
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    meaning: str
+    case: tuple[str, str, str] | None = None
+    run: tuple[str, str, str] | None = None
+
+
+CASE_FAILURE_ELSEWHERE = ("crash", "difftest", "difftest failed at {stage}: {message}")
+RUN_FAILURE_ELSEWHERE = ("runtime_error", "{candidate}", "{stage} failed: {message}")
+_REWRITE_FAILED = ("export_error", "{stage}", "{stage} failed: {message}")
+
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage(
+        "build",
+        "building the case from its factory",
+        case=("export_error", "case", "the case could not be built: {message}"),
+    ),
+    Stage(
+        "definition",
+        "the case as written cannot be judged",
+        case=("export_error", "case", "the case, as written, cannot be judged: {message}"),
+    ),
+    Stage(
+        "load",
+        "loading an ONNX test folder or file",
+        case=("export_error", "case", "the ONNX test folder could not be loaded: {message}"),
+    ),
+    Stage(
+        "reference",
+        "the reference's first forward",
+        case=("runtime_error", "{reference}", "the reference ({reference}) failed: {message}"),
+    ),
+    Stage("export", "exporting to ONNX", run=("export_error", "exporter", "export failed: {headline}")),
+    Stage("onnx_transform", "the case's own graph rewrite", run=_REWRITE_FAILED),
+    Stage("transform:", "a candidate's named graph rewrite (transform:<name>)", run=_REWRITE_FAILED),
+    Stage("session", "building a backend's session"),
+    Stage("run", "running a backend on a probe"),
+    Stage("outputs", "the backend returned another number of outputs"),
+    Stage(
+        "model",
+        "the model cannot run as asked on this backend (it mixes devices): a finding about the model",
+        run=("runtime_error", "model", "{message}"),
+    ),
+    Stage("record", "the stored results do not match their digests"),
+    Stage("judge", "judging: a result the reference recorded was not judged (results lost)"),
+    Stage("harness", "difftest itself"),
+    Stage("ranked", "evaluating the values an index output ranked"),
+    Stage("eager-ranked", "recording what eager's own ArgMax/TopK/Sort ranked (the evidence for ties)"),
+    Stage("accumulation", "evaluating the magnitudes behind an accumulated output"),
+    Stage("cast_inputs", "evaluating the values a float-to-integer Cast converts"),
+)
+STAGES: dict[str, str] = {stage.name: stage.meaning for stage in STAGE_TABLE}
+
+
+def stage(name: str | None) -> Stage | None:
+    """The table's entry for a stage as recorded (``transform:fp16`` is the ``transform:`` entry)."""
+    if name is None:
+        return None
+    key = "transform:" if name.startswith("transform:") else name
+    return next((s for s in STAGE_TABLE if s.name == key), None)
 
 
 def is_stage(name: str | None) -> bool:
-    return name is None or name in STAGES or name.startswith("transform:") or name.startswith("run (")
+    return name is None or stage(name) is not None or name.startswith("run (")
+
+
+def case_failure(name: str | None) -> tuple[str, str, str]:
+    """(label, blame, evidence) for a case that failed at stage ``name`` (difftest's own failure elsewhere)."""
+    found = stage(name)
+    return found.case if found is not None and found.case is not None else CASE_FAILURE_ELSEWHERE
+
+
+def run_failure(name: str | None) -> tuple[str, str, str]:
+    """(label, blame, evidence) for a candidate that failed at stage ``name`` (the candidate's failure elsewhere)."""
+    found = stage(name)
+    return found.run if found is not None and found.run is not None else RUN_FAILURE_ELSEWHERE
+
+
+# What ran: the ``status`` of a case row and of a tensors row, the kinds of ``pool.Failure`` (a case that produced
+# no result) and the case status each becomes, and the kinds of control a case row's ``controls`` records.
+CASE_STATUSES: dict[str, str] = {
+    "ok": "the case ran; its comparisons say the rest",
+    "error": "the case failed before its candidates could be compared (its stage says where)",
+    "skipped": "the case skipped itself (CaseSkipped) or needs what this machine lacks",
+    "crash": "the case's process died (a segfault, an abort, killed for memory) or its results were lost",
+    "timeout": "the case ran past its time limit and was killed",
+}
+CASE_FAILURE_LABELS: dict[str, str] = {"crash": "crash", "timeout": "timeout"}  # a status that is its own verdict
+ROW_STATUSES: dict[str, str] = {
+    "ok": "the backend produced this output",
+    "error": "the backend (or the pseudo-backend's evaluation) failed; its stage and message say where and why",
+    "skipped": "not run here: the backend is unavailable, or the check did not ask for it",
+}
+FAILURE_KINDS: dict[str, str] = {"crash": "crash", "timeout": "timeout", "internal": "error"}
+CONTROL_KINDS: dict[str, str] = {
+    "backend": "another backend, or the candidate with one setting changed, on the failing candidate's probes; its "
+    "rows are recorded like a candidate's and judged like one, never counted as a result",
+    "fact": "the failing candidate on the export without the case's onnx_transform; its rows are recorded under "
+    "the pseudo-backend without_rewrite:<candidate> and the judge reads its verdict from them",
+    "export": "the other exporter tried on a model the first refused (what next_step suggests)",
+}
 
 
 # What a localization's status means for the verdict it sits under (the raw status stays in the tables): the

@@ -98,9 +98,9 @@ def failures_of(outcomes: list[Any], comparisons: list[dict[str, Any]]) -> dict[
 
 
 def _requested(run_dir: Path) -> list[str]:
-    from ..record.tables import read_table
+    from ..record.tables import read_table, row_dicts
 
-    row = read_table(run_dir, "runs").to_dicts()[0]
+    row = row_dicts(read_table(run_dir, "runs"), "runs")[0]
     return [b for b in row["backends_requested"] or [] if b != row["reference"]]
 
 

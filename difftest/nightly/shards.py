@@ -102,7 +102,7 @@ def check_same_settings(run_dirs: list[Path], runs: list[dict[str, Any]]) -> Non
 def _merge(run_dirs: list[Path], out: Path) -> Path:
     import polars as pl
 
-    from ..record.tables import frame, links_out, read_table, write_atomic
+    from ..record.tables import frame, links_out, read_table, row_dicts, write_atomic
 
     for run_dir in run_dirs:
         escaping = {link.name for link, _ in links_out(run_dir) if link.parent == run_dir.resolve()}
@@ -112,7 +112,7 @@ def _merge(run_dirs: list[Path], out: Path) -> Path:
                     f"{run_dir / f'{table}.parquet'} is a symbolic link out of the run folder: merge "
                     "never copies what a link points to"
                 )
-    runs = [read_table(d, "runs").to_dicts()[0] for d in run_dirs]
+    runs = [row_dicts(read_table(d, "runs"), "runs")[0] for d in run_dirs]
     if len({tuple(r["backends_requested"]) for r in runs}) > 1:
         raise UsageError(
             "the runs used different backends: "
@@ -305,20 +305,17 @@ def incomplete(run_dir: Path) -> str | None:
 
 def _relocate(cases: Any, source: Path, target: Path) -> Any:
     """Exported-model paths relative to the merged run (older runs stored absolute paths)."""
-    import polars as pl
+    from ..record.tables import frame, row_dicts
 
     def relative(path: str | None) -> str | None:
         return f"onnx/{Path(path).name}" if path else path
 
-    rows = cases.to_dicts()
+    rows = row_dicts(cases, "cases")
     for row in rows:
         row["onnx_path"] = relative(row.get("onnx_path"))
-        if row.get("exports"):
-            exports = json.loads(row["exports"])
-            for info in exports.values():
-                info["onnx_path"] = relative(info.get("onnx_path"))
-            row["exports"] = json.dumps(exports)
-    return pl.DataFrame(rows, schema=cases.schema)
+        for info in (row.get("exports") or {}).values():
+            info["onnx_path"] = relative(info.get("onnx_path"))
+    return frame("cases", rows)
 
 
 def check_run_dir(path: Path) -> Path:

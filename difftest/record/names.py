@@ -6,6 +6,8 @@ EAGER_RANKED = "eager-ranked"  # what eager's own index ops ranked and gathered,
 ACCUMULATION = "accumulation"  # Σ|x| behind accumulated outputs, see ``judge.accumulation``
 CAST_INPUTS = "cast_inputs"  # the values a float-to-integer Cast converts, see ``judge.casts``
 RESEEDED = "reseeded"  # the reference rerun with another random seed, see ``judge.randomness``
+# a failing candidate on the export without the case's own onnx_transform (the rewrite control, ``worker.controls``)
+WITHOUT_REWRITE = "without_rewrite"
 PSEUDO_BACKENDS = {
     INPUTS: "the probe's inputs",
     RANKED: "the values an index output ranked, from the graph",
@@ -14,6 +16,8 @@ PSEUDO_BACKENDS = {
     ACCUMULATION: "Σ|x| behind an accumulated output, from the graph (the summation bound)",
     CAST_INPUTS: "the values a float-to-integer Cast converts, from the graph",
     RESEEDED: "the reference run again with another random seed (does the model sample?)",
+    WITHOUT_REWRITE: "a failing candidate on the export without the case's own onnx_transform (the rewrite control: "
+    "does the rewrite make the gap?)",
 }
 
 

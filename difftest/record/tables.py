@@ -17,159 +17,199 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import RunDataError
+from .columns import STRUCTURED
 
 TABLES = ("runs", "cases", "tensors", "comparisons")
 
 
-def _schemas() -> dict[str, dict[str, Any]]:
-    import polars as pl
+_RUNS_COLUMNS: dict[str, str] = {
+    "run": "str",
+    "started": "str",
+    "finished": "str",
+    "seconds": "float",
+    "git_commit": "str",
+    "host": "str",
+    "platform": "str",
+    "python": "str",
+    "versions": "structured",
+    "gpu": "str",
+    "backends_requested": "strs",
+    "backends_available": "strs",
+    "backends_skipped": "structured",
+    "reference": "str",
+    "oracle": "str",
+    "targets": "strs",
+    "config": "str",
+    "phase_seconds": "structured",
+    "shard": "str",
+    "environment": "structured",
+}
 
-    strs = pl.List(pl.String)
+
+_CASES_COLUMNS: dict[str, str] = {
+    "run": "str",
+    "case": "str",
+    "suite": "str",
+    "name": "str",
+    "path": "str",
+    "tags": "strs",
+    "description": "str",
+    "exporter": "str",
+    "reference": "str",
+    "status": "str",
+    "stage": "str",
+    "message": "str",
+    "traceback": "str",
+    "seconds": "float",
+    "export_status": "str",
+    "export_stage": "str",
+    "export_error": "str",
+    "export_seconds": "float",
+    "export_cached": "bool",
+    "onnx_digest": "str",
+    "onnx_path": "str",
+    "opset": "int",
+    "node_count": "int",
+    "inputs": "strs",
+    "outputs": "strs",
+    "graph_inputs": "strs",
+    "graph_outputs": "strs",
+    "dropped_inputs": "strs",
+    "exports": "structured",
+    "probes": "strs",
+    "expect": "structured",
+    "tolerances": "structured",
+    "warnings": "strs",
+    "log": "str",
+    "localization": "structured",
+    "state_changes": "strs",
+    "export_warnings": "strs",
+    "rewrites": "strs",
+    "controls": "structured",
+    "isolation": "strs",
+    "export_cache": "str",
+}
+
+
+_TENSORS_COLUMNS: dict[str, str] = {
+    "run": "str",
+    "case": "str",
+    "probe": "str",
+    "backend": "str",
+    "rerun": "int",
+    "output": "str",
+    "index": "int",
+    "status": "str",
+    "stage": "str",
+    "message": "str",  # why the row failed or was skipped
+    "full": "structured",
+    "about": "str",  # a pseudo-backend's description of its values (JSON: one record per pseudo-backend)
+    "dtype": "str",
+    "shape": "ints",
+    "data": "bytes",
+    "sampled": "bool",
+    "digest": "str",
+    "min": "float",
+    "max": "float",
+    "mean": "float",
+    "nan_count": "int",
+    "inf_count": "int",
+    "seconds": "float",
+    "prepare_seconds": "float",
+    "providers": "strs",
+    "traceback": "str",
+}
+
+
+_COMPARISONS_COLUMNS: dict[str, str] = {
+    "run": "str",
+    "case": "str",
+    "probe": "str",
+    "output": "str",
+    "reference": "str",
+    "candidate": "str",
+    "label": "str",
+    "passed": "bool",
+    "max_abs": "float",
+    "mean_abs": "float",
+    "max_rel": "float",
+    "mismatched": "int",
+    "count": "int",
+    "ulp_max": "float",
+    "ulp_p50": "float",
+    "ulp_p99": "float",
+    "rtol": "float",
+    "atol": "float",
+    "worst_index": "ints",
+    "evidence": "str",
+    "blame": "str",
+    "blame_rule": "str",
+    "blame_reason": "str",
+    "stage": "str",
+    "accepted_by": "str",
+    "tolerance_ratio": "float",
+    # a failing numeric comparison: the smallest atol (rtol=0) and rtol (atol=0) that cover every
+    # difference, and |Δ| and relative error statistics (``judge.compare.error_statistics``)
+    "min_atol": "float",
+    "min_rtol": "float",
+    "abs_mean": "float",
+    "abs_median": "float",
+    "abs_p99": "float",
+    "rel_mean": "float",
+    "rel_median": "float",
+    "rel_p99": "float",
+    "next_step": "str",  # what to do about a failure, when difftest knows (``judge.next_step``)
+}
+
+
+def _declared() -> dict[str, dict[str, str]]:
     return {
-        "runs": {
-            "run": pl.String,
-            "started": pl.String,
-            "finished": pl.String,
-            "seconds": pl.Float64,
-            "git_commit": pl.String,
-            "host": pl.String,
-            "platform": pl.String,
-            "python": pl.String,
-            "versions": pl.String,
-            "gpu": pl.String,
-            "backends_requested": strs,
-            "backends_available": strs,
-            "backends_skipped": pl.String,
-            "reference": pl.String,
-            "oracle": pl.String,
-            "targets": strs,
-            "config": pl.String,
-            "phase_seconds": pl.String,
-            "shard": pl.String,
-            "environment": pl.String,
-        },
-        "cases": {
-            "run": pl.String,
-            "case": pl.String,
-            "suite": pl.String,
-            "name": pl.String,
-            "path": pl.String,
-            "tags": strs,
-            "description": pl.String,
-            "exporter": pl.String,
-            "reference": pl.String,
-            "status": pl.String,
-            "stage": pl.String,
-            "message": pl.String,
-            "traceback": pl.String,
-            "seconds": pl.Float64,
-            "export_status": pl.String,
-            "export_stage": pl.String,
-            "export_error": pl.String,
-            "export_seconds": pl.Float64,
-            "export_cached": pl.Boolean,
-            "onnx_digest": pl.String,
-            "onnx_path": pl.String,
-            "opset": pl.Int64,
-            "node_count": pl.Int64,
-            "inputs": strs,
-            "outputs": strs,
-            "graph_inputs": strs,
-            "graph_outputs": strs,
-            "dropped_inputs": strs,
-            "exports": pl.String,
-            "probes": strs,
-            "expect": pl.String,
-            "tolerances": pl.String,
-            "warnings": strs,
-            "log": pl.String,
-            "localization": pl.String,
-            "state_changes": strs,
-            "export_warnings": strs,
-            "rewrites": strs,
-            "controls": pl.String,
-            "isolation": strs,
-            "export_cache": pl.String,
-        },
-        "tensors": {
-            "run": pl.String,
-            "case": pl.String,
-            "probe": pl.String,
-            "backend": pl.String,
-            "rerun": pl.Int64,
-            "output": pl.String,
-            "index": pl.Int64,
-            "status": pl.String,
-            "stage": pl.String,
-            "message": pl.String,
-            "dtype": pl.String,
-            "shape": pl.List(pl.Int64),
-            "data": pl.Binary,
-            "sampled": pl.Boolean,
-            "digest": pl.String,
-            "min": pl.Float64,
-            "max": pl.Float64,
-            "mean": pl.Float64,
-            "nan_count": pl.Int64,
-            "inf_count": pl.Int64,
-            "seconds": pl.Float64,
-            "prepare_seconds": pl.Float64,
-            "providers": strs,
-            "traceback": pl.String,
-        },
-        "comparisons": {
-            "run": pl.String,
-            "case": pl.String,
-            "probe": pl.String,
-            "output": pl.String,
-            "reference": pl.String,
-            "candidate": pl.String,
-            "label": pl.String,
-            "passed": pl.Boolean,
-            "max_abs": pl.Float64,
-            "mean_abs": pl.Float64,
-            "max_rel": pl.Float64,
-            "mismatched": pl.Int64,
-            "count": pl.Int64,
-            "ulp_max": pl.Float64,
-            "ulp_p50": pl.Float64,
-            "ulp_p99": pl.Float64,
-            "rtol": pl.Float64,
-            "atol": pl.Float64,
-            "worst_index": pl.List(pl.Int64),
-            "evidence": pl.String,
-            "blame": pl.String,
-            "blame_rule": pl.String,
-            "blame_reason": pl.String,
-            "stage": pl.String,
-            "accepted_by": pl.String,
-            "tolerance_ratio": pl.Float64,
-            # a failing numeric comparison: the smallest atol (rtol=0) and rtol (atol=0) that cover every
-            # difference, and |Δ| and relative error statistics (``judge.compare.error_statistics``)
-            "min_atol": pl.Float64,
-            "min_rtol": pl.Float64,
-            "abs_mean": pl.Float64,
-            "abs_median": pl.Float64,
-            "abs_p99": pl.Float64,
-            "rel_mean": pl.Float64,
-            "rel_median": pl.Float64,
-            "rel_p99": pl.Float64,
-            "next_step": pl.String,  # what to do about a failure, when difftest knows (``judge.next_step``)
-        },
+        "runs": _RUNS_COLUMNS,
+        "cases": _CASES_COLUMNS,
+        "tensors": _TENSORS_COLUMNS,
+        "comparisons": _COMPARISONS_COLUMNS,
     }
 
 
+# The kinds a column's declaration names; "structured" is a nested record (``columns.STRUCTURED`` has its type).
+_KINDS = {"str": "String", "float": "Float64", "int": "Int64", "bool": "Boolean", "bytes": "Binary"}
+
+
+def columns(table: str) -> tuple[str, ...]:
+    """The table's column names, in order (without importing polars: a worker checks its rows against them)."""
+    return tuple(_declared()[table])
+
+
+def _polars_type(table: str, column: str, kind: str) -> Any:
+    import polars as pl
+
+    from .columns import dtype
+
+    if kind == "structured":
+        return dtype(table, column)
+    if kind in ("strs", "ints"):
+        return pl.List(pl.String if kind == "strs" else pl.Int64)
+    return getattr(pl, _KINDS[kind])
+
+
 def schema(table: str) -> dict[str, Any]:
-    return _schemas()[table]
+    """The table's columns and their polars types."""
+    return {name: _polars_type(table, name, kind) for name, kind in _declared()[table].items()}
 
 
 def frame(table: str, rows: Iterable[dict[str, Any]]):
     """A DataFrame with exactly the table's columns and types (missing keys are null)."""
     import polars as pl
 
+    from .columns import STRUCTURED, encode
+
     columns = schema(table)
     rows = list(rows)
-    data = {name: [row.get(name) for row in rows] for name in columns}
+    structured = STRUCTURED.get(table, {})
+    data = {
+        name: [encode(table, name, row.get(name)) if name in structured else row.get(name) for row in rows]
+        for name in columns
+    }
     return pl.DataFrame(data, schema=columns)
 
 
@@ -184,6 +224,8 @@ def tensor_row(
     status: str = "ok",
     stage: str | None = None,
     message: str | None = None,
+    full: dict[str, Any] | None = None,
+    about: dict[str, Any] | None = None,
     seconds: float | None = None,
     prepare_seconds: float | None = None,
     providers: list[str] | None = None,
@@ -202,6 +244,8 @@ def tensor_row(
         "status": status,
         "stage": stage,
         "message": message,
+        "full": full,
+        "about": json.dumps(about) if about is not None else None,
         "seconds": seconds,
         "prepare_seconds": prepare_seconds,
         "providers": providers,
@@ -210,6 +254,14 @@ def tensor_row(
     if array is not None:
         row.update(encode(array, max_bytes))
     return row
+
+
+def row_dicts(frame: Any, table: str) -> list[dict[str, Any]]:
+    """A table's rows as the stages use them: ``DataFrame.to_dicts`` with the structured columns decoded into the
+    Python values the worker wrote (``columns``)."""
+    from .columns import decode_row
+
+    return [decode_row(table, row) for row in frame.to_dicts()]
 
 
 def encode(array: np.ndarray, max_bytes: int) -> dict[str, Any]:
@@ -462,7 +514,13 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
             f"needs {', '.join(REQUIRED[table])}); rerun the run, or restore the file"
         )
     frame = _read(path, [c for c in wanted if c in present])
-    for name in [c for c in wanted if c in present and types[c] != schema(table)[c]]:
+    frame = _structured_as_declared(path, table, frame, types)
+    if table == "tensors" and "full" not in present and "message" in frame.columns:
+        frame = _tensor_messages_split(frame)
+        present |= {"full", "about"}
+    for name in [c for c in wanted if c in present and types.get(c, schema(table)[c]) != schema(table)[c]]:
+        if name in STRUCTURED.get(table, {}):
+            continue
         try:  # an older run's compatible type (all-null columns, integers for floats) reads as the schema's
             if not _compatible(types[name], schema(table)[name]):
                 raise TypeError(name)
@@ -488,7 +546,7 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
                     value = json.loads(text)
                 except ValueError:
                     value = None
-                if not isinstance(value, dict) and not (name == "expect" and isinstance(value, (str, list))):
+                if not isinstance(value, dict):
                     raise RunDataError(
                         f"{path}: column {name!r} in row {row} is not the JSON object difftest wrote "
                         "(a damaged or crafted table); rerun the run, or restore the file"
@@ -517,11 +575,68 @@ def _compatible(stored: Any, wanted: Any) -> bool:
     return False
 
 
-# Text columns that hold JSON objects (``expect`` may also be a label or a list of labels).
-JSON_COLUMNS = {
-    "runs": ("versions", "backends_skipped", "config", "phase_seconds", "environment"),
-    "cases": ("exports", "expect", "tolerances", "localization", "controls"),
-}
+# Text columns that hold JSON objects: the run's configuration as given (``runs.config``, also ``config.json``) and
+# a pseudo-backend's description of its values (``tensors.about``, one record per pseudo-backend).
+JSON_COLUMNS = {"runs": ("config",), "tensors": ("about",)}
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if not text or not text.startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _structured_as_declared(path: Path, table: str, frame: Any, types: dict[str, Any]) -> Any:
+    """The table's structured columns (``columns.STRUCTURED``) in their declared types. A run made before they were
+    structured holds JSON text there (the old layout): it is parsed into the declared type. A struct with other
+    fields (another difftest's) reads with the fields declared now."""
+    import polars as pl
+
+    from .columns import STRUCTURED, ColumnValueError, decode, encode, from_json_text
+
+    for name, kind in STRUCTURED.get(table, {}).items():
+        if name not in frame.columns or types[name] == kind.dtype():
+            continue
+        values = frame[name].to_list()
+        try:
+            if types[name] in (pl.String, pl.Null):
+                stored = [from_json_text(table, name, v) for v in values]
+            else:
+                stored = [encode(table, name, decode(table, name, v), strict=False) for v in values]
+            frame = frame.with_columns(pl.Series(name, stored, dtype=kind.dtype()))
+        except (ColumnValueError, TypeError, AttributeError, KeyError) as exc:
+            raise RunDataError(
+                f"{path}: column {name!r} does not hold what difftest wrote ({exc}; a damaged or crafted table); "
+                "rerun the run, or restore the file"
+            ) from None
+    return frame
+
+
+def _tensor_messages_split(frame: Any) -> Any:
+    """The old layout of the tensors table: an ``ok`` row's ``message`` held JSON, the worker's full comparison
+    (``{"full": ...}``) or a pseudo-backend's description; now ``full``, ``about`` and ``message`` (why a row
+    failed) are separate columns."""
+    import polars as pl
+
+    from .columns import encode
+
+    messages, fulls, abouts = [], [], []
+    for status, text in zip(frame["status"].to_list(), frame["message"].to_list()):
+        value = _json_object(text) if status == "ok" else None
+        full = value.get("full") if value is not None else None
+        messages.append(text if value is None else None)
+        fulls.append(encode("tensors", "full", full, strict=False) if full is not None else None)
+        abouts.append(text if value is not None and full is None else None)
+    return frame.with_columns(
+        pl.Series("message", messages, dtype=pl.String),
+        pl.Series("full", fulls, dtype=schema("tensors")["full"]),
+        pl.Series("about", abouts, dtype=pl.String),
+    )
+
 
 # Columns a stored table cannot do without (others read as null when an older run lacks them).
 REQUIRED = {

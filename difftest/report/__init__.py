@@ -12,7 +12,6 @@ May import: record, suite, export, backends, judge.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -22,9 +21,10 @@ from ..backends.candidates import variant_findings
 from ..judge import vocabulary
 from ..judge.classify import LABELS, severity
 from ..judge.compare import describe_statistics
+from ..judge.expectations import expect_text
 from ..record.names import PSEUDO_BACKENDS, pseudo_backend
 from ..record.recorded import Recorded
-from ..record.tables import read_table
+from ..record.tables import read_table, row_dicts
 from .charts import copy_assets
 from .details import DETAIL_LABELS, comparison_details, write_repro
 
@@ -45,6 +45,7 @@ def environment():
     )
     env.filters["num"] = _num
     env.filters["seconds"] = lambda v: "—" if v is None else f"{v:.2f} s"
+    env.filters["expect"] = expect_text
     env.tests["timestamp"] = lambda v: bool(re.fullmatch(r"\d{8}-\d{6}", str(v)))
     env.globals["vocabulary"] = vocabulary  # labels, statuses and blame kinds come from the one table
     return env
@@ -77,17 +78,17 @@ def render(
     from . import index_view, triage
     from .history import by_case as worst_by_case, trend, worst_ratios
 
-    run = read_table(run_dir, "runs").to_dicts()[0]
-    tensors = read_table(run_dir, "tensors", without_data=True).to_dicts()
+    run = row_dicts(read_table(run_dir, "runs"), "runs")[0]
+    tensors = row_dicts(read_table(run_dir, "tensors", without_data=True), "tensors")
     if judged is None:
-        cases = read_table(run_dir, "cases").to_dicts()
+        cases = row_dicts(read_table(run_dir, "cases"), "cases")
         comparisons = read_table(run_dir, "comparisons").to_dicts()
         outcomes, waiver_report = run_outcomes(run_dir, cases, comparisons)
     else:
         cases, comparisons, outcomes, waiver_report = judged
     env = environment()
     run_view = index_view.run_view(run, tensors)
-    run_view["phases"] = phases if phases is not None else json.loads(run.get("phase_seconds") or "{}")
+    run_view["phases"] = phases if phases is not None else (run.get("phase_seconds") or {})
     candidates = [b for b in run["backends_requested"] if b != run["reference"]]
     worst = worst_ratios(comparisons)
     history = trend(run_dir, outcomes, worst_by_case(worst))
@@ -244,7 +245,7 @@ class _CasePages:
         findings = variant_findings(
             {o.candidate: (o.label, o.label in PASSING) for o in cells}, {"exporter": case.get("exporter") or "dynamo"}
         )
-        localization = json.loads(case.get("localization") or "{}")
+        localization = case.get("localization") or {}
         failing_localized, informative = case_view.split_localization(localization, outcomes)
         tensors = sorted(
             self.tensors[case["case"]],
@@ -267,7 +268,7 @@ class _CasePages:
                 pseudo_backends=PSEUDO_BACKENDS,
                 log=case_view.log_tail(self.run_dir, case.get("log")),
                 variants=findings,
-                exports=json.loads(case.get("exports") or "{}"),
+                exports=(case.get("exports") or {}),
                 localization=failing_localized,
                 informative_localization=informative,
                 traced=case_view.traced_probes(case),
@@ -289,7 +290,7 @@ class _CasePages:
 
         if case["case"] not in self.looked_at:
             return [], None
-        rec = Recorded(self.case_tensors(case["case"]).to_dicts())
+        rec = Recorded(row_dicts(self.case_tensors(case["case"]), "tensors"))
         details = comparison_details(case, comparisons, rec, charts=self.charts, identical=identical)
         bundle = write_repro(
             case,

@@ -3,7 +3,6 @@ candidates produced identical outputs, why a failure has no localization, how to
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +31,7 @@ def invalid_probes(comparisons: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def controls(case: dict[str, Any], comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The controls the worker ran for this case, each with its worst verdict and whether it changed anything
     (a control whose results equal its candidate's "had no effect")."""
-    recorded = json.loads(case.get("controls") or "{}")
+    recorded = case.get("controls") or {}
     by_candidate: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in comparisons:
         by_candidate[c["candidate"]].append(c)
@@ -192,7 +191,7 @@ def log_tail(run_dir: Path, log: str | None) -> str | None:
 
 def reproduce(case: dict[str, Any], run: dict[str, Any], outcomes: list[Any]) -> dict[str, Any]:
     """The commands to reproduce the case from the suite's repository, and the environment they need."""
-    environment = json.loads(run.get("environment") or "{}")
+    environment = run.get("environment") or {}
     # A case row without a path (a case a stopped shard never ran, in a merged run) is named by its suite.
     path = _relative_to_repository(case.get("path") or f"{case.get('suite') or 'suite'}.py", environment)
     name = case.get("name") or str(case.get("case") or "").partition("::")[2]
@@ -205,7 +204,7 @@ def reproduce(case: dict[str, Any], run: dict[str, Any], outcomes: list[Any]) ->
                 f"{shlex.quote(o.candidate)} --probe {o.probe if o.probe not in (None, '*') else 'base'}"
             )
             break
-    versions = json.loads(run.get("versions") or "{}")
+    versions = run.get("versions") or {}
     return {
         "commands": commands,
         "versions": versions,

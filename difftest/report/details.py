@@ -133,13 +133,12 @@ def _sequence(values: np.ndarray, head: bool, tail: bool) -> str:
 
 def _ranked(rec: Recorded, case: dict[str, Any], candidate: str, probe: str, output: str) -> np.ndarray | None:
     """The values an index output ranked: eager's own (the evidence the verdict rests on), else the graph's."""
-    import json
 
     from ..backends.candidates import ranked_source
     from ..record.names import EAGER_RANKED
 
     eager = rec.row(EAGER_RANKED, probe, output)
-    if eager is not None and json.loads(eager["message"] or "{}").get("kind") == "index":
+    if eager is not None and json.loads(eager["about"] or "{}").get("kind") == "index":
         return rec.array(EAGER_RANKED, probe, output)
     source = ranked_source(case, candidate)
     return rec.array(source, probe, output) if source else None
@@ -210,7 +209,7 @@ def write_repro(
     chosen = [c for c in failing if c["candidate"] in (unexpected or set())] or failing
     if not chosen:
         return None
-    exports = json.loads(case.get("exports") or "{}")
+    exports = case.get("exports") or {}
     worst_per_graph: dict[str, dict[str, Any]] = {}
     for c in sorted(chosen, key=lambda c: -severity(c["label"])):
         worst_per_graph.setdefault(case_export_name(case, c["candidate"]), c)

@@ -29,7 +29,7 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
     current label has held, and per case its worst max-error ÷ tolerance in each run (a sparkline). Runs are
     named by their folder (``current`` is this run's). None when there is no earlier run."""
     from ..judge.expectations import outcomes
-    from ..record.tables import read_table
+    from ..record.tables import read_table, row_dicts
 
     runs = earlier_runs(run_dir)
     if not runs:
@@ -38,7 +38,7 @@ def trend(run_dir: Path, current: list[Any], ratios: dict[str, float] | None = N
     per_case: list[dict[str, float]] = []
     for path in runs:
         try:
-            cases = read_table(path, "cases").to_dicts()
+            cases = row_dicts(read_table(path, "cases"), "cases")
             comparisons = read_table(path, "comparisons").to_dicts()
             results = outcomes(cases, comparisons)
         except Exception:
@@ -88,10 +88,10 @@ def by_case(worst: dict[tuple[str, str], float]) -> dict[str, float]:
 
 def _identity(path: Path) -> tuple[str | None, tuple[str, ...]]:
     """(start time, suite targets by file name) of a stored run; runs of other suites are not its history."""
-    from ..record.tables import read_table
+    from ..record.tables import read_table, row_dicts
 
     try:
-        row = read_table(path, "runs").to_dicts()[0]
+        row = row_dicts(read_table(path, "runs"), "runs")[0]
     except Exception:
         return None, ()
     return row["started"], tuple(sorted(Path(t).name for t in row["targets"] or []))

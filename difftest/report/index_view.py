@@ -3,7 +3,6 @@ rule that accepted them, the strip of max error ÷ tolerance, the slowest cases.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from typing import Any
@@ -28,8 +27,8 @@ def run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, An
         if listed and t["backend"] not in providers:
             providers[t["backend"]] = list(listed)  # in the session's priority order
     # Runs recorded before the environment block existed have none: every fact the page reads is present.
-    environment = {**dict.fromkeys(ENVIRONMENT_FACTS), **json.loads(run.get("environment") or "{}")}
-    versions = json.loads(run["versions"] or "{}")
+    environment = {**dict.fromkeys(ENVIRONMENT_FACTS), **(run.get("environment") or {})}
+    versions = run["versions"] or {}
     distributions = environment.get("ort_distributions") or [
         f"{d} {versions[d]}" for d in ("onnxruntime", "onnxruntime-gpu") if d in versions
     ]
@@ -46,7 +45,7 @@ def run_view(run: dict[str, Any], tensors: list[dict[str, Any]]) -> dict[str, An
         **run,
         "oracle": ORACLE,
         "versions": versions,
-        "skipped": json.loads(run["backends_skipped"] or "{}"),
+        "skipped": (run["backends_skipped"] or {}),
         "providers": dict(sorted(providers.items())),
         "environment": environment,
         "ort_conflict": len(distributions) > 1,

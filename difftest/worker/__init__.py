@@ -3,6 +3,8 @@
 - ``pool``: worker processes: a preloaded template per slot forks a clean child per case (isolation by construction,
   timeouts, memory limits, crashes, tagged results, orphans killed through a child subreaper);
 - ``task``: what a worker is given, the stage marker, seeding;
+- ``case_run``: the run stage's records: a case's row (exactly the ``cases`` table's columns) and the case as it
+  runs (what ran, what it produced, what was restored), with the recorder that turns it into table rows;
 - ``execute``: one case end to end: build, reference, exports, probes, candidates, controls, localization;
 - ``backend_run``: one backend on every probe, recorded; an export and its graph evidence recorded;
 - ``controls``: automatic control candidates for failing ones (TF32 off, optimizations off, the reference

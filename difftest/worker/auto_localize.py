@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import REGISTRY
+from ..record.columns import conform
 from ..record.names import slug
 from ..suite.cases import Case
 from .task import Task, enter_stage
+from .case_run import CaseRow
 
 
 def localize_failures(
-    task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]], row: dict[str, Any], exports: Any
+    task: Task, built: Case, candidates: list[Any], failing: dict[str, set[str]], row: CaseRow, exports: Any
 ) -> None:
     """Localize each ONNX candidate that fails on values on the base probe (``failing``: candidate -> probes, as
     the case's own judge found them, tolerances included), within the budget, in the graph it ran: the worker's
@@ -31,7 +33,7 @@ def localize_failures(
 
     deadline = time.monotonic() + task.localize_budget
     found: dict[str, Any] = {}
-    cache_keys = {c.name: exports.keys.get(c.export_key(row["exporter"])) for c in candidates}
+    cache_keys = {c.name: exports.keys.get(c.export_key(row.exporter)) for c in candidates}
     own_export = exports.done.get(("dynamo", None))
     for candidate in candidates:
         if not REGISTRY[candidate.backend].needs_onnx or "base" not in failing.get(candidate.name, ()):
@@ -54,13 +56,13 @@ def localize_failures(
             folder,
             left,
             built,
-            graph=exports.done.get(candidate.export_key(row["exporter"])),
+            graph=exports.done.get(candidate.export_key(row.exporter)),
             own_export=own_export,
         )
         found[candidate.name] = json.loads(result.to_json())
         _store_localization(task, cache_keys.get(candidate.name), candidate.name, found[candidate.name])
     if found:
-        row["localization"] = json.dumps(found)
+        row.localization = found
 
 
 def _copy_bundle(source: str | None, folder: Path) -> str | None:
@@ -86,7 +88,7 @@ def _localization_path(task: Task, cache_key: str | None, candidate: str) -> Pat
 def _cached_localization(task: Task, cache_key: str | None, candidate: str) -> dict[str, Any] | None:
     path = _localization_path(task, cache_key, candidate)
     try:
-        return json.loads(path.read_text()) if path is not None else None
+        return conform("cases", "localization", {"cached": json.loads(path.read_text())})["cached"] if path else None
     except (OSError, ValueError):
         return None
 

@@ -5,7 +5,6 @@ recorded ONNX test cases."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +16,7 @@ from ..export.exporter import ExportResult, describe_exception
 from ..record.names import RANKED, slug
 from ..record.tables import tensor_row
 from .task import SEED, Task, enter_stage, seed, user_traceback
+from .case_run import CaseRow
 
 
 def run_backend(
@@ -191,7 +191,7 @@ def _run_once(
         )
         return False
     for index, (output, array) in enumerate(zip(subject.output_names, outputs)):
-        note = full.note(name, probe, output, rerun, array) if full is not None else None
+        compared = full.compare(name, probe, output, rerun, array) if full is not None else None
         tensors.append(
             tensor_row(
                 task,
@@ -205,14 +205,14 @@ def _run_once(
                 providers=providers,
                 rerun=rerun,
                 max_bytes=task.max_tensor_bytes,
-                message=note,
+                full=compared,
             )
         )
     return True
 
 
 def record_export(
-    row: dict[str, Any], key: tuple[str, str | None], exported: ExportResult, input_names: list[str], task: Task
+    row: CaseRow, key: tuple[str, str | None], exported: ExportResult, input_names: list[str], task: Task
 ) -> None:
     """Every export goes into ``exports`` (JSON by export name); the case's own one also into the columns."""
     from ..backends.candidates import export_name
@@ -247,10 +247,10 @@ def record_export(
         path = folder / f"{slug(task.ref.id)}.{name}.onnx"
         path.write_bytes(exported.onnx_bytes)
         info["onnx_path"] = f"{folder.name}/{path.name}"  # relative to the run folder, which can move
-    all_exports = json.loads(row.get("exports") or "{}")
+    all_exports = row.exports or {}
     all_exports[name] = info
-    row["exports"] = json.dumps(all_exports)
-    if "export_status" in row:
+    row.exports = all_exports
+    if row.export_status is not None:
         return
     row.update(
         export_seconds=0.0 if exported.cached else exported.seconds,
@@ -329,7 +329,7 @@ def record_graph_evidence(
                         probe,
                         output=output,
                         array=array,
-                        message=json.dumps(info),
+                        about=info,
                         max_bytes=task.max_tensor_bytes,
                     )
                 )

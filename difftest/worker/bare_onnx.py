@@ -25,9 +25,10 @@ from ..backends.candidates import USER_FILE
 from ..export.exporter import ExportResult, described
 from ..record.names import INPUTS
 from ..record.tables import tensor_row
-from ..suite.cases import Case, CaseDefinitionError
+from ..suite.cases import CaseDefinitionError
 from .backend_run import record_export, record_graph_evidence, run_backend
 from .task import Task, enter_stage
+from .case_run import CaseRow, CaseRun
 
 SPEC_REFERENCE = "onnx-ref"
 FP64_ORACLE = "onnx-ref-fp64"  # the graph widened to float64 on the reference evaluator (a pseudo-backend)
@@ -59,42 +60,46 @@ def reference_for(backends: list[str]) -> str:
     return SPEC_REFERENCE
 
 
-def _fallback_reference(task: Task, row: dict[str, Any], tensors: list[dict[str, Any]], ran: list[str]) -> None:
+def _fallback_reference(task: Task, row: CaseRow, tensors: list[dict[str, Any]], ran: list[str]) -> None:
     """When the reference recorded no output (onnx-ref refused the graph: too large, an op it lacks), the first
     listed runtime that ran becomes the reference, and the case says why."""
-    reference = row["reference"]
+    reference = row.reference
     if any(t["backend"] == reference and t["status"] == "ok" for t in tensors):
         return
     why = next((t["message"] for t in tensors if t["backend"] == reference and t["message"]), "no output recorded")
     for name in ran:
         if name != reference and any(t["backend"] == name and t["status"] == "ok" for t in tensors):
-            row["reference"] = name
-            row["warnings"] = list(row.get("warnings") or []) + [
+            row.reference = name
+            row.add_warnings(
                 f"{reference} cannot run this graph ({str(why).splitlines()[0][:200]}): {name} is the reference "
                 "instead, so the verdicts say whether the runtimes agree, not whether they follow the specification"
-            ]
+            )
             return
 
 
-def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+def run_bare(run: CaseRun) -> None:
+    """A bare ONNX file: runtime against runtime on inputs made from the graph (or loaded), the graph widened to
+    float64 as the oracle."""
     from ..backends.candidates import export_name, parse
     from ..export import onnx_file
     from ..export.transforms import steps
 
-    row["stage"] = "load"
+    task, built, row, tensors = run.task, run.built, run.row, run.tensors
+
+    row.stage = "load"
     enter_stage("load")
     try:
         model = onnx_file.load(built.onnx)
     except onnx_file.OnnxFileError as exc:
         raise CaseDefinitionError(str(exc)) from None
     inputs, outputs = onnx_file.graph_inputs(model), onnx_file.graph_outputs(model)
-    row["inputs"], row["outputs"] = [v.name for v in inputs], [v.name for v in outputs]
+    row.inputs, row.outputs = [v.name for v in inputs], [v.name for v in outputs]
     spec = InputSpec.of(task.onnx_inputs)
     notes: list[str] = []
     probes = _probes(inputs, spec, notes, [p for p in task.probes if p in BARE_PROBES] or ["base"])
-    row["warnings"] = list(row.get("warnings") or []) + notes
-    row["probes"] = list(probes)
-    row["stage"] = None
+    row.add_warnings(*notes)
+    row.probes = list(probes)
+    row.stage = None
     for probe, feeds in probes.items():
         for index, (name, array) in enumerate(feeds.items()):
             tensors.append(
@@ -111,11 +116,11 @@ def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[st
             copy = onnx.ModelProto()
             copy.CopyFrom(model)
             exports[key] = described(USER_FILE, copy, steps(built.onnx_transform, key[1]), time.perf_counter())
-            record_export(row, key, exports[key], row["inputs"], task)
+            record_export(row, key, exports[key], row.inputs, task)
         return exports[key]
 
-    graph = Subject(None, list(row["inputs"]), list(row["outputs"]), None)  # no PyTorch model: graphs only
-    reference = row["reference"]
+    graph = Subject(None, list(row.inputs), list(row.outputs), None)  # no PyTorch model: graphs only
+    reference = row.reference
     order = [reference] + [b for b in task.backends if b != reference]
     for spec_name in order:
         candidate = parse(spec_name)
@@ -147,7 +152,7 @@ def run_bare(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[st
     _run_oracle(task, model, graph, probes, row, tensors)
     for key, exported in exports.items():
         if exported.ok:
-            record_graph_evidence(task, exported.onnx_bytes, list(row["outputs"]), probes, tensors, export_name(key))
+            record_graph_evidence(task, exported.onnx_bytes, list(row.outputs), probes, tensors, export_name(key))
     if task.control_budget > 0:
         from .controls import run_controls
 
@@ -163,7 +168,7 @@ def _run_oracle(
     model: Any,
     graph: Subject,
     probes: dict[str, dict[str, np.ndarray]],
-    row: dict[str, Any],
+    row: CaseRow,
     tensors: list[dict[str, Any]],
 ) -> None:
     """The graph in float64 on the reference evaluator, as the pseudo-backend ``onnx-ref-fp64``; why not, when not."""
@@ -200,10 +205,10 @@ def _run_oracle(
     if failed:  # an oracle that does not run is no evidence: said on the case, its rows kept as skips
         for t in failed:
             t["status"], t["stage"] = "skipped", "session"
-        row["warnings"] = list(row.get("warnings") or []) + [
+        row.add_warnings(
             f"no float64 oracle: the reference evaluator cannot run this graph in float64 "
             f"({(failed[0]['message'] or '').splitlines()[0][:200]}); verdicts rest on the reference alone"
-        ]
+        )
 
 
 def _probes(

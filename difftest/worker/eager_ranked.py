@@ -20,7 +20,6 @@ The judge (``judge.verdicts``) reads these rows; nothing here comes from the can
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import numpy as np
@@ -63,7 +62,7 @@ def record_eager_ranked(
                 after_run("the eager index-evidence run")
         # A row per probe watched, whatever it found: a run that looked and found no index op is told apart from
         # one recorded before difftest looked at all (see ``judge.verdicts.eager_index_outputs``).
-        tensors.append(tensor_row(task, EAGER_RANKED, probe, message=json.dumps({"watched": len(watch.tracked)})))
+        tensors.append(tensor_row(task, EAGER_RANKED, probe, about={"watched": len(watch.tracked)}))
         for name, output in zip(subject.output_names, outputs):
             found = watch.explain(output)
             if found is None:
@@ -77,7 +76,7 @@ def record_eager_ranked(
                     probe,
                     output=name,
                     array=array,
-                    message=json.dumps(info),
+                    about=info,
                     max_bytes=task.max_tensor_bytes,
                 )
             )

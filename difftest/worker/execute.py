@@ -9,7 +9,6 @@ factory made it. A failing model is rows with a status and a message; only a bug
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..record.tables import tensor_row
 from ..suite.cases import Case, CaseDefinitionError, CaseSkipped, build
 from .backend_run import record_export, record_graph_evidence, run_backend
 from ..backends.candidates import USER_FILE  # the export name of the user's own ONNX file (``Case(onnx=...)``)
+from .case_run import CaseRow, CaseRun, record
 from .task import RESEED, Task, enter_stage, seed, user_traceback
 
 
@@ -37,67 +37,64 @@ def run_definition(task: Task, definition: Any = None) -> dict[str, Any]:
     """Build a case from its ``@case`` definition (found from the task's ref when not given: the pytest plugin
     gives the one it collected) and run it; returns {"case": row, "tensors": [rows]}."""
     started = time.perf_counter()
-    row = case_row(task)
+    row = CaseRow.for_task(task)
     try:
         from ..suite.discover import find_definition
 
         enter_stage("build")
         seed()
         definition = definition if definition is not None else find_definition(task.ref)
-        row["tags"] = list(definition.tags)
-        row["description"] = definition.doc
+        row.tags = list(definition.tags)
+        row.description = definition.doc
         if definition.options.get("expect") is not None:
-            row["expect"] = json.dumps(definition.options["expect"])
+            row.expect = definition.options["expect"]
         built = build(definition)
         _resolve_file(built, task.ref.path)
     except CaseSkipped as exc:
-        row.update(status="skipped", stage="build", message=str(exc))
-        row["seconds"] = time.perf_counter() - started
-        return {"case": row, "tensors": []}
+        row.update(status="skipped", stage="build", message=str(exc), seconds=time.perf_counter() - started)
+        return record(row, [])
     except Exception as exc:
         row.update(status="error", stage="build", message=describe_exception(exc), traceback=user_traceback(exc))
-        row["seconds"] = time.perf_counter() - started
-        return {"case": row, "tensors": []}
+        row.seconds = time.perf_counter() - started
+        return record(row, [])
     return run_built(task, built, row, started)
 
 
-def run_built(
-    task: Task, built: Case, row: dict[str, Any] | None = None, started: float | None = None
-) -> dict[str, Any]:
+def run_built(task: Task, built: Case, row: CaseRow | None = None, started: float | None = None) -> dict[str, Any]:
     """Run a case already built (by :func:`run_task` from its recipe, or by ``difftest.check`` from the caller's
     own model) through every backend; returns {"case": row, "tensors": [rows]}. A failing model gives rows with a
     status and a message; only a bug in difftest raises."""
     started = time.perf_counter() if started is None else started
-    row = case_row(task) if row is None else row
-    tensors: list[dict[str, Any]] = []
+    run = CaseRun(task, built, CaseRow.for_task(task) if row is None else row)
+    row = run.row
     try:
         _describe(row, built, task)
     except Exception as exc:
         row.update(status="error", stage="build", message=describe_exception(exc), traceback=user_traceback(exc))
-        row["seconds"] = time.perf_counter() - started
-        return {"case": row, "tensors": tensors}
+        row.seconds = time.perf_counter() - started
+        return run.recorded()
     try:
         if built.onnx_test is not None:
             from .recorded_case import run_recorded
 
-            run_recorded(task, built, row, tensors)
+            run_recorded(run)
         elif built.module is None and built.onnx is not None:
             from .bare_onnx import run_bare
 
-            run_bare(task, built, row, tensors)
+            run_bare(run)
         else:
-            _run(task, built, row, tensors)
+            _run(run)
     except (CaseDefinitionError, OutputError) as exc:  # the case, as written, cannot be judged: not a verdict
         row.update(status="error", stage="definition", message=describe_exception(exc), traceback=user_traceback(exc))
     except Exception as exc:
         row.update(
             status="error",
-            stage=row.get("stage") or "harness",
+            stage=row.stage or "harness",
             message=describe_exception(exc),
             traceback=user_traceback(exc),
         )
-    row["seconds"] = time.perf_counter() - started
-    return {"case": row, "tensors": tensors}
+    row.seconds = time.perf_counter() - started
+    return run.recorded()
 
 
 def _resolve_file(built: Case, suite_path: str) -> None:
@@ -109,45 +106,29 @@ def _resolve_file(built: Case, suite_path: str) -> None:
             built.onnx = str(beside)
 
 
-def case_row(task: Task) -> dict[str, Any]:
-    return {
-        "run": task.run_id,
-        "case": task.ref.id,
-        "suite": task.ref.suite,
-        "name": task.ref.name,
-        "path": task.ref.path,
-        "status": "ok",
-        "stage": None,
-        "message": None,
-        "traceback": None,
-    }
-
-
-def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
-    row["tags"] = sorted(set(row.get("tags") or []) | set(built.tags or ()))
-    row["description"] = built.description
-    row["exporter"] = (
+def _describe(row: CaseRow, built: Case, task: Task) -> None:
+    row.tags = sorted(set(row.tags or []) | set(built.tags or ()))
+    row.description = built.description
+    row.exporter = (
         "recorded"
         if built.onnx_test
         else USER_FILE
         if built.onnx is not None
         else (task.exporter or built.exporter or "dynamo")
     )
-    row["reference"] = "recorded" if built.onnx_test else task.reference
+    row.reference = "recorded" if built.onnx_test else task.reference
     if built.module is None and built.onnx is not None:  # a bare ONNX file: runtime against runtime
         from .bare_onnx import reference_for
 
-        row["reference"] = reference_for(task.backends)
-    row["expect"] = json.dumps(built.expect) if built.expect is not None else None
-    row["tolerances"] = json.dumps(
-        {
-            "rtol": built.rtol,
-            "atol": built.atol,
-            "per_output": dict(built.tolerances or {}),
-            "output_masks": dict(built.output_masks or {}),
-        }
-    )
-    row["rewrites"] = [
+        row.reference = reference_for(task.backends)
+    row.expect = built.expect
+    row.tolerances = {
+        "rtol": built.rtol,
+        "atol": built.atol,
+        "per_output": {name: list(pair) for name, pair in (built.tolerances or {}).items()},
+        "output_masks": dict(built.output_masks or {}),
+    }
+    row.rewrites = [
         name
         for name, present in (
             ("onnx_transform", built.onnx_transform is not None),
@@ -168,7 +149,7 @@ def _describe(row: dict[str, Any], built: Case, task: Task) -> None:
     if training:
         warnings.append(training)
     warnings.extend(_dtype_warnings(built))
-    row["warnings"] = warnings
+    row.warnings = warnings
 
 
 def _dtype_warnings(built: Case) -> list[str]:
@@ -190,17 +171,21 @@ def _dtype_warnings(built: Case) -> list[str]:
     ]
 
 
-def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+def _run(run: CaseRun) -> None:
+    """A case with a PyTorch model: the reference's first forward, the exports, the probes, then every candidate
+    and the evidence, controls and localization their differences call for."""
     import torch
 
     from ..backends.candidates import parse
     from ..suite.model_io import FlatModule, flatten_outputs, signature_of, to_feeds
+    from .full_compare import FullComparisons
     from .state_guard import ModelGuard
 
-    guard = ModelGuard.record(built.module)
-    row["stage"] = "build"
+    task, built, row = run.task, run.built, run.row
+    run.guard = guard = ModelGuard.record(built.module)
+    row.stage = "build"
     signature, example = signature_of(built.module, built.args, dict(built.kwargs or {}), built.bake_kwargs)
-    row["inputs"] = list(signature.names)
+    row.inputs = list(signature.names)
     unknown_axes = sorted(set(built.dynamic_axes or {}) - set(signature.names))
     if unknown_axes:
         raise CaseDefinitionError(
@@ -210,16 +195,16 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
     base_feeds = to_feeds(signature.names, example)  # copies, taken before any stage can touch the tensors
     frozen = {name: example[signature.names.index(name)] for name in signature.baked}
     flat = FlatModule(built.module, signature)
-    row["stage"] = "reference"
+    row.stage = "reference"
     enter_stage("reference")
     with torch.inference_mode():
         output_names, output_values = flatten_outputs(flat.call_inner(*_clones(example)))
     guard.check("the reference's first forward")
-    row["outputs"] = output_names = _named_outputs(built, output_names)
+    row.outputs = output_names = _named_outputs(built, output_names)
     file = None
     if built.onnx is not None:  # the user's own file runs where difftest's export would: bound to the model first
         file = _bind_file(built, row, base_feeds, output_names, output_values)
-        row["outputs"] = output_names = file.binding.outputs
+        row.outputs = output_names = file.binding.outputs
     if built.output_masks:
         from ..judge.masks import declaration_problem
 
@@ -228,69 +213,58 @@ def _run(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, A
         )
         if problem:
             raise CaseDefinitionError(problem)
-    row["stage"] = None
+    row.stage = None
 
-    candidates = [parse(spec) for spec in task.backends]
-    exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard, file)
-    for key in _export_order(candidates, row["exporter"]):
-        exports.get(key)
-    row["export_warnings"] = exports.warnings()
-    probes = _make_probes(task, built, signature.names, base_feeds, traced_warnings(row["export_warnings"]))
-    row["probes"] = list(probes)
-    for probe, feeds in probes.items():
+    run.candidates = [parse(spec) for spec in task.backends]
+    run.exports = CaseExports(task, built, signature, example, frozen, output_names, row, guard, file)
+    for key in _export_order(run.candidates, row.exporter):
+        run.exports.get(key)
+    row.export_warnings = run.exports.warnings()
+    run.probes = _make_probes(task, built, signature.names, base_feeds, traced_warnings(row.export_warnings))
+    row.probes = list(run.probes)
+    for probe, feeds in run.probes.items():
         for index, (name, array) in enumerate(feeds.items()):
-            tensors.append(
+            run.tensors.append(
                 tensor_row(task, INPUTS, probe, output=name, index=index, array=array, max_bytes=task.max_tensor_bytes)
             )
-    subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
-    from .full_compare import FullComparisons
-
-    full = FullComparisons(
-        task.reference,
-        task.max_tensor_bytes,
-        Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id),
-        json.loads(row.get("tolerances") or "{}"),
-    )
+    run.subject = Subject(module=built.module, input_names=list(signature.names), output_names=output_names, call=flat)
+    scratch = Path(task.artifacts_dir).parent / "scratch" / slug(task.ref.id)
+    run.full = FullComparisons(task.reference, task.max_tensor_bytes, scratch, row.tolerances or {})
     try:
-        _run_candidates(task, built, row, tensors, candidates, exports, probes, subject, guard, full)
+        _run_candidates(run)
+        _record_evidence(run)
+        _controls_and_localization(run)
     finally:
-        full.close()
+        run.full.close()
 
 
-def _run_candidates(
-    task: Task,
-    built: Case,
-    row: dict[str, Any],
-    tensors: list[dict[str, Any]],
-    candidates: list[Any],
-    exports: "CaseExports",
-    probes: dict[str, dict[str, np.ndarray]],
-    subject: Subject,
-    guard: Any,
-    full: Any,
-) -> None:
-    for candidate in candidates:
+def _run_candidates(run: CaseRun) -> None:
+    """Every candidate on every probe (its export first, for one that runs a graph); eager once more with another
+    seed."""
+    task, row, guard = run.task, run.row, run.guard
+    for candidate in run.candidates:
         backend = REGISTRY[candidate.backend](threads=task.threads, options=dict(candidate.settings))
-        run_subject = subject
+        run_subject = run.subject
         if backend.needs_onnx:
-            exported = exports.get(candidate.export_key(row["exporter"]))
+            exported = run.exports.get(candidate.export_key(row.exporter))
             if not exported.ok:
-                tensors.append(
+                run.tensors.append(
                     tensor_row(task, candidate.name, "*", status="error", stage=exported.stage, message=exported.error)
                 )
                 continue
-            run_subject = subject.with_graph(exported)
+            run_subject = run.subject.with_graph(exported)
+        after_run = guard.check if backend.runs_the_model else None
         reruns = 0 if candidate.name in (task.reference_variants or ()) else task.reruns
         run_backend(
             task,
             backend,
             run_subject,
-            probes,
-            tensors,
+            run.probes,
+            run.tensors,
             reruns,
             name=candidate.name,
-            after_run=guard.check if backend.runs_the_model else None,
-            full=full,
+            after_run=after_run,
+            full=run.full,
         )
         if candidate.name == task.reference and not backend.needs_onnx:
             # Once more with another seed: an output that changes comes from a model that samples, and is judged
@@ -299,80 +273,75 @@ def _run_candidates(
                 task,
                 backend,
                 run_subject,
-                probes,
-                tensors,
+                run.probes,
+                run.tensors,
                 0,
                 name=RESEEDED,
-                after_run=guard.check if backend.runs_the_model else None,
+                after_run=after_run,
                 seed_value=RESEED,
             )
+
+
+def _record_evidence(run: CaseRun) -> None:
+    """Where a candidate differs: the graph's own evidence (ranked values, summation magnitudes), eager's index
+    ops, and the inputs of float-to-int casts behind integer differences."""
     from ..backends.candidates import export_name
 
-    differing = _differing_outputs(task, row, tensors, candidates)
-    for key, exported in exports.done.items():
+    task, tensors, probes, outputs = run.task, run.tensors, run.probes, run.subject.output_names
+    differing = _differing_outputs(task, run.row, tensors, run.candidates)
+    for key, exported in run.exports.done.items():
         name = export_name(key)
         if exported.ok and differing.get(name):
             wanted = {p: feeds for p, feeds in probes.items() if p in differing[name]}
-            record_graph_evidence(task, exported.onnx_bytes, subject.output_names, wanted, tensors, name)
+            record_graph_evidence(task, exported.onnx_bytes, outputs, wanted, tensors, name)
     differing_probes = {p for found in differing.values() for p in found}
     if differing_probes:  # are differing indices ties? Eager's own values say (see ``eager_ranked``)
         from .eager_ranked import record_eager_ranked
 
-        record_eager_ranked(
-            task, subject, {p: feeds for p, feeds in probes.items() if p in differing_probes}, tensors, guard.check
-        )
+        wanted = {p: feeds for p, feeds in probes.items() if p in differing_probes}
+        record_eager_ranked(task, run.subject, wanted, tensors, run.guard.check)
     integer_probes = _integer_differences(task, tensors)
-    for key, exported in exports.done.items():  # is an undefined float-to-int conversion behind the difference?
+    for key, exported in run.exports.done.items():  # is an undefined float-to-int conversion behind the difference?
         if exported.ok and exported.float_to_int_casts and integer_probes:
             wanted = {p: feeds for p, feeds in probes.items() if p in integer_probes}
             record_graph_evidence(
-                task,
-                exported.onnx_bytes,
-                subject.output_names,
-                wanted,
-                tensors,
-                export_name(key),
-                kinds=("cast_inputs",),
+                task, exported.onnx_bytes, outputs, wanted, tensors, export_name(key), kinds=("cast_inputs",)
             )
+
+
+def _controls_and_localization(run: CaseRun) -> None:
+    """The controls of the candidates that fail on values, the other exporter for an export that failed, what the
+    guard restored, and the localization of each failing ONNX candidate."""
+    task, built, row, exports = run.task, run.built, run.row, run.exports
     failing: dict[str, set[str]] = {}
     if task.control_budget > 0 or task.localize_budget > 0:
         from .controls import failing_candidates
 
-        failing = failing_candidates(task, row, tensors)  # judged once, for the controls and the localization
+        failing = failing_candidates(task, row, run.tensors)  # judged once, for the controls and the localization
     if task.control_budget > 0:
         from .controls import run_controls
+        from .export_control import try_other_exporter
 
         def graph_for(candidate: Any) -> Subject | None:
             if not REGISTRY[candidate.backend].needs_onnx:
-                return subject
-            exported = exports.get(candidate.export_key(row["exporter"]))
-            return subject.with_graph(exported) if exported.ok else None
+                return run.subject
+            exported = exports.get(candidate.export_key(row.exporter))
+            return run.subject.with_graph(exported) if exported.ok else None
 
         without_rewrite = None
         if built.onnx_transform is not None:
 
             def without_rewrite(candidate: Any) -> ExportResult:
-                return exports.raw(candidate.export_key(row["exporter"]))
+                return exports.raw(candidate.export_key(row.exporter))
 
-        run_controls(
-            task,
-            row,
-            tensors,
-            probes,
-            graph_for,
-            built.module,
-            without_rewrite,
-            failing,
-            own_exporter(task, built) if built.onnx is not None else None,
-        )
-        from .export_control import try_other_exporter
-
-        try_other_exporter(row, candidates, exports)  # an export that failed: does the other exporter take it?
-    row["state_changes"] = guard.summary()
+        own = own_exporter(task, built) if built.onnx is not None else None
+        run_controls(task, row, run.tensors, run.probes, graph_for, built.module, without_rewrite, failing, own)
+        try_other_exporter(row, run.candidates, exports)  # an export that failed: does the other exporter take it?
+    row.state_changes = run.guard.summary()
     if task.localize_budget > 0:
         from .auto_localize import localize_failures
 
-        localize_failures(task, built, candidates, failing, row, exports)
+        localize_failures(task, built, run.candidates, failing, row, exports)
 
 
 def own_exporter(task: Task, built: Case) -> str:
@@ -405,23 +374,21 @@ class BoundFile:
 
 
 def _bind_file(
-    built: Case, row: dict[str, Any], feeds: dict[str, np.ndarray], output_names: list[str], output_values: list[Any]
+    built: Case, row: CaseRow, feeds: dict[str, np.ndarray], output_names: list[str], output_values: list[Any]
 ) -> BoundFile:
     """Load the case's ONNX file and line it up with the model, before any candidate runs; a file that does not
     line up is the case's definition error, with both sides listed."""
     from ..export import onnx_file
     from ..suite.model_io import to_numpy
 
-    row["stage"] = "load"
+    row.stage = "load"
     enter_stage("load")
     try:
         model = onnx_file.load(built.onnx)
         binding = onnx_file.bind(model, list(feeds), feeds, output_names, [to_numpy(v) for v in output_values])
     except onnx_file.OnnxFileError as exc:
         raise CaseDefinitionError(str(exc)) from None
-    row["warnings"] = (
-        list(row.get("warnings") or []) + binding.notes + onnx_file.dynamic_axes_problems(binding, built.dynamic_axes)
-    )
+    row.add_warnings(*binding.notes, *onnx_file.dynamic_axes_problems(binding, built.dynamic_axes))
     # Probes vary what the file declares dynamic, under the file's names; difftest's own export (the control)
     # is made with the same dynamic axes.
     built.dynamic_axes = binding.dynamic_axes or None
@@ -429,18 +396,17 @@ def _bind_file(
 
 
 def _differing_outputs(
-    task: Task, row: dict[str, Any], tensors: list[dict[str, Any]], candidates: list[Any]
+    task: Task, row: CaseRow, tensors: list[dict[str, Any]], candidates: list[Any]
 ) -> dict[str, set[str]]:
     """Export name (or, for a candidate that runs the model, its name) -> the probes on which a candidate differs
     from the reference beyond the case's tolerance. Evidence (ranked values, summation magnitudes, eager's index
     ops) is only worth gathering there."""
     from ..backends.candidates import export_name
-    from ..judge.classify import tolerance_for
+    from ..judge.classify import output_tolerance, tolerance_for
     from ..judge.compare import bit_identical, within
-    from ..judge.verdicts import output_tolerance
     from ..record.tables import decode
 
-    tolerances = json.loads(row.get("tolerances") or "{}")
+    tolerances = row.tolerances or {}
     reference = {
         (t["probe"], t["output"]): t
         for t in tensors
@@ -451,7 +417,7 @@ def _differing_outputs(
         if candidate.name in (task.reference_variants or ()):
             continue  # the float64 oracle differs by design
         if REGISTRY[candidate.backend].needs_onnx:
-            name = export_name(candidate.export_key(row["exporter"]))
+            name = export_name(candidate.export_key(row.exporter))
         else:
             name = candidate.name
         for t in tensors:
@@ -531,7 +497,7 @@ class CaseExports:
         example: list[Any],
         frozen: dict[str, Any],
         output_names: list[str],
-        row: dict[str, Any],
+        row: CaseRow,
         guard: Any,
         file: BoundFile | None = None,
     ):

@@ -10,21 +10,21 @@ goes into the case row's ``controls`` as ``other_exporter``: ``{"kind": "export"
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..backends import REGISTRY
 from ..export.messages import headline
 from ..judge.next_step import EXPORTERS, OTHER_EXPORTER
+from .case_run import CaseRow
 
 
-def try_other_exporter(row: dict[str, Any], candidates: list[Any], exports: Any) -> None:
+def try_other_exporter(row: CaseRow, candidates: list[Any], exports: Any) -> None:
     """Export with the other exporter for each exporter that failed, and record what happened."""
     results: dict[str, dict[str, Any]] = {}
     for candidate in candidates:
         if not REGISTRY[candidate.backend].needs_onnx:
             continue
-        key = candidate.export_key(row["exporter"])
+        key = candidate.export_key(row.exporter)
         exporter, named = key
         exported = exports.done.get(key)
         if exporter not in EXPORTERS or exported is None or exported.ok or exported.stage != "export":
@@ -53,6 +53,6 @@ def try_other_exporter(row: dict[str, Any], candidates: list[Any], exports: Any)
         }
     if not results:
         return
-    controls = json.loads(row.get("controls") or "{}")
+    controls = row.controls or {}
     controls[OTHER_EXPORTER] = {"kind": "export", "results": results}
-    row["controls"] = json.dumps(controls)
+    row.controls = controls

@@ -5,12 +5,12 @@ sample, for charts. A verdict must never rest on that sample alone: a fault in e
 to a sample of even ones. So the worker keeps the reference's full output of each probe in a scratch file
 (memory-mapped, deleted when the case ends) and compares every candidate's full output with it, in chunks:
 bit-identity, and the tolerance statistics (elements beyond rtol/atol, max and mean |Δ|). The result goes into
-the candidate's row (``message``: ``{"full": {...}}``); the judge uses it (see ``judge.judge_sampled``).
+the candidate's row (its ``full`` column, ``record.columns.FULL_COMPARISON``); the judge uses it (see
+``judge.judge_sampled``).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ class FullComparisons:
         self.reference, self.max_bytes, self.scratch, self.tolerances = reference, max_bytes, scratch, tolerances
         self.saved: dict[tuple[str, str], Path] = {}
 
-    def note(self, backend: str, probe: str, output: str, rerun: int, array: np.ndarray) -> str | None:
-        """The JSON to keep in the row of an output too large to store whole, or None for one stored whole."""
+    def compare(self, backend: str, probe: str, output: str, rerun: int, array: np.ndarray) -> dict[str, Any] | None:
+        """The row's ``full`` for an output too large to store whole (``columns.FULL_COMPARISON``), or None for
+        one stored whole."""
         if array.nbytes <= self.max_bytes:
             return None
         if backend == self.reference:
@@ -35,29 +36,20 @@ class FullComparisons:
                 path = self.scratch / f"{len(self.saved)}.npy"
                 np.save(path, np.ascontiguousarray(array))
                 self.saved[(probe, output)] = path
-            return json.dumps({"full": {"role": "reference", "count": int(array.size)}})
+            return {"role": "reference", "count": int(array.size)}
         path = self.saved.get((probe, output))
         if path is None:
-            return json.dumps(
-                {
-                    "full": {
-                        "against": None,
-                        "count": int(array.size),
-                        "reason": "the reference's full output was not available",
-                    }
-                }
-            )
+            return {
+                "against": None,
+                "count": int(array.size),
+                "reason": "the reference's full output was not available",
+            }
         reference = np.load(path, mmap_mode="r")
-        return json.dumps(
-            {
-                "full": compare_in_full(reference, array, *self._tolerance(reference, output)),
-            },
-            default=float,
-        )
+        return compare_in_full(reference, array, *self._tolerance(reference, output))
 
     def _tolerance(self, reference: np.ndarray, output: str) -> tuple[float, float]:
         from ..judge.classify import tolerance_for
-        from ..judge.verdicts import output_tolerance
+        from ..judge.classify import output_tolerance
 
         return tolerance_for(reference, *output_tolerance(self.tolerances, output))
 
@@ -69,7 +61,12 @@ def compare_in_full(reference: np.ndarray, candidate: np.ndarray, rtol: float, a
     """Bit-identity and tolerance statistics over every element, in chunks."""
     from ..judge.compare import bit_identical, metrics
 
-    result: dict[str, Any] = {"against": "reference", "count": int(candidate.size), "rtol": rtol, "atol": atol}
+    result: dict[str, Any] = {
+        "against": "reference",
+        "count": int(candidate.size),
+        "rtol": float(rtol),
+        "atol": float(atol),
+    }
     if reference.shape != candidate.shape:
         result.update(identical=False, shape=list(reference.shape))
         return result
@@ -85,6 +82,9 @@ def compare_in_full(reference: np.ndarray, candidate: np.ndarray, rtol: float, a
         return result
     m = metrics(np.asarray(reference), candidate, rtol, atol)
     result.update(
-        mismatched=int(m.mismatched), max_abs=m.max_abs, mean_abs=m.mean_abs, worst_index=list(m.worst_index or ())
+        mismatched=int(m.mismatched),
+        max_abs=float(m.max_abs),
+        mean_abs=float(m.mean_abs),
+        worst_index=[int(i) for i in m.worst_index or ()],
     )
     return result

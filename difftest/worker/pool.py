@@ -53,7 +53,7 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 class Failure:
     """A case that produced no result: its process crashed, timed out, lost its result or hit a harness bug."""
 
-    kind: str  # "crash" | "timeout" | "internal"
+    kind: str  # one of judge.vocabulary.FAILURE_KINDS: "crash" | "timeout" | "internal"
     stage: str | None
     message: str
     seconds: float

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,27 +9,30 @@ from ..backends import REGISTRY, Subject
 from ..export.exporter import ExportResult
 from ..record.names import INPUTS
 from ..record.tables import tensor_row
-from ..suite.cases import Case
 from .backend_run import record_export, record_graph_evidence, run_backend
-from .task import Task, enter_stage
+from .task import enter_stage
+from .case_run import CaseRun
 
 REFERENCE = "recorded"
 
 
-def run_recorded(task: Task, built: Case, row: dict[str, Any], tensors: list[dict[str, Any]]) -> None:
+def run_recorded(run: CaseRun) -> None:
+    """An ONNX test folder: its recorded outputs are the reference, each ONNX backend a candidate."""
     from ..backends.candidates import export_name, parse
+
+    task, built, row, tensors = run.task, run.built, run.row, run.tensors
     from ..export.transforms import steps
     from ..suite import onnx_tests
 
-    row["stage"] = "load"
+    row.stage = "load"
     enter_stage("load")
     test = onnx_tests.load(Path(built.onnx_test))
-    row["stage"] = None
-    row["inputs"], row["outputs"] = test.input_names, test.output_names
+    row.stage = None
+    row.inputs, row.outputs = test.input_names, test.output_names
     if built.rtol is None and built.atol is None and not built.tolerances:
-        row["tolerances"] = json.dumps({"rtol": onnx_tests.RTOL, "atol": onnx_tests.ATOL, "per_output": {}})
+        row.tolerances = {"rtol": onnx_tests.RTOL, "atol": onnx_tests.ATOL, "per_output": {}}
     probes = {("base" if i == 0 else f"set_{i}"): feeds for i, (feeds, _) in enumerate(test.data_sets)}
-    row["probes"] = list(probes)
+    row.probes = list(probes)
     for (probe, feeds), (_, expected) in zip(probes.items(), test.data_sets):
         for index, (name, array) in enumerate(feeds.items()):
             tensors.append(
