@@ -121,6 +121,19 @@ class _Context:
         self.tolerances = case.get("tolerances") or {}
         self.controls = case.get("controls") or {}
         self.rewrites = list(case.get("rewrites") or [])
+        self._rewrite: dict[str, Any] | None = None
+
+    def rewrite(self) -> dict[str, Any]:
+        """The rewrite control as this judge reads it (once per case): its verdict from its recorded rows, or the
+        verdict the worker stored for a run made before they were recorded."""
+        if self._rewrite is None:
+            raw = dict(self.controls.get("rewrite") or {})
+            if raw.get("ran") and self.rec.has(f"{WITHOUT_REWRITE}:{raw.get('candidate')}"):
+                raw["agrees"], raw["evidence"] = rewrite_control(
+                    self.rec, self.reference, raw["candidate"], self.tolerances
+                )
+            self._rewrite = raw
+        return self._rewrite
 
 
 def _stage_blame(candidate: str, verdict: Verdict, context: _Context) -> str:
@@ -410,12 +423,7 @@ def graph_author(candidate: str, context: _Context) -> tuple[str, str]:
     if exporter == USER_FILE:
         return USER_FILE_BLAME, "the ONNX file the case gave produced it"
     if "onnx_transform" in context.rewrites:
-        raw = dict(context.controls.get("rewrite") or {})
-        if raw.get("ran") and context.rec.has(f"{WITHOUT_REWRITE}:{raw.get('candidate')}"):
-            # judged from its recorded rows (a run before they were recorded keeps the verdict it stored)
-            raw["agrees"], raw["evidence"] = rewrite_control(
-                context.rec, context.reference, raw["candidate"], context.tolerances
-            )
+        raw = context.rewrite()
         if raw.get("ran"):
             if raw.get("agrees"):
                 return "onnx_transform", (

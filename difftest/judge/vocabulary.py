@@ -165,14 +165,14 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("cast_inputs", "evaluating the values a float-to-integer Cast converts"),
 )
 STAGES: dict[str, str] = {stage.name: stage.meaning for stage in STAGE_TABLE}
+_STAGE_ENTRIES = {stage.name: stage for stage in STAGE_TABLE}
 
 
 def stage(name: str | None) -> Stage | None:
     """The table's entry for a stage as recorded (``transform:fp16`` is the ``transform:`` entry)."""
     if name is None:
         return None
-    key = "transform:" if name.startswith("transform:") else name
-    return next((s for s in STAGE_TABLE if s.name == key), None)
+    return _STAGE_ENTRIES.get("transform:" if name.startswith("transform:") else name)
 
 
 def is_stage(name: str | None) -> bool:

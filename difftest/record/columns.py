@@ -36,30 +36,33 @@ class Type:
         return value
 
 
+_SCALAR_TYPES = {"str": "String", "float": "Float64", "int": "Int64", "bool": "Boolean", "bytes": "Binary"}
+_PYTHON_TYPES: dict[str, Any] = {"str": str, "float": (int, float), "int": int, "bool": bool, "bytes": bytes}
+
+
 @dataclass(frozen=True)
 class Scalar(Type):
-    kind: str  # "str", "float", "int", "bool"
+    kind: str  # one of _SCALAR_TYPES
 
     def dtype(self) -> Any:
         import polars as pl
 
-        return {"str": pl.String, "float": pl.Float64, "int": pl.Int64, "bool": pl.Boolean}[self.kind]
+        return getattr(pl, _SCALAR_TYPES[self.kind])
+
+    def accepts(self, value: Any) -> bool:
+        if self.kind in ("int", "float") and isinstance(value, bool):
+            return False
+        return isinstance(value, _PYTHON_TYPES[self.kind])
 
     def encode(self, value: Any, strict: bool) -> Any:
         if value is None:
             return None
-        ok = {
-            "str": isinstance(value, str),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "bool": isinstance(value, bool),
-        }[self.kind]
-        if not ok:
+        if not self.accepts(value):
             raise ColumnValueError(f"{value!r} is not a {self.kind}")
         return float(value) if self.kind == "float" else value
 
 
-STR, FLOAT, INT, BOOL = Scalar("str"), Scalar("float"), Scalar("int"), Scalar("bool")
+STR, FLOAT, INT, BOOL, BYTES = (Scalar(kind) for kind in _SCALAR_TYPES)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class Attribute(Type):
     """An ONNX node attribute as localization describes it: an int, a float, a string, or a list of ints, floats
     or strings (one field per kind, like ONNX's AttributeProto)."""
 
-    KINDS = (("int", INT), ("float", FLOAT), ("string", STR))
+    KINDS = (("int", INT), ("float", FLOAT), ("string", STR))  # in this order: an int is also a float
 
     def dtype(self) -> Any:
         import polars as pl
@@ -199,12 +202,12 @@ class Attribute(Type):
         stored: dict[str, Any] = {name: None for name, _ in self.KINDS}
         stored.update({f"{name}s": None for name, _ in self.KINDS})
         if isinstance(value, list):
-            kind = next((name for name, _ in self.KINDS if all(_is(name, v) for v in value)), None)
+            kind = next((name for name, scalar in self.KINDS if all(scalar.accepts(v) for v in value)), None)
             if kind is None:
                 raise ColumnValueError(f"{value!r} mixes kinds")
             stored[f"{kind}s"] = [float(v) if kind == "float" else v for v in value]
             return stored
-        kind = next((name for name, _ in self.KINDS if _is(name, value)), None)
+        kind = next((name for name, scalar in self.KINDS if scalar.accepts(value)), None)
         if kind is None:
             raise ColumnValueError(f"{value!r} is not an attribute value")
         stored[kind] = float(value) if kind == "float" else value
@@ -217,14 +220,6 @@ class Attribute(Type):
             if value.get(name) is not None:
                 return value[name]
         return None
-
-
-def _is(kind: str, value: Any) -> bool:
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, str)
 
 
 class Expect(Type):
@@ -262,6 +257,18 @@ def _labels(value: Any) -> list[str]:
 # --- the columns ------------------------------------------------------------------------------------------------
 
 STRS = ListOf(STR)
+
+# The kinds a table's column declaration names (``record.tables``): a scalar, a list, or "structured", a nested
+# record whose type is in ``STRUCTURED``.
+COLUMN_KINDS: dict[str, Type] = {
+    "str": STR,
+    "float": FLOAT,
+    "int": INT,
+    "bool": BOOL,
+    "bytes": BYTES,
+    "strs": STRS,
+    "ints": ListOf(INT),
+}
 
 EXPORT = record(
     exporter=STR,
@@ -404,10 +411,10 @@ def decode(table: str, column: str, value: Any) -> Any:
     return STRUCTURED[table][column].decode(value)
 
 
-def conform(table: str, column: str, value: Any) -> Any:
-    """``value`` with the fields the column's type declares (others left out): a value this difftest did not
-    write itself (a cache entry an older difftest made) before it goes into a row."""
-    return decode(table, column, encode(table, column, value, strict=False))
+def conform(kind: Type, value: Any) -> Any:
+    """``value`` with the fields its type declares (others left out): a value this difftest did not write itself
+    (a cache entry an older difftest made) before it goes into a row."""
+    return kind.decode(kind.encode(value, strict=False))
 
 
 def decode_row(table: str, row: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import RunDataError
-from .columns import STRUCTURED
+from .columns import COLUMN_KINDS, STRUCTURED, ColumnValueError, decode_row, from_json_text
+from .columns import decode as decode_column
+from .columns import encode as encode_column
 
 TABLES = ("runs", "cases", "tensors", "comparisons")
 
@@ -171,43 +173,29 @@ def _declared() -> dict[str, dict[str, str]]:
     }
 
 
-# The kinds a column's declaration names; "structured" is a nested record (``columns.STRUCTURED`` has its type).
-_KINDS = {"str": "String", "float": "Float64", "int": "Int64", "bool": "Boolean", "bytes": "Binary"}
-
-
 def columns(table: str) -> tuple[str, ...]:
     """The table's column names, in order (without importing polars: a worker checks its rows against them)."""
     return tuple(_declared()[table])
 
 
-def _polars_type(table: str, column: str, kind: str) -> Any:
-    import polars as pl
-
-    from .columns import dtype
-
-    if kind == "structured":
-        return dtype(table, column)
-    if kind in ("strs", "ints"):
-        return pl.List(pl.String if kind == "strs" else pl.Int64)
-    return getattr(pl, _KINDS[kind])
-
-
 def schema(table: str) -> dict[str, Any]:
-    """The table's columns and their polars types."""
-    return {name: _polars_type(table, name, kind) for name, kind in _declared()[table].items()}
+    """The table's columns and their polars types (a declaration's kind is one of ``columns.COLUMN_KINDS``, or
+    "structured": ``columns.STRUCTURED`` has its type)."""
+    return {
+        name: (STRUCTURED[table][name] if kind == "structured" else COLUMN_KINDS[kind]).dtype()
+        for name, kind in _declared()[table].items()
+    }
 
 
 def frame(table: str, rows: Iterable[dict[str, Any]]):
     """A DataFrame with exactly the table's columns and types (missing keys are null)."""
     import polars as pl
 
-    from .columns import STRUCTURED, encode
-
     columns = schema(table)
     rows = list(rows)
     structured = STRUCTURED.get(table, {})
     data = {
-        name: [encode(table, name, row.get(name)) if name in structured else row.get(name) for row in rows]
+        name: [encode_column(table, name, row.get(name)) if name in structured else row.get(name) for row in rows]
         for name in columns
     }
     return pl.DataFrame(data, schema=columns)
@@ -259,8 +247,6 @@ def tensor_row(
 def row_dicts(frame: Any, table: str) -> list[dict[str, Any]]:
     """A table's rows as the stages use them: ``DataFrame.to_dicts`` with the structured columns decoded into the
     Python values the worker wrote (``columns``)."""
-    from .columns import decode_row
-
     return [decode_row(table, row) for row in frame.to_dicts()]
 
 
@@ -506,7 +492,8 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
         )
     types = _schema_of(path)
     present = set(types)
-    wanted = [c for c in schema(table) if not (without_data and c == "data")]
+    declared = schema(table)
+    wanted = [c for c in declared if not (without_data and c == "data")]
     absent = [c for c in REQUIRED.get(table, ()) if c not in present]
     if absent:
         raise RunDataError(
@@ -517,17 +504,16 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
     frame = _structured_as_declared(path, table, frame, types)
     if table == "tensors" and "full" not in present and "message" in frame.columns:
         frame = _tensor_messages_split(frame)
-        present |= {"full", "about"}
-    for name in [c for c in wanted if c in present and types.get(c, schema(table)[c]) != schema(table)[c]]:
-        if name in STRUCTURED.get(table, {}):
-            continue
+    types = dict(frame.schema)  # the structured columns (and an old tensors table's split ones) as declared now
+    present = set(types)
+    for name in [c for c in wanted if c in present and types[c] != declared[c]]:
         try:  # an older run's compatible type (all-null columns, integers for floats) reads as the schema's
-            if not _compatible(types[name], schema(table)[name]):
+            if not _compatible(types[name], declared[name]):
                 raise TypeError(name)
-            frame = frame.with_columns(pl.col(name).cast(schema(table)[name], strict=True))
+            frame = frame.with_columns(pl.col(name).cast(declared[name], strict=True))
         except Exception:
             raise RunDataError(
-                f"{path}: column {name!r} holds {types[name]}, not {schema(table)[name]} (a damaged or "
+                f"{path}: column {name!r} holds {types[name]}, not {declared[name]} (a damaged or "
                 "crafted table); rerun the run, or restore the file"
             ) from None
     for name in REQUIRED.get(table, ()):
@@ -540,13 +526,7 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
     for name in JSON_COLUMNS.get(table, ()):
         if name in frame.columns:
             for row, text in enumerate(frame[name].to_list()):
-                if text is None:
-                    continue
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    value = None
-                if not isinstance(value, dict):
+                if text is not None and _json_object(text) is None:
                     raise RunDataError(
                         f"{path}: column {name!r} in row {row} is not the JSON object difftest wrote "
                         "(a damaged or crafted table); rerun the run, or restore the file"
@@ -557,7 +537,7 @@ def read_table(run_dir: Path, table: str, without_data: bool = False):
         )
     missing = [c for c in wanted if c not in present]
     if missing:
-        frame = frame.with_columns([pl.lit(None, dtype=schema(table)[c]).alias(c) for c in missing])
+        frame = frame.with_columns([pl.lit(None, dtype=declared[c]).alias(c) for c in missing])
     return frame.select(wanted)
 
 
@@ -596,8 +576,6 @@ def _structured_as_declared(path: Path, table: str, frame: Any, types: dict[str,
     fields (another difftest's) reads with the fields declared now."""
     import polars as pl
 
-    from .columns import STRUCTURED, ColumnValueError, decode, encode, from_json_text
-
     for name, kind in STRUCTURED.get(table, {}).items():
         if name not in frame.columns or types[name] == kind.dtype():
             continue
@@ -606,7 +584,7 @@ def _structured_as_declared(path: Path, table: str, frame: Any, types: dict[str,
             if types[name] in (pl.String, pl.Null):
                 stored = [from_json_text(table, name, v) for v in values]
             else:
-                stored = [encode(table, name, decode(table, name, v), strict=False) for v in values]
+                stored = [encode_column(table, name, decode_column(table, name, v), strict=False) for v in values]
             frame = frame.with_columns(pl.Series(name, stored, dtype=kind.dtype()))
         except (ColumnValueError, TypeError, AttributeError, KeyError) as exc:
             raise RunDataError(
@@ -622,14 +600,12 @@ def _tensor_messages_split(frame: Any) -> Any:
     failed) are separate columns."""
     import polars as pl
 
-    from .columns import encode
-
     messages, fulls, abouts = [], [], []
     for status, text in zip(frame["status"].to_list(), frame["message"].to_list()):
         value = _json_object(text) if status == "ok" else None
         full = value.get("full") if value is not None else None
         messages.append(text if value is None else None)
-        fulls.append(encode("tensors", "full", full, strict=False) if full is not None else None)
+        fulls.append(encode_column("tensors", "full", full, strict=False) if full is not None else None)
         abouts.append(text if value is not None and full is None else None)
     return frame.with_columns(
         pl.Series("message", messages, dtype=pl.String),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import REGISTRY
-from ..record.columns import conform
+from ..record.columns import LOCALIZATION, conform
 from ..record.names import slug
 from ..suite.cases import Case
 from .task import Task, enter_stage
@@ -88,7 +88,7 @@ def _localization_path(task: Task, cache_key: str | None, candidate: str) -> Pat
 def _cached_localization(task: Task, cache_key: str | None, candidate: str) -> dict[str, Any] | None:
     path = _localization_path(task, cache_key, candidate)
     try:
-        return conform("cases", "localization", {"cached": json.loads(path.read_text())})["cached"] if path else None
+        return conform(LOCALIZATION, json.loads(path.read_text())) if path is not None else None
     except (OSError, ValueError):
         return None
 
